@@ -1,0 +1,41 @@
+# webhook-stream: `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install run test lint format bench topics clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing webhook-stream with dev extras"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project
+
+run: $(STAMP)  ## embedded broker + worker + API on :6066 (Ctrl-C stops all)
+	$(VENV)/bin/webhook-stream dev
+
+test: $(STAMP)  ## the whole suite, against a real embedded broker
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff check and format check
+	$(VENV)/bin/ruff check webhook_stream tests bench
+	$(VENV)/bin/ruff format --check webhook_stream tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format webhook_stream tests bench
+	$(VENV)/bin/ruff check --fix webhook_stream tests bench
+
+bench: $(STAMP)  ## throughput and latency benchmark (prints a table)
+	$(PY) -m bench
+
+topics: $(STAMP)  ## print the topic plan and create missing topics
+	$(VENV)/bin/webhook-stream topics
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""The exceptions of webhook-stream, under one root.
+
+Each says whether retrying can help (``retriable``), in the manner of aiokafka's errors::
+
+    WebhookStreamError
+    ├── ConfigError                 bad WEBHOOK_STREAM_* value; fix the environment
+    ├── InvalidSubscription         a subscription failed validation; ``field`` names the culprit
+    ├── RejectedEvent               an input record cannot be parsed or is refused; goes to
+    │                               webhooks.rejected with ``reason``
+    ├── BrokerError                 the embedded broker could not be started or reached
+    └── DeliveryError               one HTTP attempt failed
+        ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
+        └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
+"""
+
+from __future__ import annotations
+
+
+class WebhookStreamError(Exception):
+    """Root of every error raised by webhook-stream."""
+
+    retriable: bool = False
+
+
+class ConfigError(WebhookStreamError):
+    """A setting has an invalid value."""
+
+
+class BrokerError(WebhookStreamError):
+    """The embedded broker could not be started, or Kafka could not be reached."""
+
+    retriable = True
+
+
+class InvalidSubscription(WebhookStreamError):
+    """A subscription is invalid; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class RejectedEvent(WebhookStreamError):
+    """An input record could not be parsed or was refused; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DeliveryError(WebhookStreamError):
+    """An HTTP attempt did not succeed."""
+
+    def __init__(self, error: str, status: int | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.status = status
+
+
+class RetryableDeliveryError(DeliveryError):
+    """The attempt may succeed later (408, 429, 5xx, timeout, transport error)."""
+
+    retriable = True
+
+
+class FatalDeliveryError(DeliveryError):
+    """Retrying cannot help (other 4xx, 3xx, refused target)."""

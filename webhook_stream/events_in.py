@@ -1,0 +1,104 @@
+"""Events in: consume every ``events.*`` topic, fan out, hand deliveries to Kafka.
+
+A plain aiokafka consumer (group ``<app_id>-fanout``) with a regex subscription, because
+Faust's aiokafka driver silently ignores ``topic(pattern=...)`` (faust-streaming#62).
+aiokafka discovers new matching topics on each metadata refresh, so a topic created while
+the worker runs is picked up within ``topic_discovery_interval`` plus a group re-join.
+
+At least once: a batch's offsets are committed only after every delivery and rejected
+record produced from it has been acknowledged by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from . import kafka
+from .decoding import parse_event
+from .errors import RejectedEvent
+from .fanout import fan_out
+from .metrics import Metrics
+from .registry import SubscriptionRegistry
+from .rejected import reject
+from .settings import Settings
+from .topics import DELIVERIES
+
+__all__ = ["EventsIn"]
+
+log = logging.getLogger(__name__)
+
+
+class EventsIn:
+    """The fan-out loop. ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        registry: SubscriptionRegistry,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._registry = registry
+        self._metrics = metrics
+
+    async def run(self) -> None:
+        await self._registry.ready.wait()
+        consumer = kafka.group_consumer(
+            self._settings,
+            "fanout",
+            metadata_max_age_ms=int(self._settings.topic_discovery_interval * 1000),
+            max_poll_records=1000,
+        )
+        consumer.subscribe(pattern=self._settings.events_pattern)
+        await consumer.start()
+        log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                if not batch:
+                    continue
+                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+                futures: list[asyncio.Future] = []
+                for tp, records in batch.items():
+                    for record in records:
+                        futures.extend(await self._handle(record))
+                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+                await asyncio.gather(*futures)
+                try:
+                    await consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # Rebalanced meanwhile: the new owner fans these out again (same ids).
+                    log.warning("fan-out commit failed (%s); batch will be redone", exc)
+        finally:
+            await consumer.stop()
+
+    async def _handle(self, record: ConsumerRecord) -> list[asyncio.Future]:
+        try:
+            event = parse_event(
+                record.topic,
+                record.partition,
+                record.offset,
+                record.value,
+                list(record.headers or ()),
+                record.timestamp,
+                self._settings.max_event_bytes,
+            )
+        except RejectedEvent as exc:
+            self._metrics.events.labels("rejected").inc()
+            log.info(
+                "rejected %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc.reason
+            )
+            return [await reject(self._producer, record, exc.reason)]
+        deliveries = fan_out(event, self._registry.index)
+        self._metrics.events.labels("fanned_out" if deliveries else "no_match").inc()
+        return [
+            await self._producer.send(DELIVERIES, d.encode(), key=d.endpoint_id.encode())
+            for d in deliveries
+        ]

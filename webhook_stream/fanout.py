@@ -1,0 +1,35 @@
+"""Fan-out: one event joined with the subscription table gives one delivery per endpoint."""
+
+from __future__ import annotations
+
+from .records import Delivery, Event, delivery_id_for, iso_now
+from .subscriptions import SubscriptionIndex
+
+__all__ = ["fan_out"]
+
+
+def fan_out(
+    event: Event,
+    index: SubscriptionIndex,
+    *,
+    only_endpoint: str | None = None,
+    origin: str = "event",
+) -> list[Delivery]:
+    """Deliveries for every endpoint whose pattern and tenant match ``event``.
+
+    Disabled endpoints are included: the delivery path dead-letters them with reason
+    ``endpoint_disabled`` so nothing vanishes silently.
+    """
+    now = iso_now()
+    return [
+        Delivery(
+            delivery_id=delivery_id_for(event.id, sub.id),
+            endpoint_id=sub.id,
+            tenant_id=event.tenant_id,
+            event=event,
+            created_at=now,
+            origin=origin,
+        )
+        for sub in index.match(event.type, event.tenant_id)
+        if only_endpoint is None or sub.id == only_endpoint
+    ]

@@ -1,0 +1,56 @@
+"""Factories for the aiokafka clients webhook-stream runs besides Faust's own consumer.
+
+All share the consumer-group timings from settings, so failover behaves the same on every
+path (see the README's failover section).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from .settings import Settings
+
+__all__ = ["group_consumer", "producer", "tail_consumer"]
+
+
+def producer(settings: Settings) -> AIOKafkaProducer:
+    """The shared producer. ``acks=all``: a hand-off counts only once it is durable."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-producer",
+        acks="all",
+        linger_ms=2,
+        max_batch_size=262_144,
+        request_timeout_ms=30_000,
+    )
+
+
+def group_consumer(settings: Settings, group_suffix: str, **kwargs: Any) -> AIOKafkaConsumer:
+    """A consumer in group ``<app_id>-<suffix>``, committing by hand."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-{group_suffix}",
+        group_id=f"{settings.app_id}-{group_suffix}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout * 1000),
+        rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
+        max_poll_interval_ms=300_000,
+        fetch_max_wait_ms=100,
+        **kwargs,
+    )
+
+
+def tail_consumer(settings: Settings, **kwargs: Any) -> AIOKafkaConsumer:
+    """A group-less consumer (``assign()`` + seek) for reading whole topics."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        **kwargs,
+    )

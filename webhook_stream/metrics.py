@@ -1,0 +1,57 @@
+"""Prometheus metrics (SPEC section 9). Labels stay low-cardinality: no endpoint ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400)
+
+
+class Metrics:
+    """One registry per worker, so tests can build several apps in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter(
+            "webhook_deliveries",
+            "Deliveries by final or intermediate outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "webhook_attempt_duration_seconds",
+            "Duration of one HTTP attempt.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "webhook_end_to_end_seconds",
+            "Event timestamp to successful delivery.",
+            buckets=_E2E_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter("webhook_events", "Input events by result.", ["result"], registry=r)
+        self.in_flight = Gauge("webhook_in_flight", "HTTP attempts in flight.", registry=r)
+        self.pending = Gauge(
+            "webhook_pending_deliveries", "Deliveries held in memory by this worker.", registry=r
+        )
+        self.retry_backlog = Gauge(
+            "webhook_retry_backlog",
+            "Deliveries waiting in retry topics (buffered here).",
+            ["topic"],
+            registry=r,
+        )
+        self.subscriptions = Gauge(
+            "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
+        )
+        for outcome in ("succeeded", "retried", "dead_lettered"):
+            self.deliveries.labels(outcome)
+        for result in ("fanned_out", "no_match", "rejected"):
+            self.events.labels(result)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,104 @@
+"""The subscription table: every worker reads ``webhooks.subscriptions`` whole.
+
+A group-less consumer reads the compacted topic from the beginning into an indexed
+in-memory :class:`SubscriptionIndex`, and keeps tailing it. Faust GlobalTables lost
+entries and crashed after a worker was killed (notes: faust-on-tansu section 2); this
+is exact on Tansu and on Kafka, because each worker replays the topic itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from . import kafka
+from .errors import InvalidSubscription
+from .settings import Settings
+from .subscriptions import Subscription, SubscriptionIndex
+from .topics import SUBSCRIPTIONS
+
+__all__ = ["SubscriptionRegistry"]
+
+log = logging.getLogger(__name__)
+
+OnInvalid = Callable[[ConsumerRecord, str], Awaitable[None]]
+
+
+class SubscriptionRegistry:
+    """Tails ``webhooks.subscriptions`` into ``self.index``; ``ready`` once caught up."""
+
+    def __init__(self, settings: Settings, on_invalid: OnInvalid | None = None) -> None:
+        self._settings = settings
+        self._on_invalid = on_invalid
+        self.index = SubscriptionIndex()
+        self.ready = asyncio.Event()
+        self._positions: dict[int, int] = {}
+        self._progress = asyncio.Condition()
+
+    def get(self, endpoint_id: str) -> Subscription | None:
+        return self.index.get(endpoint_id)
+
+    async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
+        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
+
+        def applied() -> bool:
+            return self._positions.get(partition, 0) > offset
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def run(self) -> None:
+        consumer = kafka.tail_consumer(self._settings)
+        await consumer.start()
+        try:
+            await consumer.topics()  # refresh metadata
+            parts = consumer.partitions_for_topic(SUBSCRIPTIONS) or set()
+            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+            log.info("loading subscriptions from %d partitions", len(tps))
+            self._check_ready(end)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._apply(record)
+                    self._positions[tp.partition] = records[-1].offset + 1
+                if batch:
+                    async with self._progress:
+                        self._progress.notify_all()
+                if not self.ready.is_set():
+                    self._check_ready(end)
+        finally:
+            await consumer.stop()
+
+    def _check_ready(self, end: dict[int, int]) -> None:
+        if all(self._positions.get(p, 0) >= off for p, off in end.items()):
+            log.info("subscriptions loaded: %d endpoints", len(self.index))
+            self.ready.set()
+
+    async def _apply(self, record: ConsumerRecord) -> None:
+        if record.key is None:
+            log.warning("subscription record without key at offset %s ignored", record.offset)
+            return
+        endpoint_id = record.key.decode("utf-8", "replace")
+        if record.value is None:
+            self.index.remove(endpoint_id)
+            return
+        try:
+            self.index.put(Subscription.from_stored(record.value, endpoint_id))
+        except InvalidSubscription as exc:
+            # Fail closed: an invalid update removes the endpoint rather than keep a stale one.
+            self.index.remove(endpoint_id)
+            log.warning("subscription %r refused and removed: %s", endpoint_id, exc)
+            if self._on_invalid is not None:
+                await self._on_invalid(record, f"invalid_subscription: {exc}")

@@ -1,0 +1,111 @@
+"""The worker's own services, started before Faust's consumer and stopped after it.
+
+Owns the shared producer and HTTP client, the subscription registry, the fan-out loop
+(events in), the retry scheduler and the delivery path the Faust agent feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from . import kafka
+from .delivery import DeliveryPath, Dispatcher
+from .events_in import EventsIn
+from .http_client import HttpClient
+from .metrics import Metrics
+from .registry import SubscriptionRegistry
+from .rejected import reject
+from .retry import RetryScheduler
+from .settings import Settings
+from .topics import ensure_topics
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+_REDACTED_KEYS = ("secret", "previous_secrets")
+
+
+class Runtime(Service):
+    """Everything a worker runs besides Faust's own machinery."""
+
+    def __init__(self, app: Any, settings: Settings, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.producer: AIOKafkaProducer | None = None
+        self.http: HttpClient | None = None
+        self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
+        self.delivery: DeliveryPath | None = None
+        self._started = asyncio.Event()
+        self._crash_task: asyncio.Future[None] | None = None
+
+    async def on_start(self) -> None:
+        await ensure_topics(self.settings)
+        self.producer = producer = kafka.producer(self.settings)
+        await producer.start()
+        self.http = HttpClient(self.settings)
+        await self.http.start()
+        dispatcher = Dispatcher(self.settings, self.registry, self.http, producer, self.metrics)
+        self.delivery = DeliveryPath(
+            self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
+        )
+        self._supervise(self.registry.run(), "subscription registry")
+        self._supervise(
+            EventsIn(self.settings, producer, self.registry, self.metrics).run(), "fan-out"
+        )
+        self._supervise(RetryScheduler(self.settings, producer, self.metrics).run(), "retry")
+        self._started.set()
+
+    async def on_stop(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.lanes.close(self.settings.shutdown_timeout)
+        if self.http is not None:
+            await self.http.close()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def delivery_path(self) -> DeliveryPath:
+        """The delivery path, once the registry has loaded every subscription."""
+        await self._started.wait()
+        await self.registry.ready.wait()
+        assert self.delivery is not None
+        return self.delivery
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the worker on an error that would otherwise lose data (fail-stop)."""
+        log.critical("stopping the worker: %r", exc)
+        self._crash_task = asyncio.ensure_future(self.app.crash(exc))
+
+    def _supervise(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("%s loop failed", name)
+                self.fail(exc)
+
+        self.add_future(guarded())
+
+    async def _on_invalid_subscription(self, record: Any, reason: str) -> None:
+        assert self.producer is not None
+        value = record.value
+        try:
+            doc = orjson.loads(value)
+            if isinstance(doc, dict):
+                value = orjson.dumps(
+                    {k: ("[redacted]" if k in _REDACTED_KEYS else v) for k, v in doc.items()}
+                )
+        except orjson.JSONDecodeError:
+            pass
+        await (await reject(self.producer, record, reason, value=value))
