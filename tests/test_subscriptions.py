@@ -593,7 +593,6 @@ def test_index_against_brute_force() -> None:
             expected = sorted(
                 s.id
                 for s in live.values()
-                if s.tenant_id == tenant
-                and any(fnmatchcase(event_type, p) for p in s.event_types)
+                if s.tenant_id == tenant and any(fnmatchcase(event_type, p) for p in s.event_types)
             )
             assert ids(index.match(event_type, tenant)) == expected, (tenant, event_type)

@@ -8,6 +8,7 @@ import faust
 from mode import ServiceT
 
 from . import api, delivery
+from .faust_driver import Transport
 from .metrics import Metrics
 from .runtime import Runtime
 from .settings import Settings
@@ -23,6 +24,9 @@ class WebhookStreamApp(faust.App):
         self.ws_settings = settings
         self.ws_metrics = Metrics()
         self.runtime = Runtime(self, settings, self.ws_metrics, loop=None)
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         deps = list(super().on_init_dependencies())

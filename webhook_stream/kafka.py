@@ -39,7 +39,7 @@ def group_consumer(settings: Settings, group_suffix: str, **kwargs: Any) -> AIOK
         rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
         max_poll_interval_ms=300_000,
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=int(settings.fetch_max_wait * 1000),
         **kwargs,
     )
 
@@ -51,6 +51,6 @@ def tail_consumer(settings: Settings, **kwargs: Any) -> AIOKafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=int(settings.fetch_max_wait * 1000),
         **kwargs,
     )

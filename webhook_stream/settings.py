@@ -92,6 +92,9 @@ class Settings:
     replication_factor: int = 1
     #: Topic regex the events consumer subscribes to.
     events_pattern: str = r"^events\..+"
+    #: Longest a consumer fetch waits for data. Brokers that do not answer a fetch early
+    #: when data arrives (Tansu) add up to this much latency per hop.
+    fetch_max_wait: float = 0.02
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
     #: Default HTTP timeout per attempt (an endpoint's ``timeout_s`` wins).

@@ -1,0 +1,51 @@
+"""Session fixtures: one embedded broker on a free port, one worker, Kafka helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from webhook_stream.broker import EmbeddedBroker, free_port
+
+from .support import Kafka, Receiver, Worker
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(port=free_port(), log_file=log) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
+    k = await Kafka(broker.bootstrap).start()
+    yield k
+    await k.stop()
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Worker]:
+    """The shared worker: retry schedule 1s,2s, insecure targets allowed, test token."""
+    w = Worker(broker.url, tmp_path_factory.mktemp("worker")).start()
+    try:
+        await w.wait_ready()
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,300 @@
+"""Real parts for integration tests: worker processes, HTTP receivers, Kafka helpers.
+
+Nothing here mocks Kafka or HTTP. Waiting is always polling with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from webhook_stream.broker import free_port
+
+TOKEN = "test-token-please-ignore-0123456789"
+
+
+async def eventually(
+    check: Callable[[], Any | Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def uid(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class Worker:
+    """``faust -A webhook_stream worker`` as a real subprocess."""
+
+    def __init__(self, broker_url: str, workdir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"worker-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "WEBHOOK_STREAM_BROKER": broker_url,
+            "WEBHOOK_STREAM_API_TOKEN": TOKEN,
+            "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
+            "WEBHOOK_STREAM_RETRY_SCHEDULE": "1s,2s",
+            "WEBHOOK_STREAM_HTTP_TIMEOUT": "2s",
+            "WEBHOOK_STREAM_PARTITIONS": "4",
+            "WEBHOOK_STREAM_MAX_EVENT_BYTES": "20000",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "faust",
+                "-A",
+                "webhook_stream",
+                "worker",
+                "-l",
+                "info",
+                "--web-port",
+                str(self.port),
+                "--web-host",
+                "127.0.0.1",
+            ],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    async def wait_ready(self, timeout: float = 60.0) -> Worker:
+        async def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            try:
+                async with httpx.AsyncClient() as client:
+                    r = await client.get(self.url + "/health", timeout=1)
+                return r.status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(ready, timeout=timeout, interval=0.2)
+        return self
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.terminate(timeout=45)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # -- API helpers
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15
+        )
+
+    async def create_subscription(self, **sub: Any) -> dict[str, Any]:
+        async with self.api() as client:
+            r = await client.post("/subscriptions", json=sub)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+# --------------------------------------------------------------------------- receiver
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+Script = Callable[["Received"], Awaitable[web.StreamResponse] | web.StreamResponse | int]
+
+
+@dataclass
+class Receiver:
+    """An aiohttp server on 127.0.0.1 that records every request.
+
+    ``script[path]`` decides the answer: an int status, or a (possibly async) function of
+    the request returning a status or a response. Default: 200.
+    """
+
+    requests: list[Received] = field(default_factory=list)
+    script: dict[str, Script | int] = field(default_factory=dict)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> Receiver:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        got = Received(request.path, dict(request.headers), await request.read(), time.time())
+        self.requests.append(got)
+        action = self.script.get(request.path, 200)
+        if callable(action):
+            action = action(got)
+            if asyncio.iscoroutine(action):
+                action = await action
+        if isinstance(action, int):
+            return web.Response(status=action, text="ok" if action < 300 else "nope")
+        return action  # type: ignore[return-value]
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    async def wait_count(self, path: str, count: int, timeout: float = 30.0) -> list[Received]:
+        await eventually(lambda: len(self.at(path)) >= count, timeout=timeout)
+        return self.at(path)
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+class Kafka:
+    """Produce and read topics of the session broker."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> Kafka:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=1)
+        await self.producer.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | dict[str, Any] | None,
+        key: str | bytes | None = None,
+        headers: Iterable[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        assert self.producer is not None
+        if isinstance(value, dict):
+            value = orjson.dumps(value)
+        if isinstance(key, str):
+            key = key.encode()
+        return await self.producer.send_and_wait(
+            topic, value, key=key, headers=list(headers) if headers else None
+        )
+
+    async def read_all(self, topic: str) -> list[Any]:
+        """Every record currently in ``topic`` (all partitions)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            out: list[Any] = []
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+            while await behind():
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    out.extend(records)
+            return out
+        finally:
+            await consumer.stop()
+
+    async def wait_records(
+        self, topic: str, match: Callable[[Any], bool], count: int = 1, timeout: float = 30.0
+    ) -> list[Any]:
+        async def found() -> list[Any]:
+            hits = [r for r in await self.read_all(topic) if match(r)]
+            return hits if len(hits) >= count else []
+
+        return await eventually(found, timeout=timeout, interval=0.3)
+
+
+def json_of(record: Any) -> Any:
+    return orjson.loads(record.value)
+
+
+def event(type_: str, data: Any = None, **extra: Any) -> dict[str, Any]:
+    return {"type": type_, "data": data if data is not None else {}, **extra}
