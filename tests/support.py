@@ -112,10 +112,11 @@ class Worker:
         await eventually(ready, timeout=timeout, interval=0.2)
         return self
 
-    def terminate(self, timeout: float = 60.0) -> int:
+    async def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for exit without blocking the loop (receivers run on it)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        return await asyncio.to_thread(self.proc.wait, timeout)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -123,9 +124,11 @@ class Worker:
         self.proc.wait()
 
     def stop(self) -> None:
+        """Teardown: SIGTERM, then SIGKILL if it lingers."""
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.terminate(timeout=45)
+                self.proc.wait(timeout=45)
             except subprocess.TimeoutExpired:
                 self.kill()
 

@@ -124,7 +124,7 @@ async def test_worker_started_later_recovers_every_subscription(
             assert set(ids[5:]) <= set(by_id)
             assert all(by_id[ep]["url"] == "http://127.0.0.1:9/updated" for ep in ids[5:10])
             if attempt == 0:
-                late.terminate()
+                await late.terminate()
                 late.start()
                 await late.wait_ready()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import faust
 from mode import ServiceT
@@ -27,6 +28,19 @@ class WebhookStreamApp(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        # Replaces Faust's unbounded wait before it commits (shutdown, revocation): the
+        # delivery path finishes what it took, bounded, so those acks make the commit.
+        delivery = self.runtime.delivery
+        if delivery is None:
+            return
+        timeout = self.ws_settings.shutdown_timeout
+        if not self.should_stop:
+            # A rebalance must finish within the group's rebalance timeout.
+            timeout = min(timeout, self.ws_settings.rebalance_timeout * 0.8)
+        logger.info("draining in-flight deliveries (up to %.0fs)...", timeout)
+        await delivery.quiesce(timeout, final=self.should_stop)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         deps = list(super().on_init_dependencies())

@@ -207,10 +207,14 @@ class DeliveryPath:
         self._metrics = metrics
         self._crash = crash
         self._acker = OrderedAcker()
+        self._sending: set[asyncio.Future] = set()
+        self._accepting = True
         self.lanes = Lanes(settings.max_pending_deliveries, on_error=crash)
 
     async def submit(self, event: Any) -> None:
         """Queue one Faust event (a raw delivery record); returns once queued."""
+        if not self._accepting:
+            return  # shutting down: left unacked, so the next owner of the partition gets it
         entry = self._acker.track(event)
         key = event.key or b""
         sub = self._registry.get(key.decode("utf-8", "replace"))
@@ -222,6 +226,7 @@ class DeliveryPath:
                 self._acker.done(entry)
                 return
             gathered = asyncio.gather(*sends)
+            self._sending.add(gathered)
             gathered.add_done_callback(lambda fut: self._sent(fut, entry))
 
         await self.lanes.submit(key, max_in_flight, job)
@@ -237,7 +242,25 @@ class DeliveryPath:
             return [await reject(self._producer, message, f"invalid_delivery_record: {exc}")]
         return await self._dispatcher.process(delivery)
 
+    async def quiesce(self, timeout: float, *, final: bool = False) -> None:
+        """Finish what was taken (bounded by ``timeout``) so its acks precede the next commit.
+
+        Called by Faust before it commits at shutdown (``final``: take nothing new after)
+        and when partitions are revoked. What cannot finish in time is dropped unacked;
+        Kafka redelivers it.
+        """
+        if final:
+            self._accepting = False
+        deadline = time.monotonic() + timeout
+        finished = await self.lanes.drain(timeout)
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
+        if not finished or self._sending:
+            self._acker.clear()
+        self._metrics.pending.set(self.lanes.pending)
+
     def _sent(self, fut: asyncio.Future, entry: list[Any]) -> None:
+        self._sending.discard(fut)
         exc = fut.exception()
         if exc is not None:
             # Never ack what is not durable: stop the worker; its successor re-reads the offset.

@@ -47,6 +47,11 @@ class EventsIn:
         self._producer = producer
         self._registry = registry
         self._metrics = metrics
+        self._running = True
+
+    def stop(self) -> None:
+        """Finish the current batch, commit it, and return from :meth:`run`."""
+        self._running = False
 
     async def run(self) -> None:
         await self._registry.ready.wait()
@@ -60,8 +65,8 @@ class EventsIn:
         await consumer.start()
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
                 if not batch:
                     continue
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}

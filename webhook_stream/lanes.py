@@ -42,6 +42,10 @@ class OrderedAcker:
     def __len__(self) -> int:
         return sum(len(q) for q in self._pending.values())
 
+    def clear(self) -> None:
+        """Forget every unfinished entry (after a rebalance Faust re-delivers them)."""
+        self._pending.clear()
+
 
 class _Lane:
     __slots__ = ("queue", "running")
@@ -57,10 +61,8 @@ class Lanes:
     def __init__(self, max_pending: int, on_error: Callable[[BaseException], None]) -> None:
         self._lanes: dict[bytes | str, _Lane] = {}
         self._slots = asyncio.Semaphore(max_pending)
-        self._max_pending = max_pending
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_error = on_error
-        self.closing = False
 
     @property
     def pending(self) -> int:
@@ -75,13 +77,13 @@ class Lanes:
         lane.queue.append(job)
         if lane.running < max_in_flight:
             lane.running += 1
-            task = asyncio.create_task(self._drain(key, lane))
+            task = asyncio.create_task(self._run(key, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _drain(self, key: bytes | str, lane: _Lane) -> None:
+    async def _run(self, key: bytes | str, lane: _Lane) -> None:
         try:
-            while lane.queue and not self.closing:
+            while lane.queue:
                 job = lane.queue.popleft()
                 try:
                     await job()
@@ -96,12 +98,26 @@ class Lanes:
             if lane.running == 0 and not lane.queue:
                 self._lanes.pop(key, None)
 
-    async def close(self, timeout: float) -> None:
-        """Start no new job; wait up to ``timeout`` for running ones, then cancel them."""
-        self.closing = True
+    async def drain(self, timeout: float) -> bool:
+        """Run every queued job to completion, for at most ``timeout`` seconds.
+
+        Returns True when all finished. Otherwise the running jobs are cancelled and the
+        queued ones dropped (their records were never acked, so Kafka redelivers them).
+        """
         if self._tasks:
-            _, still = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in still:
-                task.cancel()
-            if still:
-                log.warning("%d deliveries still in flight at shutdown were cancelled", len(still))
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        if not self._tasks:
+            return True
+        still = set(self._tasks)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+        for lane in self._lanes.values():
+            for _ in lane.queue:
+                self._slots.release()
+            lane.queue.clear()
+        self._lanes.clear()
+        log.warning(
+            "%d delivery lanes did not finish in %.0fs and were abandoned", len(still), timeout
+        )
+        return False

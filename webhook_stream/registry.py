@@ -38,6 +38,10 @@ class SubscriptionRegistry:
         self.ready = asyncio.Event()
         self._positions: dict[int, int] = {}
         self._progress = asyncio.Condition()
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
 
     def get(self, endpoint_id: str) -> Subscription | None:
         return self.index.get(endpoint_id)
@@ -67,7 +71,7 @@ class SubscriptionRegistry:
             end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
             log.info("loading subscriptions from %d partitions", len(tps))
             self._check_ready(end)
-            while True:
+            while self._running:
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
                     for record in records:

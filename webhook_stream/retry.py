@@ -31,7 +31,7 @@ __all__ = ["RetryScheduler"]
 
 log = logging.getLogger(__name__)
 
-_MAX_IDLE_MS = 1000
+_MAX_IDLE_MS = 500
 
 
 @dataclass(slots=True)
@@ -64,6 +64,11 @@ class RetryScheduler:
         self._buffers: dict[TopicPartition, deque[_Waiting]] = {}
         self._paused: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
+        self._running = True
+
+    def stop(self) -> None:
+        """Commit what was forwarded and return from :meth:`run`."""
+        self._running = False
 
     async def run(self) -> None:
         consumer = kafka.group_consumer(self._settings, "retry", max_poll_records=2000)
@@ -71,7 +76,7 @@ class RetryScheduler:
         self._consumer = consumer
         await consumer.start()
         try:
-            while True:
+            while self._running:
                 batch = await consumer.getmany(timeout_ms=self._wait_ms(), max_records=2000)
                 for tp, records in batch.items():
                     buf = self._buffers.setdefault(tp, deque())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -47,6 +46,8 @@ class Runtime(Service):
         self.delivery: DeliveryPath | None = None
         self._started = asyncio.Event()
         self._crash_task: asyncio.Future[None] | None = None
+        self._loops: list[Any] = []
+        self._loop_tasks: set[asyncio.Task[None]] = set()
 
     async def on_start(self) -> None:
         await ensure_topics(self.settings)
@@ -58,16 +59,23 @@ class Runtime(Service):
         self.delivery = DeliveryPath(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        self._supervise(self.registry.run(), "subscription registry")
-        self._supervise(
-            EventsIn(self.settings, producer, self.registry, self.metrics).run(), "fan-out"
-        )
-        self._supervise(RetryScheduler(self.settings, producer, self.metrics).run(), "retry")
+        self._loops = [
+            self.registry,
+            EventsIn(self.settings, producer, self.registry, self.metrics),
+            RetryScheduler(self.settings, producer, self.metrics),
+        ]
+        self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
         self._started.set()
 
     async def on_stop(self) -> None:
+        for loop in self._loops:
+            loop.stop()
+        if self._loop_tasks:
+            _, late = await asyncio.wait(self._loop_tasks, timeout=self.settings.shutdown_timeout)
+            for task in late:
+                task.cancel()
         if self.delivery is not None:
-            await self.delivery.lanes.close(self.settings.shutdown_timeout)
+            await self.delivery.quiesce(self.settings.shutdown_timeout, final=True)
         if self.http is not None:
             await self.http.close()
         if self.producer is not None:
@@ -85,17 +93,14 @@ class Runtime(Service):
         log.critical("stopping the worker: %r", exc)
         self._crash_task = asyncio.ensure_future(self.app.crash(exc))
 
-    def _supervise(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("%s loop failed", name)
-                self.fail(exc)
-
-        self.add_future(guarded())
+    async def _supervised(self, loop: Any) -> None:
+        try:
+            await loop.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", type(loop).__name__)
+            self.fail(exc)
 
     async def _on_invalid_subscription(self, record: Any, reason: str) -> None:
         assert self.producer is not None
