@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from webhook_stream.subscriptions import generate_secret
 
 from .support import Kafka, Receiver, Worker, event, eventually, uid
@@ -113,7 +111,8 @@ async def test_worker_started_later_recovers_every_subscription(
             },
             key=ep,
         )
-    late = Worker(broker.url, tmp_path / "late", env={"WEBHOOK_STREAM_APP_ID": uid("late")}).start()
+    # Same app id as the shared worker: it joins the groups instead of re-reading history.
+    late = Worker(broker.url, tmp_path / "late").start()
     try:
         await late.wait_ready()
         for attempt in range(2):
@@ -129,4 +128,3 @@ async def test_worker_started_later_recovers_every_subscription(
                 await late.wait_ready()
     finally:
         late.stop()
-    _ = httpx  # imported for type clarity in helpers

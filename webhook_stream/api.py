@@ -20,7 +20,9 @@ import orjson
 from faust.web import Request, Response, View
 
 from .errors import InvalidSubscription
-from .records import iso_now
+from .fanout import send_delivery
+from .records import Delivery, Event, SourceRef, delivery_id_for, iso_now
+from .replay import ReplayError, parse_time, replay_deadletter, replay_events
 from .subscriptions import Subscription, parse_subscription
 from .topics import SUBSCRIPTIONS
 
@@ -116,7 +118,7 @@ def register_views(app: Any) -> None:
             app.runtime.metrics.subscriptions.set(len(app.runtime.registry.index))
             return self.bytes(
                 app.runtime.metrics.render(),
-                content_type="text/plain; version=0.0.4; charset=utf-8",
+                content_type="text/plain; version=0.0.4",
             )
 
     @app.page("/subscriptions")
@@ -200,6 +202,105 @@ def register_views(app: Any) -> None:
             return await self.store(
                 rotated, 200, secret=rotated.secret, old_secret_valid_for_s=grace
             )
+
+    @app.page("/subscriptions/{endpoint_id}/test")
+    class TestEvent(_Base):
+        @authorized
+        async def post(self, request: Request, endpoint_id: str) -> Response:
+            sub = self.find(endpoint_id)
+            if sub is None:
+                return _error(self, 404, f"no subscription {endpoint_id!r}")
+            delivery = make_test_delivery(sub)
+            await (await send_delivery(self.runtime.producer, delivery))
+            return self.json(
+                {"delivery_id": delivery.delivery_id, "event_id": delivery.event.id}, status=202
+            )
+
+    @app.page("/subscriptions/{endpoint_id}/attempts")
+    class Attempts(_Base):
+        @authorized
+        async def get(self, request: Request, endpoint_id: str) -> Response:
+            outcome = request.query.get("status") or None
+            try:
+                limit = int(request.query.get("limit", "50"))
+            except ValueError:
+                return _error(self, 400, "must be an integer", field="limit")
+            if not 1 <= limit <= 1000:
+                return _error(self, 400, "must be between 1 and 1000", field="limit")
+            if outcome not in (None, "succeeded", "retrying", "failed"):
+                return _error(self, 400, "one of succeeded, retrying, failed", field="status")
+            data = self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
+            return self.json({"data": data, "count": len(data)})
+
+    @app.page("/deliveries/{delivery_id}")
+    class DeliveryStatus(_Base):
+        @authorized
+        async def get(self, request: Request, delivery_id: str) -> Response:
+            found = self.runtime.status.delivery(delivery_id)
+            if found is None:
+                return _error(self, 404, f"no delivery {delivery_id!r} in the status window")
+            return self.json(found)
+
+    @app.page("/replay")
+    class Replay(_Base):
+        @authorized
+        async def post(self, request: Request) -> Response:
+            try:
+                body = await _json_body(self, request)
+                summary = await run_replay(self.settings, self.runtime, body)
+            except InvalidSubscription as exc:
+                return _error(self, 400, exc.message, field=exc.field)
+            except ReplayError as exc:
+                return _error(self, 400, str(exc))
+            return self.json(summary.to_dict())
+
+
+async def run_replay(settings: Any, runtime: Any, body: Any) -> Any:
+    """``POST /replay``: ``{"source": "deadletter"|"events", ...}`` as in the CLI."""
+    if not isinstance(body, dict):
+        raise InvalidSubscription("body", "must be a JSON object")
+    source = body.get("source")
+    times = {k: parse_time(body[k]) for k in ("since", "until") if body.get(k)}
+    common = {
+        "endpoint": body.get("endpoint_id"),
+        "tenant": body.get("tenant_id"),
+        "dry_run": bool(body.get("dry_run", False)),
+        **times,
+    }
+    if source == "deadletter":
+        return await replay_deadletter(
+            settings, runtime.producer, force=bool(body.get("force", False)), **common
+        )
+    if source == "events":
+        if not body.get("topic"):
+            raise InvalidSubscription("topic", "required for source=events")
+        if "since" not in times:
+            raise InvalidSubscription("since", "required for source=events")
+        return await replay_events(
+            settings, runtime.producer, runtime.registry.index, topic=body["topic"], **common
+        )
+    raise InvalidSubscription("source", "must be 'deadletter' or 'events'")
+
+
+def make_test_delivery(sub: Subscription) -> Delivery:
+    """A signed ``webhook.test`` event for ``sub``, through the normal delivery path."""
+    now = iso_now()
+    event = Event(
+        id="evt_test_" + secrets.token_hex(10),
+        type="webhook.test",
+        occurred_at=now,
+        data=orjson.dumps({"message": "webhook-stream test event", "endpoint_id": sub.id}).decode(),
+        source=SourceRef("api", -1, -1),
+        tenant_id=sub.tenant_id,
+    )
+    return Delivery(
+        delivery_id=delivery_id_for(event.id, sub.id),
+        endpoint_id=sub.id,
+        tenant_id=sub.tenant_id,
+        event=event,
+        created_at=now,
+        origin="test",
+    )
 
 
 def _with(sub: Subscription, **changes: Any) -> Subscription:

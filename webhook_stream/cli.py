@@ -13,8 +13,11 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
+from . import kafka
 from .broker import EmbeddedBroker
 from .errors import WebhookStreamError
+from .registry import SubscriptionRegistry
+from .replay import ReplaySummary, parse_time, replay_deadletter, replay_events
 from .settings import Settings
 
 __all__ = ["main"]
@@ -126,6 +129,60 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(summary: ReplaySummary) -> None:
+    print(
+        f"  ... scanned {summary.scanned:,}, matched {summary.matched:,}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> ReplaySummary:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        times = {k: parse_time(getattr(args, k)) for k in ("since", "until") if getattr(args, k)}
+        common: dict = {"endpoint": args.endpoint, "tenant": args.tenant, "dry_run": args.dry_run}
+        if args.source == "deadletter":
+            return await replay_deadletter(
+                settings, producer, force=args.force, progress=_progress, **common, **times
+            )
+        registry = SubscriptionRegistry(settings)
+        loading = asyncio.create_task(registry.run())
+        try:
+            await asyncio.wait_for(registry.ready.wait(), timeout=120)
+        finally:
+            registry.stop()
+        await loading
+        _say(f"loaded {len(registry.index):,} subscriptions")
+        return await replay_events(
+            settings,
+            producer,
+            registry.index,
+            topic=args.topic,
+            progress=_progress,
+            **common,
+            **times,
+        )
+    finally:
+        await producer.stop()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-queue dead letters, or re-fan-out a time range of an events topic."""
+    settings = Settings.from_env()
+    what = "dead-lettered deliveries" if args.source == "deadletter" else f"events of {args.topic}"
+    _say(f"replaying {what}" + (" (dry run: nothing is sent)" if args.dry_run else "") + " ...")
+    summary = asyncio.run(_replay(args, settings))
+    verb = "would re-queue" if args.dry_run else "re-queued"
+    line = f"scanned {summary.scanned:,}, matched {summary.matched:,}, {verb} "
+    line += f"{(summary.matched if args.dry_run else summary.requeued):,}"
+    if args.source == "deadletter":
+        line += f", skipped {summary.skipped_succeeded:,} already succeeded"
+    _say(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhook-stream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +200,26 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="print the topic plan and create missing topics")
     topics.add_argument("--dry-run", action="store_true", help="print the plan only")
     topics.set_defaults(func=cmd_topics)
+
+    replay = sub.add_parser("replay", help="re-queue dead letters or re-fan-out events")
+    rsub = replay.add_subparsers(dest="source", required=True)
+    dl = rsub.add_parser("deadletter", help="re-queue dead-lettered deliveries (same webhook-id)")
+    ev = rsub.add_parser("events", help="re-fan-out a time range of an events topic")
+    ev.add_argument("--topic", required=True, help="events topic, e.g. events.orders")
+    for p, since_required in ((dl, False), (ev, True)):
+        p.add_argument(
+            "--since",
+            required=since_required,
+            help="ISO-8601 time or an age such as 2h (default: everything)",
+        )
+        p.add_argument("--until", help="ISO-8601 time or an age (default: now)")
+        p.add_argument("--endpoint", help="only this endpoint id")
+        p.add_argument("--tenant", help="only this tenant (required with several tenants)")
+        p.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    dl.add_argument(
+        "--force", action="store_true", help="also re-send deliveries that have succeeded since"
+    )
+    replay.set_defaults(func=cmd_replay)
     return parser
 
 

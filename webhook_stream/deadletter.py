@@ -13,6 +13,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 
 from .records import DeadLetterRecord, Delivery
+from .status import record_headers
 from .topics import DEADLETTER
 
 __all__ = ["dead_letter"]
@@ -23,4 +24,9 @@ async def dead_letter(
 ) -> asyncio.Future:
     """Queue the dead-letter record; returns the send future to await before acking."""
     record = DeadLetterRecord(delivery, reason)
-    return await producer.send(DEADLETTER, record.encode(), key=delivery.endpoint_id.encode())
+    return await producer.send(
+        DEADLETTER,
+        record.encode(),
+        key=delivery.endpoint_id.encode(),
+        headers=record_headers(delivery.delivery_id, "dead_lettered"),
+    )

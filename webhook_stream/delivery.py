@@ -29,6 +29,7 @@ from .registry import SubscriptionRegistry
 from .rejected import reject
 from .settings import Settings
 from .signing import sign
+from .status import record_headers
 from .subscriptions import Subscription
 from .topics import ATTEMPTS, DELIVERIES, retry_topic
 
@@ -177,7 +178,10 @@ class Dispatcher:
             attempted_at=at,
         )
         return await self._producer.send(
-            ATTEMPTS, record.encode(), key=delivery.endpoint_id.encode()
+            ATTEMPTS,
+            record.encode(),
+            key=delivery.endpoint_id.encode(),
+            headers=record_headers(delivery.delivery_id, outcome),
         )
 
     def _observe_end_to_end(self, delivery: Delivery) -> None:

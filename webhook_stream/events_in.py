@@ -21,12 +21,11 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from . import kafka
 from .decoding import parse_event
 from .errors import RejectedEvent
-from .fanout import fan_out
+from .fanout import fan_out, send_delivery
 from .metrics import Metrics
 from .registry import SubscriptionRegistry
 from .rejected import reject
 from .settings import Settings
-from .topics import DELIVERIES
 
 __all__ = ["EventsIn"]
 
@@ -103,7 +102,4 @@ class EventsIn:
             return [await reject(self._producer, record, exc.reason)]
         deliveries = fan_out(event, self._registry.index)
         self._metrics.events.labels("fanned_out" if deliveries else "no_match").inc()
-        return [
-            await self._producer.send(DELIVERIES, d.encode(), key=d.endpoint_id.encode())
-            for d in deliveries
-        ]
+        return [await send_delivery(self._producer, d) for d in deliveries]

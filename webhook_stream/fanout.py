@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from .records import Delivery, Event, delivery_id_for, iso_now
-from .subscriptions import SubscriptionIndex
+import asyncio
 
-__all__ = ["fan_out"]
+from aiokafka import AIOKafkaProducer
+
+from .records import Delivery, Event, delivery_id_for, iso_now
+from .status import record_headers
+from .subscriptions import SubscriptionIndex
+from .topics import DELIVERIES
+
+__all__ = ["fan_out", "send_delivery"]
+
+
+async def send_delivery(producer: AIOKafkaProducer, delivery: Delivery) -> asyncio.Future:
+    """Queue ``delivery`` on ``webhooks.deliveries`` (keyed by endpoint); returns the future."""
+    status = "replay" if delivery.origin == "replay" else "pending"
+    return await producer.send(
+        DELIVERIES,
+        delivery.encode(),
+        key=delivery.endpoint_id.encode(),
+        headers=record_headers(delivery.delivery_id, status),
+    )
 
 
 def fan_out(

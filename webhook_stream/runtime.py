@@ -23,6 +23,7 @@ from .registry import SubscriptionRegistry
 from .rejected import reject
 from .retry import RetryScheduler
 from .settings import Settings
+from .status import DeliveryLog
 from .topics import ensure_topics
 
 __all__ = ["Runtime"]
@@ -44,6 +45,7 @@ class Runtime(Service):
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.delivery: DeliveryPath | None = None
+        self.status = DeliveryLog(settings)
         self._started = asyncio.Event()
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
@@ -63,6 +65,7 @@ class Runtime(Service):
             self.registry,
             EventsIn(self.settings, producer, self.registry, self.metrics),
             RetryScheduler(self.settings, producer, self.metrics),
+            self.status,
         ]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
         self._started.set()

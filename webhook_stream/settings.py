@@ -119,6 +119,13 @@ class Settings:
     shutdown_timeout: float = 30.0
     #: Grace period during which a rotated-out secret still signs.
     secret_rotation_grace: float = 86400.0
+    #: How far back each worker reads deliveries and attempts for the status API.
+    status_window: float = 86400.0
+    #: Deliveries remembered by the status API (oldest forgotten first); endpoints with
+    #: an attempt log are bounded to a tenth of this.
+    status_cache_size: int = 100_000
+    #: Attempts kept per endpoint for ``GET /subscriptions/{id}/attempts``.
+    attempts_per_endpoint: int = 50
     #: Log level of the ``webhook_stream`` loggers.
     log_level: str = "info"
 

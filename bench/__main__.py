@@ -1,0 +1,130 @@
+"""``python -m bench [--quick]``: run every phase and print the results table."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .run import Bench
+
+OUT = Path(__file__).resolve().parent / "out"
+
+QUICK = {
+    "events": 2000,
+    "latency_seconds": 3.0,
+    "subs": 10_000,
+    "small_events": 1000,
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument(
+        "--events",
+        type=int,
+        default=20_000,
+        help="requests for the ceiling and the baseline; events of case A; "
+        "case B sends events/concurrency events (default 20000)",
+    )
+    p.add_argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=50,
+        help="endpoints (paths) per case, one request in flight each (default 50)",
+    )
+    p.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=10.0,
+        help="duration of the paced latency phase (default 10)",
+    )
+    p.add_argument(
+        "--latency-rate",
+        type=float,
+        default=200.0,
+        help="events per second in the latency phase (default 200)",
+    )
+    p.add_argument(
+        "--latency-endpoints",
+        type=int,
+        default=4,
+        help="endpoints the latency events are spread over (default 4)",
+    )
+    p.add_argument(
+        "--subs",
+        type=int,
+        default=100_000,
+        help="subscriptions produced straight to webhooks.subscriptions (default 100000)",
+    )
+    p.add_argument(
+        "--small-events",
+        type=int,
+        default=5000,
+        help="events of the before/after routing runs around the load (default 5000)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=8,
+        help="WEBHOOK_STREAM_PARTITIONS and partitions of the input topic (default 8)",
+    )
+    p.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=180.0,
+        help="upper bound in seconds on any single phase (default 180)",
+    )
+    p.add_argument(
+        "--skip-cold-start",
+        action="store_true",
+        help="skip restarting a fresh worker with all subscriptions loaded",
+    )
+    p.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the worker, e.g. "
+        "WEBHOOK_STREAM_HTTP_POOL_PER_HOST=64 (repeatable)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if getattr(args, name) == p.get_default(name):
+                setattr(args, name, value)
+    for kv in args.worker_env:
+        if "=" not in kv:
+            p.error(f"--worker-env wants NAME=VALUE, got {kv!r}")
+    if args.events < args.concurrency:
+        p.error("--events must be at least --concurrency")
+    return args
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _terminated)  # clean up children on SIGTERM as on Ctrl-C
+    with open(OUT / "worker.log", "wb") as worker_log:
+        try:
+            return Bench(args, OUT, worker_log).run()
+        except KeyboardInterrupt:
+            print("interrupted; children stopped", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

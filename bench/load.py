@@ -1,0 +1,167 @@
+"""Load generators that do not involve webhook-stream: the HTTP ceiling and the baseline.
+
+Both sign every request the way webhook-stream does (Standard Webhooks headers, HMAC-SHA256
+over ``<webhook-id>.<webhook-timestamp>.<body>``), so the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from webhook_stream.records import iso_now
+from webhook_stream.signing import decode_secret, sign
+from webhook_stream.subscriptions import generate_secret
+
+#: Padding that makes a webhook body about 1 KB.
+PAD = "x" * 880
+USER_AGENT = "webhook-stream-bench"
+
+
+def event_doc(event_id: str, event_type: str, i: int) -> dict[str, Any]:
+    """An ``events.*`` JSON envelope with about 1 KB of data; ``sent_at`` is produce time."""
+    return {
+        "id": event_id,
+        "type": event_type,
+        "occurred_at": iso_now(),
+        "data": {"sent_at": time.time(), "i": i, "pad": PAD},
+    }
+
+
+def signed_headers(key: bytes, msg_id: str, body: bytes) -> dict[str, str]:
+    ts = int(time.time())
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign([key], msg_id, ts, body),
+    }
+
+
+def webhook_body(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {"id": doc["id"], "type": doc["type"], "timestamp": doc["occurred_at"], "data": doc["data"]}
+    )
+
+
+def new_session(limit: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+@dataclass
+class LoadResult:
+    done: int
+    errors: int
+    seconds: float
+    timed_out: bool
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+async def ceiling(base_url: str, total: int, concurrency: int, time_limit: float) -> LoadResult:
+    """``concurrency`` lanes, one path each, one request in flight per lane; no Kafka."""
+    key = decode_secret(generate_secret())
+    per_lane = max(1, total // concurrency)
+    deadline = time.monotonic() + time_limit
+    done = errors = 0
+    timed_out = False
+
+    async with new_session(concurrency + 10) as session:
+
+        async def lane(i: int) -> None:
+            nonlocal done, errors, timed_out
+            url = f"{base_url}/ceil/{i}"
+            for j in range(per_lane):
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    return
+                doc = event_doc(f"evt_ceil_{i}_{j}", f"bench.ceil.e{i}", j)
+                body = webhook_body(doc)
+                headers = signed_headers(key, f"msg_ceil_{i}_{j}", body)
+                async with session.post(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        done += 1
+                    else:
+                        errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(done, errors, elapsed, timed_out)
+
+
+async def produce(
+    producer: AIOKafkaProducer, topic: str, records: Iterator[tuple[bytes, bytes]]
+) -> int:
+    """Send every (key, value) without waiting for each; return once all are acknowledged."""
+    futures = [await producer.send(topic, value, key=key) for key, value in records]
+    await asyncio.gather(*futures)
+    return len(futures)
+
+
+async def baseline(
+    bootstrap: str, topic: str, base_url: str, total: int, paths: int, time_limit: float
+) -> LoadResult:
+    """A hand-written relay: a group-less aiokafka consumer POSTing each event in turn.
+
+    The events must already be on ``topic``; the clock runs from the first fetch to the last
+    response.
+    """
+    key = decode_secret(generate_secret())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    done = errors = 0
+    timed_out = False
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        async with new_session(10) as session:
+            started = time.perf_counter()
+            deadline = time.monotonic() + time_limit
+            while done + errors < total:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for records in batch.values():
+                    for record in records:
+                        doc = orjson.loads(record.value)
+                        body = webhook_body(doc)
+                        msg_id = "msg_" + doc["id"]
+                        url = f"{base_url}/base/{(done + errors) % paths}"
+                        headers = signed_headers(key, msg_id, body)
+                        async with session.post(url, data=body, headers=headers) as resp:
+                            await resp.read()
+                            if resp.status == 200:
+                                done += 1
+                            else:
+                                errors += 1
+            elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    return LoadResult(done, errors, elapsed, timed_out)

@@ -1,0 +1,671 @@
+"""One benchmark run: every phase in order against one embedded broker and one receiver.
+
+Phases: (1) HTTP ceiling, (2) hand-written baseline, (3) webhook-stream case A and case B,
+(4) paced latency, (5) worker CPU and peak RSS over A+B, (6) 100k subscriptions: load time,
+memory, routing cost before/after, and a fresh worker's start-up with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from webhook_stream.broker import EmbeddedBroker, free_port
+from webhook_stream.subscriptions import generate_secret
+from webhook_stream.topics import SUBSCRIPTIONS
+
+from . import load
+from .procs import Receiver, Worker, cpu_seconds, memory_kb
+from .report import Row, markdown_table, rate, ratio, text_table
+
+EVENTS_TOPIC = "events.bench"
+BASELINE_TOPIC = "bench.baseline"  # not events.*: the worker must not consume it
+TOKEN = "bench"
+LOG_PATTERN = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback)\b|\[W\]|\[E\]|\[C\]")
+
+
+class Stalled(RuntimeError):
+    pass
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, out: Path, worker_log: IO[bytes]) -> None:
+        self.args = args
+        self.out = out
+        self.worker_log = worker_log
+        self.started = time.monotonic()
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.raw: dict[str, Any] = {}
+        self.workers: list[Worker] = []
+        self.workdir = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
+        self.broker: EmbeddedBroker | None = None
+        self.receiver: Receiver | None = None
+        self.bootstrap = ""
+        self.bootstrap_url = ""
+        self.ceiling_rate = 0.0
+        self._http: aiohttp.ClientSession | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def say(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {msg}", flush=True)
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._http is not None
+        return self._http
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        assert self._producer is not None
+        return self._producer
+
+    def rurl(self, path: str) -> str:
+        assert self.receiver is not None
+        return self.receiver.url(path)
+
+    async def receiver_stats(self, lat: str | None = None) -> dict[str, Any]:
+        url = self.rurl("/_stats") + (f"?lat={lat}" if lat else "")
+        async with self.http.get(url) as resp:
+            return orjson.loads(await resp.read())
+
+    async def wait_receipts(
+        self, prefix: str, expected: int, worker: Worker | None, timeout: float
+    ) -> tuple[dict[str, Any], bool]:
+        """Poll the receiver until ``expected`` distinct deliveries arrived under ``prefix``.
+
+        Gives up at ``timeout`` or after 30 s without progress; returns (stats, timed_out).
+        """
+        deadline = time.monotonic() + timeout
+        last_progress = time.monotonic()
+        last_seen = -1
+        next_report = time.monotonic() + 5
+        empty = {"count": 0, "unique": 0, "first": 0.0, "last": 0.0}
+        while True:
+            st = (await self.receiver_stats()).get(prefix, empty)
+            if st["unique"] >= expected:
+                return st, False
+            now = time.monotonic()
+            if st["unique"] != last_seen:
+                last_seen, last_progress = st["unique"], now
+            if now > deadline or now - last_progress > 30:
+                self.say(f"  {prefix}: gave up waiting at {st['unique']:,}/{expected:,}")
+                return st, True
+            if worker is not None and not worker.alive():
+                raise RuntimeError(f"the worker exited (code {worker.proc and worker.proc.poll()})")
+            if now >= next_report:
+                self.say(f"  {prefix}: {st['unique']:,}/{expected:,} delivered")
+                next_report = now + 5
+            await asyncio.sleep(0.05)
+
+    async def health(self, worker: Worker) -> tuple[int, dict[str, Any]]:
+        try:
+            async with self.http.get(
+                worker.url + "/health", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp:
+                return resp.status, orjson.loads(await resp.read())
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return 0, {}
+
+    async def wait_healthy(self, worker: Worker, min_subs: int, timeout: float) -> float:
+        """Seconds until /health is 200 with at least ``min_subs`` subscriptions."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        next_report = t0 + 10
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError("the worker exited while starting; see bench/out/worker.log")
+            status, body = await self.health(worker)
+            if status == 200 and body.get("subscriptions", 0) >= min_subs:
+                return time.monotonic() - t0
+            if time.monotonic() >= next_report:
+                self.say(f"  worker: /health {status} subscriptions={body.get('subscriptions')}")
+                next_report += 10
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"the worker was not healthy with {min_subs} subscriptions in time")
+
+    async def metrics(self, worker: Worker) -> dict[str, float]:
+        async with self.http.get(worker.url + "/metrics") as resp:
+            text = (await resp.read()).decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(("webhook_deliveries_total{", "webhook_events_total{")):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    async def create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            for name in (EVENTS_TOPIC, BASELINE_TOPIC):
+                try:
+                    await admin.create_topics([NewTopic(name, self.args.partitions, 1)])
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    def events(self, case: str, count: int, type_of: Callable[[int], str]) -> Iterator[Any]:
+        for i in range(count):
+            doc = load.event_doc(f"evt_{case}_{i}", type_of(i), i)
+            yield f"k{i}".encode(), orjson.dumps(doc)
+
+    def start_worker(self) -> Worker:
+        extra = dict(kv.split("=", 1) for kv in self.args.worker_env)
+        worker = Worker(
+            self.bootstrap_url,
+            self.workdir / f"w{len(self.workers)}",
+            self.worker_log,
+            TOKEN,
+            self.args.partitions,
+            extra,
+        )
+        self.workers.append(worker)
+        return worker.start()
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> int:
+        """Synchronous entry: start the broker and receiver, run every phase, clean up."""
+        out = self.out
+        broker_log = out / "broker.log"
+        broker_log.write_bytes(b"")
+        receiver_log = open(out / "receiver.log", "wb")
+        ok = False
+        try:
+            self.broker = EmbeddedBroker(port=free_port(), log_file=broker_log)
+            self.say(f"starting the embedded broker on 127.0.0.1:{self.broker.port}")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+            self.bootstrap_url = self.broker.url
+            self.receiver = Receiver(receiver_log).start()
+            self.say(f"receiver process pid {self.receiver.proc.pid} on :{self.receiver.port}")  # type: ignore[union-attr]
+            asyncio.run(self.main())
+            ok = True
+        finally:
+            self.cleanup()
+            receiver_log.close()
+            self.report(complete=ok)
+        return 0 if ok else 1
+
+    def cleanup(self) -> None:
+        for worker in self.workers:
+            if worker.alive():
+                self.say(f"stopping worker pid {worker.pid}")
+                worker.stop(timeout=45)
+        if self.receiver is not None:
+            self.receiver.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def main(self) -> None:
+        async with aiohttp.ClientSession() as self._http:
+            await self.create_topics()
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=262_144
+            )
+            await self._producer.start()
+            try:
+                await self.phases()
+            finally:
+                await self._producer.stop()
+
+    async def phases(self) -> None:
+        a = self.args
+        await self.phase_ceiling()
+        await self.phase_baseline()
+
+        self.say("starting webhook-stream worker 1")
+        worker = self.start_worker()
+        ready_s = await self.wait_healthy(worker, 0, 180)
+        self.raw["worker_start_s"] = ready_s
+        self.say(f"worker pid {worker.pid} healthy after {ready_s:.1f}s on :{worker.port}")
+
+        c = a.concurrency
+        specs: list[tuple[str, str, str]] = []
+        for case in ("a", "b", "s1", "s2"):
+            for i in range(c):
+                etype = "bench.b.all" if case == "b" else f"bench.{case}.e{i}"
+                specs.append((f"ep_{case}_{i}", f"/{case}/{i}", etype))
+        for i in range(a.latency_endpoints):
+            specs.append((f"ep_lat_{i}", f"/lat/{i}", f"bench.lat.e{i}"))
+        await self.create_subscriptions(worker, specs)
+        api_subs = len(specs)
+        await self.wait_healthy(worker, api_subs, 60)
+
+        metrics0 = await self.metrics(worker)
+        cpu0 = cpu_seconds(worker.pid)
+        n = a.events
+        res_a = await self.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
+        res_b = await self.case(worker, "b", n // c, lambda i: "bench.b.all", (n // c) * c)
+        cpu1 = cpu_seconds(worker.pid)
+        mem = memory_kb(worker.pid)
+        self.add_case_rows(res_a, res_b, cpu1 - cpu0, mem)
+
+        await self.phase_latency(worker)
+
+        await self.phase_subscriptions(worker, api_subs)
+        metrics1 = await self.metrics(worker)
+        self.worker_counters(metrics0, metrics1)
+        self.raw["worker1_vmhwm_kb"] = memory_kb(worker.pid)["VmHWM"]
+
+        if not a.skip_cold_start:
+            await self.phase_cold_start(worker, api_subs + a.subs)
+
+    # ------------------------------------------------------------------ phases
+
+    async def phase_ceiling(self) -> None:
+        a = self.args
+        assert self.receiver is not None
+        self.say(f"1 ceiling: {a.events:,} signed POSTs, bare aiohttp, C={a.concurrency}")
+        res = await load.ceiling(self.rurl(""), a.events, a.concurrency, time_limit=a.phase_timeout)
+        self.ceiling_rate = res.rate
+        self.raw["ceiling"] = vars(res)
+        self.say(f"  ceiling: {res.rate:,.0f} req/s ({res.done:,} in {res.seconds:.2f}s)")
+        notes = f"{res.done:,} POSTs, {a.concurrency} paths, no Kafka"
+        if res.errors or res.timed_out:
+            notes += f"; {res.errors} errors{', TIMED OUT' if res.timed_out else ''}"
+        self.rows.append(
+            Row(
+                "1",
+                f"HTTP ceiling: bare aiohttp, C={a.concurrency}",
+                rate(res.rate, "req/s"),
+                "1.00x",
+                notes,
+            )
+        )
+
+    async def phase_baseline(self) -> None:
+        a = self.args
+        self.say(f"2 baseline: producing {a.events:,} events to {BASELINE_TOPIC}")
+        await load.produce(
+            self.producer, BASELINE_TOPIC, self.events("base", a.events, lambda i: "bench.base")
+        )
+        self.say("  consuming and POSTing them one at a time")
+        res = await load.baseline(
+            self.bootstrap,
+            BASELINE_TOPIC,
+            self.rurl(""),
+            a.events,
+            a.concurrency,
+            time_limit=a.phase_timeout,
+        )
+        self.raw["baseline"] = vars(res)
+        self.say(f"  baseline: {res.rate:,.0f} deliveries/s ({res.done:,} in {res.seconds:.2f}s)")
+        notes = f"{res.done:,} events, group-less consumer, sequential POSTs"
+        if res.errors or res.timed_out:
+            notes += f"; {res.errors} errors{', TIMED OUT' if res.timed_out else ''}"
+        self.rows.append(
+            Row(
+                "2",
+                "baseline: aiokafka -> sequential aiohttp POST",
+                rate(res.rate, "deliveries/s"),
+                ratio(res.rate, self.ceiling_rate),
+                notes,
+            )
+        )
+
+    async def create_subscriptions(self, worker: Worker, specs: list[tuple[str, str, str]]) -> None:
+        self.say(f"3 creating {len(specs)} subscriptions through the API")
+        sem = asyncio.Semaphore(8)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+
+        async def one(sub_id: str, path: str, etype: str) -> None:
+            body = {"id": sub_id, "url": self.rurl(path), "event_types": [etype]}
+            async with (
+                sem,
+                self.http.post(worker.url + "/subscriptions", json=body, headers=auth) as resp,
+            ):
+                if resp.status not in (201, 202):
+                    raise RuntimeError(
+                        f"POST /subscriptions {sub_id}: {resp.status} {await resp.text()}"
+                    )
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(*spec) for spec in specs))
+        self.say(f"  created in {time.monotonic() - t0:.1f}s")
+
+    async def case(
+        self,
+        worker: Worker,
+        prefix: str,
+        events: int,
+        type_of: Callable[[int], str],
+        expected: int,
+    ) -> dict[str, Any]:
+        """Produce ``events`` and time first produce -> last receipt of ``expected``."""
+        self.say(f"  case {prefix}: producing {events:,} events for {expected:,} deliveries")
+        t_start = time.time()
+        await load.produce(self.producer, EVENTS_TOPIC, self.events(prefix, events, type_of))
+        produced_s = time.time() - t_start
+        timeout = min(self.args.phase_timeout, 30 + expected / 100)
+        st, timed_out = await self.wait_receipts(prefix, expected, worker, timeout)
+        seconds = max(1e-9, (st["last"] or time.time()) - t_start)
+        res = {
+            "events": events,
+            "expected": expected,
+            "delivered": st["unique"],
+            "received": st["count"],
+            "duplicates": st["count"] - st["unique"],
+            "produce_s": produced_s,
+            "seconds": seconds,
+            "rate": st["unique"] / seconds,
+            "timed_out": timed_out,
+        }
+        self.raw[f"case_{prefix}"] = res
+        self.say(
+            f"  case {prefix}: {res['rate']:,.0f} deliveries/s "
+            f"({st['unique']:,} in {seconds:.2f}s; produce took {produced_s:.2f}s)"
+        )
+        if res["duplicates"]:
+            self.notes.append(f"case {prefix}: {res['duplicates']} duplicate deliveries received")
+        return res
+
+    def case_notes(self, res: dict[str, Any], what: str) -> str:
+        notes = what
+        if res["timed_out"]:
+            notes += f"; INCOMPLETE {res['delivered']:,}/{res['expected']:,}"
+        if res["duplicates"]:
+            notes += f"; {res['duplicates']} duplicates"
+        return notes
+
+    def add_case_rows(
+        self, res_a: dict[str, Any], res_b: dict[str, Any], cpu_s: float, mem: dict[str, int]
+    ) -> None:
+        c = self.args.concurrency
+        self.rows.append(
+            Row(
+                "3a",
+                "webhook-stream A: 1 endpoint per event",
+                rate(res_a["rate"], "deliveries/s"),
+                ratio(res_a["rate"], self.ceiling_rate),
+                self.case_notes(res_a, f"{res_a['events']:,} events over {c} endpoints"),
+            )
+        )
+        self.rows.append(
+            Row(
+                "3b",
+                f"webhook-stream B: fan-out to {c}",
+                rate(res_b["rate"], "deliveries/s"),
+                ratio(res_b["rate"], self.ceiling_rate),
+                self.case_notes(res_b, f"{res_b['events']:,} events x {c} endpoints"),
+            )
+        )
+        delivered = res_a["delivered"] + res_b["delivered"]
+        per_k = cpu_s / delivered * 1000 if delivered else float("nan")
+        self.raw["cpu"] = {"seconds": cpu_s, "deliveries": delivered, "per_1000": per_k}
+        self.raw["worker_after_ab_kb"] = mem
+        self.rows.append(
+            Row(
+                "5a",
+                "worker CPU per 1,000 deliveries (A+B)",
+                f"{per_k:.3f} s",
+                "",
+                f"{cpu_s:.1f} CPU-s for {delivered:,}; ~{1000 / per_k:,.0f} deliveries/CPU-s",
+            )
+        )
+        self.rows.append(
+            Row(
+                "5b",
+                "worker peak RSS (VmHWM) after A+B",
+                f"{mem['VmHWM'] / 1024:,.0f} MB",
+                "",
+                f"VmRSS now {mem['VmRSS'] / 1024:,.0f} MB",
+            )
+        )
+
+    async def phase_latency(self, worker: Worker) -> None:
+        a = self.args
+        count = int(a.latency_rate * a.latency_seconds)
+        eps = a.latency_endpoints
+        self.say(f"4 latency: {count:,} events paced at {a.latency_rate:g}/s to {eps} endpoints")
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+        await producer.start()
+        try:
+            futures = []
+            t0 = time.monotonic()
+            behind = 0.0
+            for i in range(count):
+                delay = t0 + i / a.latency_rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    behind = max(behind, -delay)
+                doc = load.event_doc(f"evt_lat_{i}", f"bench.lat.e{i % eps}", i)
+                futures.append(
+                    await producer.send(EVENTS_TOPIC, orjson.dumps(doc), key=f"k{i}".encode())
+                )
+            await asyncio.gather(*futures)
+            paced_s = time.monotonic() - t0
+        finally:
+            await producer.stop()
+        st, timed_out = await self.wait_receipts("lat", count, worker, 60)
+        lats = sorted((await self.receiver_stats(lat="lat"))["latencies"])
+        if not lats:
+            self.rows.append(Row("4", "end-to-end latency", "no data", "", "nothing received"))
+            return
+        p50 = statistics.median(lats) * 1000
+        p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1000
+        mx = lats[-1] * 1000
+        self.raw["latency"] = {
+            "sent": count,
+            "received": st["unique"],
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_ms": mx,
+            "paced_s": paced_s,
+            "producer_behind_max_s": behind,
+            "timed_out": timed_out,
+        }
+        self.say(f"  latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {mx:.1f} ms")
+        notes = (
+            f"{a.latency_rate:g} ev/s for {paced_s:.1f}s to {eps} endpoints; "
+            f"{st['unique']:,}/{count:,} received"
+        )
+        if behind > 0.05:
+            notes += f"; pacing fell {behind * 1000:.0f} ms behind"
+        self.rows.append(
+            Row(
+                "4",
+                "end-to-end latency p50 / p99 / max",
+                f"{p50:.0f} / {p99:.0f} / {mx:.0f} ms",
+                "",
+                notes,
+            )
+        )
+
+    async def phase_subscriptions(self, worker: Worker, api_subs: int) -> None:
+        a = self.args
+        c = a.concurrency
+        small = a.small_events
+        self.say(f"6 routing before loading: case s1, {small:,} events")
+        before = await self.case(worker, "s1", small, lambda i: f"bench.s1.e{i % c}", small)
+
+        rss0 = memory_kb(worker.pid)["VmRSS"]
+        self.say(f"6 producing {a.subs:,} subscriptions to {SUBSCRIPTIONS}")
+
+        def records() -> Iterator[tuple[bytes, bytes]]:
+            for i in range(a.subs):
+                sid = f"bulk_{i:06d}"
+                # Half exact types, half prefix globs: both index paths of SubscriptionIndex.
+                pattern = f"bulk.t{i}" if i % 2 == 0 else f"bulk.p{i}.*"
+                doc = {
+                    "id": sid,
+                    "url": "http://127.0.0.1:9/x",
+                    "event_types": [pattern],
+                    "secret": generate_secret(),
+                }
+                yield sid.encode(), orjson.dumps(doc)
+
+        t0 = time.monotonic()
+        await load.produce(self.producer, SUBSCRIPTIONS, records())
+        produce_s = time.monotonic() - t0
+        self.say(f"  produced in {produce_s:.1f}s; waiting for the worker to load them")
+        await self.wait_healthy(worker, api_subs + a.subs, a.phase_timeout)
+        load_s = time.monotonic() - t0
+        rss1 = memory_kb(worker.pid)["VmRSS"]
+        delta = rss1 - rss0
+        self.say(f"  loaded in {load_s:.1f}s; VmRSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MB")
+        self.raw["subs_load"] = {
+            "subs": a.subs,
+            "produce_s": produce_s,
+            "load_s": load_s,
+            "rss_before_kb": rss0,
+            "rss_after_kb": rss1,
+        }
+        self.rows.append(
+            Row(
+                "6a",
+                f"{a.subs:,} subs: load into running worker",
+                f"{load_s:.1f} s",
+                "",
+                f"VmRSS {rss0 / 1024:,.0f} -> {rss1 / 1024:,.0f} MB "
+                f"(+{delta / 1024:,.0f} MB, {delta * 1024 / a.subs:,.0f} B/sub); "
+                f"produce {produce_s:.1f}s",
+            )
+        )
+
+        self.say(f"6 routing with {a.subs:,} subscriptions: case s2, {small:,} events")
+        after = await self.case(worker, "s2", small, lambda i: f"bench.s2.e{i % c}", small)
+        flat = after["rate"] / before["rate"] if before["rate"] else float("nan")
+        self.raw["routing_flatness"] = flat
+        notes = f"{small:,} events each; after/before = {flat:.2f}x"
+        for res in (before, after):
+            if res["timed_out"]:
+                notes += f"; {res['expected'] - res['delivered']:,} MISSING"
+        self.rows.append(
+            Row(
+                "6b",
+                f"case A with {api_subs} vs {api_subs + a.subs:,} subs",
+                f"{before['rate']:,.0f} -> {after['rate']:,.0f} deliveries/s",
+                ratio(after["rate"], self.ceiling_rate),
+                notes,
+            )
+        )
+
+    async def phase_cold_start(self, old: Worker, total_subs: int) -> None:
+        self.say(f"6 stopping worker 1 (pid {old.pid}) for a cold start")
+        t0 = time.monotonic()
+        await asyncio.to_thread(old.stop, 60)
+        stop_s = time.monotonic() - t0
+        self.raw["worker1_stop_s"] = stop_s
+        self.say(f"  worker 1 stopped in {stop_s:.1f}s (exit {old.proc and old.proc.returncode})")
+        if stop_s > 10:
+            self.notes.append(f"worker 1 took {stop_s:.1f}s to stop after SIGTERM")
+        self.say(f"6 starting worker 2 with {total_subs:,} subscriptions on the topic")
+        worker = self.start_worker()
+        ready_s = await self.wait_healthy(worker, total_subs, self.args.phase_timeout)
+        mem = memory_kb(worker.pid)
+        self.raw["cold_start"] = {"ready_s": ready_s, **mem}
+        self.say(f"  worker 2 healthy after {ready_s:.1f}s, VmRSS {mem['VmRSS'] / 1024:.0f} MB")
+        self.rows.append(
+            Row(
+                "6c",
+                f"fresh worker start with {total_subs:,} subs",
+                f"{ready_s:.1f} s",
+                "",
+                f"to /health 200; VmRSS {mem['VmRSS'] / 1024:,.0f} MB, "
+                f"peak {mem['VmHWM'] / 1024:,.0f} MB "
+                f"(empty worker: {self.raw['worker_start_s']:.1f}s)",
+            )
+        )
+
+    def worker_counters(self, m0: dict[str, float], m1: dict[str, float]) -> None:
+        diff = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
+        self.raw["worker_metrics_delta"] = diff
+        short = {
+            re.sub(r'^webhook_(\w+)_total\{\w+="(\w+)"\}$', r"\1.\2", k): int(v)
+            for k, v in diff.items()
+        }
+        self.raw["worker_counters"] = short
+        bad = {
+            k: v
+            for k, v in short.items()
+            if v and k in ("deliveries.retried", "deliveries.dead_lettered", "events.rejected")
+        }
+        if bad:
+            self.notes.append(f"worker counters over the run: {bad}")
+
+    # ------------------------------------------------------------------ output
+
+    def log_findings(self) -> list[str]:
+        path = self.out / "worker.log"
+        if not path.exists():
+            return []
+        counts: dict[str, int] = {}
+        for line in path.read_text(errors="replace").splitlines():
+            if LOG_PATTERN.search(line):
+                key = re.sub(r"\d+", "N", line.strip())[:160]
+                counts[key] = counts.get(key, 0) + 1
+        return [f"{n:5d} x {line}" for line, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+    def report(self, *, complete: bool) -> None:
+        a = self.args
+        elapsed = time.monotonic() - self.started
+        if not self.rows:
+            print("no results")
+            return
+        findings = self.log_findings()
+        head = [
+            f"webhook-stream bench, {datetime.now(UTC).isoformat(timespec='seconds')}"
+            + ("" if complete else "  (INCOMPLETE: the run failed, see above)"),
+            f"host: {os.cpu_count()} cpus, Python {platform.python_version()}, "
+            f"embedded broker (Tansu), partitions={a.partitions}, events={a.events:,}, "
+            f"C={a.concurrency}, subs={a.subs:,}; run took {elapsed:.0f}s",
+        ]
+        text = text_table(self.rows)
+        print()
+        print("\n".join(head))
+        print()
+        print(text)
+        print()
+        if self.notes:
+            print("notes:")
+            for note in self.notes:
+                print(f"  - {note}")
+        print(f"worker log: {len(findings)} distinct warning/error lines (bench/out/worker.log)")
+        for line in findings[:10]:
+            print(f"  {line}")
+        md = [
+            "# webhook-stream bench",
+            "",
+            *(f"{h}  " for h in head),
+            "",
+            markdown_table(self.rows),
+            "",
+        ]
+        if self.notes:
+            md += ["Notes:", "", *(f"- {n}" for n in self.notes), ""]
+        md += [f"Worker log: {len(findings)} distinct warning/error lines.", ""]
+        if findings:
+            md += ["```", *findings[:20], "```", ""]
+        md += ["Command: `python -m bench " + " ".join(sys.argv[1:]) + "`", ""]
+        (self.out / "latest.md").write_text("\n".join(md))
+        self.raw["elapsed_s"] = elapsed
+        self.raw["complete"] = complete
+        (self.out / "latest.json").write_bytes(
+            orjson.dumps(self.raw, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
+        print(f"wrote {self.out / 'latest.md'} and latest.json")

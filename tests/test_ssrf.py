@@ -1,0 +1,380 @@
+"""Delivery-time SSRF guard: address policy, guarded resolver, aiohttp end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import pickle
+import socket
+
+import aiohttp
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from webhook_stream.ssrf import (
+    AddressPolicy,
+    ForbiddenAddress,
+    GuardedResolver,
+    check_url_host,
+    guarded_socket_factory,
+    is_forbidden_error,
+    parse_networks,
+)
+
+STRICT = AddressPolicy(allow_insecure=False)
+INSECURE = AddressPolicy(allow_insecure=True)
+ALLOW_LIST = AddressPolicy(allow_networks=parse_networks("10.1.0.0/16, 192.168.5.7, fd12::/64"))
+
+
+# -- policy ----------------------------------------------------------------------------------
+
+POLICY_ROWS = [
+    # address, allowed by STRICT, allowed by ALLOW_LIST
+    ("93.184.216.34", True, True),  # public
+    ("8.8.8.8", True, True),
+    ("2606:2800:220:1:248:1893:25c8:1946", True, True),  # public v6
+    ("127.0.0.1", False, False),
+    ("127.5.6.7", False, False),
+    ("::1", False, False),
+    ("0.0.0.0", False, False),
+    ("::", False, False),
+    ("10.0.0.1", False, False),
+    ("10.1.2.3", False, True),  # in 10.1.0.0/16
+    ("172.16.0.1", False, False),
+    ("192.168.5.7", False, True),  # listed address
+    ("192.168.5.8", False, False),
+    ("100.64.0.1", False, False),  # CGNAT
+    ("169.254.169.254", False, False),  # cloud metadata
+    ("169.254.1.1", False, False),
+    ("fd00:ec2::254", False, False),  # AWS metadata over IPv6
+    ("fe80::1", False, False),
+    ("fe80::1%eth0", False, False),
+    ("fd12::5", False, True),  # ULA in the allow-list
+    ("fc00::1", False, False),
+    ("224.0.0.1", False, False),  # multicast
+    ("ff02::1", False, False),
+    ("240.0.0.1", False, False),  # reserved
+    ("255.255.255.255", False, False),
+    ("::ffff:10.0.0.1", False, False),  # IPv4-mapped private
+    ("::ffff:10.1.0.9", False, True),  # mapped, embedded v4 in the allow-list
+    ("::ffff:127.0.0.1", False, False),
+    ("::ffff:93.184.216.34", False, False),  # every mapped address (::ffff:0:0/96 is not global)
+    ("64:ff9b::a00:1", False, False),  # NAT64 of 10.0.0.1
+    ("2002:7f00:1::", False, False),  # 6to4 of 127.0.0.1
+    ("not-an-ip", False, False),
+    ("", False, False),
+]
+
+
+@pytest.mark.parametrize(("address", "strict", "listed"), POLICY_ROWS)
+def test_policy_table(address: str, strict: bool, listed: bool) -> None:
+    assert STRICT.allowed(address) is strict
+    assert ALLOW_LIST.allowed(address) is listed
+    assert INSECURE.allowed(address) is True
+    if address and address != "not-an-ip":
+        assert STRICT.allowed(ipaddress.ip_address(address)) is strict
+
+
+def test_parse_networks() -> None:
+    assert parse_networks("") == ()
+    assert parse_networks(" 10.1.0.0/16 , 192.168.5.7,,fd12::/64 ") == (
+        ipaddress.ip_network("10.1.0.0/16"),
+        ipaddress.ip_network("192.168.5.7/32"),
+        ipaddress.ip_network("fd12::/64"),
+    )
+    assert parse_networks(["10.1.2.3/16"]) == (ipaddress.ip_network("10.1.0.0/16"),)
+    with pytest.raises(ValueError, match="nope"):
+        parse_networks("10.0.0.0/8,nope")
+
+
+def test_policy_from_settings() -> None:
+    class S:
+        allow_insecure_targets = False
+        allow_target_networks = ("10.1.0.0/16",)
+
+    policy = AddressPolicy.from_settings(S())
+    assert policy.allowed("10.1.0.1") and not policy.allowed("10.2.0.1")
+
+
+def test_forbidden_address_error() -> None:
+    exc = ForbiddenAddress("internal.example", ["10.0.0.1"])
+    assert isinstance(exc, OSError)
+    assert exc.host == "internal.example" and exc.addresses == ("10.0.0.1",)
+    assert "10.0.0.1" not in str(exc)  # internal addresses stay out of attempt logs
+    again = pickle.loads(pickle.dumps(exc))
+    assert again.host == exc.host and again.addresses == exc.addresses
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://93.184.216.34/hook", False),
+        ("https://example.com/hook", False),  # names are the resolver's job
+        ("https://localhost/hook", False),  # ditto (resolves to loopback: resolver refuses)
+        ("http://127.0.0.1:8080/", True),
+        ("http://[::1]/", True),
+        ("http://[::ffff:127.0.0.1]/", True),
+        ("http://[::ffff:7f00:1]/", True),
+        ("http://169.254.169.254/latest/meta-data/", True),
+        ("http://[fd00:ec2::254]/", True),
+        ("http://127.1/", True),  # inet_aton shorthands
+        ("http://2130706433/", True),
+        ("http://0x7f000001/", True),
+        ("http://127.0.0.1./", True),
+        ("http://10.1.2.3/", True),
+    ],
+)
+def test_check_url_host(url: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(ForbiddenAddress):
+            check_url_host(url, STRICT)
+    else:
+        check_url_host(url, STRICT)
+    check_url_host(url, INSECURE)
+
+
+def test_check_url_host_allow_list() -> None:
+    check_url_host("http://10.1.2.3/", ALLOW_LIST)
+    with pytest.raises(ForbiddenAddress):
+        check_url_host("http://10.2.0.1/", ALLOW_LIST)
+
+
+# -- resolver --------------------------------------------------------------------------------
+
+
+def _result(host: str, address: str, port: int) -> ResolveResult:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return ResolveResult(hostname=host, host=address, port=port, family=family, proto=0, flags=0)
+
+
+class ScriptedResolver(AbstractResolver):
+    """Answers from a table, like a DNS server under the test's control."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.calls: list[str] = []
+        self.closed = False
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.calls.append(host)
+        return [_result(host, a, port) for a in self.table.get(host, [])]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+TABLE = {
+    "public.example": ["93.184.216.34"],
+    "private.example": ["10.0.0.7"],
+    "meta.example": ["169.254.169.254", "fd00:ec2::254"],
+    "mixed.example": ["10.0.0.7", "93.184.216.34", "::1", "2606:2800:220:1::1"],
+    "mapped.example": ["::ffff:192.168.1.1"],
+    "listed.example": ["10.1.9.9"],
+    "nothing.example": [],
+}
+
+
+async def test_resolver_passes_public_addresses() -> None:
+    resolver = GuardedResolver(STRICT, ScriptedResolver(TABLE))
+    result = await resolver.resolve("public.example", 443)
+    assert [r["host"] for r in result] == ["93.184.216.34"]
+    assert result[0]["port"] == 443
+
+
+@pytest.mark.parametrize("host", ["private.example", "meta.example", "mapped.example"])
+async def test_resolver_refuses_forbidden_only_answers(host: str) -> None:
+    resolver = GuardedResolver(STRICT, ScriptedResolver(TABLE))
+    with pytest.raises(ForbiddenAddress) as info:
+        await resolver.resolve(host, 443)
+    assert info.value.host == host
+    assert info.value.addresses == tuple(TABLE[host])
+
+
+async def test_resolver_filters_mixed_answers() -> None:
+    """A rebinding-style answer mixing public and private addresses keeps only the public."""
+    resolver = GuardedResolver(STRICT, ScriptedResolver(TABLE))
+    result = await resolver.resolve("mixed.example", 443)
+    assert [r["host"] for r in result] == ["93.184.216.34", "2606:2800:220:1::1"]
+
+
+async def test_resolver_checks_every_lookup() -> None:
+    """Each call re-checks: an answer that flips to private later is refused then."""
+    inner = ScriptedResolver({"flip.example": ["93.184.216.34"]})
+    resolver = GuardedResolver(STRICT, inner)
+    assert await resolver.resolve("flip.example", 443)
+    inner.table["flip.example"] = ["127.0.0.1"]
+    with pytest.raises(ForbiddenAddress):
+        await resolver.resolve("flip.example", 443)
+    assert inner.calls == ["flip.example", "flip.example"]
+
+
+async def test_resolver_allow_list_and_insecure() -> None:
+    listed = GuardedResolver(ALLOW_LIST, ScriptedResolver(TABLE))
+    assert [r["host"] for r in await listed.resolve("listed.example")] == ["10.1.9.9"]
+    insecure = GuardedResolver(INSECURE, ScriptedResolver(TABLE))
+    assert [r["host"] for r in await insecure.resolve("private.example")] == ["10.0.0.7"]
+
+
+async def test_resolver_empty_answer_is_an_ordinary_failure() -> None:
+    resolver = GuardedResolver(STRICT, ScriptedResolver(TABLE))
+    with pytest.raises(OSError) as info:
+        await resolver.resolve("nothing.example")
+    assert not isinstance(info.value, ForbiddenAddress)
+
+
+async def test_resolver_close_leaves_an_injected_inner_open() -> None:
+    inner = ScriptedResolver(TABLE)
+    await GuardedResolver(STRICT, inner).close()
+    assert not inner.closed
+    own = GuardedResolver(STRICT)  # builds aiohttp's default resolver lazily
+    with pytest.raises(ForbiddenAddress):
+        await own.resolve("localhost")  # the real resolver answers loopback
+    await own.close()
+
+
+# -- end to end with aiohttp -----------------------------------------------------------------
+
+
+class TinyServer:
+    """A raw HTTP/1.1 server on 127.0.0.1 that counts every TCP connection it accepts."""
+
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.headers = headers or {}
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> TinyServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            self.requests.append(head + body)
+            extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+            writer.write(
+                f"HTTP/1.1 {self.status} X\r\ncontent-length: 2\r\nconnection: close\r\n"
+                f"{extra}\r\nok".encode()
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _session(policy: AddressPolicy, resolver: AbstractResolver) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=resolver, socket_factory=guarded_socket_factory(policy), ttl_dns_cache=10
+    )
+    return aiohttp.ClientSession(connector=connector)
+
+
+async def test_e2e_name_resolving_to_loopback_is_refused() -> None:
+    async with TinyServer() as server:
+        resolver = GuardedResolver(STRICT)
+        try:
+            async with _session(STRICT, resolver) as session:
+                with pytest.raises(aiohttp.ClientConnectorError) as info:
+                    await session.post(f"http://localhost:{server.port}/", data=b"{}")
+        finally:
+            await resolver.close()
+        assert isinstance(info.value.os_error, ForbiddenAddress)
+        assert is_forbidden_error(info.value)
+        await asyncio.sleep(0.05)
+        assert server.connections == 0
+
+
+async def test_e2e_allowed_when_insecure() -> None:
+    async with TinyServer() as server:
+        resolver = GuardedResolver(INSECURE)
+        try:
+            async with (
+                _session(INSECURE, resolver) as session,
+                session.post(f"http://localhost:{server.port}/", data=b"{}") as resp,
+            ):
+                assert resp.status == 200
+                assert await resp.read() == b"ok"
+        finally:
+            await resolver.close()
+        assert server.connections == 1
+        assert server.requests[0].startswith(b"POST / HTTP/1.1")
+
+
+async def test_e2e_ip_literal_refused_by_socket_factory_and_precheck() -> None:
+    """aiohttp skips the resolver for IP literals: the socket factory still refuses."""
+    async with TinyServer() as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        inner = ScriptedResolver({})
+        async with _session(STRICT, GuardedResolver(STRICT, inner)) as session:
+            with pytest.raises(aiohttp.ClientConnectorError) as info:
+                await session.post(url, data=b"{}")
+        assert inner.calls == []  # proof that the resolver was not consulted
+        assert is_forbidden_error(info.value)
+        with pytest.raises(ForbiddenAddress):
+            check_url_host(url, STRICT)
+        await asyncio.sleep(0.05)
+        assert server.connections == 0
+
+
+async def test_e2e_allow_list_admits_a_listed_loopback() -> None:
+    policy = AddressPolicy(allow_networks=parse_networks("127.0.0.1"))
+    async with TinyServer() as server:
+        async with (
+            _session(policy, GuardedResolver(policy, ScriptedResolver({}))) as session,
+            session.post(f"http://127.0.0.1:{server.port}/", data=b"{}") as resp,
+        ):
+            assert resp.status == 200
+        assert server.connections == 1
+
+
+async def test_e2e_redirect_is_not_followed() -> None:
+    async with TinyServer() as target:
+        location = f"http://127.0.0.1:{target.port}/"
+        async with TinyServer(302, {"location": location}) as server:
+            resolver = GuardedResolver(INSECURE)
+            try:
+                async with (
+                    _session(INSECURE, resolver) as session,
+                    session.post(
+                        f"http://localhost:{server.port}/", data=b"{}", allow_redirects=False
+                    ) as resp,
+                ):
+                    assert resp.status == 302
+                    assert resp.headers["location"] == location
+            finally:
+                await resolver.close()
+            assert server.connections == 1
+        await asyncio.sleep(0.05)
+        assert target.connections == 0
+
+
+def test_is_forbidden_error_walks_causes() -> None:
+    inner = ForbiddenAddress("x.example")
+    try:
+        try:
+            raise inner
+        except OSError as exc:
+            raise RuntimeError("wrapped") from exc
+    except RuntimeError as outer:
+        assert is_forbidden_error(outer)
+    assert not is_forbidden_error(OSError("other"))
+    assert not is_forbidden_error(None)

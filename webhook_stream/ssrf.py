@@ -1,0 +1,251 @@
+"""Delivery-time SSRF defence for the aiohttp client.
+
+Validation of a subscription's URL (:mod:`webhook_stream.subscriptions`) only sees the
+host *name*; what a name resolves to can change between validation and delivery (DNS
+rebinding), so the address is checked again at connect time, in the manner of Svix's
+``NonLocalDnsResolver``:
+
+* :class:`GuardedResolver` resolves a host name, drops every address the
+  :class:`AddressPolicy` refuses and hands aiohttp only the vetted ones. aiohttp connects
+  to exactly those addresses (it does no second lookup), so a rebinding DNS server cannot
+  swap in a private address after the check.
+* aiohttp never calls the resolver for IP-literal hosts (``http://10.0.0.1/``, see
+  ``TCPConnector._resolve_host``), so those need :func:`check_url_host` before the request
+  and/or :func:`guarded_socket_factory` on the connector, which sees the address of every
+  socket aiohttp opens, literal or resolved.
+
+Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`). Raised by the
+resolver or the socket factory, aiohttp wraps it in a ``ClientConnectorError`` (the
+resolver's in ``ClientConnectorDNSError``); :func:`is_forbidden_error` finds it in either.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from .subscriptions import is_forbidden_address
+
+__all__ = [
+    "AddressPolicy",
+    "ForbiddenAddress",
+    "GuardedResolver",
+    "check_url_host",
+    "guarded_socket_factory",
+    "is_forbidden_error",
+    "parse_networks",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ForbiddenAddress(OSError):
+    """The target's address is refused by the :class:`AddressPolicy` (SSRF guard).
+
+    ``host`` is the host as the URL names it; ``addresses`` the refused addresses (kept
+    out of the message: attempt logs are shown to tenants, internal addresses are not).
+    """
+
+    def __init__(self, host: str, addresses: Sequence[str] = ()) -> None:
+        super().__init__(
+            errno.EACCES,
+            f"target {host!r} is refused: it resolves only to loopback, private, link-local, "
+            "multicast, reserved or otherwise non-public addresses",
+        )
+        self.host = host
+        self.addresses = tuple(addresses)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.host, self.addresses))
+
+
+def parse_networks(text: str | Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse an allow-list such as ``"10.1.0.0/16, 192.168.5.7, fd12::/64"``.
+
+    Single addresses become one-address networks; host bits are allowed
+    (``10.1.2.3/16`` means ``10.1.0.0/16``). Raises :class:`ValueError` naming the entry.
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    networks: list[IPNetwork] = []
+    for part in parts:
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return tuple(networks)
+
+
+def _parse_ip(value: object) -> IPAddress | None:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return ipaddress.ip_address(text)  # accepts an IPv6 zone: fe80::1%eth0
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """Which addresses a webhook may connect to.
+
+    Refused: whatever :func:`~webhook_stream.subscriptions.is_forbidden_address` refuses
+    (loopback, private, link-local incl. the cloud metadata address 169.254.169.254,
+    ``fd00:ec2::254``, multicast, unspecified, reserved, CGNAT, and IPv6 forms embedding
+    such an IPv4 address) -- unless ``allow_insecure`` (development and tests) or the
+    address is in ``allow_networks`` (an operator's explicit allow-list).
+    """
+
+    allow_insecure: bool = False
+    allow_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AddressPolicy:
+        """From ``allow_insecure_targets`` and, when the setting exists, ``allow_target_networks``."""
+        networks = getattr(settings, "allow_target_networks", ())
+        return cls(
+            allow_insecure=bool(settings.allow_insecure_targets),
+            allow_networks=parse_networks(networks),
+        )
+
+    def allowed(self, ip: IPAddress | str) -> bool:
+        """True when a connection to ``ip`` is permitted. Unparseable input is refused."""
+        if self.allow_insecure:
+            return True
+        address = _parse_ip(ip)
+        if address is None:
+            return False
+        if self._in_allow_list(address):
+            return True
+        return not is_forbidden_address(address)
+
+    def _in_allow_list(self, address: IPAddress) -> bool:
+        if not self.allow_networks:
+            return False
+        candidates: list[IPAddress] = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)  # ::ffff:10.1.2.3 is 10.1.2.3
+        return any(
+            candidate.version == network.version and candidate in network
+            for candidate in candidates
+            for network in self.allow_networks
+        )
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that returns only addresses the policy allows.
+
+    Wraps ``inner`` (default: aiohttp's ``DefaultResolver``, created on first use so this
+    object can be built outside an event loop). If every address of a host is refused,
+    raises :class:`ForbiddenAddress`, which aiohttp surfaces as ``ClientConnectorDNSError``.
+
+    aiohttp closes a resolver passed to ``TCPConnector`` only if it created it, so the
+    owner of the connector must ``await resolver.close()``; that closes ``inner`` only if
+    this object created it.
+    """
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self._inner = inner
+        self._owns_inner = inner is None
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = aiohttp.DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        if self.policy.allow_insecure:
+            return results
+        if not results:
+            # aiohttp cannot handle an empty answer; make it a resolution failure.
+            raise OSError(errno.ENOENT, f"no address found for {host!r}")
+        allowed = [r for r in results if self.policy.allowed(r["host"])]
+        if not allowed:
+            raise ForbiddenAddress(host, [r["host"] for r in results])
+        return allowed
+
+    async def close(self) -> None:
+        if self._inner is not None and self._owns_inner:
+            await self._inner.close()
+            self._inner = None
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """``host`` as an IP address if any resolver would read it as one, else None."""
+    address = _parse_ip(host)
+    if address is not None or ":" in host:
+        return address
+    try:
+        # What getaddrinfo also reads as IPv4: 127.1, 2130706433, 0x7f000001, 0177.0.0.1,
+        # a trailing dot. (aiohttp refuses some of these itself, resolves others.)
+        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+    except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII
+        return None
+
+
+def check_url_host(url: str | URL, policy: AddressPolicy) -> None:
+    """Raise :class:`ForbiddenAddress` if ``url``'s host is an IP literal the policy refuses.
+
+    Host names pass (the :class:`GuardedResolver` checks what they resolve to). Call it
+    before each request: aiohttp does not consult the resolver for IP literals.
+    """
+    if policy.allow_insecure:
+        return
+    host = URL(url).raw_host if isinstance(url, str) else url.raw_host
+    if not host:
+        return  # no host at all: aiohttp refuses the URL itself (InvalidURL)
+    address = _literal_address(host)
+    if address is not None:
+        if not policy.allowed(address):
+            raise ForbiddenAddress(host, [str(address)])
+    elif ":" in host:
+        # Looks like an IPv6 literal to aiohttp but is not one: refuse rather than guess.
+        raise ForbiddenAddress(host, [host])
+
+
+def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.socket]:
+    """A ``TCPConnector(socket_factory=...)`` that refuses forbidden peer addresses.
+
+    aiohttp calls it for every socket it opens, with the exact address about to be
+    connected, whether the host was a name or an IP literal: the last line of defence.
+    """
+
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if not policy.allowed(sockaddr[0]):
+            raise ForbiddenAddress(str(sockaddr[0]), [str(sockaddr[0])])
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    return factory
+
+
+def is_forbidden_error(exc: BaseException | None) -> bool:
+    """True if ``exc`` is, wraps or was caused by a :class:`ForbiddenAddress`."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ForbiddenAddress):
+            return True
+        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+            exc.os_error, ForbiddenAddress
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,0 +1,153 @@
+"""Delivery status and the attempt log, as every worker sees them.
+
+Each worker tails ``webhooks.deliveries``, ``webhooks.attempts`` and
+``webhooks.deadletter`` (group-less, from ``status_window`` ago) into bounded in-memory
+views, so any worker answers ``GET /deliveries/{id}`` and ``GET
+/subscriptions/{id}/attempts`` without routing the request. Faust tables would need a
+repartition by delivery id and their multi-worker recovery was unreliable on Tansu
+(notes: faust-on-tansu section 2). Records are indexed by their ``ws-*`` headers and
+parsed only when read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from . import kafka
+from .settings import Settings
+from .topics import ATTEMPTS, DEADLETTER, DELIVERIES
+
+__all__ = ["DeliveryLog", "record_headers"]
+
+log = logging.getLogger(__name__)
+
+# Kafka headers on what the worker writes; the status view reads only these.
+H_DELIVERY = "ws-delivery-id"
+H_STATUS = "ws-status"
+
+#: Attempt outcome -> delivery status.
+_STATUS_OF_OUTCOME = {"succeeded": "succeeded", "retrying": "retrying", "failed": "dead_lettered"}
+
+
+def record_headers(delivery_id: str, status: str) -> list[tuple[str, bytes]]:
+    return [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+
+
+@dataclass(slots=True)
+class _State:
+    endpoint_id: str
+    status: str
+    attempts: list[bytes] = field(default_factory=list)
+    dead_letter: bytes | None = None
+
+
+class DeliveryLog:
+    """Bounded views: the latest deliveries by id and the latest attempts per endpoint."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._deliveries: OrderedDict[str, _State] = OrderedDict()
+        self._attempts: OrderedDict[str, deque[bytes]] = OrderedDict()
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
+
+    # -- reads (API)
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        state = self._deliveries.get(delivery_id)
+        if state is None:
+            return None
+        body: dict[str, Any] = {
+            "delivery_id": delivery_id,
+            "endpoint_id": state.endpoint_id,
+            "status": state.status,
+            "attempts": [orjson.loads(a) for a in state.attempts],
+        }
+        if state.dead_letter is not None:
+            dl = orjson.loads(state.dead_letter)
+            body["dead_letter"] = {k: dl[k] for k in ("reason", "dead_lettered_at", "last_error")}
+        return body
+
+    def attempts(
+        self, endpoint_id: str, *, limit: int = 50, outcome: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The endpoint's latest attempts, newest first."""
+        out = []
+        for raw in reversed(self._attempts.get(endpoint_id, ())):
+            attempt = orjson.loads(raw)
+            if outcome is None or attempt["outcome"] == outcome:
+                out.append(attempt)
+                if len(out) >= limit:
+                    break
+        return out
+
+    # -- the tail
+    async def run(self) -> None:
+        topics = (DELIVERIES, ATTEMPTS, DEADLETTER)
+        consumer = kafka.tail_consumer(self._settings, max_poll_records=5000)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            consumer.assign(tps)
+            since_ms = int((time.time() - self._settings.status_window) * 1000)
+            starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            for tp in tps:
+                found = starts.get(tp)
+                if found is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, found.offset)
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._apply(tp.topic, record)
+        finally:
+            await consumer.stop()
+
+    def _apply(self, topic: str, record: Any) -> None:
+        headers = dict(record.headers or ())
+        delivery_id = headers.get(H_DELIVERY)
+        if delivery_id is None or record.key is None:
+            return
+        did = delivery_id.decode()
+        endpoint_id = record.key.decode("utf-8", "replace")
+        state = self._deliveries.get(did)
+        if state is None:
+            state = self._deliveries[did] = _State(endpoint_id, "pending")
+            if len(self._deliveries) > self._settings.status_cache_size:
+                self._deliveries.popitem(last=False)
+        if topic == DELIVERIES:
+            if headers.get(H_STATUS) == b"replay":
+                state.status = "pending"
+            return
+        if topic == ATTEMPTS:
+            state.attempts.append(record.value)
+            status = headers.get(H_STATUS, b"").decode()
+            state.status = _STATUS_OF_OUTCOME.get(status, state.status)
+            per_endpoint = self._attempts.get(endpoint_id)
+            if per_endpoint is None:
+                per_endpoint = self._attempts[endpoint_id] = deque(
+                    maxlen=self._settings.attempts_per_endpoint
+                )
+                if len(self._attempts) > self._settings.status_cache_size // 10:
+                    self._attempts.popitem(last=False)
+            else:
+                self._attempts.move_to_end(endpoint_id)
+            per_endpoint.append(record.value)
+        elif topic == DEADLETTER:
+            state.status = "dead_lettered"
+            state.dead_letter = record.value
