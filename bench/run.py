@@ -251,9 +251,11 @@ class Bench:
                 specs.append((f"ep_{case}_{i}", f"/{case}/{i}", etype))
         for i in range(a.latency_endpoints):
             specs.append((f"ep_lat_{i}", f"/lat/{i}", f"bench.lat.e{i}"))
+        specs.append(("ep_warm_0", "/warm/0", "bench.warm"))
         await self.create_subscriptions(worker, specs)
         api_subs = len(specs)
         await self.wait_healthy(worker, api_subs, 60)
+        await self.phase_warmup(worker)
 
         metrics0 = await self.metrics(worker)
         cpu0 = cpu_seconds(worker.pid)
@@ -357,12 +359,15 @@ class Bench:
     ) -> dict[str, Any]:
         """Produce ``events`` and time first produce -> last receipt of ``expected``."""
         self.say(f"  case {prefix}: producing {events:,} events for {expected:,} deliveries")
+        cpu0 = cpu_seconds(worker.pid)
         t_start = time.time()
         await load.produce(self.producer, EVENTS_TOPIC, self.events(prefix, events, type_of))
         produced_s = time.time() - t_start
         timeout = min(self.args.phase_timeout, 30 + expected / 100)
         st, timed_out = await self.wait_receipts(prefix, expected, worker, timeout)
         seconds = max(1e-9, (st["last"] or time.time()) - t_start)
+        # Busy share of one core while the case ran (1.0 = the worker's one core is pegged).
+        cores = (cpu_seconds(worker.pid) - cpu0) / max(1e-9, time.time() - t_start)
         res = {
             "events": events,
             "expected": expected,
@@ -372,19 +377,23 @@ class Bench:
             "produce_s": produced_s,
             "seconds": seconds,
             "rate": st["unique"] / seconds,
+            "worker_cores": cores,
+            "first_receipt_s": (st["first"] - t_start) if st["first"] else None,
             "timed_out": timed_out,
         }
         self.raw[f"case_{prefix}"] = res
         self.say(
             f"  case {prefix}: {res['rate']:,.0f} deliveries/s "
-            f"({st['unique']:,} in {seconds:.2f}s; produce took {produced_s:.2f}s)"
+            f"({st['unique']:,} in {seconds:.2f}s; produce took {produced_s:.2f}s; "
+            f"worker CPU {cores:.2f} cores; first receipt after "
+            f"{res['first_receipt_s'] or float('nan'):.2f}s)"
         )
         if res["duplicates"]:
             self.notes.append(f"case {prefix}: {res['duplicates']} duplicate deliveries received")
         return res
 
     def case_notes(self, res: dict[str, Any], what: str) -> str:
-        notes = what
+        notes = f"{what}; worker busy {res['worker_cores']:.2f} cores"
         if res["timed_out"]:
             notes += f"; INCOMPLETE {res['delivered']:,}/{res['expected']:,}"
         if res["duplicates"]:
@@ -433,6 +442,28 @@ class Bench:
                 f"{mem['VmHWM'] / 1024:,.0f} MB",
                 "",
                 f"VmRSS now {mem['VmRSS'] / 1024:,.0f} MB",
+            )
+        )
+
+    async def phase_warmup(self, worker: Worker) -> None:
+        """One event to a warm-up endpoint: the consumers join their groups after /health."""
+        self.say("3 warm-up: one event, waiting for its delivery")
+        t0 = time.time()
+        await load.produce(
+            self.producer, EVENTS_TOPIC, self.events("warm", 1, lambda i: "bench.warm")
+        )
+        st, timed_out = await self.wait_receipts("warm", 1, worker, 90)
+        first_s = (st["last"] or time.time()) - t0
+        self.raw["first_delivery_s"] = first_s
+        self.say(f"  first delivery {first_s:.2f}s after produce")
+        self.rows.append(
+            Row(
+                "3",
+                "first delivery after /health 200",
+                f"{first_s:.1f} s",
+                "",
+                "one event produced right after the subscriptions were visible"
+                + ("; NEVER ARRIVED" if timed_out else ""),
             )
         )
 
@@ -635,6 +666,7 @@ class Bench:
             f"embedded broker (Tansu), partitions={a.partitions}, events={a.events:,}, "
             f"C={a.concurrency}, subs={a.subs:,}; run took {elapsed:.0f}s",
         ]
+        self.rows.sort(key=lambda r: r.key)
         text = text_table(self.rows)
         print()
         print("\n".join(head))

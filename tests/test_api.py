@@ -153,7 +153,7 @@ async def test_test_event_attempts_and_delivery_status(
         r = await client.post(f"/subscriptions/{ep}/test")
         assert r.status_code == 202
         delivery_id = r.json()["delivery_id"]
-        first, second = await receiver.wait_count("/t", 2, timeout=20)
+        _, second = await receiver.wait_count("/t", 2, timeout=20)
         assert second.json["type"] == "webhook.test"
         verify(secret, second.headers, second.body)
 

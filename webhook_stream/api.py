@@ -23,6 +23,7 @@ from .errors import InvalidSubscription
 from .fanout import send_delivery
 from .records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from .replay import ReplayError, parse_time, replay_deadletter, replay_events
+from .secrets_at_rest import seal_subscription_secrets
 from .subscriptions import Subscription, parse_subscription
 from .topics import SUBSCRIPTIONS
 
@@ -87,7 +88,8 @@ class _Base(View):
         )
 
     async def store(self, sub: Subscription, status: int, **extra: Any) -> Response:
-        visible = await self.write(sub.id, orjson.dumps(sub.to_dict(include_secrets=True)))
+        stored = seal_subscription_secrets(sub.to_dict(include_secrets=True), self.runtime.box)
+        visible = await self.write(sub.id, orjson.dumps(stored))
         body = {**sub.to_dict(include_secrets=False), **extra}
         if not visible:
             return self.json({**body, "pending": True}, status=202)

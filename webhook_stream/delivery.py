@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +21,21 @@ from aiokafka import AIOKafkaProducer
 
 from . import __version__
 from .deadletter import dead_letter
+from .health import EndpointHealth
 from .http_client import HttpClient, HttpResult
 from .lanes import Lanes, OrderedAcker
 from .metrics import Metrics
 from .policy import Outcome, choose_retry_delay_topic, classify, retry_delay
-from .records import AttemptRecord, Delivery, iso_now
+from .ratelimit import TokenBuckets
+from .records import AttemptRecord, Delivery, EndpointStatusRecord, iso_now, to_iso
 from .registry import SubscriptionRegistry
 from .rejected import reject
+from .secrets_at_rest import SecretBox, seal_subscription_secrets
 from .settings import Settings
 from .signing import sign
 from .status import record_headers
 from .subscriptions import Subscription
-from .topics import ATTEMPTS, DELIVERIES, retry_topic
+from .topics import ATTEMPTS, DELIVERIES, ENDPOINT_STATUS, SUBSCRIPTIONS, retry_topic
 
 if TYPE_CHECKING:
     import faust
@@ -60,6 +64,9 @@ class Dispatcher:
         self._producer = producer
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
+        self._buckets = TokenBuckets()
+        self._health = EndpointHealth(settings)
+        self._box = SecretBox.from_setting(settings.secret_key)
 
     async def process(self, delivery: Delivery) -> list[asyncio.Future]:
         """Run one attempt (or refuse it); return the sends to await before acking."""
@@ -70,6 +77,9 @@ class Dispatcher:
             return await self._finish(delivery, "tenant_mismatch")
         if sub.disabled:
             return await self._finish(delivery, "endpoint_disabled")
+        if sub.rate_limit_per_s:
+            # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
+            await self._buckets.acquire(sub.id, sub.rate_limit_per_s)
         url, body, headers = self._prepare(sub, delivery)
         self._metrics.in_flight.inc()
         try:
@@ -128,10 +138,45 @@ class Dispatcher:
             label = "failed"
             reason = "fatal_status" if outcome is Outcome.FATAL else "exhausted"
             if result.status is None and outcome is Outcome.FATAL:
-                reason = "invalid_target"
+                reason = (
+                    "forbidden_address" if result.error == "forbidden_address" else "invalid_target"
+                )
             sends.extend(await self._finish(delivery, reason))
         sends.append(await self._log_attempt(delivery, result, label, now))
+        disable = self._health.record(
+            sub.id,
+            sub.updated_at,
+            succeeded=outcome is Outcome.SUCCESS,
+            status=result.status,
+            dead_lettered=label == "failed",
+            now=time.time(),
+        )
+        if disable is not None:
+            sends.extend(await self._disable(sub, disable))
         return sends
+
+    async def _disable(self, sub: Subscription, reason: str) -> list[asyncio.Future]:
+        """Disable the endpoint in the subscription table and tell ``webhooks.endpoint_status``."""
+        failures, first_failure = self._health.snapshot(sub.id)
+        self._health.forget(sub.id)
+        log.warning("endpoint %s disabled: %s (%d consecutive failures)", sub.id, reason, failures)
+        now = iso_now()
+        disabled = replace(sub, disabled=True, updated_at=now)
+        stored = seal_subscription_secrets(disabled.to_dict(include_secrets=True), self._box)
+        status = EndpointStatusRecord(
+            endpoint_id=sub.id,
+            tenant_id=sub.tenant_id,
+            status="disabled",
+            reason=reason,
+            consecutive_failures=failures,
+            first_failure_at=None if first_failure is None else to_iso(first_failure),
+            at=now,
+        )
+        key = sub.id.encode()
+        return [
+            await self._producer.send(SUBSCRIPTIONS, orjson.dumps(stored), key=key),
+            await self._producer.send(ENDPOINT_STATUS, status.encode(), key=key),
+        ]
 
     async def _schedule_retry(
         self, delivery: Delivery, step: float, result: HttpResult

@@ -16,6 +16,13 @@ from dataclasses import dataclass
 import aiohttp
 
 from .settings import Settings
+from .ssrf import (
+    AddressPolicy,
+    GuardedResolver,
+    check_url_host,
+    guarded_socket_factory,
+    is_forbidden_error,
+)
 
 __all__ = ["HttpClient", "HttpResult", "parse_retry_after"]
 
@@ -49,6 +56,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def _error_class(exc: BaseException) -> str:
     # Order matters: the certificate and DNS errors are subclasses of ClientConnectorError.
+    if is_forbidden_error(exc):
+        return "forbidden_address"
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
@@ -71,7 +80,10 @@ class HttpClient:
 
     def __init__(self, settings: Settings, resolver: aiohttp.abc.AbstractResolver | None = None):
         self._settings = settings
-        self._resolver = resolver
+        self._policy = AddressPolicy.from_settings(settings)
+        # Resolved addresses are checked, and only checked addresses are connected to:
+        # no second lookup an attacker could rebind (SSRF).
+        self._resolver = GuardedResolver(self._policy, inner=resolver)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -81,6 +93,7 @@ class HttpClient:
             keepalive_timeout=30,
             resolver=self._resolver,
             ttl_dns_cache=10,
+            socket_factory=guarded_socket_factory(self._policy),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -93,6 +106,7 @@ class HttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._resolver.close()
 
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], timeout: float
@@ -101,7 +115,10 @@ class HttpClient:
         assert self._session is not None, "HttpClient.start() was not awaited"
         keep = self._settings.response_body_max
         started = time.perf_counter()
+        if not self._policy.allow_insecure and not url.startswith("https://"):
+            return HttpResult(None, b"", "insecure_url", None, 0.0)
         try:
+            check_url_host(url, self._policy)
             async with self._session.post(
                 url,
                 data=body,

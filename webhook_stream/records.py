@@ -19,6 +19,7 @@ __all__ = [
     "AttemptRecord",
     "DeadLetterRecord",
     "Delivery",
+    "EndpointStatusRecord",
     "Event",
     "RejectedRecord",
     "SourceRef",
@@ -244,6 +245,32 @@ class DeadLetterRecord:
             event=Event.from_dict(d["event"]),
             created_at=d.get("created_at") or iso_now(),
             origin="replay",
+        )
+
+
+@dataclass(slots=True)
+class EndpointStatusRecord:
+    """An endpoint was disabled (or re-enabled), on ``webhooks.endpoint_status``."""
+
+    endpoint_id: str
+    tenant_id: str | None
+    status: str
+    reason: str
+    consecutive_failures: int
+    first_failure_at: str | None
+    at: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "endpoint_id": self.endpoint_id,
+                "tenant_id": self.tenant_id,
+                "status": self.status,
+                "reason": self.reason,
+                "consecutive_failures": self.consecutive_failures,
+                "first_failure_at": self.first_failure_at,
+                "at": self.at,
+            }
         )
 
 

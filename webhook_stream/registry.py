@@ -17,6 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from . import kafka
 from .errors import InvalidSubscription
+from .secrets_at_rest import SecretBox
 from .settings import Settings
 from .subscriptions import Subscription, SubscriptionIndex
 from .topics import SUBSCRIPTIONS
@@ -34,6 +35,7 @@ class SubscriptionRegistry:
     def __init__(self, settings: Settings, on_invalid: OnInvalid | None = None) -> None:
         self._settings = settings
         self._on_invalid = on_invalid
+        self._box = SecretBox.from_setting(settings.secret_key)
         self.index = SubscriptionIndex()
         self.ready = asyncio.Event()
         self._positions: dict[int, int] = {}
@@ -99,7 +101,7 @@ class SubscriptionRegistry:
             self.index.remove(endpoint_id)
             return
         try:
-            self.index.put(Subscription.from_stored(record.value, endpoint_id))
+            self.index.put(Subscription.from_stored(record.value, endpoint_id, self._box))
         except InvalidSubscription as exc:
             # Fail closed: an invalid update removes the endpoint rather than keep a stale one.
             self.index.remove(endpoint_id)

@@ -86,6 +86,11 @@ class Settings:
     retry_after_max: float = 3600.0
     #: Allow ``http://`` and private/loopback targets (development and tests only).
     allow_insecure_targets: bool = False
+    #: Networks allowed as targets although private (``10.1.0.0/16,192.168.5.7``).
+    allow_target_networks: tuple[str, ...] = ()
+    #: Fernet key(s), comma-separated, newest first: signing secrets are stored
+    #: encrypted in ``webhooks.subscriptions``. Empty = stored in clear text.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
     #: Partitions of the topics the app creates.
     partitions: int = 8
     #: Replication factor of the topics the app creates.
@@ -117,6 +122,10 @@ class Settings:
     commit_interval: float = 1.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.
     shutdown_timeout: float = 30.0
+    #: Disable an endpoint whose every attempt failed for this long (0 = never)...
+    health_disable_after: float = 3 * 86400.0
+    #: ...or after this many consecutive dead letters (0 = never); 410 Gone disables at once.
+    health_disable_after_dead_letters: int = 20
     #: Grace period during which a rotated-out secret still signs.
     secret_rotation_grace: float = 86400.0
     #: How far back each worker reads deliveries and attempts for the status API.
@@ -126,8 +135,6 @@ class Settings:
     status_cache_size: int = 100_000
     #: Attempts kept per endpoint for ``GET /subscriptions/{id}/attempts``.
     attempts_per_endpoint: int = 50
-    #: Log level of the ``webhook_stream`` loggers.
-    log_level: str = "info"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +165,14 @@ class Settings:
             re.compile(self.events_pattern)
         except re.error as exc:
             raise ConfigError(f"{PREFIX}EVENTS_PATTERN: {exc}") from None
+        from .secrets_at_rest import SecretBox  # local: it imports this module's errors
+        from .ssrf import parse_networks  # local: ssrf -> subscriptions -> settings
+
+        try:
+            parse_networks(self.allow_target_networks)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
+        SecretBox.from_setting(self.secret_key)
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -167,7 +182,7 @@ class Settings:
 
 
 def _convert(name: str, raw: str, default: object) -> object:
-    if name == "api_token":
+    if name in ("api_token", "secret_key"):
         return Secret(raw.strip())
     if name == "retry_schedule":
         return parse_schedule(raw)

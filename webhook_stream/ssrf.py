@@ -117,7 +117,7 @@ class AddressPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> AddressPolicy:
-        """From ``allow_insecure_targets`` and, when the setting exists, ``allow_target_networks``."""
+        """From ``allow_insecure_targets`` and ``allow_target_networks`` (if that exists)."""
         networks = getattr(settings, "allow_target_networks", ())
         return cls(
             allow_insecure=bool(settings.allow_insecure_targets),

@@ -26,6 +26,7 @@ import orjson
 
 from .errors import InvalidSubscription
 from .records import to_iso
+from .secrets_at_rest import SecretBox, SecretKeyError, open_subscription_secrets
 from .settings import format_duration, parse_duration
 
 __all__ = [
@@ -183,7 +184,9 @@ class Subscription:
         return replace(self, secret=secret, previous_secrets=kept)
 
     @classmethod
-    def from_stored(cls, raw: bytes | str, key: bytes | str | None = None) -> Subscription:
+    def from_stored(
+        cls, raw: bytes | str, key: bytes | str | None = None, box: SecretBox | None = None
+    ) -> Subscription:
         """Parse a record of ``webhooks.subscriptions`` (not a tombstone) keyed by endpoint id.
 
         Full validation, but the address policy is left to delivery time (the worker's
@@ -196,6 +199,11 @@ class Subscription:
             raise InvalidSubscription("body", "is not valid JSON") from None
         if isinstance(data, Mapping) and data.get("secret") is None:
             raise InvalidSubscription("secret", "is required in the stored form")
+        if isinstance(data, Mapping):
+            try:
+                data = open_subscription_secrets(data, box)
+            except SecretKeyError as exc:
+                raise InvalidSubscription("secret", str(exc)) from None
         endpoint_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         return parse_subscription(data, allow_insecure=True, endpoint_id=endpoint_id)
 
