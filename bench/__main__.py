@@ -93,6 +93,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "WEBHOOK_STREAM_HTTP_POOL_PER_HOST=64 (repeatable)",
     )
     p.add_argument(
+        "--worker-loglevel",
+        default="warn",
+        choices=("crit", "error", "warn", "info", "debug"),
+        help="the worker's -l (default warn); its log goes to bench/out/worker.log",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
@@ -117,7 +123,9 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _terminated)  # clean up children on SIGTERM as on Ctrl-C
+    # Clean up children on SIGTERM as on Ctrl-C (also when started with SIGINT ignored).
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(OUT / "worker.log", "wb") as worker_log:
         try:
             return Bench(args, OUT, worker_log).run()

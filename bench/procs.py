@@ -102,7 +102,9 @@ class Worker:
         token: str,
         partitions: int,
         extra_env: dict[str, str],
+        loglevel: str = "warn",
     ) -> None:
+        self.loglevel = loglevel
         self.port = free_port()
         self.workdir = workdir
         self._log = log
@@ -141,7 +143,7 @@ class Worker:
                 "webhook_stream",
                 "worker",
                 "-l",
-                "warn",
+                self.loglevel,
                 "--web-port",
                 str(self.port),
                 "--web-host",

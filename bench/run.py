@@ -180,6 +180,7 @@ class Bench:
             TOKEN,
             self.args.partitions,
             extra,
+            self.args.worker_loglevel,
         )
         self.workers.append(worker)
         return worker.start()
@@ -213,7 +214,15 @@ class Bench:
         for worker in self.workers:
             if worker.alive():
                 self.say(f"stopping worker pid {worker.pid}")
+                t0 = time.monotonic()
                 worker.stop(timeout=45)
+                stop_s = time.monotonic() - t0
+                self.say(f"  stopped in {stop_s:.1f}s")
+                self.raw.setdefault("worker_stop_s", []).append(stop_s)
+                if stop_s > 10:
+                    self.notes.append(
+                        f"worker pid {worker.pid} took {stop_s:.1f}s to stop (SIGTERM)"
+                    )
         if self.receiver is not None:
             self.receiver.stop()
         if self.broker is not None:
@@ -258,6 +267,7 @@ class Bench:
         await self.phase_warmup(worker)
 
         metrics0 = await self.metrics(worker)
+        self.raw["rss_kb_before_a"] = memory_kb(worker.pid)["VmRSS"]
         cpu0 = cpu_seconds(worker.pid)
         n = a.events
         res_a = await self.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
@@ -378,6 +388,7 @@ class Bench:
             "seconds": seconds,
             "rate": st["unique"] / seconds,
             "worker_cores": cores,
+            "rss_kb_after": memory_kb(worker.pid)["VmRSS"],
             "first_receipt_s": (st["first"] - t_start) if st["first"] else None,
             "timed_out": timed_out,
         }
@@ -441,7 +452,9 @@ class Bench:
                 "worker peak RSS (VmHWM) after A+B",
                 f"{mem['VmHWM'] / 1024:,.0f} MB",
                 "",
-                f"VmRSS now {mem['VmRSS'] / 1024:,.0f} MB",
+                f"VmRSS before A {self.raw['rss_kb_before_a'] / 1024:,.0f} MB, "
+                f"after A {res_a['rss_kb_after'] / 1024:,.0f} MB, "
+                f"after B {res_b['rss_kb_after'] / 1024:,.0f} MB",
             )
         )
 
@@ -606,18 +619,28 @@ class Bench:
         if stop_s > 10:
             self.notes.append(f"worker 1 took {stop_s:.1f}s to stop after SIGTERM")
         self.say(f"6 starting worker 2 with {total_subs:,} subscriptions on the topic")
+        started = time.monotonic()
         worker = self.start_worker()
         ready_s = await self.wait_healthy(worker, total_subs, self.args.phase_timeout)
         mem = memory_kb(worker.pid)
-        self.raw["cold_start"] = {"ready_s": ready_s, **mem}
         self.say(f"  worker 2 healthy after {ready_s:.1f}s, VmRSS {mem['VmRSS'] / 1024:.0f} MB")
+        # Readiness that matters: one event through worker 2 (warm-up endpoint, new event id).
+        await load.produce(
+            self.producer, EVENTS_TOPIC, self.events("warm2", 1, lambda i: "bench.warm")
+        )
+        _, never = await self.wait_receipts("warm", 2, worker, 90)
+        first_s = time.monotonic() - started
+        self.say(f"  worker 2 delivered its first event {first_s:.1f}s after start")
+        self.raw["cold_start"] = {"ready_s": ready_s, "first_delivery_s": first_s, **mem}
         self.rows.append(
             Row(
                 "6c",
                 f"fresh worker start with {total_subs:,} subs",
                 f"{ready_s:.1f} s",
                 "",
-                f"to /health 200; VmRSS {mem['VmRSS'] / 1024:,.0f} MB, "
+                f"to /health 200; first delivery "
+                f"{'NEVER' if never else f'after {first_s:.1f}s'}; "
+                f"VmRSS {mem['VmRSS'] / 1024:,.0f} MB, "
                 f"peak {mem['VmHWM'] / 1024:,.0f} MB "
                 f"(empty worker: {self.raw['worker_start_s']:.1f}s)",
             )
@@ -661,7 +684,7 @@ class Bench:
         findings = self.log_findings()
         head = [
             f"webhook-stream bench, {datetime.now(UTC).isoformat(timespec='seconds')}"
-            + ("" if complete else "  (INCOMPLETE: the run failed, see above)"),
+            + ("" if complete else "  (INCOMPLETE: interrupted or failed, see above)"),
             f"host: {os.cpu_count()} cpus, Python {platform.python_version()}, "
             f"embedded broker (Tansu), partitions={a.partitions}, events={a.events:,}, "
             f"C={a.concurrency}, subs={a.subs:,}; run took {elapsed:.0f}s",

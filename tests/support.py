@@ -160,6 +160,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    request: web.Request | None = field(default=None, repr=False, compare=False)
 
     @property
     def json(self) -> Any:
@@ -200,7 +201,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        got = Received(request.path, dict(request.headers), await request.read(), time.time())
+        got = Received(
+            request.path, dict(request.headers), await request.read(), time.time(), request
+        )
         self.requests.append(got)
         action = self.script.get(request.path, 200)
         if callable(action):

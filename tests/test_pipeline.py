@@ -93,3 +93,15 @@ async def test_webhook_id_is_deterministic_per_event_and_endpoint(
     b = await receiver.wait_count("/b", 2)
     assert a[0].headers["webhook-id"] == a[1].headers["webhook-id"]
     assert a[0].headers["webhook-id"] != b[0].headers["webhook-id"]
+
+
+async def test_topic_created_after_start_is_picked_up_within_15s(
+    worker: Worker, kafka: Kafka, receiver: Receiver
+) -> None:
+    etype = uid("late") + ".x"
+    await worker.create_subscription(id=uid("ep"), url=receiver.url("/late"), event_types=[etype])
+    topic = "events." + uid("brandnew")
+    started = time.time()
+    await kafka.send(topic, event(etype, id=uid("e")))  # creates the topic
+    (got,) = await receiver.wait_count("/late", 1, timeout=20)
+    assert got.at - started < 15, got.at - started

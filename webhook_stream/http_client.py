@@ -75,6 +75,29 @@ def _error_class(exc: BaseException) -> str:
     return "transport"
 
 
+#: Longest we wait for the first bytes of a response body once the status is in.
+_BODY_BUDGET_S = 1.0
+
+
+async def _read_head(resp: aiohttp.ClientResponse, keep: int) -> bytes:
+    """Up to ``keep`` bytes of the body, within a short budget; the rest is never read.
+
+    The status decides the outcome: a receiver that drips or streams its body endlessly
+    neither holds the lane nor fills memory.
+    """
+    head = b""
+    try:
+        async with asyncio.timeout(_BODY_BUDGET_S):
+            while len(head) < keep:
+                chunk = await resp.content.read(keep - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except (TimeoutError, aiohttp.ClientError):
+        pass
+    return head
+
+
 class HttpClient:
     """A shared aiohttp session; create once per worker, :meth:`close` on shutdown."""
 
@@ -126,8 +149,7 @@ class HttpClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                # Only the first bytes are read; the rest is never buffered (hostile receivers).
-                head = await resp.content.read(keep)
+                head = await _read_head(resp, keep)
                 return HttpResult(
                     status=resp.status,
                     body=head,
