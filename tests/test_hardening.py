@@ -1,4 +1,4 @@
-"""Defences: SSRF at delivery time, rate limits, auto-disable, secrets at rest, hostile receivers."""
+"""Defences: SSRF at delivery, rate limits, auto-disable, secrets at rest, hostile receivers."""
 
 from __future__ import annotations
 
