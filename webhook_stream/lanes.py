@@ -63,14 +63,13 @@ class Lanes:
         self._slots = asyncio.Semaphore(max_pending)
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_error = on_error
-
-    @property
-    def pending(self) -> int:
-        return sum(len(lane.queue) + lane.running for lane in self._lanes.values())
+        #: Jobs queued or running (kept as a counter: read on every submit).
+        self.pending = 0
 
     async def submit(self, key: bytes | str, max_in_flight: int, job: Job) -> None:
         """Queue ``job`` behind the key's earlier jobs; waits while too many are held."""
         await self._slots.acquire()
+        self.pending += 1
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
@@ -92,6 +91,7 @@ class Lanes:
                 except Exception as exc:  # noqa: BLE001 - a bug must stop the worker, not a lane
                     self._on_error(exc)
                 finally:
+                    self.pending -= 1
                     self._slots.release()
         finally:
             lane.running -= 1
@@ -114,6 +114,7 @@ class Lanes:
         await asyncio.gather(*still, return_exceptions=True)
         for lane in self._lanes.values():
             for _ in lane.queue:
+                self.pending -= 1
                 self._slots.release()
             lane.queue.clear()
         self._lanes.clear()
