@@ -99,6 +99,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the worker's -l (default warn); its log goes to bench/out/worker.log",
     )
     p.add_argument(
+        "--loop",
+        default="aio",
+        choices=("aio", "uvloop"),
+        help="the worker's event loop, faust -L (uvloop needs `pip install uvloop`)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),

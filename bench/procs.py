@@ -103,8 +103,10 @@ class Worker:
         partitions: int,
         extra_env: dict[str, str],
         loglevel: str = "warn",
+        loop: str = "aio",
     ) -> None:
         self.loglevel = loglevel
+        self.loop = loop
         self.port = free_port()
         self.workdir = workdir
         self._log = log
@@ -139,6 +141,8 @@ class Worker:
                 sys.executable,
                 "-m",
                 "faust",
+                "-L",
+                self.loop,
                 "-A",
                 "webhook_stream",
                 "worker",

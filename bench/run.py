@@ -181,6 +181,7 @@ class Bench:
             self.args.partitions,
             extra,
             self.args.worker_loglevel,
+            self.args.loop,
         )
         self.workers.append(worker)
         return worker.start()

@@ -106,10 +106,12 @@ def register_views(app: Any) -> None:
     class Health(View):
         async def get(self, request: Request) -> Response:
             runtime = app.runtime
-            ready = runtime.registry.ready.is_set() and runtime.delivery is not None
+            checks = runtime.readiness()
+            ready = all(checks.values())
             body = {
                 "status": "ok" if ready else "starting",
                 "ready": ready,
+                "checks": checks,
                 "subscriptions": len(runtime.registry.index),
             }
             return self.json(body, status=200 if ready else 503)

@@ -42,6 +42,10 @@ class WebhookStreamApp(faust.App):
         logger.info("draining in-flight deliveries (up to %.0fs)...", timeout)
         await delivery.quiesce(timeout, final=self.should_stop)
 
+    async def _on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        await super()._on_partitions_assigned(assigned, generation_id)
+        self.runtime.app_assigned.set()
+
     def on_init_dependencies(self) -> Iterable[ServiceT]:
         deps = list(super().on_init_dependencies())
         if self.producer_only or self.client_only:

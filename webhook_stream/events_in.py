@@ -47,6 +47,7 @@ class EventsIn:
         self._registry = registry
         self._metrics = metrics
         self._running = True
+        self.listener = kafka.JoinedListener()
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
@@ -60,7 +61,7 @@ class EventsIn:
             metadata_max_age_ms=int(self._settings.topic_discovery_interval * 1000),
             max_poll_records=1000,
         )
-        consumer.subscribe(pattern=self._settings.events_pattern)
+        consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
         await consumer.start()
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         try:

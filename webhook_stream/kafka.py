@@ -6,13 +6,27 @@ path (see the README's failover section).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from .settings import Settings
 
-__all__ = ["group_consumer", "producer", "tail_consumer"]
+__all__ = ["JoinedListener", "group_consumer", "producer", "tail_consumer"]
+
+
+class JoinedListener(ConsumerRebalanceListener):
+    """Sets ``joined`` once the consumer has its first assignment (possibly empty)."""
+
+    def __init__(self) -> None:
+        self.joined = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.joined.set()
 
 
 def producer(settings: Settings) -> AIOKafkaProducer:

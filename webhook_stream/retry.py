@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -41,17 +41,15 @@ class _Waiting:
     forwarded: bool = False
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener(kafka.JoinedListener):
     def __init__(self, scheduler: RetryScheduler) -> None:
+        super().__init__()
         self._scheduler = scheduler
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._scheduler.commit()
         for tp in revoked:
             self._scheduler.drop(tp)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
 
 
 class RetryScheduler:
@@ -65,6 +63,7 @@ class RetryScheduler:
         self._paused: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._running = True
+        self.listener = _Listener(self)
 
     def stop(self) -> None:
         """Commit what was forwarded and return from :meth:`run`."""
@@ -72,7 +71,7 @@ class RetryScheduler:
 
     async def run(self) -> None:
         consumer = kafka.group_consumer(self._settings, "retry", max_poll_records=2000)
-        consumer.subscribe(topics=retry_topics(self._settings), listener=_Listener(self))
+        consumer.subscribe(topics=retry_topics(self._settings), listener=self.listener)
         self._consumer = consumer
         await consumer.start()
         try:
