@@ -181,6 +181,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     script: dict[str, Script | int] = field(default_factory=dict)
     port: int = 0
+    host: str = "127.0.0.1"
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Receiver:
@@ -188,7 +189,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -198,7 +199,7 @@ class Receiver:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(

@@ -9,7 +9,9 @@ from collections import defaultdict
 from aiohttp import web
 from aiokafka.partitioner import murmur2
 
-from .support import Kafka, Receiver, Worker, event, uid
+from webhook_stream.broker import free_port
+
+from .support import Kafka, Receiver, Worker, event, eventually, uid
 
 PARTITIONS = 4  # the shared worker's WEBHOOK_STREAM_PARTITIONS
 
@@ -77,3 +79,40 @@ async def test_hanging_endpoint_does_not_delay_another_in_same_partition(
     finally:
         release.set()
     await receiver.wait_count("/slow", 5, timeout=30)
+
+
+async def test_hundreds_of_endpoints_are_delivered_in_parallel(
+    worker: Worker, kafka: Kafka
+) -> None:
+    """200 slow endpoints on 10 loopback hosts: calls overlap instead of queueing."""
+    hosts = [f"127.0.0.{i}" for i in range(1, 11)]
+    port = free_port()
+    state = {"now": 0, "peak": 0}
+
+    async def slow(_req: object) -> int:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.5)
+        state["now"] -= 1
+        return 200
+
+    receivers = [await Receiver(host=h, port=port).start() for h in hosts]
+    try:
+        etype = uid("par") + ".x"
+        for i in range(200):
+            r = receivers[i % len(hosts)]
+            r.script[f"/p{i}"] = slow
+            await worker.create_subscription(id=uid("ep"), url=r.url(f"/p{i}"), event_types=[etype])
+        await kafka.send("events.parallel", event(etype, id=uid("e")))
+
+        def total() -> int:
+            return sum(len(r.requests) for r in receivers)
+
+        started = asyncio.get_running_loop().time()
+        await eventually(lambda: total() >= 200, timeout=60)
+        took = asyncio.get_running_loop().time() - started
+        print(f"\n200 endpoints x 0.5 s: done in {took:.1f}s, peak {state['peak']} calls in flight")
+        assert state["peak"] >= 100, state  # serial would be 1, and 100 s
+    finally:
+        for r in receivers:
+            await r.stop()
