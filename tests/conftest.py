@@ -40,6 +40,20 @@ async def worker(
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, for tests whose workers must not share topics."""
+    with EmbeddedBroker(port=free_port(), log_file=tmp_path / "tansu.log") as b:
+        yield b
+
+
+@pytest.fixture
+async def own_kafka(own_broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
+    k = await Kafka(own_broker.bootstrap).start()
+    yield k
+    await k.stop()
+
+
+@pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     r = await Receiver().start()
     yield r

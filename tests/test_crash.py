@@ -10,29 +10,13 @@ import asyncio
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from webhook_stream.broker import EmbeddedBroker, free_port
+from webhook_stream.broker import EmbeddedBroker
 
 from .support import Kafka, Receiver, Worker, event, eventually, uid
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(port=free_port(), log_file=tmp_path / "tansu.log") as b:
-        yield b
-
-
-@pytest.fixture
-async def own_kafka(own_broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
-    k = await Kafka(own_broker.bootstrap).start()
-    yield k
-    await k.stop()
-
 
 CRASH_ENV = {"WEBHOOK_STREAM_PARTITIONS": "8"}
 

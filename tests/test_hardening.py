@@ -5,33 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 from aiohttp import web
 
 from webhook_stream import verify
 from webhook_stream.avro_schemas import validation_errors
-from webhook_stream.broker import EmbeddedBroker, free_port
+from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.secrets_at_rest import generate_key
 from webhook_stream.subscriptions import generate_secret
 
 from .support import Kafka, Receiver, Worker, event, eventually, json_of, uid
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(port=free_port(), log_file=tmp_path / "tansu.log") as b:
-        yield b
-
-
-@pytest.fixture
-async def own_kafka(own_broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
-    k = await Kafka(own_broker.bootstrap).start()
-    yield k
-    await k.stop()
 
 
 async def test_ssrf_targets_are_refused_at_delivery_time(

@@ -41,13 +41,26 @@ from .avro_schemas import SINGLE_OBJECT_MAGIC, decode_single_object
 from .errors import RejectedEvent
 from .records import Event, SourceRef, derived_event_id, iso_now, to_iso
 
-__all__ = ["MAX_ATTR_LEN", "parse_event"]
+__all__ = ["MAX_ATTR_LEN", "parse_event", "parse_record"]
 
 MAX_ATTR_LEN = 256
 _MISSING = object()
 _BAD_TYPE_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _JSON_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+
+def parse_record(record: Any, max_bytes: int) -> Event:
+    """:func:`parse_event` for an aiokafka ``ConsumerRecord``."""
+    return parse_event(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.value,
+        list(record.headers or ()),
+        record.timestamp,
+        max_bytes,
+    )
 
 
 def parse_event(

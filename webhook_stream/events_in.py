@@ -19,7 +19,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from . import kafka
-from .decoding import parse_event
+from .decoding import parse_record
 from .errors import RejectedEvent
 from .fanout import fan_out, send_delivery
 from .metrics import Metrics
@@ -86,15 +86,7 @@ class EventsIn:
 
     async def _handle(self, record: ConsumerRecord) -> list[asyncio.Future]:
         try:
-            event = parse_event(
-                record.topic,
-                record.partition,
-                record.offset,
-                record.value,
-                list(record.headers or ()),
-                record.timestamp,
-                self._settings.max_event_bytes,
-            )
+            event = parse_record(record, self._settings.max_event_bytes)
         except RejectedEvent as exc:
             self._metrics.events.labels("rejected").inc()
             log.info(

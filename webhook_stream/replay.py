@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from . import kafka
-from .decoding import parse_event
+from .decoding import parse_record
 from .errors import RejectedEvent, WebhookStreamError
 from .fanout import fan_out, send_delivery
 from .records import DeadLetterRecord, Delivery
@@ -191,15 +191,7 @@ async def replay_events(
         if progress and summary.scanned % _PROGRESS_EVERY == 0:
             progress(summary)
         try:
-            event = parse_event(
-                record.topic,
-                record.partition,
-                record.offset,
-                record.value,
-                list(record.headers or ()),
-                record.timestamp,
-                settings.max_event_bytes,
-            )
+            event = parse_record(record, settings.max_event_bytes)
         except RejectedEvent:
             continue  # it went to webhooks.rejected the first time
         if tenant is not None and event.tenant_id != tenant:
