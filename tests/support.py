@@ -26,6 +26,9 @@ from webhook_stream.broker import free_port
 
 TOKEN = "test-token-please-ignore-0123456789"
 
+#: Every signing secret the API handed out in this session (searched for at the end).
+SECRETS_USED: list[str] = []
+
 
 async def eventually(
     check: Callable[[], Any | Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05
@@ -148,6 +151,7 @@ class Worker:
         async with self.api() as client:
             r = await client.post("/subscriptions", json=sub)
         assert r.status_code == 201, r.text
+        SECRETS_USED.append(r.json()["secret"])
         return r.json()
 
 

@@ -13,7 +13,7 @@ import httpx
 from webhook_stream import verify
 from webhook_stream.errors import WebhookStreamError
 
-from .support import TOKEN, Kafka, Receiver, Worker, event, eventually, uid
+from .support import SECRETS_USED, TOKEN, Kafka, Receiver, Worker, event, eventually, uid
 
 SEEN_SECRETS: list[str] = []
 
@@ -122,6 +122,7 @@ async def test_rotation_signs_with_both_secrets(
     assert r.status_code == 200
     new = r.json()["secret"]
     SEEN_SECRETS.append(new)
+    SECRETS_USED.append(new)
     assert new != old and "secret" not in (await worker.api().get(f"/subscriptions/{ep}")).json()
     await kafka.send("events.api", event(etype, id=uid("e")))
     (got,) = await receiver.wait_count("/rot", 1)
