@@ -310,6 +310,8 @@ class DeliveryPath:
 
     def _sent(self, fut: asyncio.Future, entry: list[Any]) -> None:
         self._sending.discard(fut)
+        if fut.cancelled():
+            return  # shutting down mid-send: left unacked, redelivered
         exc = fut.exception()
         if exc is not None:
             # Never ack what is not durable: stop the worker; its successor re-reads the offset.
