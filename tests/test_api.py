@@ -9,8 +9,10 @@ import sys
 import time
 
 import httpx
+import orjson
 
 from webhook_stream import verify
+from webhook_stream.avro_schemas import validation_errors
 from webhook_stream.errors import WebhookStreamError
 
 from .support import SECRETS_USED, TOKEN, Kafka, Receiver, Worker, event, eventually, uid
@@ -81,7 +83,7 @@ async def test_validation_errors_name_the_field(worker: Worker, receiver: Receiv
         assert "whsec_short" not in r.text
 
 
-async def test_crud_and_secret_shown_once(worker: Worker, receiver: Receiver) -> None:
+async def test_crud_and_secret_shown_once(worker: Worker, kafka: Kafka, receiver: Receiver) -> None:
     ep = uid("ep")
     created = await create(
         worker, id=ep, url=receiver.url("/crud"), event_types=["crud.*"], description="mine"
@@ -105,6 +107,11 @@ async def test_crud_and_secret_shown_once(worker: Worker, receiver: Receiver) ->
         ] == "url"
         assert (await client.patch(f"/subscriptions/{ep}", json={"secret": "x"})).status_code == 400
         assert (await client.get(f"/subscriptions/{ep}")).json()["url"] == receiver.url("/crud2")
+        # What the API wrote to the compacted topic conforms to schemas/subscription.avsc.
+        stored = [r for r in await kafka.read_all("webhooks.subscriptions") if r.key == ep.encode()]
+        assert len(stored) == 2
+        for rec in stored:
+            assert validation_errors("subscription", orjson.loads(rec.value)) == []
         assert (await client.delete(f"/subscriptions/{ep}")).status_code == 200
         assert (await client.get(f"/subscriptions/{ep}")).status_code == 404
         assert (await client.delete(f"/subscriptions/{ep}")).status_code == 404
