@@ -31,8 +31,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format webhook_stream tests bench
 	$(VENV)/bin/ruff check --fix webhook_stream tests bench
 
-bench: $(STAMP)  ## throughput and latency benchmark (prints a table)
-	$(PY) -m bench
+bench: $(STAMP)  ## throughput and latency benchmark (prints a table); ARGS=--quick etc.
+	$(PY) -m bench $(ARGS)
 
 topics: $(STAMP)  ## print the topic plan and create missing topics
 	$(VENV)/bin/webhook-stream topics

@@ -80,6 +80,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="upper bound in seconds on any single phase (default 180)",
     )
     p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="also run case A with two worker processes (row 3c)",
+    )
+    p.add_argument(
         "--skip-cold-start",
         action="store_true",
         help="skip restarting a fresh worker with all subscriptions loaded",

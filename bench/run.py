@@ -255,7 +255,7 @@ class Bench:
 
         c = a.concurrency
         specs: list[tuple[str, str, str]] = []
-        for case in ("a", "b", "s1", "s2"):
+        for case in ("a", "b", "s1", "s2", "x"):
             for i in range(c):
                 etype = "bench.b.all" if case == "b" else f"bench.{case}.e{i}"
                 specs.append((f"ep_{case}_{i}", f"/{case}/{i}", etype))
@@ -285,7 +285,35 @@ class Bench:
         self.raw["worker1_vmhwm_kb"] = memory_kb(worker.pid)["VmHWM"]
 
         if not a.skip_cold_start:
-            await self.phase_cold_start(worker, api_subs + a.subs)
+            worker = await self.phase_cold_start(worker, api_subs + a.subs)
+        if a.scale_out:
+            await self.phase_scale_out(worker)
+
+    async def phase_scale_out(self, first: Worker) -> None:
+        """Case A again with a second worker process (same app id) sharing the partitions."""
+        self.say("7 starting a second worker process (same app id)")
+        second = self.start_worker()
+        await self.wait_healthy(second, 0, self.args.phase_timeout)
+        # Both must own partitions before the clock starts: one event per endpoint first.
+        c = self.args.concurrency
+        warm = self.events("xwarm", c, lambda i: f"bench.x.e{i % c}")
+        await load.produce(self.producer, EVENTS_TOPIC, warm)
+        await self.wait_receipts("x", c, first, 120)
+        n = self.args.events
+        cpu0 = cpu_seconds(first.pid) + cpu_seconds(second.pid)
+        res = await self.case(first, "x", n, lambda i: f"bench.x.e{i % c}", n + c)
+        cpu_s = cpu_seconds(first.pid) + cpu_seconds(second.pid) - cpu0
+        rate_ = n / max(1e-9, res["seconds"])
+        self.rows.append(
+            Row(
+                "3c",
+                "webhook-stream A, 2 worker processes",
+                rate(rate_, "deliveries/s"),
+                ratio(rate_, self.ceiling_rate),
+                f"{n:,} events; both workers together busy {cpu_s / res['seconds']:.2f} cores, "
+                f"{cpu_s / n * 1000:.3f} CPU-s per 1,000",
+            )
+        )
 
     # ------------------------------------------------------------------ phases
 
@@ -610,7 +638,7 @@ class Bench:
             )
         )
 
-    async def phase_cold_start(self, old: Worker, total_subs: int) -> None:
+    async def phase_cold_start(self, old: Worker, total_subs: int) -> Worker:
         self.say(f"6 stopping worker 1 (pid {old.pid}) for a cold start")
         t0 = time.monotonic()
         await asyncio.to_thread(old.stop, 60)
@@ -646,6 +674,7 @@ class Bench:
                 f"(empty worker: {self.raw['worker_start_s']:.1f}s)",
             )
         )
+        return worker
 
     def worker_counters(self, m0: dict[str, float], m1: dict[str, float]) -> None:
         diff = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
