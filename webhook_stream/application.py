@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
-        # The delivery path bounds and drains its own in-flight work (Lanes.close); Faust's
+        # The delivery path bounds and drains its own in-flight work (quiesce); Faust's
         # unbounded wait would hold a rebalance behind a queue of slow endpoints.
         stream_wait_empty=False,
         web_in_thread=False,
