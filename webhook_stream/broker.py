@@ -70,6 +70,9 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Own session: a terminal's Ctrl-C must not stop the broker before the workers
+            # using it have drained and committed; whoever started it stops it last.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

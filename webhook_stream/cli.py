@@ -43,6 +43,10 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float) -> b
     return False
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Embedded broker + worker + API in one process tree; Ctrl-C stops all of it."""
     token = os.environ.get("WEBHOOK_STREAM_API_TOKEN") or secrets.token_urlsafe(24)
@@ -71,7 +75,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         "127.0.0.1",
     ]
     _say("starting the worker ...")
-    worker = subprocess.Popen(cmd, env=env)  # noqa: S603
+    # Own session, like the broker: on Ctrl-C this process stops the worker first (it drains
+    # and commits while the broker is still up), then the broker.
+    worker = subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: S603
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not _wait_healthy(args.port, worker, timeout=120):
             _say("the worker did not become healthy; see its log above")
@@ -89,7 +96,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the drain
         if worker.poll() is None:
+            _say("stopping the worker (it finishes in-flight deliveries first) ...")
             worker.send_signal(signal.SIGTERM)
             try:
                 worker.wait(timeout=40)
