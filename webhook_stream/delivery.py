@@ -162,6 +162,9 @@ class Dispatcher:
         log.warning("endpoint %s disabled: %s (%d consecutive failures)", sub.id, reason, failures)
         now = iso_now()
         disabled = replace(sub, disabled=True, updated_at=now)
+        # Effective at once for the deliveries already queued behind this one; the record
+        # below brings every worker's table (this one's included) to the same state.
+        self._registry.index.put(disabled)
         stored = seal_subscription_secrets(disabled.to_dict(include_secrets=True), self._box)
         status = EndpointStatusRecord(
             endpoint_id=sub.id,
