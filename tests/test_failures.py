@@ -216,7 +216,7 @@ async def test_timeout_retries_while_other_endpoint_in_partition_completes(
     fast = await receiver.wait_count("/fast", 3, timeout=10)
     hanging = receiver.at("/slow")[0]
     # All of the other endpoint's deliveries landed before the hanging call even timed out.
-    assert fast[-1].at < hanging.at + 1.0, (fast[-1].at - hanging.at)
+    assert fast[-1].at < hanging.at + 1.0, fast[-1].at - hanging.at
     attempts = await attempts_for(kafka, slow, 1)
     assert attempts[0]["error"] == "timeout" and attempts[0]["outcome"] == "retrying"
     release.set()
