@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from webhook_stream.broker import free_port
+from webhook_stream.cli import worker_command
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -137,22 +138,7 @@ class Worker:
         self._log.write(f"\n===== worker on port {self.port} starting at {time.ctime()}\n".encode())
         self._log.flush()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "faust",
-                "-L",
-                self.loop,
-                "-A",
-                "webhook_stream",
-                "worker",
-                "-l",
-                self.loglevel,
-                "--web-port",
-                str(self.port),
-                "--web-host",
-                "127.0.0.1",
-            ],
+            worker_command(self.port, loglevel=self.loglevel, loop=self.loop),
             cwd=self.workdir,
             env=self.env,
             stdout=self._log,

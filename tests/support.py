@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +22,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from webhook_stream.broker import free_port
+from webhook_stream.cli import worker_command
 
 TOKEN = "test-token-please-ignore-0123456789"
 
@@ -81,20 +81,7 @@ class Worker:
     def start(self) -> Worker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "faust",
-                "-A",
-                "webhook_stream",
-                "worker",
-                "-l",
-                "info",
-                "--web-port",
-                str(self.port),
-                "--web-host",
-                "127.0.0.1",
-            ],
+            worker_command(self.port),
             cwd=self.workdir,
             env=self.env,
             stdout=log,

@@ -20,7 +20,7 @@ from .registry import SubscriptionRegistry
 from .replay import ReplaySummary, parse_time, replay_deadletter, replay_events
 from .settings import Settings
 
-__all__ = ["main"]
+__all__ = ["main", "worker_command"]
 
 
 def _say(msg: str) -> None:
@@ -43,6 +43,16 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float) -> b
     return False
 
 
+def worker_command(
+    port: int, *, host: str = "127.0.0.1", loglevel: str = "info", loop: str = "aio"
+) -> list[str]:
+    """``faust -A webhook_stream worker`` for this interpreter, on ``host:port``."""
+    return [
+        sys.executable, "-m", "faust", "-L", loop, "-A", "webhook_stream", "worker",
+        "-l", loglevel, "--web-port", str(port), "--web-host", host,
+    ]  # fmt: skip
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -60,20 +70,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
         "WEBHOOK_STREAM_WEB_PORT": str(args.port),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "faust",
-        "-A",
-        "webhook_stream",
-        "worker",
-        "-l",
-        "info",
-        "--web-port",
-        str(args.port),
-        "--web-host",
-        "127.0.0.1",
-    ]
+    cmd = worker_command(args.port)
     _say("starting the worker ...")
     # Own session, like the broker: on Ctrl-C this process stops the worker first (it drains
     # and commits while the broker is still up), then the broker.
