@@ -23,7 +23,6 @@ from .errors import InvalidSubscription
 from .fanout import send_delivery
 from .records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from .replay import ReplayError, parse_time, replay_deadletter, replay_events
-from .secrets_at_rest import seal_subscription_secrets
 from .subscriptions import Subscription, parse_subscription
 from .topics import SUBSCRIPTIONS
 
@@ -88,8 +87,7 @@ class _Base(View):
         )
 
     async def store(self, sub: Subscription, status: int, **extra: Any) -> Response:
-        stored = seal_subscription_secrets(sub.to_dict(include_secrets=True), self.runtime.box)
-        visible = await self.write(sub.id, orjson.dumps(stored))
+        visible = await self.write(sub.id, self.runtime.registry.stored_form(sub))
         body = {**sub.to_dict(include_secrets=False), **extra}
         if not visible:
             return self.json({**body, "pending": True}, status=202)
@@ -149,7 +147,7 @@ def register_views(app: Any) -> None:
             if self.find(sub.id) is not None:
                 return _error(self, 409, f"subscription {sub.id!r} already exists", field="id")
             now = iso_now()
-            sub = _with(sub, created_at=now, updated_at=now)
+            sub = replace(sub, created_at=now, updated_at=now)
             # The secret is shown once, here; no other response ever carries it.
             return await self.store(sub, 201, secret=sub.secret)
 
@@ -182,7 +180,7 @@ def register_views(app: Any) -> None:
                 )
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
-            return await self.store(_with(updated, updated_at=iso_now()), 200)
+            return await self.store(replace(updated, updated_at=iso_now()), 200)
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
@@ -202,7 +200,7 @@ def register_views(app: Any) -> None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             grace = self.settings.secret_rotation_grace
             rotated = sub.rotate_secret(now=time.time(), grace_s=grace)
-            rotated = _with(rotated, updated_at=iso_now())
+            rotated = replace(rotated, updated_at=iso_now())
             return await self.store(
                 rotated, 200, secret=rotated.secret, old_secret_valid_for_s=grace
             )
@@ -305,7 +303,3 @@ def make_test_delivery(sub: Subscription) -> Delivery:
         created_at=now,
         origin="test",
     )
-
-
-def _with(sub: Subscription, **changes: Any) -> Subscription:
-    return replace(sub, **changes)

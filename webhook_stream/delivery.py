@@ -30,7 +30,6 @@ from .ratelimit import TokenBuckets
 from .records import AttemptRecord, Delivery, EndpointStatusRecord, iso_now, to_iso
 from .registry import SubscriptionRegistry
 from .rejected import reject
-from .secrets_at_rest import SecretBox, seal_subscription_secrets
 from .settings import Settings
 from .signing import sign
 from .status import record_headers
@@ -66,7 +65,6 @@ class Dispatcher:
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
         self._health = EndpointHealth(settings)
-        self._box = SecretBox.from_setting(settings.secret_key)
 
     async def process(self, delivery: Delivery) -> list[asyncio.Future]:
         """Run one attempt (or refuse it); return the sends to await before acking."""
@@ -165,7 +163,6 @@ class Dispatcher:
         # Effective at once for the deliveries already queued behind this one; the record
         # below brings every worker's table (this one's included) to the same state.
         self._registry.index.put(disabled)
-        stored = seal_subscription_secrets(disabled.to_dict(include_secrets=True), self._box)
         status = EndpointStatusRecord(
             endpoint_id=sub.id,
             tenant_id=sub.tenant_id,
@@ -177,7 +174,7 @@ class Dispatcher:
         )
         key = sub.id.encode()
         return [
-            await self._producer.send(SUBSCRIPTIONS, orjson.dumps(stored), key=key),
+            await self._producer.send(SUBSCRIPTIONS, self._registry.stored_form(disabled), key=key),
             await self._producer.send(ENDPOINT_STATUS, status.encode(), key=key),
         ]
 

@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from . import kafka
 from .errors import InvalidSubscription
-from .secrets_at_rest import SecretBox
+from .secrets_at_rest import SecretBox, seal_subscription_secrets
 from .settings import Settings
 from .subscriptions import Subscription, SubscriptionIndex
 from .topics import SUBSCRIPTIONS
@@ -44,6 +45,11 @@ class SubscriptionRegistry:
 
     def stop(self) -> None:
         self._running = False
+
+    def stored_form(self, sub: Subscription) -> bytes:
+        """The record value for ``sub`` on ``webhooks.subscriptions`` (secrets sealed if a
+        ``WEBHOOK_STREAM_SECRET_KEY`` is set)."""
+        return orjson.dumps(seal_subscription_secrets(sub.to_dict(include_secrets=True), self._box))
 
     def get(self, endpoint_id: str) -> Subscription | None:
         return self.index.get(endpoint_id)

@@ -108,6 +108,28 @@ async def scan(
         await consumer.stop()
 
 
+async def _counted(
+    scanning: AsyncIterator[Any], summary: ReplaySummary, progress: Progress | None
+) -> AsyncIterator[Any]:
+    """``scanning``, counting each record into ``summary`` and reporting progress."""
+    async for record in scanning:
+        summary.scanned += 1
+        if progress and summary.scanned % _PROGRESS_EVERY == 0:
+            progress(summary)
+        yield record
+
+
+async def _requeue(
+    producer: AIOKafkaProducer, deliveries: list[Delivery], summary: ReplaySummary
+) -> ReplaySummary:
+    """Send ``deliveries`` (none on a dry run) and wait until the broker has them all."""
+    summary.matched += len(deliveries)
+    if not summary.dry_run:
+        await asyncio.gather(*[await send_delivery(producer, d) for d in deliveries])
+        summary.requeued = len(deliveries)
+    return summary
+
+
 async def _succeeded_since(settings: Settings, since: float | None) -> set[str]:
     ids: set[str] = set()
     async for record in scan(settings, ATTEMPTS, since, None):
@@ -131,11 +153,8 @@ async def replay_deadletter(
 ) -> ReplaySummary:
     """Re-queue dead-lettered deliveries (latest record per delivery id) to their endpoints."""
     summary = ReplaySummary(dry_run=dry_run)
-    latest: dict[str, tuple[bytes, Delivery]] = {}
-    async for record in scan(settings, DEADLETTER, since, until):
-        summary.scanned += 1
-        if progress and summary.scanned % _PROGRESS_EVERY == 0:
-            progress(summary)
+    latest: dict[str, Delivery] = {}
+    async for record in _counted(scan(settings, DEADLETTER, since, until), summary, progress):
         try:
             delivery = DeadLetterRecord.to_delivery(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -145,25 +164,17 @@ async def replay_deadletter(
             continue
         if tenant is not None and delivery.tenant_id != tenant:
             continue
-        latest[delivery.delivery_id] = (record.value, delivery)
+        latest[delivery.delivery_id] = delivery
     if tenant is None and endpoint is None:
-        tenants = {d.tenant_id for _, d in latest.values()}
+        tenants = {d.tenant_id for d in latest.values()}
         if len(tenants) > 1:
             raise ReplayError(
                 f"dead letters of {len(tenants)} tenants match: pass --tenant (or --endpoint)"
             )
     done = set() if force else await _succeeded_since(settings, since)
-    futures = []
-    for delivery_id, (_, delivery) in latest.items():
-        if delivery_id in done:
-            summary.skipped_succeeded += 1
-            continue
-        summary.matched += 1
-        if not dry_run:
-            futures.append(await send_delivery(producer, delivery))
-    await asyncio.gather(*futures)
-    summary.requeued = len(futures)
-    return summary
+    todo = [d for delivery_id, d in latest.items() if delivery_id not in done]
+    summary.skipped_succeeded = len(latest) - len(todo)
+    return await _requeue(producer, todo, summary)
 
 
 async def replay_events(
@@ -185,21 +196,12 @@ async def replay_events(
     if endpoint is None and tenant is None and len({s.tenant_id for s in index}) > 1:
         raise ReplayError("endpoints belong to several tenants: pass --tenant (or --endpoint)")
     summary = ReplaySummary(dry_run=dry_run)
-    futures = []
-    async for record in scan(settings, topic, since, until):
-        summary.scanned += 1
-        if progress and summary.scanned % _PROGRESS_EVERY == 0:
-            progress(summary)
+    todo: list[Delivery] = []
+    async for record in _counted(scan(settings, topic, since, until), summary, progress):
         try:
             event = parse_record(record, settings.max_event_bytes)
         except RejectedEvent:
             continue  # it went to webhooks.rejected the first time
-        if tenant is not None and event.tenant_id != tenant:
-            continue
-        for delivery in fan_out(event, index, only_endpoint=endpoint, origin="replay"):
-            summary.matched += 1
-            if not dry_run:
-                futures.append(await send_delivery(producer, delivery))
-    await asyncio.gather(*futures)
-    summary.requeued = len(futures)
-    return summary
+        if tenant is None or event.tenant_id == tenant:
+            todo.extend(fan_out(event, index, only_endpoint=endpoint, origin="replay"))
+    return await _requeue(producer, todo, summary)

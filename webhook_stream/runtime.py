@@ -22,7 +22,6 @@ from .metrics import Metrics
 from .registry import SubscriptionRegistry
 from .rejected import reject
 from .retry import RetryScheduler
-from .secrets_at_rest import SecretBox
 from .settings import Settings
 from .status import DeliveryLog
 from .topics import ensure_topics
@@ -47,8 +46,6 @@ class Runtime(Service):
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.delivery: DeliveryPath | None = None
         self.status = DeliveryLog(settings)
-        #: Encrypts signing secrets written by the API (None: stored in clear text).
-        self.box = SecretBox.from_setting(settings.secret_key)
         self._started = asyncio.Event()
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
