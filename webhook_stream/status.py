@@ -46,6 +46,9 @@ class _State:
     status: str
     attempts: list[bytes] = field(default_factory=list)
     dead_letter: bytes | None = None
+    #: Timestamp (ms) of the record that set ``status``: the three topics are read
+    #: independently, so a replay record can arrive after the attempt that followed it.
+    status_ms: int = -1
 
 
 class DeliveryLog:
@@ -132,12 +135,13 @@ class DeliveryLog:
                 self._deliveries.popitem(last=False)
         if topic == DELIVERIES:
             if headers.get(H_STATUS) == b"replay":
-                state.status = "pending"
+                self._set_status(state, "pending", record.timestamp)
             return
         if topic == ATTEMPTS:
             state.attempts.append(record.value)
-            status = headers.get(H_STATUS, b"").decode()
-            state.status = _STATUS_OF_OUTCOME.get(status, state.status)
+            status = _STATUS_OF_OUTCOME.get(headers.get(H_STATUS, b"").decode())
+            if status is not None:
+                self._set_status(state, status, record.timestamp)
             per_endpoint = self._attempts.get(endpoint_id)
             if per_endpoint is None:
                 per_endpoint = self._attempts[endpoint_id] = deque(
@@ -149,5 +153,12 @@ class DeliveryLog:
                 self._attempts.move_to_end(endpoint_id)
             per_endpoint.append(record.value)
         elif topic == DEADLETTER:
-            state.status = "dead_lettered"
+            self._set_status(state, "dead_lettered", record.timestamp)
             state.dead_letter = record.value
+
+    @staticmethod
+    def _set_status(state: _State, status: str, at_ms: int) -> None:
+        """Newest record wins, whatever order the topics were read in."""
+        if at_ms >= state.status_ms:
+            state.status = status
+            state.status_ms = at_ms
