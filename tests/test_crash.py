@@ -183,7 +183,9 @@ async def _in_retry_topic(kafka: Kafka) -> bool:
 async def _deliveries_committed(kafka: Kafka) -> bool:
     records = await kafka.read_all("webhooks.deliveries")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, group_id="webhook-stream", enable_auto_commit=False
+        bootstrap_servers=kafka.bootstrap,
+        group_id="webhook-stream-deliver",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:

@@ -1,30 +1,16 @@
-"""Unit tests of the concurrency core: per-key lanes and in-order acks."""
+"""Unit tests of the concurrency core: per-key lanes and in-order commits."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
 
 from webhook_stream.http_client import HttpResult, parse_retry_after
-from webhook_stream.lanes import Lanes, OrderedAcker
+from webhook_stream.lanes import Lanes, OffsetTracker
 from webhook_stream.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 
 from .support import eventually
-
-
-@dataclass
-class FakeMessage:
-    tp: str
-    offset: int
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    acked: list = field(default_factory=list)
-
-    def ack(self) -> None:
-        self.acked.append(self.message.offset)
 
 
 def never(exc: BaseException) -> None:
@@ -32,81 +18,98 @@ def never(exc: BaseException) -> None:
 
 
 async def test_one_key_runs_in_order_one_at_a_time_other_keys_in_parallel() -> None:
-    lanes = Lanes(100, on_error=never)
-    running: dict[str, int] = {"a": 0, "b": 0}
-    peak = {"a": 0, "b": 0}
-    done: list[tuple[str, int]] = []
+    running: dict[bytes, int] = {b"a": 0, b"b": 0}
+    peak = {b"a": 0, b"b": 0}
+    done: list[tuple[bytes, int]] = []
 
-    def job(key: str, i: int):
-        async def run() -> None:
-            running[key] += 1
-            peak[key] = max(peak[key], running[key])
-            await asyncio.sleep(0.005 if key == "a" else 0)
-            running[key] -= 1
-            done.append((key, i))
+    async def handle(item: tuple[bytes, int]) -> None:
+        key, _ = item
+        running[key] += 1
+        peak[key] = max(peak[key], running[key])
+        await asyncio.sleep(0.005 if key == b"a" else 0)
+        running[key] -= 1
+        done.append(item)
 
-        return run
-
+    lanes: Lanes[tuple[bytes, int]] = Lanes(handle, 100, never)
     for i in range(10):
-        await lanes.submit("a", 1, job("a", i))
-        await lanes.submit("b", 1, job("b", i))
+        lanes.submit(b"a", 1, (b"a", i))
+        lanes.submit(b"b", 1, (b"b", i))
     assert await lanes.drain(5)
-    assert [i for k, i in done if k == "a"] == list(range(10))
-    assert peak == {"a": 1, "b": 1}
+    assert [i for k, i in done if k == b"a"] == list(range(10))
+    assert peak == {b"a": 1, b"b": 1}
     # b never waited for the slow a: all of b finished before most of a.
-    assert done.index(("b", 9)) < done.index(("a", 5))
+    assert done.index((b"b", 9)) < done.index((b"a", 5))
     assert lanes.pending == 0
 
 
-async def test_max_in_flight_and_global_bound() -> None:
-    lanes = Lanes(3, on_error=never)
+async def test_max_in_flight_and_the_bound_that_pauses_fetching() -> None:
     gate = asyncio.Event()
-    started = []
+    started: list[int] = []
 
-    def job(i: int):
-        async def run() -> None:
-            started.append(i)
-            await gate.wait()
+    async def handle(i: int) -> None:
+        started.append(i)
+        await gate.wait()
 
-        return run
-
+    lanes: Lanes[int] = Lanes(handle, 3, never)
     for i in range(3):
-        await lanes.submit("k", 2, job(i))
+        lanes.submit(b"k", 2, i)
     await eventually(lambda: len(started) == 2)  # max_in_flight 2
-    blocked = asyncio.create_task(lanes.submit("other", 1, job(99)))
+    assert lanes.full  # 3 held: the consumer pauses
+    waiting = asyncio.create_task(lanes.wait_for_room(5))
     await asyncio.sleep(0.01)
-    assert not blocked.done()  # 3 held: the 4th waits (back-pressure)
+    assert not waiting.done()
     gate.set()
-    await blocked
+    await asyncio.wait_for(waiting, 5)
+    assert not lanes.full
     assert await lanes.drain(5)
-    assert sorted(started) == [0, 1, 2, 99]
+    assert sorted(started) == [0, 1, 2]
 
 
 async def test_drain_abandons_what_does_not_finish() -> None:
-    lanes = Lanes(10, on_error=never)
     hang = asyncio.Event()
 
-    async def stuck() -> None:
+    async def stuck(_: int) -> None:
         await hang.wait()
 
-    await lanes.submit("k", 1, stuck)
-    await lanes.submit("k", 1, stuck)
+    lanes: Lanes[int] = Lanes(stuck, 10, never)
+    lanes.submit(b"k", 1, 1)
+    lanes.submit(b"k", 1, 2)
     assert not await lanes.drain(0.05)
-    assert lanes.pending == 0
+    assert lanes.pending == 0 and not lanes.full
 
 
-def test_acker_releases_acks_in_offset_order_per_partition() -> None:
-    acker = OrderedAcker()
-    events = [FakeEvent(FakeMessage("p0", o)) for o in range(4)] + [FakeEvent(FakeMessage("p1", 0))]
-    entries = [acker.track(e) for e in events]
-    acker.done(entries[2])
-    acker.done(entries[4])  # another partition is independent
-    assert [e.acked for e in events] == [[], [], [], [], [0]]
-    acker.done(entries[0])
-    assert events[0].acked == [0] and events[2].acked == []
-    acker.done(entries[1])
-    assert [e.acked for e in events[:3]] == [[0], [1], [2]]
-    assert len(acker) == 1
+async def test_a_failing_handler_reports_and_the_lane_goes_on() -> None:
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    async def handle(i: int) -> None:
+        if i == 1:
+            raise ValueError("bug")
+        seen.append(i)
+
+    lanes: Lanes[int] = Lanes(handle, 10, errors.append)
+    for i in range(3):
+        lanes.submit(b"k", 1, i)
+    assert await lanes.drain(5)
+    assert seen == [0, 2] and [str(e) for e in errors] == ["bug"]
+
+
+def test_tracker_commits_only_finished_prefixes_per_partition() -> None:
+    p0, p1 = TopicPartition("t", 0), TopicPartition("t", 1)
+    tracker = OffsetTracker()
+    entries = [tracker.track(p0, o) for o in range(10, 14)] + [tracker.track(p1, 0)]
+    tracker.done(entries[2])
+    tracker.done(entries[4])  # another partition is independent
+    assert tracker.committable() == {p1: 1}
+    tracker.done(entries[0])
+    assert tracker.committable() == {p0: 11}
+    assert tracker.committable() == {}
+    tracker.done(entries[1])
+    assert tracker.committable() == {p0: 13}  # 12 was already finished
+    assert len(tracker) == 1
+    tracker.forget([p0])
+    tracker.done(entries[3])  # finished after its partition was revoked: not committed
+    assert tracker.committable() == {} and len(tracker) == 0
 
 
 def result(status: int | None, error: str | None = None) -> HttpResult:

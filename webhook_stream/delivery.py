@@ -1,10 +1,10 @@
-"""Delivery: the Faust agent on ``webhooks.deliveries`` and the dispatch of one delivery.
+"""Delivery: one attempt of one delivery, start to finish.
 
-Dispatch has three steps, in the manner of Svix's worker: *prepare* (find the endpoint,
-sign the body), *send* (one HTTP attempt), *handle the result* (attempt log, then
-success, a retry topic, or the dead-letter topic). A delivery's Kafka offset is acked
-only after every record the result produced is acknowledged by the broker, and acks are
-released in offset order (see :mod:`webhook_stream.lanes`).
+Three steps, in the manner of Svix's worker: *prepare* (find the endpoint, sign the
+body), *send* (one HTTP attempt), *handle the result* (attempt log, then success, a retry
+topic, or the dead-letter topic). :meth:`Dispatcher.process` returns the broker sends
+the result produced; :mod:`webhook_stream.deliveries_in` commits a delivery's offset
+only after they are acknowledged.
 """
 
 from __future__ import annotations
@@ -14,32 +14,25 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
 from . import __version__
 from .deadletter import dead_letter
 from .health import EndpointHealth
 from .http_client import HttpClient, HttpResult
-from .lanes import Lanes, OrderedAcker
 from .metrics import Metrics
 from .policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from .ratelimit import TokenBuckets
 from .records import AttemptRecord, Delivery, EndpointStatusRecord, iso_now, to_iso
 from .registry import SubscriptionRegistry
-from .rejected import reject
 from .settings import Settings
 from .signing import sign
 from .status import record_headers
 from .subscriptions import Subscription
-from .topics import ATTEMPTS, DELIVERIES, ENDPOINT_STATUS, SUBSCRIPTIONS, retry_topic
+from .topics import ATTEMPTS, ENDPOINT_STATUS, SUBSCRIPTIONS, retry_topic
 
-if TYPE_CHECKING:
-    import faust
-
-__all__ = ["DeliveryPath", "Dispatcher", "register_agent"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -235,98 +228,3 @@ class Dispatcher:
         except ValueError:
             return
         self._metrics.end_to_end.observe(max(0.0, time.time() - occurred))
-
-
-class DeliveryPath:
-    """Feeds Faust events into per-endpoint lanes and acks them in offset order."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        dispatcher: Dispatcher,
-        registry: SubscriptionRegistry,
-        producer: AIOKafkaProducer,
-        metrics: Metrics,
-        crash: Any,
-    ) -> None:
-        self._settings = settings
-        self._dispatcher = dispatcher
-        self._registry = registry
-        self._producer = producer
-        self._metrics = metrics
-        self._crash = crash
-        self._acker = OrderedAcker()
-        self._sending: set[asyncio.Future] = set()
-        self._accepting = True
-        self.lanes = Lanes(settings.max_pending_deliveries, on_error=crash)
-
-    async def submit(self, event: Any) -> None:
-        """Queue one Faust event (a raw delivery record); returns once queued."""
-        if not self._accepting:
-            return  # shutting down: left unacked, so the next owner of the partition gets it
-        entry = self._acker.track(event)
-        key = event.key or b""
-        sub = self._registry.get(key.decode("utf-8", "replace"))
-        max_in_flight = sub.max_in_flight if sub is not None else 1
-
-        async def job() -> None:
-            sends = await self._run(event.value, event.message)
-            if not sends:
-                self._acker.done(entry)
-                return
-            gathered = asyncio.gather(*sends)
-            self._sending.add(gathered)
-            gathered.add_done_callback(lambda fut: self._sent(fut, entry))
-
-        await self.lanes.submit(key, max_in_flight, job)
-        self._metrics.pending.set(self.lanes.pending)
-
-    async def _run(self, raw: bytes, message: Any) -> list[asyncio.Future]:
-        try:
-            delivery = Delivery.decode(raw)
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(
-                "undecodable record on %s at offset %s: %s", DELIVERIES, message.offset, exc
-            )
-            return [await reject(self._producer, message, f"invalid_delivery_record: {exc}")]
-        return await self._dispatcher.process(delivery)
-
-    async def quiesce(self, timeout: float, *, final: bool = False) -> None:
-        """Finish what was taken (bounded by ``timeout``) so its acks precede the next commit.
-
-        Called by Faust before it commits at shutdown (``final``: take nothing new after)
-        and when partitions are revoked. What cannot finish in time is dropped unacked;
-        Kafka redelivers it.
-        """
-        if final:
-            self._accepting = False
-        deadline = time.monotonic() + timeout
-        finished = await self.lanes.drain(timeout)
-        if self._sending:
-            await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
-        if not finished or self._sending:
-            self._acker.clear()
-        self._metrics.pending.set(self.lanes.pending)
-
-    def _sent(self, fut: asyncio.Future, entry: list[Any]) -> None:
-        self._sending.discard(fut)
-        if fut.cancelled():
-            return  # shutting down mid-send: left unacked, redelivered
-        exc = fut.exception()
-        if exc is not None:
-            # Never ack what is not durable: stop the worker; its successor re-reads the offset.
-            log.critical("could not hand a delivery result to Kafka: %r", exc)
-            self._crash(exc)
-            return
-        self._acker.done(entry)
-
-
-def register_agent(app: faust.App, path_of: Any) -> None:
-    """Declare the delivery agent. ``path_of()`` returns the started :class:`DeliveryPath`."""
-    topic = app.topic(DELIVERIES, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(topic, name="webhook_stream.deliver")
-    async def deliver(stream: faust.StreamT) -> None:
-        path: DeliveryPath = await path_of()
-        async for event in stream.noack().events():
-            await path.submit(event)

@@ -1,10 +1,12 @@
-"""Per-endpoint lanes and in-order acknowledgement: the concurrency core of delivery.
+"""Per-endpoint lanes and in-order commits: the concurrency core of delivery.
 
 * :class:`Lanes` keeps one FIFO queue per key (endpoint id) with at most ``max_in_flight``
-  jobs of a key running, so one endpoint's calls are serialised while every other
-  endpoint proceeds; a semaphore bounds the jobs held in memory (back-pressure).
-* :class:`OrderedAcker` releases Faust acks per partition strictly in offset order. Acking
-  out of order lets Faust commit past an unfinished message (faust-streaming#606).
+  items of a key running, so one endpoint's calls are serialised while every other
+  endpoint proceeds. Submitting never blocks; the caller stops fetching while
+  :attr:`Lanes.full` (back-pressure without starving the consumer's poll loop).
+* :class:`OffsetTracker` says, per partition, up to which offset every record taken is
+  finished: records finish out of order across endpoints, and committing past an
+  unfinished one would lose it on a crash.
 """
 
 from __future__ import annotations
@@ -12,97 +14,140 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Lanes", "OrderedAcker"]
+from aiokafka import TopicPartition
+
+__all__ = ["Lanes", "OffsetTracker"]
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
-class OrderedAcker:
-    """Acks Faust events of one partition in offset order, whatever order they finish in."""
+class OffsetTracker:
+    """Per partition: the next offset to commit, advanced only over finished records."""
 
     def __init__(self) -> None:
-        self._pending: dict[Any, deque[list[Any]]] = {}
+        self._pending: dict[TopicPartition, deque[list[Any]]] = {}
+        self._ready: dict[TopicPartition, int] = {}
 
-    def track(self, event: Any) -> list[Any]:
-        entry = [event, False]
-        self._pending.setdefault(event.message.tp, deque()).append(entry)
+    def track(self, tp: TopicPartition, offset: int) -> list[Any]:
+        """Note a record taken; pass the returned entry to :meth:`done` when it is finished."""
+        entry = [tp, offset, False]
+        queue = self._pending.get(tp)
+        if queue is None:
+            queue = self._pending[tp] = deque()
+        queue.append(entry)
         return entry
 
     def done(self, entry: list[Any]) -> None:
-        entry[1] = True
-        queue = self._pending.get(entry[0].message.tp)
-        while queue and queue[0][1]:
-            queue.popleft()[0].ack()
+        entry[2] = True
+        queue = self._pending.get(entry[0])
+        if queue is None or not queue[0][2]:
+            return
+        last = -1
+        while queue and queue[0][2]:
+            last = queue.popleft()[1]
+        self._ready[entry[0]] = last + 1
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """Offsets that advanced since the last call (each: every record below is finished)."""
+        ready, self._ready = self._ready, {}
+        return ready
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop tracking ``tps`` (revoked): their unfinished records are redelivered."""
+        for tp in tps:
+            self._pending.pop(tp, None)
+            self._ready.pop(tp, None)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._pending.values())
-
-    def clear(self) -> None:
-        """Forget every unfinished entry (after a rebalance Faust re-delivers them)."""
-        self._pending.clear()
 
 
 class _Lane:
     __slots__ = ("queue", "running")
 
     def __init__(self) -> None:
-        self.queue: deque[Job] = deque()
+        self.queue: deque[Any] = deque()
         self.running = 0
 
 
-class Lanes:
-    """Per-key FIFO execution with a per-key concurrency limit and a global bound."""
+class Lanes(Generic[T]):
+    """Per-key FIFO execution of ``handler(item)`` with a per-key concurrency limit."""
 
-    def __init__(self, max_pending: int, on_error: Callable[[BaseException], None]) -> None:
-        self._lanes: dict[bytes | str, _Lane] = {}
-        self._slots = asyncio.Semaphore(max_pending)
+    def __init__(
+        self,
+        handler: Callable[[T], Awaitable[None]],
+        max_pending: int,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._handler = handler
+        self._max_pending = max_pending
+        self._lanes: dict[bytes, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_error = on_error
-        #: Jobs queued or running (kept as a counter: read on every submit).
+        self._room = asyncio.Event()
+        self._room.set()
+        #: Items queued or running (a counter: read on every submit).
         self.pending = 0
 
-    async def submit(self, key: bytes | str, max_in_flight: int, job: Job) -> None:
-        """Queue ``job`` behind the key's earlier jobs; waits while too many are held."""
-        await self._slots.acquire()
+    @property
+    def full(self) -> bool:
+        return self.pending >= self._max_pending
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Return once fewer than ``max_pending`` items are held, or after ``timeout``."""
+        if self.full:
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def submit(self, key: bytes, max_in_flight: int, item: T) -> None:
+        """Queue ``item`` behind the key's earlier items."""
         self.pending += 1
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append(job)
+        lane.queue.append(item)
         if lane.running < max_in_flight:
             lane.running += 1
             task = asyncio.create_task(self._run(key, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: bytes | str, lane: _Lane) -> None:
+    async def _run(self, key: bytes, lane: _Lane) -> None:
+        handler = self._handler
         try:
             while lane.queue:
-                job = lane.queue.popleft()
+                item = lane.queue.popleft()
                 try:
-                    await job()
+                    await handler(item)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - a bug must stop the worker, not a lane
                     self._on_error(exc)
                 finally:
-                    self.pending -= 1
-                    self._slots.release()
+                    self._release(1)
         finally:
             lane.running -= 1
             if lane.running == 0 and not lane.queue:
                 self._lanes.pop(key, None)
 
-    async def drain(self, timeout: float) -> bool:
-        """Run every queued job to completion, for at most ``timeout`` seconds.
+    def _release(self, n: int) -> None:
+        self.pending -= n
+        if not self._room.is_set() and self.pending < self._max_pending:
+            self._room.set()
 
-        Returns True when all finished. Otherwise the running jobs are cancelled and the
-        queued ones dropped (their records were never acked, so Kafka redelivers them).
+    async def drain(self, timeout: float) -> bool:
+        """Run every queued item to completion, for at most ``timeout`` seconds.
+
+        Returns True when all finished. Otherwise the running items are cancelled and the
+        queued ones dropped (their records were never committed, so Kafka redelivers them).
         """
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
@@ -113,9 +158,7 @@ class Lanes:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
         for lane in self._lanes.values():
-            for _ in lane.queue:
-                self.pending -= 1
-                self._slots.release()
+            self._release(len(lane.queue))
             lane.queue.clear()
         self._lanes.clear()
         log.warning(

@@ -1,7 +1,7 @@
 """The worker's own services, started before Faust's consumer and stopped after it.
 
-Owns the shared producer and HTTP client, the subscription registry, the fan-out loop
-(events in), the retry scheduler and the delivery path the Faust agent feeds.
+Owns the shared producer and HTTP client, the subscription registry, and the three
+consumer loops: events in (fan-out), deliveries in (delivery) and the retry scheduler.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from . import kafka
-from .delivery import DeliveryPath, Dispatcher
+from .deliveries_in import DeliveriesIn
+from .delivery import Dispatcher
 from .events_in import EventsIn
 from .http_client import HttpClient
 from .metrics import Metrics
@@ -44,14 +45,11 @@ class Runtime(Service):
         self.producer: AIOKafkaProducer | None = None
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
-        self.delivery: DeliveryPath | None = None
+        self.delivery: DeliveriesIn | None = None
         self.status = DeliveryLog(settings)
-        self._started = asyncio.Event()
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
         self._joined: list[asyncio.Event] = []
-        #: Set by the app once Faust's own consumer has its first assignment.
-        self.app_assigned = asyncio.Event()
         self._loop_tasks: set[asyncio.Task[None]] = set()
 
     async def on_start(self) -> None:
@@ -64,25 +62,25 @@ class Runtime(Service):
         self.http = HttpClient(self.settings)
         await self.http.start()
         dispatcher = Dispatcher(self.settings, self.registry, self.http, producer, self.metrics)
-        self.delivery = DeliveryPath(
+        self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
         events_in = EventsIn(self.settings, producer, self.registry, self.metrics)
         retry = RetryScheduler(self.settings, producer, self.metrics)
-        self._joined = [events_in.listener.joined, retry.listener.joined]
-        self._loops = [self.registry, events_in, retry, self.status]
+        self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
+        self._loops = [self.registry, events_in, delivery, retry, self.status]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
-        self._started.set()
 
     async def on_stop(self) -> None:
         for loop in self._loops:
             loop.stop()
         if self._loop_tasks:
-            _, late = await asyncio.wait(self._loop_tasks, timeout=self.settings.shutdown_timeout)
+            # The delivery loop drains for up to shutdown_timeout, then commits.
+            _, late = await asyncio.wait(
+                self._loop_tasks, timeout=self.settings.shutdown_timeout + 5
+            )
             for task in late:
                 task.cancel()
-        if self.delivery is not None:
-            await self.delivery.quiesce(self.settings.shutdown_timeout, final=True)
         if self.http is not None:
             await self.http.close()
         if self.producer is not None:
@@ -93,17 +91,8 @@ class Runtime(Service):
         return {
             "subscriptions_loaded": self.registry.ready.is_set(),
             "delivery_running": self.delivery is not None,
-            "consumer_groups_joined": bool(self._joined)
-            and all(j.is_set() for j in self._joined)
-            and self.app_assigned.is_set(),
+            "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
-
-    async def delivery_path(self) -> DeliveryPath:
-        """The delivery path, once the registry has loaded every subscription."""
-        await self._started.wait()
-        await self.registry.ready.wait()
-        assert self.delivery is not None
-        return self.delivery
 
     def fail(self, exc: BaseException) -> None:
         """Stop the worker on an error that would otherwise lose data (fail-stop)."""
