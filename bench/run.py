@@ -172,7 +172,10 @@ class Bench:
             yield f"k{i}".encode(), orjson.dumps(doc)
 
     def start_worker(self) -> Worker:
-        extra = dict(kv.split("=", 1) for kv in self.args.worker_env)
+        # Every bench endpoint is on the receiver's one host; the ceiling holds C
+        # connections to it, so the worker may too (its default is 16 per host).
+        extra = {"WEBHOOK_STREAM_HTTP_POOL_PER_HOST": str(self.args.concurrency)}
+        extra.update(kv.split("=", 1) for kv in self.args.worker_env)
         worker = Worker(
             self.bootstrap_url,
             self.workdir / f"w{len(self.workers)}",

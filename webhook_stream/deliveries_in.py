@@ -12,8 +12,9 @@ Guarantees:
   in one partition, in order; its lane runs them one at a time (``max_in_flight``).
 * at least once: an offset is committed only over a prefix of records whose attempt has
   finished and whose result records the broker has acknowledged (:class:`OffsetTracker`).
-* back-pressure: at most ``max_pending_deliveries`` (plus one batch) are held; while
-  full, the partitions are paused and polling goes on, so the group keeps its members.
+* back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
+  taken, and when it stays full the partitions are paused and polling goes on, so the
+  group keeps its members.
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
 """
@@ -86,7 +87,10 @@ class DeliveriesIn:
         self._consumer: AIOKafkaConsumer | None = None
         #: Partitions assigned and not being revoked: records of others are skipped.
         self.owned: set[TopicPartition] = set()
-        self.lanes: Lanes[_Item] = Lanes(self._deliver, settings.max_pending_deliveries, crash)
+        held = settings.max_pending_deliveries
+        self._batch = max(1, min(_BATCH, held // 4))
+        # Full one batch early, so a batch taken at the bound stays within it.
+        self.lanes: Lanes[_Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -96,7 +100,7 @@ class DeliveriesIn:
     async def run(self) -> None:
         await self._registry.ready.wait()
         self._consumer = consumer = kafka.group_consumer(
-            self._settings, "deliver", max_poll_records=_BATCH
+            self._settings, "deliver", max_poll_records=self._batch
         )
         consumer.subscribe([DELIVERIES], listener=self.listener)
         await consumer.start()
@@ -111,17 +115,21 @@ class DeliveriesIn:
         interval = self._settings.commit_interval
         next_commit = time.monotonic() + interval
         paused = False
+        poll_ms = int(min(interval, 0.5) * 1000)
         while self._running:
             if self.lanes.full:
+                await self.lanes.wait_for_room(poll_ms / 1000)
+            if self.lanes.full:
+                # Draining slowly: keep polling (that keeps the group membership) but take
+                # nothing. Pausing drops prefetched records, so only when it lasts.
                 if not paused:
                     consumer.pause(*consumer.assignment())
                     paused = True
-                await self.lanes.wait_for_room(min(interval, 0.5))
             elif paused:
                 consumer.resume(*consumer.paused())
                 paused = False
             batch = await consumer.getmany(
-                timeout_ms=0 if paused else int(min(interval, 0.5) * 1000), max_records=_BATCH
+                timeout_ms=0 if paused else poll_ms, max_records=self._batch
             )
             for tp, records in batch.items():
                 if tp in self.owned:

@@ -41,7 +41,20 @@ def producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def group_consumer(settings: Settings, group_suffix: str, **kwargs: Any) -> AIOKafkaConsumer:
+#: Fetch wait of consumers off the delivery path (status views, retry waiting): their
+#: records are not latency-critical, and every empty fetch costs the worker and the
+#: broker CPU (on Tansu, which never answers a fetch early, one per wait per consumer).
+BACKGROUND_FETCH_WAIT = 0.2
+
+
+def _fetch_wait_ms(settings: Settings, background: bool) -> int:
+    wait = settings.fetch_max_wait
+    return int((max(wait, BACKGROUND_FETCH_WAIT) if background else wait) * 1000)
+
+
+def group_consumer(
+    settings: Settings, group_suffix: str, *, background: bool = False, **kwargs: Any
+) -> AIOKafkaConsumer:
     """A consumer in group ``<app_id>-<suffix>``, committing by hand."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -53,18 +66,20 @@ def group_consumer(settings: Settings, group_suffix: str, **kwargs: Any) -> AIOK
         rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
         max_poll_interval_ms=300_000,
-        fetch_max_wait_ms=int(settings.fetch_max_wait * 1000),
+        fetch_max_wait_ms=_fetch_wait_ms(settings, background),
         **kwargs,
     )
 
 
-def tail_consumer(settings: Settings, **kwargs: Any) -> AIOKafkaConsumer:
+def tail_consumer(
+    settings: Settings, *, background: bool = False, **kwargs: Any
+) -> AIOKafkaConsumer:
     """A group-less consumer (``assign()`` + seek) for reading whole topics."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=int(settings.fetch_max_wait * 1000),
+        fetch_max_wait_ms=_fetch_wait_ms(settings, background),
         **kwargs,
     )

@@ -86,6 +86,7 @@ class Lanes(Generic[T]):
     ) -> None:
         self._handler = handler
         self._max_pending = max_pending
+        self._low_water = max_pending * 3 // 4
         self._lanes: dict[bytes, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_error = on_error
@@ -99,7 +100,10 @@ class Lanes(Generic[T]):
         return self.pending >= self._max_pending
 
     async def wait_for_room(self, timeout: float) -> None:
-        """Return once fewer than ``max_pending`` items are held, or after ``timeout``."""
+        """Return once at most three quarters of ``max_pending`` are held, or after ``timeout``.
+
+        The gap keeps a consumer from waking for every single item that finishes.
+        """
         if self.full:
             self._room.clear()
             try:
@@ -140,7 +144,7 @@ class Lanes(Generic[T]):
 
     def _release(self, n: int) -> None:
         self.pending -= n
-        if not self._room.is_set() and self.pending < self._max_pending:
+        if not self._room.is_set() and self.pending <= self._low_water:
             self._room.set()
 
     async def drain(self, timeout: float) -> bool:

@@ -70,7 +70,9 @@ class RetryScheduler:
         self._running = False
 
     async def run(self) -> None:
-        consumer = kafka.group_consumer(self._settings, "retry", max_poll_records=2000)
+        consumer = kafka.group_consumer(
+            self._settings, "retry", background=True, max_poll_records=2000
+        )
         consumer.subscribe(topics=retry_topics(self._settings), listener=self.listener)
         self._consumer = consumer
         await consumer.start()

@@ -95,7 +95,7 @@ class DeliveryLog:
     # -- the tail
     async def run(self) -> None:
         topics = (DELIVERIES, ATTEMPTS, DEADLETTER)
-        consumer = kafka.tail_consumer(self._settings, max_poll_records=5000)
+        consumer = kafka.tail_consumer(self._settings, background=True, max_poll_records=5000)
         await consumer.start()
         try:
             await consumer.topics()
