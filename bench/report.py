@@ -14,6 +14,8 @@ class Row:
     result: str
     ratio: str = ""
     notes: str = ""
+    #: A rate to show as a ratio to the ceiling, filled in once the ceiling is final.
+    per_s: float | None = None
 
     def cells(self) -> tuple[str, ...]:
         return (self.key, self.measurement, self.result, self.ratio, self.notes)

@@ -85,6 +85,13 @@ async def _read_head(resp: aiohttp.ClientResponse, keep: int) -> bytes:
     The status decides the outcome: a receiver that drips or streams its body endlessly
     neither holds the lane nor fills memory.
     """
+    content = resp.content
+    if content.is_eof() and keep > 0:
+        # The usual small response is already complete: no waiting, no timer.
+        try:
+            return content.read_nowait(keep)
+        except aiohttp.ClientError:
+            return b""
     head = b""
     try:
         async with asyncio.timeout(_BODY_BUDGET_S):
@@ -108,6 +115,7 @@ class HttpClient:
         # no second lookup an attacker could rebind (SSRF).
         self._resolver = GuardedResolver(self._policy, inner=resolver)
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -131,6 +139,14 @@ class HttpClient:
             self._session = None
         await self._resolver.close()
 
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(seconds)
+        if found is None:
+            if len(self._timeouts) >= 64:  # endpoints' own timeouts: keep it bounded
+                self._timeouts.clear()
+            found = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return found
+
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> HttpResult:
@@ -147,7 +163,7 @@ class HttpClient:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=self._timeout(timeout),
             ) as resp:
                 head = await _read_head(resp, keep)
                 return HttpResult(
