@@ -70,6 +70,11 @@ class Receiver:
         self._log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 

@@ -63,6 +63,7 @@ class Bench:
         self.bootstrap_url = ""
         self.ceiling_rate = 0.0
         self.ceilings: list[float] = []
+        self.ceiling_cpu_per_k = float("nan")
         self._http: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -274,12 +275,15 @@ class Bench:
         metrics0 = await self.metrics(worker)
         self.raw["rss_kb_before_a"] = memory_kb(worker.pid)["VmRSS"]
         cpu0 = cpu_seconds(worker.pid)
+        others0 = self.others_cpu()
         n = a.events
         res_a = await self.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         res_b = await self.case(worker, "b", n // c, lambda i: "bench.b.all", (n // c) * c)
         cpu1 = cpu_seconds(worker.pid)
+        others = [b - a for a, b in zip(others0, self.others_cpu(), strict=True)]
         mem = memory_kb(worker.pid)
         self.add_case_rows(res_a, res_b, cpu1 - cpu0, mem)
+        self.add_machine_row(res_a["delivered"] + res_b["delivered"], cpu1 - cpu0, *others)
         await self.phase_ceiling("after cases A and B")
 
         await self.phase_latency(worker)
@@ -332,7 +336,10 @@ class Bench:
         a = self.args
         assert self.receiver is not None
         self.say(f"1 ceiling {when}: {a.events:,} signed POSTs, bare aiohttp, C={a.concurrency}")
+        cpu0 = time.process_time() + cpu_seconds(self.receiver.pid)
         res = await load.ceiling(self.rurl(""), a.events, a.concurrency, time_limit=a.phase_timeout)
+        cpu_s = time.process_time() + cpu_seconds(self.receiver.pid) - cpu0
+        self.ceiling_cpu_per_k = cpu_s / max(1, res.done) * 1000
         self.ceilings.append(res.rate)
         self.ceiling_rate = max(self.ceilings)
         self.raw.setdefault("ceilings", []).append(vars(res))
@@ -456,6 +463,39 @@ class Bench:
         if res["duplicates"]:
             notes += f"; {res['duplicates']} duplicates"
         return notes
+
+    def others_cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far of the broker, the receiver and this process (the load)."""
+        assert self.broker is not None and self.broker.pid is not None
+        assert self.receiver is not None
+        return (
+            cpu_seconds(self.broker.pid),
+            cpu_seconds(self.receiver.pid),
+            time.process_time(),
+        )
+
+    def add_machine_row(
+        self, delivered: int, worker_s: float, broker_s: float, receiver_s: float, load_s: float
+    ) -> None:
+        """Row 5c: what one delivery costs the whole machine, beside the ceiling's request."""
+        per_k = [x / max(1, delivered) * 1000 for x in (worker_s, broker_s, receiver_s, load_s)]
+        total = sum(per_k)
+        cores = os.cpu_count() or 1
+        self.raw["machine_cpu_per_1000"] = dict(
+            zip(("worker", "broker", "receiver", "load"), per_k, strict=True)
+        )
+        self.rows.append(
+            Row(
+                "5c",
+                "machine CPU per 1,000 deliveries (A+B)",
+                f"{total:.3f} s",
+                "",
+                "worker {:.3f} + broker {:.3f} + receiver {:.3f} + producer/bench {:.3f}; "
+                "{} cores bound this at ~{:,.0f}/s (ceiling: {:.3f} s per 1,000 requests)".format(
+                    *per_k, cores, cores * 1000 / total, self.ceiling_cpu_per_k
+                ),
+            )
+        )
 
     def add_case_rows(
         self, res_a: dict[str, Any], res_b: dict[str, Any], cpu_s: float, mem: dict[str, int]

@@ -51,6 +51,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process id while it runs (the benchmark reads its CPU time)."""
+        return None if self._proc is None else self._proc.pid
+
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         if _port_open(self.host, self.port):
             raise BrokerError(
