@@ -121,10 +121,10 @@ class DeliveriesIn:
                 await self.lanes.wait_for_room(poll_ms / 1000)
             if self.lanes.full:
                 # Draining slowly: keep polling (that keeps the group membership) but take
-                # nothing. Pausing drops prefetched records, so only when it lasts.
-                if not paused:
-                    consumer.pause(*consumer.assignment())
-                    paused = True
+                # nothing. Pausing drops prefetched records, so only when it lasts; every
+                # round, as a rebalance meanwhile brings partitions that are not paused.
+                consumer.pause(*consumer.assignment())
+                paused = True
             elif paused:
                 consumer.resume(*consumer.paused())
                 paused = False
