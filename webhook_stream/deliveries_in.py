@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -73,7 +74,7 @@ class DeliveriesIn:
         registry: SubscriptionRegistry,
         producer: AIOKafkaProducer,
         metrics: Metrics,
-        crash: Any,
+        crash: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
