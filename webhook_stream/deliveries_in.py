@@ -100,6 +100,7 @@ class DeliveriesIn:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
+        await self._adopt_legacy_offsets()
         self._consumer = consumer = kafka.group_consumer(
             self._settings, "deliver", max_poll_records=self._batch
         )
@@ -111,6 +112,37 @@ class DeliveriesIn:
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
+
+    async def _adopt_legacy_offsets(self) -> None:
+        """Continue where the Faust-agent version of the worker left off.
+
+        Up to 0.1, deliveries were read by Faust's group ``<app_id>``. This group starts
+        empty and would replay every retained delivery from the earliest one, so while it
+        has no offsets on the topic, it takes the old group's.
+        """
+        settings = self._settings
+        new, old = f"{settings.app_id}-deliver", settings.app_id
+        consumer = kafka.tail_consumer(settings)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            tps = [
+                TopicPartition(DELIVERIES, p)
+                for p in consumer.partitions_for_topic(DELIVERIES) or ()
+            ]
+        finally:
+            await consumer.stop()
+        if not tps or await kafka.committed(settings, new, tps):
+            return
+        legacy = await kafka.committed(settings, old, tps)
+        if legacy:
+            await kafka.commit_as(settings, new, legacy)
+            log.warning(
+                "group %s starts at group %s's committed offsets on %s (upgrade from 0.1)",
+                new,
+                old,
+                DELIVERIES,
+            )
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         interval = self._settings.commit_interval

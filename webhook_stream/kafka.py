@@ -1,4 +1,4 @@
-"""Factories for the aiokafka clients webhook-stream runs besides Faust's own consumer.
+"""Factories for the aiokafka clients a worker runs, and two group-offset helpers.
 
 All share the consumer-group timings from settings, so failover behaves the same on every
 path (see the README's failover section).
@@ -7,13 +7,25 @@ path (see the README's failover section).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
 from .settings import Settings
 
-__all__ = ["JoinedListener", "group_consumer", "producer", "tail_consumer"]
+__all__ = [
+    "JoinedListener",
+    "commit_as",
+    "committed",
+    "group_consumer",
+    "producer",
+    "tail_consumer",
+]
+
+log = logging.getLogger(__name__)
 
 
 class JoinedListener(ConsumerRebalanceListener):
@@ -83,3 +95,34 @@ def tail_consumer(
         fetch_max_wait_ms=_fetch_wait_ms(settings, background),
         **kwargs,
     )
+
+
+async def committed(
+    settings: Settings, group_id: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets ``group_id`` has committed on ``tps`` (partitions without one are left out)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        found = {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+    return {tp: offset for tp, offset in found.items() if offset is not None and offset >= 0}
+
+
+async def commit_as(settings: Settings, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group_id`` without joining it (the group must be empty)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    except KafkaError as exc:
+        # The group got a member meanwhile (another worker started): it commits its own.
+        log.warning("could not commit offsets for group %s: %r", group_id, exc)
+    finally:
+        await consumer.stop()
