@@ -110,6 +110,12 @@ def test_tracker_commits_only_finished_prefixes_per_partition() -> None:
     tracker.forget([p0])
     tracker.done(entries[3])  # finished after its partition was revoked: not committed
     assert tracker.committable() == {} and len(tracker) == 0
+    # p0 assigned again and its new records all finished: a late finish changes nothing.
+    late = tracker.track(p0, 20)
+    tracker.done(late)
+    assert tracker.committable() == {p0: 21}
+    tracker.done(entries[3])
+    assert tracker.committable() == {}
 
 
 def result(status: int | None, error: str | None = None) -> HttpResult:

@@ -45,8 +45,8 @@ class OffsetTracker:
     def done(self, entry: list[Any]) -> None:
         entry[2] = True
         queue = self._pending.get(entry[0])
-        if queue is None or not queue[0][2]:
-            return
+        if not queue or not queue[0][2]:
+            return  # waits for an earlier record, or its partition was revoked meanwhile
         last = -1
         while queue and queue[0][2]:
             last = queue.popleft()[1]
