@@ -94,17 +94,24 @@ async def ceiling(base_url: str, total: int, concurrency: int, time_limit: float
                 doc = event_doc(f"evt_ceil_{i}_{j}", f"bench.ceil.e{i}", j)
                 body = webhook_body(doc)
                 headers = signed_headers(key, f"msg_ceil_{i}_{j}", body)
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    if resp.status == 200:
-                        done += 1
-                    else:
-                        errors += 1
+                if await _post(session, url, body, headers):
+                    done += 1
+                else:
+                    errors += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(lane(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
     return LoadResult(done, errors, elapsed, timed_out)
+
+
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> bool:
+    """POST and read the answer; True on 200."""
+    async with session.post(url, data=body, headers=headers) as resp:
+        await resp.read()
+        return resp.status == 200
 
 
 async def produce(
@@ -155,12 +162,10 @@ async def baseline(
                         msg_id = "msg_" + doc["id"]
                         url = f"{base_url}/base/{(done + errors) % paths}"
                         headers = signed_headers(key, msg_id, body)
-                        async with session.post(url, data=body, headers=headers) as resp:
-                            await resp.read()
-                            if resp.status == 200:
-                                done += 1
-                            else:
-                                errors += 1
+                        if await _post(session, url, body, headers):
+                            done += 1
+                        else:
+                            errors += 1
             elapsed = time.perf_counter() - started
     finally:
         await consumer.stop()

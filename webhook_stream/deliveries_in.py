@@ -122,19 +122,9 @@ class DeliveriesIn:
         """
         settings = self._settings
         new, old = f"{settings.app_id}-deliver", settings.app_id
-        consumer = kafka.tail_consumer(settings)
-        await consumer.start()
-        try:
-            await consumer.topics()
-            tps = [
-                TopicPartition(DELIVERIES, p)
-                for p in consumer.partitions_for_topic(DELIVERIES) or ()
-            ]
-        finally:
-            await consumer.stop()
-        if not tps or await kafka.committed(settings, new, tps):
+        if await kafka.committed(settings, new, DELIVERIES):
             return
-        legacy = await kafka.committed(settings, old, tps)
+        legacy = await kafka.committed(settings, old, DELIVERIES)
         if legacy:
             await kafka.commit_as(settings, new, legacy)
             log.warning(

@@ -97,15 +97,15 @@ def tail_consumer(
     )
 
 
-async def committed(
-    settings: Settings, group_id: str, tps: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """The offsets ``group_id`` has committed on ``tps`` (partitions without one are left out)."""
+async def committed(settings: Settings, group_id: str, topic: str) -> dict[TopicPartition, int]:
+    """The offsets ``group_id`` has committed on ``topic`` (partitions without one left out)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         found = {tp: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
