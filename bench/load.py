@@ -1,4 +1,4 @@
-"""Load generators that do not involve webhook-stream: the HTTP ceiling and the baseline.
+"""Load generators without Kafka or the worker: the HTTP ceilings and the baseline.
 
 Both sign every request the way webhook-stream does (Standard Webhooks headers, HMAC-SHA256
 over ``<webhook-id>.<webhook-timestamp>.<body>``), so the comparison is like for like.
@@ -7,8 +7,9 @@ over ``<webhook-id>.<webhook-timestamp>.<body>``), so the comparison is like for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,9 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from webhook_stream.http_client import HttpClient
 from webhook_stream.records import iso_now
+from webhook_stream.settings import Settings
 from webhook_stream.signing import decode_secret, sign
 from webhook_stream.subscriptions import generate_secret
 
@@ -74,7 +77,40 @@ class LoadResult:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
 
-async def ceiling(base_url: str, total: int, concurrency: int, time_limit: float) -> LoadResult:
+#: The clients a ceiling can be measured with.
+CLIENTS = ("aiohttp", "webhook-stream")
+
+Post = Callable[[str, bytes, dict[str, str]], Awaitable[bool]]
+
+
+@contextlib.asynccontextmanager
+async def poster(client: str, connections: int) -> AsyncIterator[Post]:
+    """A POST function (True on 200) over aiohttp's client or webhook-stream's own."""
+    if client == "aiohttp":
+        async with new_session(connections) as session:
+            yield lambda url, body, headers: _post(session, url, body, headers)
+        return
+    settings = Settings.from_env(
+        {
+            "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
+            "WEBHOOK_STREAM_HTTP_POOL_PER_HOST": str(connections),
+        }
+    )
+    http = HttpClient(settings)
+    await http.start()
+
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> bool:
+        return (await http.post(url, body, headers, 30.0)).status == 200
+
+    try:
+        yield post
+    finally:
+        await http.close()
+
+
+async def ceiling(
+    base_url: str, total: int, concurrency: int, time_limit: float, client: str = "aiohttp"
+) -> LoadResult:
     """``concurrency`` lanes, one path each, one request in flight per lane; no Kafka."""
     key = decode_secret(generate_secret())
     per_lane = max(1, total // concurrency)
@@ -82,7 +118,7 @@ async def ceiling(base_url: str, total: int, concurrency: int, time_limit: float
     done = errors = 0
     timed_out = False
 
-    async with new_session(concurrency + 10) as session:
+    async with poster(client, concurrency + 10) as post:
 
         async def lane(i: int) -> None:
             nonlocal done, errors, timed_out
@@ -94,7 +130,7 @@ async def ceiling(base_url: str, total: int, concurrency: int, time_limit: float
                 doc = event_doc(f"evt_ceil_{i}_{j}", f"bench.ceil.e{i}", j)
                 body = webhook_body(doc)
                 headers = signed_headers(key, f"msg_ceil_{i}_{j}", body)
-                if await _post(session, url, body, headers):
+                if await post(url, body, headers):
                     done += 1
                 else:
                     errors += 1

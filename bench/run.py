@@ -64,6 +64,7 @@ class Bench:
         #: Every ceiling measured in this run; the highest is the reference.
         self.ceilings: list[float] = []
         self.ceiling_cpu_per_k = float("nan")
+        self.ceiling_client_ms = float("nan")
         self._http: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -250,6 +251,7 @@ class Bench:
     async def phases(self) -> None:
         a = self.args
         await self.phase_ceiling()
+        await self.phase_own_client()
         await self.phase_baseline()
 
         self.say("starting webhook-stream worker 1")
@@ -336,10 +338,12 @@ class Bench:
         a = self.args
         assert self.receiver is not None
         self.say(f"1 ceiling {when}: {a.events:,} signed POSTs, bare aiohttp, C={a.concurrency}")
-        cpu0 = time.process_time() + cpu_seconds(self.receiver.pid)
+        own0, receiver0 = time.process_time(), cpu_seconds(self.receiver.pid)
         res = await load.ceiling(self.rurl(""), a.events, a.concurrency, time_limit=a.phase_timeout)
-        cpu_s = time.process_time() + cpu_seconds(self.receiver.pid) - cpu0
+        own_s = time.process_time() - own0
+        cpu_s = own_s + cpu_seconds(self.receiver.pid) - receiver0
         self.ceiling_cpu_per_k = cpu_s / max(1, res.done) * 1000
+        self.ceiling_client_ms = own_s / max(1, res.done) * 1000
         self.ceilings.append(res.rate)
         self.raw.setdefault("ceilings", []).append(vars(res))
         self.say(f"  ceiling: {res.rate:,.0f} req/s ({res.done:,} in {res.seconds:.2f}s)")
@@ -356,7 +360,34 @@ class Bench:
                 rate(max(self.ceilings), "req/s"),
                 "1.00x",
                 f"{a.events:,} POSTs, {a.concurrency} paths, no Kafka; the higher of "
-                f"{len(self.ceilings)} runs ({runs}: start, after 3a/3b)",
+                f"{len(self.ceilings)} runs ({runs}: start, after 3a/3b); "
+                f"client CPU {self.ceiling_client_ms:.3f} ms per request",
+            )
+        )
+
+    async def phase_own_client(self) -> None:
+        """Row 1b: the same POSTs through webhook-stream's own HTTP client, no Kafka."""
+        a = self.args
+        assert self.receiver is not None
+        self.say(f"1b {a.events:,} signed POSTs through webhook-stream's HTTP client")
+        cpu0 = time.process_time()
+        res = await load.ceiling(
+            self.rurl(""), a.events, a.concurrency, a.phase_timeout, client="webhook-stream"
+        )
+        client_ms = (time.process_time() - cpu0) / max(1, res.done) * 1000
+        self.raw["own_client"] = vars(res)
+        self.say(f"  own client: {res.rate:,.0f} req/s, {client_ms:.3f} CPU-ms per request")
+        notes = f"{res.done:,} POSTs, no Kafka; client CPU {client_ms:.3f} ms per request"
+        if res.errors or res.timed_out:
+            notes += f"; {res.errors} errors{', TIMED OUT' if res.timed_out else ''}"
+        self.rows.append(
+            Row(
+                "1b",
+                f"HTTP: webhook-stream's own client, C={a.concurrency}",
+                rate(res.rate, "req/s"),
+                "",
+                notes,
+                per_s=res.rate,
             )
         )
 

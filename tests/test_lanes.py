@@ -130,9 +130,9 @@ def test_classification_table() -> None:
     for status in (300, 301, 302, 304, 307, 400, 401, 403, 404, 409, 410, 422):
         assert classify(result(status)) is Outcome.FATAL
     assert classify(result(409), extra_retry_codes={409}) is Outcome.RETRY
-    for error in ("timeout", "connect", "dns", "tls", "connection_reset", "transport"):
+    for error in ("timeout", "connect", "dns", "tls", "connection_reset", "protocol"):
         assert classify(result(None, error)) is Outcome.RETRY
-    for error in ("invalid_url", "forbidden_address", "insecure_url"):
+    for error in ("invalid_url", "invalid_header", "forbidden_address", "insecure_url"):
         assert classify(result(None, error)) is Outcome.FATAL
 
 

@@ -1,16 +1,19 @@
-"""Delivery-time SSRF guard: address policy, guarded resolver, aiohttp end to end."""
+"""Delivery-time SSRF guard: address policy, guarded resolver, the HTTP client end to end."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import pickle
 import socket
+from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from webhook_stream.http_client import HttpClient, HttpResult
+from webhook_stream.settings import Settings
 from webhook_stream.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
@@ -234,7 +237,7 @@ async def test_resolver_close_leaves_an_injected_inner_open() -> None:
     await own.close()
 
 
-# -- end to end with aiohttp -----------------------------------------------------------------
+# -- end to end through the HTTP client ------------------------------------------------------
 
 
 class TinyServer:
@@ -281,87 +284,87 @@ class TinyServer:
             writer.close()
 
 
-def _session(policy: AddressPolicy, resolver: AbstractResolver) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        resolver=resolver, socket_factory=guarded_socket_factory(policy), ttl_dns_cache=10
-    )
-    return aiohttp.ClientSession(connector=connector)
+@contextlib.asynccontextmanager
+async def _client(
+    policy: AddressPolicy, resolver: AbstractResolver | None = None
+) -> AsyncIterator[HttpClient]:
+    """Our delivery client with ``policy``; plain http allowed so loopback servers work."""
+    client = HttpClient(Settings.from_env({}), resolver, policy=policy, require_https=False)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _post(client: HttpClient, url: str) -> HttpResult:
+    return await client.post(url, b"{}", {"content-type": "application/json"}, 5.0)
 
 
 async def test_e2e_name_resolving_to_loopback_is_refused() -> None:
-    async with TinyServer() as server:
-        resolver = GuardedResolver(STRICT)
-        try:
-            async with _session(STRICT, resolver) as session:
-                with pytest.raises(aiohttp.ClientConnectorError) as info:
-                    await session.post(f"http://localhost:{server.port}/", data=b"{}")
-        finally:
-            await resolver.close()
-        assert isinstance(info.value.os_error, ForbiddenAddress)
-        assert is_forbidden_error(info.value)
+    async with TinyServer() as server, _client(STRICT) as client:
+        result = await _post(client, f"http://localhost:{server.port}/")
+        assert result.status is None and result.error == "forbidden_address"
         await asyncio.sleep(0.05)
         assert server.connections == 0
 
 
-async def test_e2e_allowed_when_insecure() -> None:
+async def test_e2e_rebinding_answer_is_refused_at_connect_time() -> None:
+    """Validated as a public name; at delivery time the name answers loopback only."""
     async with TinyServer() as server:
-        resolver = GuardedResolver(INSECURE)
-        try:
-            async with (
-                _session(INSECURE, resolver) as session,
-                session.post(f"http://localhost:{server.port}/", data=b"{}") as resp,
-            ):
-                assert resp.status == 200
-                assert await resp.read() == b"ok"
-        finally:
-            await resolver.close()
+        inner = ScriptedResolver({"rebind.example": ["127.0.0.1"]})
+        async with _client(STRICT, inner) as client:
+            result = await _post(client, f"http://rebind.example:{server.port}/")
+        assert inner.calls == ["rebind.example"]
+        assert result.error == "forbidden_address"
+        assert server.connections == 0
+
+
+async def test_e2e_allowed_when_insecure() -> None:
+    async with TinyServer() as server, _client(INSECURE) as client:
+        result = await _post(client, f"http://localhost:{server.port}/")
+        assert (result.status, result.body, result.error) == (200, b"ok", None)
         assert server.connections == 1
         assert server.requests[0].startswith(b"POST / HTTP/1.1")
 
 
-async def test_e2e_ip_literal_refused_by_socket_factory_and_precheck() -> None:
-    """aiohttp skips the resolver for IP literals: the socket factory still refuses."""
+async def test_e2e_ip_literal_refused_without_resolving() -> None:
     async with TinyServer() as server:
         url = f"http://127.0.0.1:{server.port}/"
         inner = ScriptedResolver({})
-        async with _session(STRICT, GuardedResolver(STRICT, inner)) as session:
-            with pytest.raises(aiohttp.ClientConnectorError) as info:
-                await session.post(url, data=b"{}")
-        assert inner.calls == []  # proof that the resolver was not consulted
-        assert is_forbidden_error(info.value)
+        async with _client(STRICT, inner) as client:
+            result = await _post(client, url)
+        assert inner.calls == []  # literals are never resolved
+        assert result.error == "forbidden_address"
         with pytest.raises(ForbiddenAddress):
             check_url_host(url, STRICT)
         await asyncio.sleep(0.05)
         assert server.connections == 0
 
 
+def test_socket_factory_refuses_a_forbidden_peer() -> None:
+    """The last line of defence: every socket the client opens goes through it."""
+    factory = guarded_socket_factory(STRICT)
+    with pytest.raises(ForbiddenAddress):
+        factory((socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("10.0.0.7", 443)))
+    sock = factory((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("93.184.216.34", 443)))
+    sock.close()
+
+
 async def test_e2e_allow_list_admits_a_listed_loopback() -> None:
     policy = AddressPolicy(allow_networks=parse_networks("127.0.0.1"))
-    async with TinyServer() as server:
-        async with (
-            _session(policy, GuardedResolver(policy, ScriptedResolver({}))) as session,
-            session.post(f"http://127.0.0.1:{server.port}/", data=b"{}") as resp,
-        ):
-            assert resp.status == 200
+    async with TinyServer() as server, _client(policy, ScriptedResolver({})) as client:
+        result = await _post(client, f"http://127.0.0.1:{server.port}/")
+        assert result.status == 200
         assert server.connections == 1
 
 
 async def test_e2e_redirect_is_not_followed() -> None:
     async with TinyServer() as target:
         location = f"http://127.0.0.1:{target.port}/"
-        async with TinyServer(302, {"location": location}) as server:
-            resolver = GuardedResolver(INSECURE)
-            try:
-                async with (
-                    _session(INSECURE, resolver) as session,
-                    session.post(
-                        f"http://localhost:{server.port}/", data=b"{}", allow_redirects=False
-                    ) as resp,
-                ):
-                    assert resp.status == 302
-                    assert resp.headers["location"] == location
-            finally:
-                await resolver.close()
+        async with TinyServer(302, {"location": location}) as server, _client(INSECURE) as client:
+            result = await _post(client, f"http://localhost:{server.port}/")
+            assert result.status == 302
             assert server.connections == 1
         await asyncio.sleep(0.05)
         assert target.connections == 0

@@ -14,7 +14,7 @@ from .http_client import HttpResult
 __all__ = ["Outcome", "choose_retry_delay_topic", "classify", "retry_delay"]
 
 #: Transport error classes that retrying cannot fix.
-FATAL_ERRORS = frozenset({"invalid_url", "forbidden_address", "insecure_url"})
+FATAL_ERRORS = frozenset({"invalid_url", "invalid_header", "forbidden_address", "insecure_url"})
 
 
 class Outcome(StrEnum):

@@ -1,4 +1,4 @@
-"""Delivery-time SSRF defence for the aiohttp client.
+"""Delivery-time SSRF defence for the HTTP client.
 
 Validation of a subscription's URL (:mod:`webhook_stream.subscriptions`) only sees the
 host *name*; what a name resolves to can change between validation and delivery (DNS
@@ -6,17 +6,15 @@ rebinding), so the address is checked again at connect time, in the manner of Sv
 ``NonLocalDnsResolver``:
 
 * :class:`GuardedResolver` resolves a host name, drops every address the
-  :class:`AddressPolicy` refuses and hands aiohttp only the vetted ones. aiohttp connects
-  to exactly those addresses (it does no second lookup), so a rebinding DNS server cannot
-  swap in a private address after the check.
-* aiohttp never calls the resolver for IP-literal hosts (``http://10.0.0.1/``, see
-  ``TCPConnector._resolve_host``), so those need :func:`check_url_host` before the request
-  and/or :func:`guarded_socket_factory` on the connector, which sees the address of every
-  socket aiohttp opens, literal or resolved.
+  :class:`AddressPolicy` refuses and returns only the vetted ones. The client
+  (:mod:`webhook_stream.http_client`) connects to exactly those addresses (it does no
+  second lookup), so a rebinding DNS server cannot swap in a private address after the check.
+* IP-literal hosts (``http://10.0.0.1/``) are never resolved: :func:`check_url_host`
+  refuses them before the request, and :func:`guarded_socket_factory`, through which the
+  client opens every socket, sees the exact address of each connection, literal or resolved.
 
-Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`). Raised by the
-resolver or the socket factory, aiohttp wraps it in a ``ClientConnectorError`` (the
-resolver's in ``ClientConnectorDNSError``); :func:`is_forbidden_error` finds it in either.
+Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`);
+:func:`is_forbidden_error` finds it however deeply it is wrapped.
 """
 
 from __future__ import annotations
@@ -149,15 +147,12 @@ class AddressPolicy:
 
 
 class GuardedResolver(AbstractResolver):
-    """An aiohttp resolver that returns only addresses the policy allows.
+    """A resolver (aiohttp's resolver interface) that returns only addresses the policy allows.
 
     Wraps ``inner`` (default: aiohttp's ``DefaultResolver``, created on first use so this
     object can be built outside an event loop). If every address of a host is refused,
-    raises :class:`ForbiddenAddress`, which aiohttp surfaces as ``ClientConnectorDNSError``.
-
-    aiohttp closes a resolver passed to ``TCPConnector`` only if it created it, so the
-    owner of the connector must ``await resolver.close()``; that closes ``inner`` only if
-    this object created it.
+    raises :class:`ForbiddenAddress`. :meth:`close` closes ``inner`` only if this object
+    created it.
     """
 
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
@@ -174,7 +169,7 @@ class GuardedResolver(AbstractResolver):
         if self.policy.allow_insecure:
             return results
         if not results:
-            # aiohttp cannot handle an empty answer; make it a resolution failure.
+            # An empty answer is a resolution failure, not a refusal.
             raise OSError(errno.ENOENT, f"no address found for {host!r}")
         allowed = [r for r in results if self.policy.allowed(r["host"])]
         if not allowed:
@@ -194,7 +189,7 @@ def _literal_address(host: str) -> IPAddress | None:
         return address
     try:
         # What getaddrinfo also reads as IPv4: 127.1, 2130706433, 0x7f000001, 0177.0.0.1,
-        # a trailing dot. (aiohttp refuses some of these itself, resolves others.)
+        # a trailing dot. (Refused here rather than left to the resolver.)
         return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
     except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII
         return None
@@ -204,27 +199,28 @@ def check_url_host(url: str | URL, policy: AddressPolicy) -> None:
     """Raise :class:`ForbiddenAddress` if ``url``'s host is an IP literal the policy refuses.
 
     Host names pass (the :class:`GuardedResolver` checks what they resolve to). Call it
-    before each request: aiohttp does not consult the resolver for IP literals.
+    before a request: IP literals are never resolved.
     """
     if policy.allow_insecure:
         return
     host = URL(url).raw_host if isinstance(url, str) else url.raw_host
     if not host:
-        return  # no host at all: aiohttp refuses the URL itself (InvalidURL)
+        return  # no host at all: the client refuses the URL itself (invalid_url)
     address = _literal_address(host)
     if address is not None:
         if not policy.allowed(address):
             raise ForbiddenAddress(host, [str(address)])
     elif ":" in host:
-        # Looks like an IPv6 literal to aiohttp but is not one: refuse rather than guess.
+        # Looks like an IPv6 literal but is not one: refuse rather than guess.
         raise ForbiddenAddress(host, [host])
 
 
 def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.socket]:
-    """A ``TCPConnector(socket_factory=...)`` that refuses forbidden peer addresses.
+    """A socket factory that refuses forbidden peer addresses.
 
-    aiohttp calls it for every socket it opens, with the exact address about to be
-    connected, whether the host was a name or an IP literal: the last line of defence.
+    Called with an ``addrinfo`` tuple for every socket the client opens, with the exact
+    address about to be connected, whether the host was a name or an IP literal: the last
+    line of defence. (Also fits aiohttp's ``TCPConnector(socket_factory=...)``.)
     """
 
     def factory(addr_info: Any) -> socket.socket:
@@ -242,10 +238,6 @@ def is_forbidden_error(exc: BaseException | None) -> bool:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, ForbiddenAddress):
-            return True
-        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
-            exc.os_error, ForbiddenAddress
-        ):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

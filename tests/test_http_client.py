@@ -1,0 +1,274 @@
+"""The delivery HTTP client against raw scripted servers on 127.0.0.1.
+
+Each server answers with exact bytes, so the odd corners of HTTP/1.1 (chunked bodies,
+interim responses, a peer closing an idle keep-alive connection, garbage) are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from webhook_stream.http_client import HttpClient, HttpResult
+from webhook_stream.settings import Settings
+
+#: (connection number, request number on that connection, writer) -> keep the connection?
+Respond = Callable[[int, int, asyncio.StreamWriter], Awaitable[bool]]
+
+
+def ok(body: bytes = b"ok", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+class RawServer:
+    """Reads Content-Length requests; ``respond`` writes whatever bytes it likes."""
+
+    def __init__(self, respond: Respond) -> None:
+        self.respond = respond
+        self.connections = 0
+        self.open_now = 0
+        self.open_peak = 0
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self.connections += 1
+        number = self.connections
+        self.open_now += 1
+        self.open_peak = max(self.open_peak, self.open_now)
+        try:
+            for index in range(1000):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                self.requests.append(head + await reader.readexactly(length))
+                if not await self.respond(number, index, writer):
+                    break
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # a cancelled handler returns quietly (asyncio logs a re-raised cancel)
+        finally:
+            self.open_now -= 1
+            self._handlers.discard(task)
+            writer.close()
+
+
+def always(data: bytes) -> Respond:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data)
+        return True
+
+    return respond
+
+
+@contextlib.asynccontextmanager
+async def client(**env: str) -> AsyncIterator[HttpClient]:
+    environ = {"WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1"}
+    environ.update({f"WEBHOOK_STREAM_{k.upper()}": v for k, v in env.items()})
+    http = HttpClient(Settings.from_env(environ))
+    await http.start()
+    try:
+        yield http
+    finally:
+        await http.close()
+
+
+async def post(http: HttpClient, url: str, timeout: float = 5.0, **headers: str) -> HttpResult:
+    return await http.post(
+        url, b'{"a":1}', {"content-type": "application/json", **headers}, timeout
+    )
+
+
+async def test_keep_alive_one_connection_for_sequential_posts() -> None:
+    async with RawServer(always(ok(b"fine"))) as server, client() as http:
+        results = [await post(http, server.url("/p?q=1"), x_custom="v") for _ in range(20)]
+    assert {(r.status, r.body, r.error) for r in results} == {(200, b"fine", None)}
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"POST /p?q=1 HTTP/1.1\r\n")
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in first
+    assert b"content-length: 7\r\n" in first and b"x_custom: v\r\n" in first
+    assert first.endswith(b'\r\n\r\n{"a":1}')
+
+
+async def test_chunked_body_is_read_and_the_connection_reused() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    async with RawServer(always(chunked)) as server, client() as http:
+        results = [await post(http, server.url()) for _ in range(3)]
+    assert [r.body for r in results] == [b"hello"] * 3
+    assert server.connections == 1
+
+
+async def test_large_body_keeps_the_first_kilobyte() -> None:
+    big = ok(b"x" * 300_000)
+    async with RawServer(always(big)) as server, client() as http:
+        first = await post(http, server.url())
+        second = await post(http, server.url())
+    assert first.status == 200 and first.body == b"x" * 1024
+    assert second.status == 200 and second.body == b"x" * 1024
+
+
+async def test_connection_close_is_honoured() -> None:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(ok(extra=b"connection: close\r\n"))
+        return False
+
+    async with RawServer(respond) as server, client() as http:
+        results = [await post(http, server.url()) for _ in range(3)]
+    assert [r.status for r in results] == [200] * 3
+    assert server.connections == 3
+
+
+async def test_idle_connection_closed_by_peer_is_retried_on_a_new_one() -> None:
+    """The peer drops a kept-alive connection as the next request arrives: sent again."""
+
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        if conn == 1 and index == 1:
+            return False  # close without a byte of response
+        writer.write(ok())
+        return True
+
+    async with RawServer(respond) as server, client() as http:
+        assert (await post(http, server.url())).status == 200
+        second = await post(http, server.url())
+    assert (second.status, second.error) == (200, None)
+    assert server.connections == 2 and len(server.requests) == 3
+
+
+async def test_fresh_connection_closed_without_response_is_an_error() -> None:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async with RawServer(respond) as server, client() as http:
+        result = await post(http, server.url())
+    assert (result.status, result.error) == (None, "connection_reset")
+    assert server.connections == 1  # not retried: the request was not on a reused connection
+
+
+async def test_interim_100_continue_is_skipped() -> None:
+    data = b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"after")
+    async with RawServer(always(data)) as server, client() as http:
+        result = await post(http, server.url())
+    assert (result.status, result.body) == (200, b"after")
+
+
+async def test_retry_after_and_status_reported() -> None:
+    data = b"HTTP/1.1 503 Busy\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nbusy"
+    async with RawServer(always(data)) as server, client() as http:
+        result = await post(http, server.url())
+    assert (result.status, result.body, result.retry_after) == (503, b"busy", 7.0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"HELLO THERE\r\n\r\n", b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"a" * 100_000 + b"\r\n"],
+    ids=["garbage", "endless-head"],
+)
+async def test_bad_responses_are_protocol_errors(data: bytes) -> None:
+    async with RawServer(always(data)) as server, client() as http:
+        result = await post(http, server.url())
+    assert (result.status, result.error) == (None, "protocol")
+
+
+async def test_no_response_times_out() -> None:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(30)
+        return False
+
+    async with RawServer(respond) as server, client() as http:
+        started = time.monotonic()
+        result = await post(http, server.url(), timeout=0.5)
+    assert (result.status, result.error) == (None, "timeout")
+    assert 0.45 <= time.monotonic() - started < 3
+
+
+async def test_dripping_body_returns_the_status_within_the_body_budget() -> None:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"d")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        return False
+
+    async with RawServer(respond) as server, client() as http:
+        started = time.monotonic()
+        result = await post(http, server.url(), timeout=10)
+    assert result.status == 200 and 1 <= len(result.body) <= 20
+    assert time.monotonic() - started < 3
+
+
+async def test_per_host_limit_bounds_open_connections() -> None:
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(ok())
+        return True
+
+    async with RawServer(respond) as server, client(http_pool_per_host="2") as http:
+        results = await asyncio.gather(*(post(http, server.url()) for _ in range(10)))
+    assert [r.status for r in results] == [200] * 10
+    assert server.open_peak <= 2 and server.connections <= 2
+
+
+async def test_connection_refused_is_connect() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    async with client() as http:
+        result = await post(http, f"http://127.0.0.1:{port}/")
+    assert (result.status, result.error) == (None, "connect")
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "error"),
+    [
+        ("http://127.0.0.1:99999/", {}, "invalid_url"),
+        ("ftp://127.0.0.1/", {}, "invalid_url"),
+        ("http://127.0.0.1:1/", {"x-bad": "a\r\nx-injected: 1"}, "invalid_header"),
+        ("http://127.0.0.1:1/", {"x-bad": "caf\u00e9\u2603"}, "invalid_header"),
+    ],
+)
+async def test_requests_that_cannot_be_sent(url: str, headers: dict[str, str], error: str) -> None:
+    async with client() as http:
+        result = await http.post(url, b"{}", headers, 1.0)
+    assert (result.status, result.error) == (None, error)
+
+
+async def test_https_required_unless_insecure_targets_are_allowed() -> None:
+    http = HttpClient(Settings.from_env({}))
+    await http.start()
+    try:
+        result = await http.post("http://example.com/", b"{}", {}, 1.0)
+    finally:
+        await http.close()
+    assert result.error == "insecure_url"
