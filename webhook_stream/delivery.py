@@ -118,7 +118,7 @@ class Dispatcher:
         sends: list[asyncio.Future] = []
         if outcome is Outcome.SUCCESS:
             label = "succeeded"
-            self._metrics.deliveries.labels("succeeded").inc()
+            self._metrics.succeeded.inc()
             self._observe_end_to_end(delivery)
         elif outcome is Outcome.RETRY and delivery.attempts < max_attempts:
             label = "retrying"
@@ -183,13 +183,13 @@ class Dispatcher:
         delivery.due_at_ms = int((time.time() + delay) * 1000)
         delivery.origin = "retry"
         topic = retry_topic(choose_retry_delay_topic(delay, self._topic_delays))
-        self._metrics.deliveries.labels("retried").inc()
+        self._metrics.retried.inc()
         return await self._producer.send(
             topic, delivery.encode(), key=delivery.endpoint_id.encode()
         )
 
     async def _finish(self, delivery: Delivery, reason: str) -> list[asyncio.Future]:
-        self._metrics.deliveries.labels("dead_lettered").inc()
+        self._metrics.dead_lettered.inc()
         log.info(
             "delivery %s to %s dead-lettered: %s",
             delivery.delivery_id,

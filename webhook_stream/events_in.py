@@ -88,11 +88,11 @@ class EventsIn:
         try:
             event = parse_record(record, self._settings.max_event_bytes)
         except RejectedEvent as exc:
-            self._metrics.events.labels("rejected").inc()
+            self._metrics.rejected.inc()
             log.info(
                 "rejected %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc.reason
             )
             return [await reject(self._producer, record, exc.reason)]
         deliveries = fan_out(event, self._registry.index)
-        self._metrics.events.labels("fanned_out" if deliveries else "no_match").inc()
+        (self._metrics.fanned_out if deliveries else self._metrics.no_match).inc()
         return [await send_delivery(self._producer, d) for d in deliveries]

@@ -48,10 +48,14 @@ class Metrics:
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )
-        for outcome in ("succeeded", "retried", "dead_lettered"):
-            self.deliveries.labels(outcome)
-        for result in ("fanned_out", "no_match", "rejected"):
-            self.events.labels(result)
+        # The labelled children, created once: `labels()` on every delivery costs a lock
+        # and a lookup.
+        self.succeeded = self.deliveries.labels("succeeded")
+        self.retried = self.deliveries.labels("retried")
+        self.dead_lettered = self.deliveries.labels("dead_lettered")
+        self.fanned_out = self.events.labels("fanned_out")
+        self.no_match = self.events.labels("no_match")
+        self.rejected = self.events.labels("rejected")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,13 +32,30 @@ __all__ = [
 ]
 
 
+_second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def to_iso(ts: float) -> str:
-    """Unix seconds to ISO-8601 UTC with millisecond precision (``2026-11-23T10:00:00.000Z``)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix seconds to ISO-8601 UTC with millisecond precision (``2026-11-23T10:00:00.000Z``).
+
+    Called several times per delivery: the date-time part is formatted once per second.
+    """
+    global _second_cache
+    frac, whole = math.modf(ts)  # rounded the way datetime.fromtimestamp rounds
+    second, micros = int(whole), round(frac * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached_second, text = _second_cache
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, text)
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return to_iso(time.time())
 
 
 def derived_event_id(topic: str, partition: int, offset: int) -> str:

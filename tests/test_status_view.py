@@ -1,0 +1,86 @@
+"""The status view across workers: any worker answers for every endpoint, exactly once.
+
+Every worker tails the attempt log of all partitions, its own writes included. Partitions
+change hands when a worker leaves and when one joins: no attempt may go missing or be
+listed twice, on any worker. Runs on a broker of its own (several workers of one app).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from webhook_stream.broker import EmbeddedBroker
+from webhook_stream.records import delivery_id_for
+
+from .support import Kafka, Receiver, Worker, event, eventually
+
+ENV = {"WEBHOOK_STREAM_PARTITIONS": "8"}
+ENDPOINTS = [f"sv{i}" for i in range(12)]
+
+
+async def send_round(kafka: Kafka, round_: int, per_round: int = 4) -> list[str]:
+    assert kafka.producer is not None
+    ids = [f"evt_sv_{round_}_{i}" for i in range(per_round)]
+    for event_id in ids:
+        body = event("sv.changed", {"round": round_}, id=event_id)
+        await kafka.producer.send_and_wait("events.sv", orjson.dumps(body), key=event_id.encode())
+    return ids
+
+
+async def sees_exactly(worker: Worker, event_ids: list[str]) -> bool:
+    """Every endpoint's attempt log holds one succeeded attempt per event, no more."""
+    async with worker.api() as client:
+        for ep in ENDPOINTS:
+            data = (await client.get(f"/subscriptions/{ep}/attempts")).json()["data"]
+            got = sorted(a["delivery_id"] for a in data)
+            want = sorted(delivery_id_for(e, ep) for e in event_ids)
+            if got != want or {a["outcome"] for a in data} != {"succeeded"}:
+                return False
+        for e in event_ids[-2:]:
+            r = await client.get(f"/deliveries/{delivery_id_for(e, ENDPOINTS[0])}")
+            if r.status_code != 200 or r.json()["status"] != "succeeded":
+                return False
+    return True
+
+
+async def all_received(receiver: Receiver, count: int) -> bool:
+    return all(len(receiver.at(f"/{ep}")) >= count for ep in ENDPOINTS)
+
+
+async def test_attempts_listed_once_by_every_worker_across_hand_overs(
+    own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
+) -> None:
+    a = Worker(own_broker.url, tmp_path / "a", env=ENV).start()
+    b = Worker(own_broker.url, tmp_path / "b", env=ENV).start()
+    c: Worker | None = None
+    try:
+        await a.wait_ready()
+        await b.wait_ready()
+        for ep in ENDPOINTS:
+            await a.create_subscription(id=ep, url=receiver.url(f"/{ep}"), event_types=["sv.*"])
+        sent = await send_round(own_kafka, 1)
+        await eventually(lambda: all_received(receiver, len(sent)), timeout=60)
+        for w in (a, b):  # each owns some partitions and tails the others
+            await eventually(lambda w=w: sees_exactly(w, sent), timeout=30)
+
+        # b leaves: a now delivers for every partition.
+        assert await b.terminate() == 0
+        sent += await send_round(own_kafka, 2)
+        await eventually(lambda: all_received(receiver, len(sent)), timeout=90)
+        await eventually(lambda: sees_exactly(a, sent), timeout=30)
+
+        # c joins: a hands partitions over and tails them again.
+        c = Worker(own_broker.url, tmp_path / "c", env=ENV).start()
+        await c.wait_ready()
+        sent += await send_round(own_kafka, 3)
+        await eventually(lambda: all_received(receiver, len(sent)), timeout=90)
+        for w in (a, c):
+            await eventually(lambda w=w: sees_exactly(w, sent), timeout=30)
+        # exactly once at the receiver too: a clean hand-over repeats nothing
+        assert all(len(receiver.at(f"/{ep}")) == len(sent) for ep in ENDPOINTS)
+    finally:
+        for w in (a, b, c):
+            if w is not None:
+                w.stop()
