@@ -1,14 +1,19 @@
-"""Unit tests of the concurrency core: per-key lanes and in-order commits."""
+"""Unit tests of the delivery core: per-key lanes, in-order commits, policy, hot-path helpers."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from webhook_stream.http_client import HttpResult, parse_retry_after
+from webhook_stream.kafka import CachedPartitioner
 from webhook_stream.lanes import Lanes, OffsetTracker
 from webhook_stream.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
+from webhook_stream.records import to_iso
 
 from .support import eventually
 
@@ -147,3 +152,27 @@ def test_retry_delay_jitter_and_retry_after() -> None:
     assert parse_retry_after("120") == 120
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412460) == 20
     assert parse_retry_after("soon") is None
+
+
+# -- hot-path helpers: same answers as the slow originals ---------------------------------
+
+
+def test_cached_partitioner_agrees_with_the_default() -> None:
+    default, cached = DefaultPartitioner(), CachedPartitioner(max_keys=50)
+    for n in (1, 3, 8, 12):
+        parts = list(range(n))
+        for i in range(300):  # more keys than max_keys: the cache is cleared on the way
+            key = f"ep_{i}_{'x' * (i % 40)}".encode()
+            assert cached(key, parts, parts) == default(key, parts, parts)
+            assert cached(key, parts, parts) == default(key, parts, parts)  # from the cache
+    assert cached(None, [0, 1], [1]) == 1  # no key: spread over available partitions
+
+
+def test_to_iso_matches_datetime_formatting() -> None:
+    rng = random.Random(7)
+    samples = [0.0, 0.0005, 0.9995, 1.9999996, -0.5, 1764150000.1234564, 1764150000.9999999]
+    samples += [rng.uniform(-1e9, 4e9) for _ in range(5000)]
+    samples += [round(rng.uniform(0, 4e9), 3) for _ in range(5000)]
+    for ts in samples:
+        want = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+        assert to_iso(ts) == want.replace("+00:00", "Z"), ts
