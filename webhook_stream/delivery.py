@@ -21,6 +21,7 @@ from . import __version__
 from .deadletter import dead_letter
 from .health import EndpointHealth
 from .http_client import HttpClient, HttpResult
+from .kafka import RecordBatcher
 from .metrics import Metrics
 from .policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from .ratelimit import TokenBuckets
@@ -48,12 +49,14 @@ class Dispatcher:
         registry: SubscriptionRegistry,
         http: HttpClient,
         producer: AIOKafkaProducer,
+        batcher: RecordBatcher,
         metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._http = http
         self._producer = producer
+        self._batcher = batcher
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
@@ -215,7 +218,7 @@ class Dispatcher:
             response_body=result.body.decode("utf-8", "replace"),
             attempted_at=at,
         )
-        return await self._producer.send(
+        return self._batcher.send(
             ATTEMPTS,
             record.encode(),
             key=delivery.endpoint_id.encode(),

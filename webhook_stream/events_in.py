@@ -21,7 +21,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from . import kafka
 from .decoding import parse_record
 from .errors import RejectedEvent
-from .fanout import fan_out, send_delivery
+from .fanout import fan_out, queue_delivery
 from .metrics import Metrics
 from .registry import SubscriptionRegistry
 from .rejected import reject
@@ -39,11 +39,13 @@ class EventsIn:
         self,
         settings: Settings,
         producer: AIOKafkaProducer,
+        batcher: kafka.RecordBatcher,
         registry: SubscriptionRegistry,
         metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._producer = producer
+        self._batcher = batcher
         self._registry = registry
         self._metrics = metrics
         self._running = True
@@ -95,4 +97,4 @@ class EventsIn:
             return [await reject(self._producer, record, exc.reason)]
         deliveries = fan_out(event, self._registry.index)
         (self._metrics.fanned_out if deliveries else self._metrics.no_match).inc()
-        return [await send_delivery(self._producer, d) for d in deliveries]
+        return [queue_delivery(self._batcher, d) for d in deliveries]

@@ -43,6 +43,7 @@ class Runtime(Service):
         self.settings = settings
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
+        self.batcher: kafka.RecordBatcher | None = None
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.delivery: DeliveriesIn | None = None
@@ -61,11 +62,15 @@ class Runtime(Service):
         await producer.start()
         self.http = HttpClient(self.settings)
         await self.http.start()
-        dispatcher = Dispatcher(self.settings, self.registry, self.http, producer, self.metrics)
+        # Deliveries and attempt records, the two per-delivery writes, go in batches.
+        self.batcher = batcher = kafka.RecordBatcher(producer)
+        dispatcher = Dispatcher(
+            self.settings, self.registry, self.http, producer, batcher, self.metrics
+        )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        events_in = EventsIn(self.settings, producer, self.registry, self.metrics)
+        events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics)
         retry = RetryScheduler(self.settings, producer, self.metrics)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
         self._loops = [self.registry, events_in, delivery, retry, self.status]
@@ -83,6 +88,8 @@ class Runtime(Service):
                 task.cancel()
         if self.http is not None:
             await self.http.close()
+        if self.batcher is not None:
+            await self.batcher.close()
         if self.producer is not None:
             await self.producer.stop()
 
