@@ -31,6 +31,9 @@ __all__ = ["EventsIn"]
 
 log = logging.getLogger(__name__)
 
+#: Records handled between yields to the event loop: in-flight deliveries keep moving.
+_YIELD_EVERY = 100
+
 
 class EventsIn:
     """The fan-out loop. ``run()`` until cancelled."""
@@ -74,8 +77,10 @@ class EventsIn:
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 futures: list[asyncio.Future] = []
                 for tp, records in batch.items():
-                    for record in records:
+                    for n, record in enumerate(records, 1):
                         futures.extend(await self._handle(record))
+                        if n % _YIELD_EVERY == 0:
+                            await asyncio.sleep(0)  # let HTTP responses in meanwhile
                     offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
                 await asyncio.gather(*futures)
                 try:

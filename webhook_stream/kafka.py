@@ -113,6 +113,9 @@ class RecordBatcher:
             try:
                 await self._flush(queued)
             except Exception as exc:  # noqa: BLE001 - every waiter learns of it
+                # The producer is failing (metadata, closed): records of this round still
+                # waiting for their ack are failed too. Their owners stop the worker, and
+                # uncommitted work is redone: at least once, never silently lost.
                 for *_, future in queued:
                     if not future.done():
                         future.set_exception(exc)

@@ -11,6 +11,7 @@ parsed only when read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
@@ -116,8 +117,10 @@ class DeliveryLog:
             while self._running:
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
-                    for record in records:
+                    for n, record in enumerate(records, 1):
                         self._apply(tp.topic, record)
+                        if n % 1000 == 0:
+                            await asyncio.sleep(0)  # a long batch must not stall deliveries
         finally:
             await consumer.stop()
 
