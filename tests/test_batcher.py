@@ -61,3 +61,19 @@ async def test_batched_records_keep_per_key_order_and_default_partitions(
     for key, seen in by_key.items():
         in_offset_order = [order for _, order in sorted(seen)]
         assert in_offset_order == sorted(in_offset_order), key
+
+
+async def test_a_full_batcher_makes_its_producer_wait(broker: EmbeddedBroker) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    batcher = RecordBatcher(producer, max_queued=50)
+    topic = f"batcher.{uid()}"
+    try:
+        futures = [batcher.send(topic, b"v", key=b"k") for _ in range(50)]
+        assert batcher.full
+        await asyncio.wait_for(batcher.wait_for_room(), timeout=30)
+        assert not batcher.full
+        await asyncio.gather(*futures)
+    finally:
+        await batcher.close()
+        await producer.stop()

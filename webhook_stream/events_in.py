@@ -79,7 +79,9 @@ class EventsIn:
                 for tp, records in batch.items():
                     for n, record in enumerate(records, 1):
                         futures.extend(await self._handle(record))
-                        if n % _YIELD_EVERY == 0:
+                        if self._batcher.full:
+                            await self._batcher.wait_for_room()  # bounded memory
+                        elif n % _YIELD_EVERY == 0:
                             await asyncio.sleep(0)  # let HTTP responses in meanwhile
                     offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
                 await asyncio.gather(*futures)

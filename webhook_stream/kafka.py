@@ -77,16 +77,32 @@ class RecordBatcher:
     that resolves like ``send()``'s (to the record's metadata, or its error). One flusher
     task hands the batches over one after another, so per-partition order is the order of
     :meth:`send` calls. Partitions are chosen as aiokafka's default partitioner would.
+
+    Memory is bounded by the caller: a producer of many records (the fan-out) waits with
+    :meth:`wait_for_room` while :attr:`full`.
     """
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, max_queued: int = 2000) -> None:
         self._producer = producer
+        self._max_queued = max_queued
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._queued: list[_Queued] = []
+        self._flushing = 0
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        """At least ``max_queued`` records are not yet handed to the producer."""
+        return len(self._queued) + self._flushing >= self._max_queued
+
+    async def wait_for_room(self) -> None:
+        while self.full:
+            self._room.clear()
+            await self._room.wait()
 
     def send(
         self, topic: str, value: bytes, *, key: bytes, headers: Any = None
@@ -110,6 +126,7 @@ class RecordBatcher:
             await self._wake.wait()
             self._wake.clear()
             queued, self._queued = self._queued, []
+            self._flushing = len(queued)
             try:
                 await self._flush(queued)
             except Exception as exc:  # noqa: BLE001 - every waiter learns of it
@@ -119,6 +136,9 @@ class RecordBatcher:
                 for *_, future in queued:
                     if not future.done():
                         future.set_exception(exc)
+            finally:
+                self._flushing = 0
+                self._room.set()
 
     async def _flush(self, queued: list[_Queued]) -> None:
         batches: dict[tuple[str, int], tuple[Any, list[asyncio.Future[Any]]]] = {}
