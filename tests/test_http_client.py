@@ -181,6 +181,16 @@ async def test_interim_100_continue_is_skipped() -> None:
     assert (result.status, result.body) == (200, b"after")
 
 
+async def test_a_second_response_in_the_same_packet_is_ignored() -> None:
+    data = ok(b"first") + b"HTTP/1.1 500 Oops\r\ncontent-length: 4\r\n\r\nnope"
+    async with RawServer(always(data)) as server, client() as http:
+        first = await post(http, server.url())
+        second = await post(http, server.url())
+    assert (first.status, first.body) == (200, b"first")
+    assert (second.status, second.body) == (200, b"first")
+    assert server.connections == 2  # the connection that carried extra bytes is not reused
+
+
 async def test_retry_after_and_status_reported() -> None:
     data = b"HTTP/1.1 503 Busy\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nbusy"
     async with RawServer(always(data)) as server, client() as http:

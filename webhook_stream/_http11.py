@@ -61,6 +61,7 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self._keep = keep
+        self._extra = False
         self._interim = False
         self._head_bytes = 0
         self._body_seen = 0
@@ -92,7 +93,13 @@ class Connection(asyncio.Protocol):
         await self._waiter
 
     def reusable(self) -> bool:
-        return not self.closed and self.complete and self.keep_alive and not self._in_request
+        return (
+            not self.closed
+            and self.complete
+            and self.keep_alive
+            and not self._extra
+            and not self._in_request
+        )
 
     def done(self) -> None:
         """The caller is finished with this response."""
@@ -143,13 +150,15 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.complete:
-            self.keep_alive = False  # a second response nobody asked for
+            self._extra = True  # a second response nobody asked for: ignored, never reused
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 11 and name.lower() == b"retry-after":
+        if len(name) == 11 and name.lower() == b"retry-after" and not self._extra:
             self.retry_after = value
 
     def on_headers_complete(self) -> None:
+        if self._extra:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             self._interim = True  # 100 Continue and friends: the real response follows
@@ -157,12 +166,16 @@ class Connection(asyncio.Protocol):
         self.status = status
 
     def on_body(self, body: bytes) -> None:
+        if self._extra:
+            return
         self._body_seen += len(body)
         room = self._keep - len(self.body)
         if room > 0:
             self.body += body[:room]
 
     def on_message_complete(self) -> None:
+        if self._extra:
+            return
         if self._interim:
             self._interim = False
             self._head_bytes = 0
