@@ -9,10 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from webhook_stream.http_client import HttpClient, HttpResult
 from webhook_stream.settings import Settings
@@ -282,3 +289,86 @@ async def test_https_required_unless_insecure_targets_are_allowed() -> None:
     finally:
         await http.close()
     assert result.error == "insecure_url"
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def _certificates(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signed for ``localhost`` (no IP address in it)."""
+    now = datetime.now(UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+class TlsServer(RawServer):
+    def __init__(self, respond: Respond, cert: Path, key: Path) -> None:
+        super().__init__(respond)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+
+    async def __aenter__(self) -> TlsServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+
+async def test_https_verifies_the_certificate_and_the_host_name(tmp_path: Path) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    trusting = ssl.create_default_context(cafile=str(ca))
+    settings = Settings.from_env({"WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1"})
+    async with TlsServer(always(ok(b"secure")), cert, key) as server:
+        http = HttpClient(settings, tls=trusting)
+        await http.start()
+        try:
+            url = f"https://localhost:{server.port}/hook"
+            results = [await post(http, url) for _ in range(3)]
+            assert [(r.status, r.body, r.error) for r in results] == [(200, b"secure", None)] * 3
+            assert server.connections == 1  # kept alive over TLS
+            assert f"host: localhost:{server.port}\r\n".encode() in server.requests[0]
+            # the certificate names localhost, not 127.0.0.1
+            wrong_name = await post(http, f"https://127.0.0.1:{server.port}/hook")
+            assert (wrong_name.status, wrong_name.error) == (None, "tls")
+        finally:
+            await http.close()
+        # the system trust store does not know the test CA
+        async with client() as system:
+            untrusted = await post(system, f"https://localhost:{server.port}/hook")
+        assert (untrusted.status, untrusted.error) == (None, "tls")

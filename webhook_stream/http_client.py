@@ -157,8 +157,8 @@ def _request_bytes(target: _Target, body: bytes, headers: dict[str, str]) -> byt
 class HttpClient:
     """Pooled HTTP/1.1 POSTs; create once per worker, :meth:`start`, :meth:`close` on shutdown.
 
-    ``resolver`` replaces the system resolver (tests). ``require_https`` defaults to the
-    opposite of ``allow_insecure_targets``.
+    ``resolver`` replaces the system resolver and ``tls`` the system trust store (tests).
+    ``require_https`` defaults to the opposite of ``allow_insecure_targets``.
     """
 
     def __init__(
@@ -168,6 +168,7 @@ class HttpClient:
         *,
         policy: AddressPolicy | None = None,
         require_https: bool | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._settings = settings
         self._policy = policy or AddressPolicy.from_settings(settings)
@@ -180,10 +181,11 @@ class HttpClient:
         self._socket = guarded_socket_factory(self._policy)
         self._pool = Pool(settings.http_pool_per_host, settings.http_pool_size, _KEEPALIVE_S)
         self._targets: dict[str, _Target] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     async def start(self) -> None:
-        self._tls = ssl.create_default_context()
+        if self._tls is None:
+            self._tls = ssl.create_default_context()  # verifies certificate and host name
 
     async def close(self) -> None:
         self._pool.close()
