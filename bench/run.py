@@ -377,18 +377,12 @@ class Bench:
         client_ms = (time.process_time() - cpu0) / max(1, res.done) * 1000
         self.raw["own_client"] = vars(res)
         self.say(f"  own client: {res.rate:,.0f} req/s, {client_ms:.3f} CPU-ms per request")
-        notes = f"{res.done:,} POSTs, no Kafka; client CPU {client_ms:.3f} ms per request"
-        if res.errors or res.timed_out:
-            notes += f"; {res.errors} errors{', TIMED OUT' if res.timed_out else ''}"
-        self.rows.append(
-            Row(
-                "1b",
-                f"HTTP: webhook-stream's own client, C={a.concurrency}",
-                rate(res.rate, "req/s"),
-                "",
-                notes,
-                per_s=res.rate,
-            )
+        self.add_load_row(
+            "1b",
+            f"HTTP: webhook-stream's own client, C={a.concurrency}",
+            res,
+            "req/s",
+            f"{res.done:,} POSTs, no Kafka; client CPU {client_ms:.3f} ms per request",
         )
 
     async def phase_baseline(self) -> None:
@@ -408,19 +402,21 @@ class Bench:
         )
         self.raw["baseline"] = vars(res)
         self.say(f"  baseline: {res.rate:,.0f} deliveries/s ({res.done:,} in {res.seconds:.2f}s)")
-        notes = f"{res.done:,} events, group-less consumer, sequential POSTs"
+        self.add_load_row(
+            "2",
+            "baseline: aiokafka -> sequential aiohttp POST",
+            res,
+            "deliveries/s",
+            f"{res.done:,} events, group-less consumer, sequential POSTs",
+        )
+
+    def add_load_row(
+        self, key: str, label: str, res: load.LoadResult, unit: str, notes: str
+    ) -> None:
+        """A row for a load without the worker (1b, 2); errors and timeouts go in its notes."""
         if res.errors or res.timed_out:
             notes += f"; {res.errors} errors{', TIMED OUT' if res.timed_out else ''}"
-        self.rows.append(
-            Row(
-                "2",
-                "baseline: aiokafka -> sequential aiohttp POST",
-                rate(res.rate, "deliveries/s"),
-                "",
-                notes,
-                per_s=res.rate,
-            )
-        )
+        self.rows.append(Row(key, label, rate(res.rate, unit), "", notes, per_s=res.rate))
 
     async def create_subscriptions(self, worker: Worker, specs: list[tuple[str, str, str]]) -> None:
         self.say(f"3 creating {len(specs)} subscriptions through the API")

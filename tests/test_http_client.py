@@ -11,7 +11,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,77 +24,7 @@ from cryptography.x509.oid import NameOID
 from webhook_stream.http_client import HttpClient, HttpResult
 from webhook_stream.settings import Settings
 
-#: (connection number, request number on that connection, writer) -> keep the connection?
-Respond = Callable[[int, int, asyncio.StreamWriter], Awaitable[bool]]
-
-
-def ok(body: bytes = b"ok", extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
-
-
-class RawServer:
-    """Reads Content-Length requests; ``respond`` writes whatever bytes it likes."""
-
-    def __init__(self, respond: Respond) -> None:
-        self.respond = respond
-        self.connections = 0
-        self.open_now = 0
-        self.open_peak = 0
-        self.requests: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self.connections += 1
-        number = self.connections
-        self.open_now += 1
-        self.open_peak = max(self.open_peak, self.open_now)
-        try:
-            for index in range(1000):
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                self.requests.append(head + await reader.readexactly(length))
-                if not await self.respond(number, index, writer):
-                    break
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # a cancelled handler returns quietly (asyncio logs a re-raised cancel)
-        finally:
-            self.open_now -= 1
-            self._handlers.discard(task)
-            writer.close()
-
-
-def always(data: bytes) -> Respond:
-    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
-        writer.write(data)
-        return True
-
-    return respond
+from .support import RawServer, Respond, always, ok
 
 
 @contextlib.asynccontextmanager

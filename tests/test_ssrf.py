@@ -24,6 +24,8 @@ from webhook_stream.ssrf import (
     parse_networks,
 )
 
+from .support import RawServer
+
 STRICT = AddressPolicy(allow_insecure=False)
 INSECURE = AddressPolicy(allow_insecure=True)
 ALLOW_LIST = AddressPolicy(allow_networks=parse_networks("10.1.0.0/16, 192.168.5.7, fd12::/64"))
@@ -240,48 +242,16 @@ async def test_resolver_close_leaves_an_injected_inner_open() -> None:
 # -- end to end through the HTTP client ------------------------------------------------------
 
 
-class TinyServer:
-    """A raw HTTP/1.1 server on 127.0.0.1 that counts every TCP connection it accepts."""
+def answer(status: int = 200, headers: dict[str, str] | None = None) -> RawServer:
+    """A raw server answering every request with ``status`` and closing the connection."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    data = f"HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n{extra}\r\nok"
 
-    def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.headers = headers or {}
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data.encode())
+        return False
 
-    async def __aenter__(self) -> TinyServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
-            self.requests.append(head + body)
-            extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
-            writer.write(
-                f"HTTP/1.1 {self.status} X\r\ncontent-length: 2\r\nconnection: close\r\n"
-                f"{extra}\r\nok".encode()
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    return RawServer(respond)
 
 
 @contextlib.asynccontextmanager
@@ -302,7 +272,7 @@ async def _post(client: HttpClient, url: str) -> HttpResult:
 
 
 async def test_e2e_name_resolving_to_loopback_is_refused() -> None:
-    async with TinyServer() as server, _client(STRICT) as client:
+    async with answer() as server, _client(STRICT) as client:
         result = await _post(client, f"http://localhost:{server.port}/")
         assert result.status is None and result.error == "forbidden_address"
         await asyncio.sleep(0.05)
@@ -311,7 +281,7 @@ async def test_e2e_name_resolving_to_loopback_is_refused() -> None:
 
 async def test_e2e_rebinding_answer_is_refused_at_connect_time() -> None:
     """Validated as a public name; at delivery time the name answers loopback only."""
-    async with TinyServer() as server:
+    async with answer() as server:
         inner = ScriptedResolver({"rebind.example": ["127.0.0.1"]})
         async with _client(STRICT, inner) as client:
             result = await _post(client, f"http://rebind.example:{server.port}/")
@@ -321,7 +291,7 @@ async def test_e2e_rebinding_answer_is_refused_at_connect_time() -> None:
 
 
 async def test_e2e_allowed_when_insecure() -> None:
-    async with TinyServer() as server, _client(INSECURE) as client:
+    async with answer() as server, _client(INSECURE) as client:
         result = await _post(client, f"http://localhost:{server.port}/")
         assert (result.status, result.body, result.error) == (200, b"ok", None)
         assert server.connections == 1
@@ -329,7 +299,7 @@ async def test_e2e_allowed_when_insecure() -> None:
 
 
 async def test_e2e_ip_literal_refused_without_resolving() -> None:
-    async with TinyServer() as server:
+    async with answer() as server:
         url = f"http://127.0.0.1:{server.port}/"
         inner = ScriptedResolver({})
         async with _client(STRICT, inner) as client:
@@ -353,16 +323,16 @@ def test_socket_factory_refuses_a_forbidden_peer() -> None:
 
 async def test_e2e_allow_list_admits_a_listed_loopback() -> None:
     policy = AddressPolicy(allow_networks=parse_networks("127.0.0.1"))
-    async with TinyServer() as server, _client(policy, ScriptedResolver({})) as client:
+    async with answer() as server, _client(policy, ScriptedResolver({})) as client:
         result = await _post(client, f"http://127.0.0.1:{server.port}/")
         assert result.status == 200
         assert server.connections == 1
 
 
 async def test_e2e_redirect_is_not_followed() -> None:
-    async with TinyServer() as target:
+    async with answer() as target:
         location = f"http://127.0.0.1:{target.port}/"
-        async with TinyServer(302, {"location": location}) as server, _client(INSECURE) as client:
+        async with answer(302, {"location": location}) as server, _client(INSECURE) as client:
             result = await _post(client, f"http://localhost:{server.port}/")
             assert result.status == 302
             assert server.connections == 1
