@@ -42,10 +42,8 @@ class Disconnected(ConnectionError):
 class Connection(asyncio.Protocol):
     """One keep-alive connection; :meth:`request` sends, :meth:`read_body` finishes."""
 
-    def __init__(self, key: tuple[str, int, bool]) -> None:
-        self.key = key
+    def __init__(self) -> None:
         self.closed = False
-        self.reused = False
         self.idle_since = 0.0
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -236,7 +234,6 @@ class Pool:
                 if not conn.closed and time.monotonic() - conn.idle_since < self._keepalive:
                     host.active += 1
                     self._active += 1
-                    conn.reused = True
                     return conn
                 conn.close()
             if host.active < self._per_host and self._active < self._total:

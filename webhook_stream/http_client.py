@@ -303,7 +303,7 @@ class HttpClient:
                 raise
             try:
                 _, conn = await loop.create_connection(
-                    lambda: Connection(target.key),
+                    Connection,
                     sock=sock,
                     ssl=self._tls if target.tls else None,
                     server_hostname=target.host if target.tls else None,
