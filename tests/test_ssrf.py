@@ -20,7 +20,6 @@ from webhook_stream.ssrf import (
     GuardedResolver,
     check_url_host,
     guarded_socket_factory,
-    is_forbidden_error,
     parse_networks,
 )
 
@@ -338,16 +337,3 @@ async def test_e2e_redirect_is_not_followed() -> None:
             assert server.connections == 1
         await asyncio.sleep(0.05)
         assert target.connections == 0
-
-
-def test_is_forbidden_error_walks_causes() -> None:
-    inner = ForbiddenAddress("x.example")
-    try:
-        try:
-            raise inner
-        except OSError as exc:
-            raise RuntimeError("wrapped") from exc
-    except RuntimeError as outer:
-        assert is_forbidden_error(outer)
-    assert not is_forbidden_error(OSError("other"))
-    assert not is_forbidden_error(None)

@@ -13,8 +13,8 @@ rebinding), so the address is checked again at connect time, in the manner of Sv
   refuses them before the request, and :func:`guarded_socket_factory`, through which the
   client opens every socket, sees the exact address of each connection, literal or resolved.
 
-Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`);
-:func:`is_forbidden_error` finds it however deeply it is wrapped.
+Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`); the client reports
+it as the error class ``forbidden_address``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ __all__ = [
     "GuardedResolver",
     "check_url_host",
     "guarded_socket_factory",
-    "is_forbidden_error",
     "parse_networks",
 ]
 
@@ -230,14 +229,3 @@ def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.sock
         return socket.socket(family=family, type=type_, proto=proto)
 
     return factory
-
-
-def is_forbidden_error(exc: BaseException | None) -> bool:
-    """True if ``exc`` is, wraps or was caused by a :class:`ForbiddenAddress`."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ForbiddenAddress):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False

@@ -156,7 +156,8 @@ class DeliveryLog:
                 self._attempts.move_to_end(endpoint_id)
             per_endpoint.append(record.value)
         elif topic == DEADLETTER:
-            state = self._deliveries[did] = (*state[:3], record.value, state[4])
+            endpoint, status_now, attempts, _, at = state
+            state = self._deliveries[did] = (endpoint, status_now, attempts, record.value, at)
             self._set_status(did, state, "dead_lettered", record.timestamp)
 
     def _set_status(self, did: str, state: _State, status: str, at_ms: int) -> None:
