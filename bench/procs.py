@@ -43,22 +43,49 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) ->
         proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a worker's status view process), as /proc lists them."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children: a worker counts with its status view."""
+    return sum(process_cpu_seconds(p) for p in tree(pid))
+
+
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) in KiB."""
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                out[name] = int(value.split()[0])
+    """VmRSS and VmHWM (peak RSS) in KiB, summed over the process and its children."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    name, _, value = line.partition(":")
+                    if name in out:
+                        out[name] += int(value.split()[0])
+        except FileNotFoundError:
+            continue
     return out
 
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from webhook_stream._http11 import Pool
 from webhook_stream.http_client import HttpClient, HttpResult
 from webhook_stream.settings import Settings
 
@@ -302,3 +303,26 @@ async def test_https_verifies_the_certificate_and_the_host_name(tmp_path: Path) 
         async with client() as system:
             untrusted = await post(system, f"https://localhost:{server.port}/hook")
         assert (untrusted.status, untrusted.error) == (None, "tls")
+
+
+async def test_a_waiter_cancelled_while_a_slot_frees_up_only_gives_up_its_turn() -> None:
+    """A timeout and a release in the same loop turn: the next waiter gets the slot.
+
+    This once raised ``ValueError`` from the pool (the release had already dropped the
+    cancelled waiter) and stopped the worker.
+    """
+    pool = Pool(per_host=1, total=10, keepalive_s=30)
+    key = ("receiver.test", 80, False)
+    assert await pool.acquire(key) is None  # the one slot is taken
+    first = asyncio.create_task(pool.acquire(key))
+    second = asyncio.create_task(pool.acquire(key))
+    deadline = time.monotonic() + 5
+    while len(pool._hosts[key].waiters) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0)  # let both tasks reach their wait
+    first.cancel()
+    pool.release(key, None)  # before `first` handles its cancellation
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, 5) is None  # second holds the slot now
+    pool.release(key, None)

@@ -3,16 +3,24 @@
 Every worker tails the attempt log of all partitions, its own writes included. Partitions
 change hands when a worker leaves and when one joins: no attempt may go missing or be
 listed twice, on any worker. Runs on a broker of its own (several workers of one app).
+The view runs in a child process of each worker: it is restarted when it dies and never
+outlives its worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import orjson
+import pytest
 
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.records import delivery_id_for
+from webhook_stream.settings import Settings
+from webhook_stream.status_process import StatusProcess, StatusUnavailable
 
 from .support import Kafka, Receiver, Worker, event, eventually
 
@@ -84,3 +92,80 @@ async def test_attempts_listed_once_by_every_worker_across_hand_overs(
         for w in (a, b, c):
             if w is not None:
                 w.stop()
+
+
+def status_views(pid: int) -> list[int]:
+    """Process ids of the worker's status view children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"webhook_stream.status_process" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_status_view_process_restarts_and_never_outlives_its_worker(
+    own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
+) -> None:
+    w = Worker(own_broker.url, tmp_path / "w", env=ENV).start()
+    try:
+        await w.wait_ready()
+        assert w.proc is not None
+        await w.create_subscription(id="svp", url=receiver.url("/svp"), event_types=["sv.*"])
+        assert own_kafka.producer is not None
+        body = orjson.dumps(event("sv.changed", {}, id="evt_svp"))
+        await own_kafka.producer.send_and_wait("events.sv", body, key=b"evt_svp")
+        path = f"/deliveries/{delivery_id_for('evt_svp', 'svp')}"
+
+        async def succeeded() -> bool:
+            async with w.api() as client:
+                r = await client.get(path)
+            return r.status_code == 200 and r.json()["status"] == "succeeded"
+
+        await eventually(succeeded, timeout=30)
+        [first] = status_views(w.proc.pid)
+
+        os.kill(first, signal.SIGKILL)
+        # A new view starts and reads the window again from Kafka.
+        second = await eventually(
+            lambda: next((p for p in status_views(w.proc.pid) if p != first), None), timeout=15
+        )
+        await eventually(succeeded, timeout=30)
+        assert "status view process exited with code -9; restarting" in w.log_text()
+
+        w.kill()  # SIGKILL: the worker cannot stop its view, the view notices by itself
+        await eventually(lambda: not running(second), timeout=15)
+    finally:
+        w.stop()
+
+
+async def test_status_view_process_answers_and_stops(broker: EmbeddedBroker) -> None:
+    view = StatusProcess(Settings(broker=broker.url))
+    with pytest.raises(StatusUnavailable, match="not running"):
+        await view.delivery("dl_unknown")
+    task = asyncio.create_task(view.run())
+    try:
+
+        async def answers() -> bool:
+            try:
+                return await view.delivery("dl_unknown") is None
+            except StatusUnavailable:
+                return False
+
+        await eventually(answers, timeout=15)
+        assert await view.attempts("no_such_endpoint", limit=5) == []
+    finally:
+        view.stop()
+        await asyncio.wait_for(task, 15)

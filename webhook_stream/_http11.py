@@ -248,7 +248,7 @@ class Pool:
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
                     self._wake(key)  # pass the turn we were given on
-                else:
+                elif waiter in queue:  # a release meanwhile may have dropped it already
                     queue.remove(waiter)
                 raise
 

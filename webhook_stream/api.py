@@ -23,6 +23,7 @@ from .errors import InvalidSubscription
 from .fanout import send_delivery
 from .records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from .replay import ReplayError, parse_time, replay_deadletter, replay_events
+from .status_process import StatusUnavailable
 from .subscriptions import Subscription, parse_subscription
 from .topics import SUBSCRIPTIONS
 
@@ -231,14 +232,20 @@ def register_views(app: Any) -> None:
                 return _error(self, 400, "must be between 1 and 1000", field="limit")
             if outcome not in (None, "succeeded", "retrying", "failed"):
                 return _error(self, 400, "one of succeeded, retrying, failed", field="status")
-            data = self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
+            try:
+                data = await self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
+            except StatusUnavailable as exc:
+                return _error(self, 503, str(exc))
             return self.json({"data": data, "count": len(data)})
 
     @app.page("/deliveries/{delivery_id}")
     class DeliveryStatus(_Base):
         @authorized
         async def get(self, request: Request, delivery_id: str) -> Response:
-            found = self.runtime.status.delivery(delivery_id)
+            try:
+                found = await self.runtime.status.delivery(delivery_id)
+            except StatusUnavailable as exc:
+                return _error(self, 503, str(exc))
             if found is None:
                 return _error(self, 404, f"no delivery {delivery_id!r} in the status window")
             return self.json(found)

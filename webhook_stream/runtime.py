@@ -1,7 +1,8 @@
 """The worker's own services, started before Faust's consumer and stopped after it.
 
-Owns the shared producer and HTTP client, the subscription registry, and the three
-consumer loops: events in (fan-out), deliveries in (delivery) and the retry scheduler.
+Owns the shared producer and HTTP client, the subscription registry, the three consumer
+loops: events in (fan-out), deliveries in (delivery) and the retry scheduler, and the
+status view's process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .registry import SubscriptionRegistry
 from .rejected import reject
 from .retry import RetryScheduler
 from .settings import Settings
-from .status import DeliveryLog
+from .status_process import StatusProcess
 from .topics import ensure_topics
 
 __all__ = ["Runtime"]
@@ -47,7 +48,7 @@ class Runtime(Service):
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.delivery: DeliveriesIn | None = None
-        self.status = DeliveryLog(settings)
+        self.status = StatusProcess(settings)
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
         self._joined: list[asyncio.Event] = []
