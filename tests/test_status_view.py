@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from webhook_stream.broker import EmbeddedBroker
+from webhook_stream.broker import EmbeddedBroker, free_port
 from webhook_stream.records import delivery_id_for
 from webhook_stream.settings import Settings
 from webhook_stream.status_process import StatusProcess, StatusUnavailable
@@ -166,6 +166,29 @@ async def test_status_view_process_answers_and_stops(broker: EmbeddedBroker) -> 
 
         await eventually(answers, timeout=15)
         assert await view.attempts("no_such_endpoint", limit=5) == []
+    finally:
+        view.stop()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_a_view_that_cannot_start_is_restarted_ever_more_slowly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    view = StatusProcess(Settings(broker=f"kafka://127.0.0.1:{free_port()}"))  # no broker
+    task = asyncio.create_task(view.run())
+    try:
+
+        def delays() -> list[str]:
+            return [
+                r.getMessage().rsplit(" ", 1)[1]
+                for r in caplog.records
+                if "restarting in" in r.getMessage()
+            ]
+
+        assert await eventually(lambda: len(delays()) >= 2, timeout=30)
+        assert delays()[:2] == ["1s", "2s"]
+        with pytest.raises(StatusUnavailable):
+            await view.delivery("dl_any")
     finally:
         view.stop()
         await asyncio.wait_for(task, 15)

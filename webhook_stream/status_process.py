@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +40,7 @@ _HEADER = 4
 _MAX_FRAME = 64 * 1024 * 1024  # 1,000 attempts with 1 KiB bodies are ~2 MB
 _ANSWER_TIMEOUT = 10.0
 _RESTART_DELAY = 1.0
+_RESTART_DELAY_MAX = 30.0
 #: What the view needs; nothing secret goes to the child.
 _VIEW_SETTINGS = (
     "broker",
@@ -85,16 +87,21 @@ class StatusProcess:
             self._proc.stdin.close()
 
     async def run(self) -> None:
+        delay = 0.0
         while self._running:
+            started = time.monotonic()
             code = await self._run_child()
-            if self._running:
-                log.error(
-                    "status view process exited with code %s; restarting in %.0fs",
-                    code,
-                    _RESTART_DELAY,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), _RESTART_DELAY)
+            if not self._running:
+                return
+            # One that keeps failing at start (a broken install) is retried ever more slowly.
+            lived = time.monotonic() - started
+            if lived > _RESTART_DELAY_MAX:
+                delay = _RESTART_DELAY
+            else:
+                delay = min(max(delay * 2, _RESTART_DELAY), _RESTART_DELAY_MAX)
+            log.error("status view process exited with code %s; restarting in %.0fs", code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
 
     async def _run_child(self) -> int | None:
         proc = self._proc = await asyncio.create_subprocess_exec(
@@ -127,8 +134,7 @@ class StatusProcess:
                 if not future.done():
                     future.set_exception(StatusUnavailable("the status view process exited"))
             self._waiting.clear()
-            with contextlib.suppress(ProcessLookupError):
-                proc.stdin.close()
+            proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), 10.0)
             except TimeoutError:
