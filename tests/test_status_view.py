@@ -18,9 +18,10 @@ import orjson
 import pytest
 
 from webhook_stream.broker import EmbeddedBroker, free_port
+from webhook_stream.errors import StatusUnavailable
 from webhook_stream.records import delivery_id_for
 from webhook_stream.settings import Settings
-from webhook_stream.status_process import StatusProcess, StatusUnavailable
+from webhook_stream.status_process import StatusProcess
 
 from .support import Kafka, Receiver, Worker, event, eventually
 

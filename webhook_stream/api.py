@@ -19,11 +19,10 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from .errors import InvalidSubscription
+from .errors import InvalidSubscription, StatusUnavailable
 from .fanout import send_delivery
 from .records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from .replay import ReplayError, parse_time, replay_deadletter, replay_events
-from .status_process import StatusUnavailable
 from .subscriptions import Subscription, parse_subscription
 from .topics import SUBSCRIPTIONS
 

@@ -8,6 +8,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     ├── RejectedEvent               an input record cannot be parsed or is refused; goes to
     │                               webhooks.rejected with ``reason``
     ├── BrokerError                 the embedded broker could not be started or reached
+    ├── StatusUnavailable           the status view process is (re)starting or did not
+    │                               answer; the status routes answer 503 (retriable)
     └── DeliveryError               one HTTP attempt failed
         ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
         └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
@@ -28,6 +30,12 @@ class ConfigError(WebhookStreamError):
 
 class BrokerError(WebhookStreamError):
     """The embedded broker could not be started, or Kafka could not be reached."""
+
+    retriable = True
+
+
+class StatusUnavailable(WebhookStreamError):
+    """The status view process is starting, restarting or did not answer in time."""
 
     retriable = True
 

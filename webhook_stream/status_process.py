@@ -10,7 +10,7 @@ frame to the child holds the settings the view needs (no secrets); then each req
 ``[id, op, args]`` and each answer ``[id, result]`` or ``[id, None, error]``. The child
 exits when its stdin closes, so it never outlives its worker, even one killed with
 SIGKILL. The worker restarts a child that died; meanwhile status queries fail with
-:class:`StatusUnavailable`.
+:class:`~.errors.StatusUnavailable`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any
 
 import orjson
 
-from .errors import WebhookStreamError
+from .errors import StatusUnavailable
 from .settings import Settings
 from .status import DeliveryLog
 
-__all__ = ["StatusProcess", "StatusUnavailable"]
+__all__ = ["StatusProcess"]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ _VIEW_SETTINGS = (
     "status_cache_size",
     "attempts_per_endpoint",
 )
-
-
-class StatusUnavailable(WebhookStreamError):
-    """The status view process is starting, restarting or did not answer in time."""
-
-    retriable = True
 
 
 def _frame(body: bytes) -> bytes:
@@ -90,7 +84,7 @@ class StatusProcess:
         delay = 0.0
         while self._running:
             started = time.monotonic()
-            code = await self._run_child()
+            ended = await self._run_child()
             if not self._running:
                 return
             # One that keeps failing at start (a broken install) is retried ever more slowly.
@@ -99,18 +93,22 @@ class StatusProcess:
                 delay = _RESTART_DELAY
             else:
                 delay = min(max(delay * 2, _RESTART_DELAY), _RESTART_DELAY_MAX)
-            log.error("status view process exited with code %s; restarting in %.0fs", code, delay)
+            log.error("status view process %s; restarting in %.0fs", ended, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), delay)
 
-    async def _run_child(self) -> int | None:
-        proc = self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            __name__,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+    async def _run_child(self) -> str:
+        """Run one child until it exits; say how it ended."""
+        try:
+            proc = self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:  # e.g. out of processes: the worker delivers on regardless
+            return f"could not start ({exc})"
         assert proc.stdin is not None and proc.stdout is not None
         try:
             needed = {name: getattr(self._settings, name) for name in _VIEW_SETTINGS}
@@ -140,7 +138,7 @@ class StatusProcess:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        return proc.returncode
+        return f"exited with code {proc.returncode}"
 
     async def _ask(self, op: str, args: dict[str, Any]) -> Any:
         proc = self._proc
