@@ -1,12 +1,12 @@
 """Delivery status and the attempt log, as every worker sees them.
 
-Each worker tails ``webhooks.deliveries``, ``webhooks.attempts`` and
-``webhooks.deadletter`` (group-less, from ``status_window`` ago) into bounded in-memory
-views, so any worker answers ``GET /deliveries/{id}`` and ``GET
-/subscriptions/{id}/attempts`` without routing the request. Faust tables would need a
-repartition by delivery id and their multi-worker recovery was unreliable on Tansu
-(notes: faust-on-tansu section 2). Records are indexed by their ``ws-*`` headers and
-parsed only when read.
+Each worker's status view process (:mod:`.status_process`) tails
+``webhooks.deliveries``, ``webhooks.attempts`` and ``webhooks.deadletter`` (group-less,
+from ``status_window`` ago) into bounded in-memory views, so any worker answers
+``GET /deliveries/{id}`` and ``GET /subscriptions/{id}/attempts`` without routing the
+request. Faust tables would need a repartition by delivery id and their multi-worker
+recovery was unreliable on Tansu (notes: faust-on-tansu section 2). Records are indexed
+by their ``ws-*`` headers and parsed only when read.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class DeliveryLog:
                     for n, record in enumerate(records, 1):
                         self._apply(tp.topic, record)
                         if n % 1000 == 0:
-                            await asyncio.sleep(0)  # a long batch must not stall deliveries
+                            await asyncio.sleep(0)  # a long batch must not stall status queries
         finally:
             await consumer.stop()
 

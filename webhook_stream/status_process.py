@@ -67,7 +67,6 @@ class StatusProcess:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._running = True
         self._proc: asyncio.subprocess.Process | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count()
@@ -75,17 +74,16 @@ class StatusProcess:
 
     def stop(self) -> None:
         """Close the child's stdin: it stops tailing and exits; :meth:`run` then returns."""
-        self._running = False
         self._stopped.set()
         if self._proc is not None and self._proc.stdin is not None:
             self._proc.stdin.close()
 
     async def run(self) -> None:
         delay = 0.0
-        while self._running:
+        while not self._stopped.is_set():
             started = time.monotonic()
             ended = await self._run_child()
-            if not self._running:
+            if self._stopped.is_set():
                 return
             # One that keeps failing at start (a broken install) is retried ever more slowly.
             lived = time.monotonic() - started
@@ -113,7 +111,7 @@ class StatusProcess:
         try:
             needed = {name: getattr(self._settings, name) for name in _VIEW_SETTINGS}
             proc.stdin.write(_frame(orjson.dumps(needed)))
-            if not self._running:
+            if self._stopped.is_set():
                 proc.stdin.close()
             while True:
                 try:
