@@ -23,9 +23,11 @@ run: $(STAMP)  ## embedded broker + worker + API on :6066 (Ctrl-C stops all)
 test: $(STAMP)  ## the whole suite, against a real embedded broker
 	$(PY) -m pytest
 
-lint: $(STAMP)  ## ruff check and format check
+lint: $(STAMP)  ## ruff, the layering contracts (import-linter) and unused dependencies (deptry)
 	$(VENV)/bin/ruff check webhook_stream tests bench
 	$(VENV)/bin/ruff format --check webhook_stream tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry webhook_stream
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format webhook_stream tests bench

@@ -17,11 +17,11 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from webhook_stream.http_client import HttpClient
-from webhook_stream.records import iso_now
-from webhook_stream.settings import Settings
-from webhook_stream.signing import decode_secret, sign
-from webhook_stream.subscriptions import generate_secret
+from webhook_stream.core.records import iso_now
+from webhook_stream.core.settings import Settings
+from webhook_stream.delivery.signing import decode_secret, sign
+from webhook_stream.http.client import HttpClient
+from webhook_stream.subscriptions.model import generate_secret
 
 #: Padding that makes a webhook body about 1 KB.
 PAD = "x" * 880

@@ -29,8 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from webhook_stream.broker import EmbeddedBroker, free_port
-from webhook_stream.subscriptions import generate_secret
-from webhook_stream.topics import SUBSCRIPTIONS
+from webhook_stream.core.topics import SUBSCRIPTIONS
+from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import Kafka, Receiver, Worker
 from webhook_stream.broker import EmbeddedBroker, free_port
-
-from .support import Kafka, Receiver, Worker
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .errors import (
+from webhook_stream.core.errors import (
     ConfigError,
     DeliveryError,
     FatalDeliveryError,
@@ -20,7 +18,8 @@ from .errors import (
     RetryableDeliveryError,
     WebhookStreamError,
 )
-from .signing import WebhookVerificationError, sign, verify
+from webhook_stream.core.version import __version__
+from webhook_stream.delivery.signing import WebhookVerificationError, sign, verify
 
 __all__ = [
     "ConfigError",
@@ -45,7 +44,7 @@ def __getattr__(name: str) -> Any:
     global _app
     if name == "app":
         if _app is None:
-            from .application import create_app
+            from webhook_stream.application import create_app
 
             _app = create_app()
         return _app

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 import faust
 from mode import ServiceT
 
-from . import api
-from .metrics import Metrics
-from .runtime import Runtime
-from .settings import Settings
+from webhook_stream.api import routes as api
+from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.settings import Settings
+from webhook_stream.runtime import Runtime
 
 __all__ = ["WebhookStreamApp", "create_app"]
 
@@ -19,7 +19,7 @@ class WebhookStreamApp(faust.App):
     """A Faust app that hosts the :class:`Runtime` and the HTTP API.
 
     It declares no agents: the consumer loops are the runtime's own (see
-    :mod:`webhook_stream.deliveries_in` for why), so Faust's consumer stays idle.
+    :mod:`webhook_stream.delivery.consumer` for why), so Faust's consumer stays idle.
     """
 
     def __init__(self, settings: Settings, **kwargs: object) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import BrokerError
+from webhook_stream.core.errors import BrokerError
 
 __all__ = ["EmbeddedBroker", "free_port"]
 

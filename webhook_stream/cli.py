@@ -13,12 +13,17 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
-from . import kafka
-from .broker import EmbeddedBroker
-from .errors import WebhookStreamError
-from .registry import SubscriptionRegistry
-from .replay import ReplaySummary, parse_time, replay_deadletter, replay_events
-from .settings import Settings
+from webhook_stream.broker import EmbeddedBroker
+from webhook_stream.core import kafka
+from webhook_stream.core.errors import WebhookStreamError
+from webhook_stream.core.settings import Settings
+from webhook_stream.failures.replay import (
+    ReplaySummary,
+    parse_time,
+    replay_deadletter,
+    replay_events,
+)
+from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["main", "worker_command"]
 
@@ -122,7 +127,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     """Print the topic plan and create what is missing."""
-    from .topics import ensure_topics, plan
+    from webhook_stream.core.topics import ensure_topics, plan
 
     settings = Settings.from_env()
     for spec in plan(settings):

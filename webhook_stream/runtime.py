@@ -15,18 +15,18 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from . import kafka
-from .deliveries_in import DeliveriesIn
-from .delivery import Dispatcher
-from .events_in import EventsIn
-from .http_client import HttpClient
-from .metrics import Metrics
-from .registry import SubscriptionRegistry
-from .rejected import reject
-from .retry import RetryScheduler
-from .settings import Settings
-from .status_process import StatusProcess
-from .topics import ensure_topics
+from webhook_stream.core import kafka
+from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import ensure_topics
+from webhook_stream.delivery.consumer import DeliveriesIn
+from webhook_stream.delivery.dispatcher import Dispatcher
+from webhook_stream.failures.retry import RetryScheduler
+from webhook_stream.http.client import HttpClient
+from webhook_stream.ingest.consumer import EventsIn
+from webhook_stream.ingest.rejected import reject
+from webhook_stream.status.process import StatusProcess
+from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["Runtime"]
 

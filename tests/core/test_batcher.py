@@ -1,0 +1,78 @@
+"""RecordBatcher against the session broker: order, partitions, errors, close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+
+from tests.support import Kafka, uid
+from webhook_stream.broker import EmbeddedBroker
+from webhook_stream.core.kafka import RecordBatcher
+
+
+async def test_batched_records_keep_per_key_order_and_default_partitions(
+    broker: EmbeddedBroker, kafka: Kafka
+) -> None:
+    topic = f"batcher.{uid()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=16_384)
+    await producer.start()
+    batcher = RecordBatcher(producer)
+    try:
+        keys = [f"ep_{i}".encode() for i in range(13)]
+        futures = []
+        for round_ in range(4):  # several turns of the loop, several batches per turn
+            for seq in range(500):
+                key = keys[seq % len(keys)]
+                value = f"{round_}:{seq}:".encode() + b"x" * 300
+                futures.append(batcher.send(topic, value, key=key, headers=[("h", b"v")]))
+            await asyncio.sleep(0)
+        too_big = batcher.send(topic, b"y" * 2_000_000, key=b"big")
+        await asyncio.gather(*futures)
+        with pytest.raises(MessageSizeTooLargeError):
+            await too_big
+        late = batcher.send(topic, b"last", key=keys[0])
+        await batcher.close()  # hands over what is queued
+        assert (await late) is not None  # acknowledged, not just resolved
+    finally:
+        await producer.stop()
+
+    records = await kafka.read_all(topic)
+    assert len(records) == 2001
+    default = DefaultPartitioner()
+    by_key: dict[bytes, list[tuple[int, int]]] = {}
+    for r in records:
+        assert r.partition == default(r.key, list(range(6)), list(range(6)))
+        if r.value != b"last":
+            assert r.headers == (("h", b"v"),)
+            round_, seq, _ = r.value.split(b":", 2)
+            by_key.setdefault(r.key, []).append((r.offset, int(round_) * 1000 + int(seq)))
+    for key, seen in by_key.items():
+        in_offset_order = [order for _, order in sorted(seen)]
+        assert in_offset_order == sorted(in_offset_order), key
+
+
+async def test_a_full_batcher_makes_its_producer_wait(broker: EmbeddedBroker) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    batcher = RecordBatcher(producer, max_queued=50)
+    topic = f"batcher.{uid()}"
+    try:
+        futures = [batcher.send(topic, b"v", key=b"k") for _ in range(50)]
+        assert batcher.full
+        await asyncio.wait_for(batcher.wait_for_room(), timeout=30)
+        assert not batcher.full
+        await asyncio.gather(*futures)
+    finally:
+        await batcher.close()
+        await producer.stop()

@@ -1,0 +1,217 @@
+"""The one settings object, read once from ``WEBHOOK_STREAM_*`` environment variables.
+
+Only this module touches ``os.environ`` for configuration; everything else receives a
+:class:`Settings`. Every field is documented in the README with its default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+
+from webhook_stream.core.errors import ConfigError
+from webhook_stream.core.sealing import SecretBox
+
+PREFIX = "WEBHOOK_STREAM_"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``500ms``, ``5s``, ``2m``, ``1h``, ``3d`` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 2m, 1h)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration`, used in retry topic names (``30s``, ``2m``)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """Parse a comma-separated retry schedule such as ``5s,30s,2m``."""
+    steps = tuple(parse_duration(part) for part in text.split(",") if part.strip())
+    if any(step <= 0 for step in steps):
+        raise ValueError("retry delays must be positive")
+    return steps
+
+
+def parse_networks(text: str | Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse an allow-list such as ``"10.1.0.0/16, 192.168.5.7, fd12::/64"``.
+
+    Single addresses become one-address networks; host bits are allowed
+    (``10.1.2.3/16`` means ``10.1.0.0/16``). Raises :class:`ValueError` naming the entry.
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    networks: list[IPNetwork] = []
+    for part in parts:
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return tuple(networks)
+
+
+class Secret(str):
+    """A string that never shows its value in ``repr`` (settings are logged at start-up)."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self else "Secret('')"
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use 1 or 0)")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build with :meth:`from_env`; never mutate."""
+
+    #: Kafka bootstrap URL(s), ``kafka://host:port[;host:port]``.
+    broker: str = "kafka://localhost:9092"
+    #: Faust application id; also the prefix of consumer group ids.
+    app_id: str = "webhook-stream"
+    #: HTTP API port (the worker's ``--web-port`` flag wins) and bind address.
+    web_port: int = 6066
+    web_host: str = "0.0.0.0"
+    #: Bearer token for the management API; empty = management API refuses.
+    api_token: Secret = field(default_factory=lambda: Secret(""))
+    #: Default retry schedule: one ``webhooks.retry.<delay>`` topic per step.
+    retry_schedule: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
+    #: Random extra delay added to each retry, as a fraction of the step (0.1 = up to +10 %).
+    retry_jitter: float = 0.1
+    #: Upper bound on a receiver's ``Retry-After``.
+    retry_after_max: float = 3600.0
+    #: Allow ``http://`` and private/loopback targets (development and tests only).
+    allow_insecure_targets: bool = False
+    #: Networks allowed as targets although private (``10.1.0.0/16,192.168.5.7``).
+    allow_target_networks: tuple[str, ...] = ()
+    #: Fernet key(s), comma-separated, newest first: signing secrets are stored
+    #: encrypted in ``webhooks.subscriptions``. Empty = stored in clear text.
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    #: Partitions of the topics the app creates.
+    partitions: int = 8
+    #: Replication factor of the topics the app creates.
+    replication_factor: int = 1
+    #: Topic regex the events consumer subscribes to.
+    events_pattern: str = r"^events\..+"
+    #: Longest a consumer fetch waits for data. Brokers that do not answer a fetch early
+    #: when data arrives (Tansu) add up to this much latency per hop.
+    fetch_max_wait: float = 0.02
+    #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
+    topic_discovery_interval: float = 5.0
+    #: Default HTTP timeout per attempt (an endpoint's ``timeout_s`` wins).
+    http_timeout: float = 10.0
+    #: Connection pool: total connections and connections per host.
+    http_pool_size: int = 1000
+    http_pool_per_host: int = 16
+    #: Bytes of a receiver's response body kept in the attempt log.
+    response_body_max: int = 1024
+    #: Largest accepted event (bytes); larger ones go to ``webhooks.rejected``.
+    max_event_bytes: int = 1_048_576
+    #: Deliveries held in memory by one worker before it stops fetching (back-pressure).
+    max_pending_deliveries: int = 5000
+    #: Retry records buffered per retry-topic partition before that partition is paused.
+    retry_buffer_per_partition: int = 1000
+    #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
+    session_timeout: float = 10.0
+    rebalance_timeout: float = 10.0
+    heartbeat_interval: float = 1.0
+    commit_interval: float = 1.0
+    #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.
+    shutdown_timeout: float = 30.0
+    #: Disable an endpoint whose every attempt failed for this long (0 = never)...
+    health_disable_after: float = 3 * 86400.0
+    #: ...or after this many consecutive dead letters (0 = never); 410 Gone disables at once.
+    health_disable_after_dead_letters: int = 20
+    #: Grace period during which a rotated-out secret still signs.
+    secret_rotation_grace: float = 86400.0
+    #: How far back each worker reads deliveries and attempts for the status API.
+    status_window: float = 86400.0
+    #: Deliveries remembered by the status API (oldest forgotten first); endpoints with
+    #: an attempt log are bounded to a tenth of this.
+    status_cache_size: int = 100_000
+    #: Attempts kept per endpoint for ``GET /subscriptions/{id}/attempts``.
+    attempts_per_endpoint: int = 50
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``WEBHOOK_STREAM_*`` variable; a bad value raises :class:`ConfigError`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name]
+            try:
+                values[f.name] = _convert(f.name, raw, f.default)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.retry_schedule:
+            raise ConfigError(f"{PREFIX}RETRY_SCHEDULE: needs at least one delay")
+        if self.partitions < 1:
+            raise ConfigError(f"{PREFIX}PARTITIONS: must be >= 1")
+        if self.http_timeout <= 0:
+            raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
+        try:
+            re.compile(self.events_pattern)
+        except re.error as exc:
+            raise ConfigError(f"{PREFIX}EVENTS_PATTERN: {exc}") from None
+        try:
+            parse_networks(self.allow_target_networks)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
+        SecretBox.from_setting(self.secret_key)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``kafka://a:9092;b:9092`` as aiokafka wants it."""
+        hosts = self.broker.split("://", 1)[-1]
+        return [h.strip() for h in re.split(r"[;,]", hosts) if h.strip()]
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    if name in ("api_token", "secret_key"):
+        return Secret(raw.strip())
+    if name == "retry_schedule":
+        return parse_schedule(raw)
+    if isinstance(default, bool):
+        return _bool(raw)
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw) if name == "retry_jitter" else parse_duration(raw)
+    if isinstance(default, tuple):
+        return _csv(raw)
+    return raw

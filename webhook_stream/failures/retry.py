@@ -1,0 +1,172 @@
+"""Retry: wait on ``webhooks.retry.<delay>`` topics and hand due deliveries back.
+
+The waiting happens in its own aiokafka consumer (group ``<app_id>-retry``), never in a
+Faust agent: agents share one fetch loop, and a sleeping retry agent stalled the main
+path for seconds (notes: faust-on-tansu section 5). This loop buffers a bounded number
+of records per partition, pauses a partition whose buffer is full, forwards each record
+to ``webhooks.deliveries`` once its ``due_at_ms`` has passed, and commits the forwarded
+prefix of each partition. Heartbeats run in aiokafka's own task, so waiting never trips
+the poll interval or delays a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from webhook_stream.core import kafka
+from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import DELIVERIES, retry_topics
+
+__all__ = ["RetryScheduler"]
+
+log = logging.getLogger(__name__)
+
+_MAX_IDLE_MS = 500
+
+
+@dataclass(slots=True)
+class _Waiting:
+    record: ConsumerRecord
+    due_ms: int
+    forwarded: bool = False
+
+
+class _Listener(kafka.JoinedListener):
+    def __init__(self, scheduler: RetryScheduler) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._scheduler.commit()
+        for tp in revoked:
+            self._scheduler.drop(tp)
+
+
+class RetryScheduler:
+    """Forwards retry-topic records to ``webhooks.deliveries`` when due; ``run()`` forever."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, metrics: Metrics) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._metrics = metrics
+        self._buffers: dict[TopicPartition, deque[_Waiting]] = {}
+        self._paused: set[TopicPartition] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._running = True
+        self.listener = _Listener(self)
+
+    def stop(self) -> None:
+        """Commit what was forwarded and return from :meth:`run`."""
+        self._running = False
+
+    async def run(self) -> None:
+        consumer = kafka.group_consumer(
+            self._settings, "retry", background=True, max_poll_records=2000
+        )
+        consumer.subscribe(topics=retry_topics(self._settings), listener=self.listener)
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=self._wait_ms(), max_records=2000)
+                for tp, records in batch.items():
+                    buf = self._buffers.setdefault(tp, deque())
+                    buf.extend(_Waiting(r, _due_ms(r)) for r in records)
+                self._pause_full()
+                if await self._forward_due():
+                    await self.commit()
+                self._resume_drained()
+                self._report_backlog()
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def drop(self, tp: TopicPartition) -> None:
+        """Forget a revoked partition; its uncommitted records go to the new owner."""
+        self._buffers.pop(tp, None)
+        self._paused.discard(tp)
+
+    async def commit(self) -> None:
+        """Commit, per partition, the prefix of records already forwarded."""
+        if self._consumer is None:
+            return
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, buf in self._buffers.items():
+            last = None
+            while buf and buf[0].forwarded:
+                last = buf.popleft().record.offset
+            if last is not None:
+                offsets[tp] = OffsetAndMetadata(last + 1, "")
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced away: the new owner re-forwards; duplicates keep their webhook-id.
+                log.warning("retry commit failed (%s); records will be forwarded again", exc)
+
+    def _wait_ms(self) -> int:
+        """Sleep in getmany until the earliest buffered record is due (or new records come)."""
+        now = time.time() * 1000
+        earliest = min(
+            (w.due_ms for buf in self._buffers.values() for w in buf if not w.forwarded),
+            default=None,
+        )
+        if earliest is None:
+            return _MAX_IDLE_MS
+        return int(max(0, min(_MAX_IDLE_MS, earliest - now)))
+
+    async def _forward_due(self) -> bool:
+        now_ms = time.time() * 1000
+        sends = []
+        for buf in self._buffers.values():
+            for waiting in buf:
+                if not waiting.forwarded and waiting.due_ms <= now_ms:
+                    rec = waiting.record
+                    sends.append(await self._producer.send(DELIVERIES, rec.value, key=rec.key))
+                    waiting.forwarded = True
+        if sends:
+            await asyncio.gather(*sends)
+        return bool(sends)
+
+    def _pause_full(self) -> None:
+        assert self._consumer is not None
+        limit = self._settings.retry_buffer_per_partition
+        full = [tp for tp, buf in self._buffers.items() if len(buf) >= limit]
+        if full:
+            self._consumer.pause(*full)
+            self._paused.update(full)
+
+    def _resume_drained(self) -> None:
+        assert self._consumer is not None
+        limit = self._settings.retry_buffer_per_partition
+        ready = [tp for tp in self._paused if len(self._buffers.get(tp, ())) < limit // 2]
+        if ready:
+            self._consumer.resume(*ready)
+            self._paused.difference_update(ready)
+
+    def _report_backlog(self) -> None:
+        per_topic: dict[str, int] = {}
+        for tp, buf in self._buffers.items():
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + len(buf)
+        for topic, count in per_topic.items():
+            self._metrics.retry_backlog.labels(topic).set(count)
+
+
+def _due_ms(record: ConsumerRecord) -> int:
+    try:
+        due = orjson.loads(record.value).get("due_at_ms")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        due = None
+    # A record without a due time (hand-written, or damaged) is forwarded at once; the
+    # delivery path rejects it if it cannot be decoded.
+    return int(due) if isinstance(due, int | float) else 0

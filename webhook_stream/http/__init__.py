@@ -1,0 +1,7 @@
+"""HTTP egress: the delivery client, its HTTP/1.1 protocol and the SSRF address policy.
+
+Owns :class:`~.client.HttpClient` (keep-alive pool, timeouts, response limits, error
+classes), the protocol and pool underneath it (:mod:`._http11`) and the address policy
+checked at connect time (:mod:`.ssrf`). Knows nothing of Kafka, subscriptions or records;
+may import ``core`` only.
+"""

@@ -1,0 +1,61 @@
+"""Fan-out: one event joined with the subscription table gives one delivery per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+
+from webhook_stream.core.kafka import RecordBatcher
+from webhook_stream.core.records import Delivery, Event, delivery_id_for, iso_now, record_headers
+from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.subscriptions.index import SubscriptionIndex
+
+__all__ = ["fan_out", "queue_delivery", "send_delivery"]
+
+
+def _headers(delivery: Delivery) -> list[tuple[str, bytes]]:
+    return record_headers(
+        delivery.delivery_id, "replay" if delivery.origin == "replay" else "pending"
+    )
+
+
+async def send_delivery(producer: AIOKafkaProducer, delivery: Delivery) -> asyncio.Future:
+    """Queue ``delivery`` on ``webhooks.deliveries`` (keyed by endpoint); returns the future."""
+    return await producer.send(
+        DELIVERIES, delivery.encode(), key=delivery.endpoint_id.encode(), headers=_headers(delivery)
+    )
+
+
+def queue_delivery(batcher: RecordBatcher, delivery: Delivery) -> asyncio.Future:
+    """:func:`send_delivery` through a batcher: the hot path, many deliveries per turn."""
+    return batcher.send(
+        DELIVERIES, delivery.encode(), key=delivery.endpoint_id.encode(), headers=_headers(delivery)
+    )
+
+
+def fan_out(
+    event: Event,
+    index: SubscriptionIndex,
+    *,
+    only_endpoint: str | None = None,
+    origin: str = "event",
+) -> list[Delivery]:
+    """Deliveries for every endpoint whose pattern and tenant match ``event``.
+
+    Disabled endpoints are included: the delivery path dead-letters them with reason
+    ``endpoint_disabled`` so nothing vanishes silently.
+    """
+    now = iso_now()
+    return [
+        Delivery(
+            delivery_id=delivery_id_for(event.id, sub.id),
+            endpoint_id=sub.id,
+            tenant_id=event.tenant_id,
+            event=event,
+            created_at=now,
+            origin=origin,
+        )
+        for sub in index.match(event.type, event.tenant_id)
+        if only_endpoint is None or sub.id == only_endpoint
+    ]

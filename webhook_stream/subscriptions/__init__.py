@@ -1,0 +1,8 @@
+"""Subscriptions (endpoints): the model, its validation, the routing index and the table.
+
+Owns the :class:`~.model.Subscription` model and its secrets (:mod:`.model`,
+:mod:`.secrets`), the single validation gate for the API and the compacted topic
+(:mod:`.validation`, :mod:`.urls`), the routing index (:mod:`.index`) and the registry
+every worker fills from ``webhooks.subscriptions`` (:mod:`.registry`). May import
+``core`` and ``http`` (for the address policy only).
+"""

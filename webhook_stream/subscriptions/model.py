@@ -1,0 +1,130 @@
+"""The subscription (endpoint) model: what one endpoint is, its stored form and its secrets.
+
+Built only by :mod:`~webhook_stream.subscriptions.validation`, which is the single gate
+for input from the API and from ``webhooks.subscriptions``; the constructor trusts its input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.core.records import to_iso
+from webhook_stream.core.settings import format_duration, parse_duration
+
+__all__ = [
+    "MAX_PREVIOUS_SECRETS",
+    "SECRET_PREFIX",
+    "Subscription",
+    "generate_secret",
+    "validate_secret",
+]
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+MAX_PREVIOUS_SECRETS = 10
+
+
+def generate_secret() -> str:
+    """A fresh signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def validate_secret(value: object, f: str) -> str:
+    # Never echo the value: this message reaches API responses and logs.
+    if not isinstance(value, str) or not value.startswith(SECRET_PREFIX):
+        raise InvalidSubscription(f, "must be 'whsec_' followed by base64")
+    try:
+        key = base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidSubscription(f, "must be 'whsec_' followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise InvalidSubscription(f, "must decode to 24-64 bytes")
+    return value
+
+
+def _secret_key(secret: str) -> bytes:
+    return base64.b64decode(secret[len(SECRET_PREFIX) :])
+
+
+def _duration_text(seconds: float) -> str:
+    text = format_duration(seconds)
+    # format_duration rounds (``%g``); fall back to the exact value so the stored form
+    # reads back to the same schedule.
+    return text if parse_duration(text) == seconds else f"{seconds!r}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One endpoint. Build it with :func:`parse_subscription`; the constructor trusts its input."""
+
+    id: str
+    url: str
+    event_types: tuple[str, ...]
+    secret: str = field(repr=False)
+    tenant_id: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    disabled: bool = False
+    description: str | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    retry_schedule: tuple[float, ...] | None = None
+    retry_status_codes: frozenset[int] = frozenset()
+    rate_limit_per_s: float | None = None
+    max_in_flight: int = 1
+    #: ``(secret, expires_at unix seconds)``: rotated-out secrets still signing until expiry.
+    previous_secrets: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    def to_dict(self, include_secrets: bool) -> dict[str, Any]:
+        """JSON-ready form. With secrets: the stored form; without: what API listings show."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "url": self.url,
+            "event_types": list(self.event_types),
+            "tenant_id": self.tenant_id,
+        }
+        if include_secrets:
+            out["secret"] = self.secret
+        out.update(
+            headers=dict(self.headers),
+            disabled=self.disabled,
+            description=self.description,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            retry_schedule=(
+                None
+                if self.retry_schedule is None
+                else [_duration_text(step) for step in self.retry_schedule]
+            ),
+            retry_status_codes=sorted(self.retry_status_codes),
+            rate_limit_per_s=self.rate_limit_per_s,
+            max_in_flight=self.max_in_flight,
+        )
+        if include_secrets:
+            out["previous_secrets"] = [
+                {"secret": secret, "expires_at": to_iso(expires_at)}
+                for secret, expires_at in self.previous_secrets
+            ]
+        out["created_at"] = self.created_at
+        out["updated_at"] = self.updated_at
+        return out
+
+    def signing_keys(self, now: float) -> list[bytes]:
+        """HMAC keys to sign with: the current secret first, then unexpired previous ones."""
+        keys = [_secret_key(self.secret)]
+        keys.extend(_secret_key(s) for s, expires_at in self.previous_secrets if expires_at > now)
+        return keys
+
+    def rotate_secret(
+        self, *, now: float, grace_s: float, new_secret: str | None = None
+    ) -> Subscription:
+        """A copy with a new secret; the current one keeps signing for ``grace_s`` seconds."""
+        secret = generate_secret() if new_secret is None else validate_secret(new_secret, "secret")
+        previous = [(self.secret, now + grace_s), *self.previous_secrets]
+        kept = tuple((s, exp) for s, exp in previous if exp > now)[:MAX_PREVIOUS_SECRETS]
+        return replace(self, secret=secret, previous_secrets=kept)
