@@ -149,6 +149,7 @@ class Worker:
             "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
             "WEBHOOK_STREAM_API_TOKEN": token,
             "WEBHOOK_STREAM_PARTITIONS": str(partitions),
+            "WEBHOOK_STREAM_STATUS_ADVERTISED_URL": f"http://127.0.0.1:{self.port}",
             **extra_env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -70,6 +70,8 @@ class Worker:
             "WEBHOOK_STREAM_HTTP_TIMEOUT": "2s",
             "WEBHOOK_STREAM_PARTITIONS": "4",
             "WEBHOOK_STREAM_MAX_EVENT_BYTES": "20000",
+            # Status queries are forwarded between workers: on loopback, as all test traffic.
+            "WEBHOOK_STREAM_STATUS_ADVERTISED_URL": f"http://127.0.0.1:{self.port}",
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

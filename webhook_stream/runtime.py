@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +28,7 @@ from webhook_stream.http.client import HttpClient
 from webhook_stream.ingest.consumer import EventsIn
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
+from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["Runtime"]
@@ -48,7 +51,8 @@ class Runtime(Service):
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.delivery: DeliveriesIn | None = None
-        self.status = StatusProcess(settings)
+        #: Set at start, once the web port (the ``--web-port`` flag wins) is known.
+        self.status: StatusRouter | None = None
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
         self._joined: list[asyncio.Event] = []
@@ -73,8 +77,10 @@ class Runtime(Service):
         )
         events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics)
         retry = RetryScheduler(self.settings, producer, self.metrics)
+        status = self._status_process()
+        self.status = StatusRouter(status)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
-        self._loops = [self.registry, events_in, delivery, retry, self.status]
+        self._loops = [self.registry, events_in, delivery, retry, status]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
     async def on_stop(self) -> None:
@@ -89,10 +95,24 @@ class Runtime(Service):
                 task.cancel()
         if self.http is not None:
             await self.http.close()
+        if self.status is not None:
+            await self.status.close()
         if self.batcher is not None:
             await self.batcher.close()
         if self.producer is not None:
             await self.producer.stop()
+
+    def _status_process(self) -> StatusProcess:
+        """The status view child, its store file and the URL other workers forward to."""
+        port = int(getattr(self.app.conf, "web_port", None) or self.settings.web_port)
+        url = self.settings.status_advertised_url.rstrip("/")
+        if not url:
+            host = self.settings.web_host
+            if host in ("", "0.0.0.0", "::"):
+                host = socket.getfqdn()
+            url = f"http://{host}:{port}"
+        path = Path(self.settings.status_dir) / f"{self.settings.app_id}-{port}.sqlite3"
+        return StatusProcess(self.settings, str(path.resolve()), url)
 
     def readiness(self) -> dict[str, bool]:
         """What /health reports: each part that must be up before events flow."""

@@ -179,18 +179,49 @@ async def test_test_event_attempts_and_delivery_status(
 
         status = await eventually(lambda: status_is("succeeded"))
         assert [a["status_code"] for a in status["attempts"]] == [500, 200]
-        attempts = (await client.get(f"/subscriptions/{ep}/attempts")).json()["data"]
-        assert [a["attempt"] for a in attempts] == [2, 1]  # newest first
-        only = (
-            await client.get(f"/subscriptions/{ep}/attempts", params={"status": "retrying"})
+        page = (await client.get(f"/subscriptions/{ep}/attempts")).json()
+        assert [a["attempt"] for a in page["items"]] == [2, 1]  # newest first
+        assert page["next"] is None
+        failed = (
+            await client.get(f"/subscriptions/{ep}/attempts", params={"status": "failed"})
         ).json()
-        assert [a["status_code"] for a in only["data"]] == [500]
-        assert (await client.get(f"/subscriptions/{ep}/attempts", params={"limit": "1"})).json()[
-            "count"
-        ] == 1
-        assert (
-            await client.get(f"/subscriptions/{ep}/attempts", params={"limit": "x"})
-        ).status_code == 400
+        assert [a["status_code"] for a in failed["items"]] == [500]
+        # Pages of one: the cursor walks the log newest first and ends with next = null.
+        first = (await client.get(f"/subscriptions/{ep}/attempts", params={"limit": "1"})).json()
+        assert [a["attempt"] for a in first["items"]] == [2] and first["next"]
+        second = (
+            await client.get(
+                f"/subscriptions/{ep}/attempts", params={"limit": "1", "after": first["next"]}
+            )
+        ).json()
+        assert [a["attempt"] for a in second["items"]] == [1] and second["next"] is None
+        # Time and type filters: attempted_at in [since, until), exact event type.
+        at = page["items"][1]["attempted_at"]
+        since = (await client.get(f"/subscriptions/{ep}/attempts", params={"since": at})).json()
+        assert len(since["items"]) == 2
+        until = (await client.get(f"/subscriptions/{ep}/attempts", params={"until": at})).json()
+        assert until["items"] == []
+        typed = (
+            await client.get(f"/subscriptions/{ep}/attempts", params={"event_type": "other"})
+        ).json()
+        assert typed["items"] == []
+        for params, field in [
+            ({"limit": "x"}, "limit"),
+            ({"limit": "0"}, "limit"),
+            ({"limit": "501"}, "limit"),
+            ({"status": "retrying"}, "status"),
+            ({"since": "yesterday"}, "since"),
+            ({"after": "not-a-cursor"}, "after"),
+            ({"colour": "red"}, "colour"),
+        ]:
+            r = await client.get(f"/subscriptions/{ep}/attempts", params=params)
+            assert r.status_code == 400, params
+            assert r.json()["error"]["field"] == field and r.json()["error"]["code"]
+        # The delivery's endpoint as a hint routes straight to the owner.
+        hinted = await client.get(f"/deliveries/{delivery_id}", params={"endpoint_id": ep})
+        assert hinted.status_code == 200 and hinted.json()["status"] == "succeeded"
+        wrong = await client.get(f"/deliveries/{delivery_id}", params={"endpoint_id": "ep_other"})
+        assert wrong.status_code == 404
         assert (await client.get("/deliveries/msg_nope")).status_code == 404
         assert (await client.post("/subscriptions/nope/test")).status_code == 404
 

@@ -19,11 +19,14 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.core.errors import InvalidSubscription, StatusUnavailable
+from webhook_stream.api.status_query import parse_attempt_query, parse_endpoint_hint
+from webhook_stream.core.errors import InvalidQuery, InvalidSubscription
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.failures.replay import ReplayError, parse_time, replay_deadletter, replay_events
 from webhook_stream.ingest.fanout import send_delivery
+from webhook_stream.status.routing import FORWARDED, Answer, unavailable
+from webhook_stream.status.routing import error as status_error
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.validation import parse_subscription
 
@@ -223,32 +226,29 @@ def register_views(app: Any) -> None:
     class Attempts(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
-            outcome = request.query.get("status") or None
             try:
-                limit = int(request.query.get("limit", "50"))
-            except ValueError:
-                return _error(self, 400, "must be an integer", field="limit")
-            if not 1 <= limit <= 1000:
-                return _error(self, 400, "must be between 1 and 1000", field="limit")
-            if outcome not in (None, "succeeded", "retrying", "failed"):
-                return _error(self, 400, "one of succeeded, retrying, failed", field="status")
-            try:
-                data = await self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
-            except StatusUnavailable as exc:
-                return _error(self, 503, str(exc))
-            return self.json({"data": data, "count": len(data)})
+                query = parse_attempt_query(request.query)
+            except InvalidQuery as exc:
+                return _status_answer(self, bad_query(exc))
+            router = self.runtime.status
+            if router is None:
+                return _status_answer(self, unavailable("the worker is starting"))
+            answer = await router.attempts(endpoint_id, query.to_dict(), **_forwarding(request))
+            return _status_answer(self, answer)
 
     @app.page("/deliveries/{delivery_id}")
     class DeliveryStatus(_Base):
         @authorized
         async def get(self, request: Request, delivery_id: str) -> Response:
             try:
-                found = await self.runtime.status.delivery(delivery_id)
-            except StatusUnavailable as exc:
-                return _error(self, 503, str(exc))
-            if found is None:
-                return _error(self, 404, f"no delivery {delivery_id!r} in the status window")
-            return self.json(found)
+                endpoint_id = parse_endpoint_hint(request.query)
+            except InvalidQuery as exc:
+                return _status_answer(self, bad_query(exc))
+            router = self.runtime.status
+            if router is None:
+                return _status_answer(self, unavailable("the worker is starting"))
+            answer = await router.delivery(delivery_id, endpoint_id, **_forwarding(request))
+            return _status_answer(self, answer)
 
     @app.page("/replay")
     class Replay(_Base):
@@ -289,6 +289,23 @@ async def run_replay(settings: Any, runtime: Any, body: Any) -> Any:
             settings, runtime.producer, runtime.registry.index, topic=body["topic"], **common
         )
     raise InvalidSubscription("source", "must be 'deadletter' or 'events'")
+
+
+def _forwarding(request: Request) -> dict[str, Any]:
+    """What a status query needs to be forwarded to the owner of its partition."""
+    return {
+        "forwarded": request.headers.get(FORWARDED) == "1",
+        "path_qs": request.url.path_qs,
+        "auth": request.headers.get("Authorization", ""),
+    }
+
+
+def bad_query(exc: InvalidQuery) -> Answer:
+    return status_error(400, "invalid_parameter", exc.message, exc.field)
+
+
+def _status_answer(view: View, answer: Answer) -> Response:
+    return view.json(answer.body, status=answer.status, headers=answer.headers or None)
 
 
 def make_test_delivery(sub: Subscription) -> Delivery:

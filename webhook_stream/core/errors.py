@@ -10,6 +10,7 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     ├── BrokerError                 the embedded broker could not be started or reached
     ├── StatusUnavailable           the status view process is (re)starting or did not
     │                               answer; the status routes answer 503 (retriable)
+    ├── InvalidQuery                a query parameter is malformed; ``field`` names it (400)
     └── DeliveryError               one HTTP attempt failed
         ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
         └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
@@ -42,6 +43,15 @@ class StatusUnavailable(WebhookStreamError):
 
 class InvalidSubscription(WebhookStreamError):
     """A subscription is invalid; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class InvalidQuery(WebhookStreamError):
+    """A query parameter of a read route is malformed; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

@@ -151,13 +151,13 @@ class Settings:
     health_disable_after_dead_letters: int = 20
     #: Grace period during which a rotated-out secret still signs.
     secret_rotation_grace: float = 86400.0
-    #: How far back each worker reads deliveries and attempts for the status API.
-    status_window: float = 86400.0
-    #: Deliveries remembered by the status API (oldest forgotten first); endpoints with
-    #: an attempt log are bounded to a tenth of this.
-    status_cache_size: int = 100_000
-    #: Attempts kept per endpoint for ``GET /subscriptions/{id}/attempts``.
-    attempts_per_endpoint: int = 50
+    #: How long delivery status and attempts stay queryable (each worker's status store).
+    status_retention: float = 7 * 86400.0
+    #: Directory of the worker's status store (one SQLite file per worker and web port).
+    status_dir: str = "webhook-stream-status"
+    #: URL other workers use to forward status queries to this one; empty =
+    #: ``http://<web host, or this host's name when binding all>:<web port>``.
+    status_advertised_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,9 +1,8 @@
 """The status view in a process of its own, beside the worker.
 
-Tailing ``webhooks.deliveries`` and ``webhooks.attempts`` means two more records read per
-delivery: about 15 % of a worker's CPU when it ran inside the worker (bench: 0.14 vs
-0.12 ms per delivery, and 10 % more throughput with it in a child). A child process runs
-:class:`~.status.DeliveryLog` on another core; the worker's API asks it over a pipe.
+Tailing ``webhooks.deliveries`` and ``webhooks.attempts`` (now only this worker's share)
+means more records read and written to the store per delivery: a child process runs
+:class:`~.view.PartitionedView` on another core; the worker's API asks it over a pipe.
 
 The pipe carries frames of JSON: a 4-byte big-endian length, then the body. The first
 frame to the child holds the settings the view needs (no secrets); then each request is
@@ -24,13 +23,14 @@ import signal
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from webhook_stream.core.errors import StatusUnavailable
 from webhook_stream.core.settings import Settings
-from webhook_stream.status.view import DeliveryLog
+from webhook_stream.status.view import PartitionedView
 
 __all__ = ["StatusProcess"]
 
@@ -45,9 +45,11 @@ _RESTART_DELAY_MAX = 30.0
 _VIEW_SETTINGS = (
     "broker",
     "fetch_max_wait",
-    "status_window",
-    "status_cache_size",
-    "attempts_per_endpoint",
+    "app_id",
+    "session_timeout",
+    "rebalance_timeout",
+    "heartbeat_interval",
+    "status_retention",
 )
 
 
@@ -65,8 +67,10 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 class StatusProcess:
     """The worker's side: starts the child, restarts it when it dies, asks it questions."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store_path: str, own_url: str) -> None:
         self._settings = settings
+        self._store_path = store_path
+        self.own_url = own_url
         self._proc: asyncio.subprocess.Process | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count()
@@ -110,7 +114,8 @@ class StatusProcess:
         assert proc.stdin is not None and proc.stdout is not None
         try:
             needed = {name: getattr(self._settings, name) for name in _VIEW_SETTINGS}
-            proc.stdin.write(_frame(orjson.dumps(needed)))
+            where = {"store_path": self._store_path, "own_url": self.own_url}
+            proc.stdin.write(_frame(orjson.dumps([needed, where])))
             if self._stopped.is_set():
                 proc.stdin.close()
             while True:
@@ -152,17 +157,25 @@ class StatusProcess:
         finally:
             self._waiting.pop(request_id, None)
 
-    async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
-        """One delivery's status (see :meth:`.DeliveryLog.delivery`)."""
-        return await self._ask("delivery", {"delivery_id": delivery_id})
+    async def delivery(
+        self, delivery_id: str, endpoint_id: str | None, *, local: bool
+    ) -> dict[str, Any]:
+        """One delivery's status, or where to ask (see :meth:`.PartitionedView.delivery`)."""
+        return await self._ask(
+            "delivery", {"delivery_id": delivery_id, "endpoint_id": endpoint_id, "local": local}
+        )
 
     async def attempts(
-        self, endpoint_id: str, *, limit: int = 50, outcome: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The endpoint's latest attempts, newest first (see :meth:`.DeliveryLog.attempts`)."""
+        self, endpoint_id: str, query: dict[str, Any], *, local: bool
+    ) -> dict[str, Any]:
+        """A page of attempts, or where to ask (see :meth:`.PartitionedView.attempts`)."""
         return await self._ask(
-            "attempts", {"endpoint_id": endpoint_id, "limit": limit, "outcome": outcome}
+            "attempts", {"endpoint_id": endpoint_id, "query": query, "local": local}
         )
+
+    async def info(self) -> dict[str, Any]:
+        """Owned and ready partitions, store counts, time to catch up after start."""
+        return await self._ask("info", {})
 
 
 # -- the child ---------------------------------------------------------------------------
@@ -173,10 +186,11 @@ async def _serve(answers: Any) -> int:
     reader = asyncio.StreamReader(limit=_MAX_FRAME)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, answers)
-    settings = replace(Settings(), **orjson.loads(await _read_frame(reader)))
-    view = DeliveryLog(settings)
+    needed, where = orjson.loads(await _read_frame(reader))
+    settings = replace(Settings(), **needed)
+    view = PartitionedView(settings, Path(where["store_path"]), where["own_url"])
     tail = asyncio.create_task(view.run())
-    ops = {"delivery": view.delivery, "attempts": view.attempts}
+    ops = {"delivery": view.delivery, "attempts": view.attempts, "info": view.info}
     try:
         while True:
             question = asyncio.ensure_future(_read_frame(reader))
