@@ -222,6 +222,8 @@ def main() -> None:
         level=logging.WARNING, format="[%(asctime)s] [status-view] %(levelname)s %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # Assignments and catch-up times (what a restart costs) are worth a line each.
+    logging.getLogger("webhook_stream.status.view").setLevel(logging.INFO)
     # Answers go out on the original stdout; anything else printed lands on stderr.
     answers = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

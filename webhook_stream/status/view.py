@@ -59,7 +59,7 @@ class PartitionedView:
         self._settings = settings
         self.own_url = own_url
         self.store = StatusStore(store_path, settings.status_retention)
-        self.assignor = OwnerAssignor(own_url)
+        self.assignor = OwnerAssignor(own_url, self.applied)
         self._consumer: Any = None
         self._running = True
         self._rebalancing = True
@@ -76,6 +76,15 @@ class PartitionedView:
         self._running = False
 
     # -- group membership
+    def applied(self) -> dict[int, int]:
+        """Per partition, the sum of the next offsets applied (what the assignor weighs)."""
+        out: dict[int, int] = {}
+        positions = {(t, p): n for (t, p), n in self.store.next_offsets().items()}
+        positions.update({(tp.topic, tp.partition): n for tp, n in self._pos.items()})
+        for (_, p), n in positions.items():
+            out[p] = out.get(p, 0) + n
+        return out
+
     def revoked(self) -> None:
         self._rebalancing = True
         self._ready = set()
@@ -117,9 +126,16 @@ class PartitionedView:
     def _check_ready(self) -> None:
         behind = {tp.partition for tp, end in self._target.items() if self._pos[tp] < end}
         owned = {tp.partition for tp in self._target}
-        self._ready = owned - behind
-        if not behind and self.caught_up_after is None:
-            self.caught_up_after = time.monotonic() - self._started
+        was_ready, self._ready = self._ready, owned - behind
+        if not behind and (self._ready != was_ready or self.caught_up_after is None):
+            if self.caught_up_after is None:
+                self.caught_up_after = time.monotonic() - self._started
+            log.info(
+                "status partitions %s served, %.2fs after start, %d records read since start",
+                sorted(self._ready),
+                time.monotonic() - self._started,
+                self.records_read,
+            )
 
     # -- the tail
     async def run(self) -> None:
@@ -131,9 +147,9 @@ class PartitionedView:
             partition_assignment_strategy=(self.assignor,),
         )
         consumer.subscribe(list(TOPICS), listener=_Listener(self))
-        await consumer.start()
         expire_at = time.monotonic() + _EXPIRE_EVERY
         try:
+            await consumer.start()
             while self._running:
                 batch = await consumer.getmany(timeout_ms=500, max_records=_MAX_BATCH)
                 batch = {tp: records for tp, records in batch.items() if tp in self._pos}
