@@ -82,7 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scale-out",
         action="store_true",
-        help="also run case A with two worker processes (row 3c)",
+        help="also run case A on 1 and on 3 worker processes (rows 3c, 3d)",
     )
     p.add_argument(
         "--skip-cold-start",

@@ -301,31 +301,51 @@ class Bench:
             await self.phase_scale_out(worker)
 
     async def phase_scale_out(self, first: Worker) -> None:
-        """Case A again with a second worker process (same app id) sharing the partitions."""
-        self.say("7 starting a second worker process (same app id)")
-        second = self.start_worker()
-        await self.wait_healthy(second, 0, self.args.phase_timeout)
-        # Both must own partitions before the clock starts: one event per endpoint first.
-        c = self.args.concurrency
+        """Case A on one worker, then on three (same app id): CPU per 1,000 for the cluster.
+
+        Each worker's status store keeps only its partitions, so the cluster's CPU per
+        delivery must not grow with the workers (3d within 1.25x of 3c).
+        """
+        c, n = self.args.concurrency, self.args.events
+
+        def type_of(i: int) -> str:
+            return f"bench.x.e{i % c}"
+
+        self.say("7 scale-out: case A on 1 worker")
+        cpu0 = cpu_seconds(first.pid)
+        one = await self.case(first, "x", n, type_of, n)
+        one_cpu = cpu_seconds(first.pid) - cpu0
+        self.say("7 scale-out: starting two more worker processes (same app id)")
+        more = [self.start_worker(), self.start_worker()]
+        for w in more:
+            await self.wait_healthy(w, 0, self.args.phase_timeout)
+        cluster = [first, *more]
+        # All must own partitions before the clock starts: one event per endpoint first.
         warm = self.events("xwarm", c, lambda i: f"bench.x.e{i % c}")
         await load.produce(self.producer, EVENTS_TOPIC, warm)
-        await self.wait_receipts("x", c, first, 120)
-        n = self.args.events
-        cpu0 = cpu_seconds(first.pid) + cpu_seconds(second.pid)
-        res = await self.case(first, "x", n, lambda i: f"bench.x.e{i % c}", n + c)
-        cpu_s = cpu_seconds(first.pid) + cpu_seconds(second.pid) - cpu0
-        rate_ = n / max(1e-9, res["seconds"])
-        self.rows.append(
-            Row(
-                "3c",
-                "webhook-stream A, 2 worker processes",
-                rate(rate_, "deliveries/s"),
-                "",
-                f"{n:,} events; both workers together busy {cpu_s / res['seconds']:.2f} cores, "
-                f"{cpu_s / n * 1000:.3f} CPU-s per 1,000",
-                per_s=rate_,
+        await self.wait_receipts("x", n + c, first, 120)
+        cpu0 = sum(cpu_seconds(w.pid) for w in cluster)
+        three = await self.case(first, "x", n, type_of, 2 * n + c)
+        three_cpu = sum(cpu_seconds(w.pid) for w in cluster) - cpu0
+        per_k = [one_cpu / n * 1000, three_cpu / n * 1000]
+        self.raw["scale_out"] = {"cpu_per_1000": per_k, "workers": [1, 3]}
+        for row, workers, res, cpu_s, k in (
+            ("3c", 1, one, one_cpu, per_k[0]),
+            ("3d", 3, three, three_cpu, per_k[1]),
+        ):
+            rate_ = n / max(1e-9, res["seconds"])
+            ratio = f"; {per_k[1] / per_k[0]:.2f}x of 1 worker (limit 1.25x)" if workers > 1 else ""
+            self.rows.append(
+                Row(
+                    row,
+                    f"webhook-stream A, {workers} worker process{'es' if workers > 1 else ''}",
+                    rate(rate_, "deliveries/s"),
+                    "",
+                    f"{n:,} events; cluster busy {cpu_s / res['seconds']:.2f} cores, "
+                    f"{k:.3f} CPU-s per 1,000 for the whole cluster{ratio}",
+                    per_s=rate_,
+                )
             )
-        )
 
     # ------------------------------------------------------------------ phases
 

@@ -139,7 +139,7 @@ class StatusStore:
                 self._apply_one(topic, part, record)
             db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
-                " ON CONFLICT (topic, part) DO UPDATE SET next = excluded.next",
+                " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
                 [(t, p, o) for (t, p), o in ends.items()],
             )
             db.execute("COMMIT")
