@@ -134,6 +134,24 @@ class Worker:
             base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15
         )
 
+    async def list_subscriptions(self, client: httpx.AsyncClient | None = None) -> list[Any]:
+        """Every subscription the API lists, following the ``next`` cursor to the last page."""
+        own = client is None
+        client = client or self.api()
+        try:
+            out: list[Any] = []
+            params: dict[str, Any] = {"limit": 500}
+            while True:
+                r = await client.get("/subscriptions", params=params)
+                assert r.status_code == 200, r.text
+                out += r.json()["items"]
+                if r.json()["next"] is None:
+                    return out
+                params["after"] = r.json()["next"]
+        finally:
+            if own:
+                await client.aclose()
+
     async def create_subscription(self, **sub: Any) -> dict[str, Any]:
         async with self.api() as client:
             r = await client.post("/subscriptions", json=sub)

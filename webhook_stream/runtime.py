@@ -1,8 +1,8 @@
 """The worker's own services, started before Faust's consumer and stopped after it.
 
-Owns the shared producer and HTTP client, the subscription registry, the three consumer
-loops: events in (fan-out), deliveries in (delivery) and the retry scheduler, and the
-status view's process.
+Owns the shared producer and HTTP client, the subscription registry, the tenant-token
+store, the three consumer loops: events in (fan-out), deliveries in (delivery) and the
+retry scheduler, and the status view's process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
+from webhook_stream.api.tokenstore import TokenStore
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -47,6 +48,7 @@ class Runtime(Service):
         self.batcher: kafka.RecordBatcher | None = None
         self.http: HttpClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
+        self.tokens = TokenStore(settings)
         self.delivery: DeliveriesIn | None = None
         self.status = StatusProcess(settings)
         self._crash_task: asyncio.Future[None] | None = None
@@ -74,7 +76,7 @@ class Runtime(Service):
         events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics)
         retry = RetryScheduler(self.settings, producer, self.metrics)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
-        self._loops = [self.registry, events_in, delivery, retry, self.status]
+        self._loops = [self.registry, self.tokens, events_in, delivery, retry, self.status]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
     async def on_stop(self) -> None:
@@ -98,6 +100,7 @@ class Runtime(Service):
         """What /health reports: each part that must be up before events flow."""
         return {
             "subscriptions_loaded": self.registry.ready.is_set(),
+            "tokens_loaded": self.tokens.ready.is_set(),
             "delivery_running": self.delivery is not None,
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }

@@ -41,7 +41,7 @@ async def sees_exactly(worker: Worker, event_ids: list[str]) -> bool:
     """Every endpoint's attempt log holds one succeeded attempt per event, no more."""
     async with worker.api() as client:
         for ep in ENDPOINTS:
-            data = (await client.get(f"/subscriptions/{ep}/attempts")).json()["data"]
+            data = (await client.get(f"/subscriptions/{ep}/attempts")).json()["items"]
             got = sorted(a["delivery_id"] for a in data)
             want = sorted(delivery_id_for(e, ep) for e in event_ids)
             if got != want or {a["outcome"] for a in data} != {"succeeded"}:

@@ -1,28 +1,32 @@
-"""HTTP API on Faust's web server (SPEC section 8).
+"""HTTP API on Faust's web server (SPEC section 8); the document is :mod:`.openapi`.
 
-``/health`` and ``/metrics`` are open; every other route needs
-``Authorization: Bearer <WEBHOOK_STREAM_API_TOKEN>`` and refuses when no token is set.
-Writes go to ``webhooks.subscriptions`` and answer once this worker's registry has
-applied them (read your writes), or with 202 and ``"pending": true`` if that takes long.
+``/health``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open; every other route
+needs ``Authorization: Bearer <token>``: the admin token (``WEBHOOK_STREAM_API_TOKEN``)
+or a tenant token, which sees only its tenant (:mod:`.auth`). Writes go to
+``webhooks.subscriptions`` and answer once this worker's registry has applied them (read
+your writes), or with 202 and ``"pending": true`` if that takes long.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import wraps
 from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
 
+from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
+from webhook_stream.api.docs import register_doc_views
+from webhook_stream.api.errors import CODES, error_body
+from webhook_stream.api.pagination import page
+from webhook_stream.api.replay import run_replay
+from webhook_stream.api.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription, StatusUnavailable
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from webhook_stream.core.topics import SUBSCRIPTIONS
-from webhook_stream.failures.replay import ReplayError, parse_time, replay_deadletter, replay_events
+from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.validation import parse_subscription
@@ -31,40 +35,16 @@ __all__ = ["register_views"]
 
 _WRITE_VISIBLE_TIMEOUT = 5.0
 
-Handler = Callable[..., Awaitable[Response]]
+_CODE_OF = {status: code for code, status in reversed(CODES.items())}
 
 
-def _error(view: View, status: int, message: str, **extra: Any) -> Response:
-    return view.json({"error": message, **extra}, status=status)
-
-
-def authorized(handler: Handler) -> Handler:
-    """Bearer-token check, constant time; no configured token means the route refuses."""
-
-    @wraps(handler)
-    async def check(view: View, request: Request, **kwargs: Any) -> Response:
-        token = view.app.ws_settings.api_token
-        if not token:
-            return _error(
-                view,
-                401,
-                "the management API is disabled: set WEBHOOK_STREAM_API_TOKEN on the worker",
-            )
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
-            return _error(view, 401, "missing or wrong bearer token")
-        return await handler(view, request, **kwargs)
-
-    return check
+def _error(view: View, status: int, message: str, field: str | None = None) -> Response:
+    """The one error shape (:mod:`.errors`), ``code`` from the status."""
+    return view.json(error_body(_CODE_OF[status], message, field), status=status)
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidSubscription("body", f"not valid JSON ({exc.msg})") from None
+    return await json_body(request)
 
 
 class _Base(View):
@@ -97,9 +77,21 @@ class _Base(View):
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
 
+    def principal(self, request: Request) -> Principal:
+        return principal_of(request)
+
+    def visible(self, request: Request, endpoint_id: str) -> Subscription | None:
+        """The endpoint if the caller may see it; another tenant's is as absent (404)."""
+        sub = self.find(endpoint_id)
+        if sub is None or not self.principal(request).sees(sub.tenant_id):
+            return None
+        return sub
+
 
 def register_views(app: Any) -> None:
     """Attach every route to ``app``."""
+    register_doc_views(app)
+    register_token_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -128,13 +120,19 @@ def register_views(app: Any) -> None:
     class Subscriptions(_Base):
         @authorized
         async def get(self, request: Request) -> Response:
+            principal = self.principal(request)
             tenant = request.query.get("tenant_id")
-            subs = [
-                s.to_dict(include_secrets=False)
+            if tenant is not None:
+                principal.check_tenant(tenant)
+            else:
+                tenant = principal.tenant_id
+            subs = (
+                s
                 for s in self.runtime.registry.index.all()
                 if tenant is None or s.tenant_id == tenant
-            ]
-            return self.json({"data": subs, "count": len(subs)})
+            )
+            body = page(subs, _sub_id, _listed, request.query)
+            return self.json(body)
 
         @authorized
         async def post(self, request: Request) -> Response:
@@ -142,6 +140,8 @@ def register_views(app: Any) -> None:
                 data = await _json_body(self, request)
                 if isinstance(data, dict) and "id" not in data:
                     data = {**data, "id": "ep_" + secrets.token_hex(8)}
+                if isinstance(data, dict):
+                    data = _own_tenant(self.principal(request), data)
                 sub = parse_subscription(data, allow_insecure=self.settings.allow_insecure_targets)
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
@@ -156,14 +156,14 @@ def register_views(app: Any) -> None:
     class OneSubscription(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             return self.json(sub.to_dict(include_secrets=False))
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             try:
@@ -173,6 +173,12 @@ def register_views(app: Any) -> None:
                 for name in ("secret", "previous_secrets", "created_at", "updated_at"):
                     if name in changes:
                         raise InvalidSubscription(name, "cannot be changed with PATCH")
+                if "tenant_id" in changes and changes["tenant_id"] != sub.tenant_id:
+                    # Moving an endpoint (with its secret) to another tenant would let it
+                    # receive that tenant's events: delete and create instead.
+                    raise InvalidSubscription(
+                        "tenant_id", "cannot be changed; delete and create the endpoint instead"
+                    )
                 merged = {**sub.to_dict(include_secrets=True), **changes}
                 updated = parse_subscription(
                     merged,
@@ -185,7 +191,7 @@ def register_views(app: Any) -> None:
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
-            if self.find(endpoint_id) is None:
+            if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             visible = await self.write(endpoint_id, None)
             if not visible:
@@ -196,7 +202,7 @@ def register_views(app: Any) -> None:
     class RotateSecret(_Base):
         @authorized
         async def post(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             grace = self.settings.secret_rotation_grace
@@ -210,7 +216,7 @@ def register_views(app: Any) -> None:
     class TestEvent(_Base):
         @authorized
         async def post(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             delivery = make_test_delivery(sub)
@@ -223,6 +229,8 @@ def register_views(app: Any) -> None:
     class Attempts(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
+            if self.visible(request, endpoint_id) is None:
+                return _error(self, 404, f"no subscription {endpoint_id!r}")
             outcome = request.query.get("status") or None
             try:
                 limit = int(request.query.get("limit", "50"))
@@ -236,7 +244,7 @@ def register_views(app: Any) -> None:
                 data = await self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
             except StatusUnavailable as exc:
                 return _error(self, 503, str(exc))
-            return self.json({"data": data, "count": len(data)})
+            return self.json({"items": data, "next": None})
 
     @app.page("/deliveries/{delivery_id}")
     class DeliveryStatus(_Base):
@@ -246,9 +254,16 @@ def register_views(app: Any) -> None:
                 found = await self.runtime.status.delivery(delivery_id)
             except StatusUnavailable as exc:
                 return _error(self, 503, str(exc))
-            if found is None:
+            if found is None or not self._sees_delivery(request, found):
                 return _error(self, 404, f"no delivery {delivery_id!r} in the status window")
             return self.json(found)
+
+        def _sees_delivery(self, request: Request, found: dict[str, Any]) -> bool:
+            principal = self.principal(request)
+            if principal.is_admin:
+                return True
+            sub = self.find(found.get("endpoint_id") or "")
+            return sub is not None and principal.sees(sub.tenant_id)
 
     @app.page("/replay")
     class Replay(_Base):
@@ -256,7 +271,9 @@ def register_views(app: Any) -> None:
         async def post(self, request: Request) -> Response:
             try:
                 body = await _json_body(self, request)
-                summary = await run_replay(self.settings, self.runtime, body)
+                summary = await run_replay(
+                    self.settings, self.runtime, body, self.principal(request)
+                )
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             except ReplayError as exc:
@@ -264,31 +281,22 @@ def register_views(app: Any) -> None:
             return self.json(summary.to_dict())
 
 
-async def run_replay(settings: Any, runtime: Any, body: Any) -> Any:
-    """``POST /replay``: ``{"source": "deadletter"|"events", ...}`` as in the CLI."""
-    if not isinstance(body, dict):
-        raise InvalidSubscription("body", "must be a JSON object")
-    source = body.get("source")
-    times = {k: parse_time(body[k]) for k in ("since", "until") if body.get(k)}
-    common = {
-        "endpoint": body.get("endpoint_id"),
-        "tenant": body.get("tenant_id"),
-        "dry_run": bool(body.get("dry_run", False)),
-        **times,
-    }
-    if source == "deadletter":
-        return await replay_deadletter(
-            settings, runtime.producer, force=bool(body.get("force", False)), **common
-        )
-    if source == "events":
-        if not body.get("topic"):
-            raise InvalidSubscription("topic", "required for source=events")
-        if "since" not in times:
-            raise InvalidSubscription("since", "required for source=events")
-        return await replay_events(
-            settings, runtime.producer, runtime.registry.index, topic=body["topic"], **common
-        )
-    raise InvalidSubscription("source", "must be 'deadletter' or 'events'")
+def _sub_id(sub: Subscription) -> str:
+    return sub.id
+
+
+def _listed(sub: Subscription) -> dict[str, Any]:
+    return sub.to_dict(include_secrets=False)
+
+
+def _own_tenant(principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """A tenant token creates in its own tenant: filled in when absent, 403 when another."""
+    if principal.is_admin:
+        return data
+    if data.get("tenant_id") is None:
+        return {**data, "tenant_id": principal.tenant_id}
+    principal.check_tenant(data["tenant_id"])
+    return data
 
 
 def make_test_delivery(sub: Subscription) -> Delivery:

@@ -17,6 +17,7 @@ __all__ = [
     "ENDPOINT_STATUS",
     "REJECTED",
     "SUBSCRIPTIONS",
+    "TOKENS",
     "TopicSpec",
     "ensure_topics",
     "plan",
@@ -32,6 +33,7 @@ DEADLETTER = "webhooks.deadletter"
 ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
+TOKENS = "webhooks.tokens"
 RETRY_PREFIX = "webhooks.retry."
 
 _DAY_MS = 86_400_000
@@ -68,6 +70,8 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ATTEMPTS, p, keep(7), "delivery log: one record per HTTP attempt"),
         TopicSpec(REJECTED, p, keep(30), "unparseable or refused input"),
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
+        # Few records and read whole by every worker: one partition keeps start-up cheap.
+        TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A waiting delivery must outlive its delay by a wide margin.
