@@ -55,6 +55,10 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
         web_in_thread=False,
+        # Faust's /router and /table views are open and show partition assignments and
+        # table contents; this app has no tables and its API is the documented one.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         logging_config=None,
     )
     api.register_views(app)

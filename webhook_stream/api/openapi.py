@@ -75,6 +75,14 @@ _S = "Subscription"
 _E = "endpoint"
 OPERATIONS: list[Operation] = [
     Operation(
+        "/",
+        "GET",
+        'Faust\'s index: {"status": "OK"}',
+        "open",
+        {200: ("Always OK while the web server runs", "Index")},
+        tag="operations",
+    ),
+    Operation(
         "/health",
         "GET",
         "Liveness and readiness",

@@ -288,6 +288,7 @@ def schemas() -> dict[str, Any]:
             {"id": {"type": "string"}, "revoked": {"const": True}, "pending": pending},
             ("id", "revoked"),
         ),
+        "Index": _obj({"status": {"const": "OK"}}, ("status",)),
         "Health": _obj(
             {
                 "status": {"type": "string", "enum": ["ok", "starting"]},
