@@ -1,6 +1,7 @@
 """Last in the session (files run in name order): search everything the run produced.
 
-Every signing secret handed out by the API during the session, and the API token, must not
+Every signing secret and tenant token handed out by the API during the session, and the
+admin token, must not
 appear in any worker's log, in any record on the shared broker (keys, values, headers), or
 in the metrics output.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import SECRETS_USED, TOKEN, Kafka, Worker
+from tests.support import SECRETS_USED, TENANT_TOKENS_USED, TOKEN, Kafka, Worker
 
 TOPICS = (
     "webhooks.deliveries",
@@ -22,11 +23,12 @@ TOPICS = (
     "webhooks.attempts",
     "webhooks.rejected",
     "webhooks.endpoint_status",
+    "webhooks.tokens",
 )
 
 
 def needles() -> list[bytes]:
-    out = [TOKEN.encode()]
+    out = [TOKEN.encode(), *(t.encode() for t in TENANT_TOKENS_USED)]
     for secret in SECRETS_USED:
         key = base64.b64decode(secret.removeprefix("whsec_"))
         out += [secret.encode(), secret.removeprefix("whsec_").encode(), key]

@@ -61,7 +61,9 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "secret": {
         "type": "string",
-        "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+        # Canonical base64 of 24-64 bytes: 8-20 full quads, then an optional tail.
+        "pattern": "^whsec_(?:[A-Za-z0-9+/]{4}){8,20}"
+        "(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4}(?:[A-Za-z0-9+/]{2}==)?)?$",
         "minLength": 38,
         "maxLength": 94,
         "writeOnly": True,

@@ -10,6 +10,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     ├── BrokerError                 the embedded broker could not be started or reached
     ├── StatusUnavailable           the status view process is (re)starting or did not
     │                               answer; the status routes answer 503 (retriable)
+    ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
+    │                               ``field``; retriable only when ``code`` is unavailable
     └── DeliveryError               one HTTP attempt failed
         ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
         └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
