@@ -1,9 +1,8 @@
 """Last in the session (files run in name order): search everything the run produced.
 
 Every signing secret and tenant token handed out by the API during the session, and the
-admin token, must not
-appear in any worker's log, in any record on the shared broker (keys, values, headers), or
-in the metrics output.
+admin token, must not appear in any worker's log, in any record on the shared broker
+(keys, values, headers), or in the metrics output.
 """
 
 from __future__ import annotations
