@@ -13,11 +13,11 @@ import httpx
 import orjson
 import pytest
 
+from tests.api.conformance import Conformance
 from tests.support import (
     SECRETS_USED,
     TENANT_TOKENS_USED,
     TOKEN,
-    Conformance,
     Kafka,
     Receiver,
     Worker,
