@@ -59,7 +59,7 @@ async def _schemathesis(worker: Worker, token: str, receiver: Receiver, report: 
             str(report),
         ],
         env=env,
-        cwd=ROOT,
+        cwd=report.parent,  # its cache directory goes there, not into the repo
         capture_output=True,
         text=True,
         timeout=480,
