@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from webhook_stream.broker import EmbeddedBroker
-from webhook_stream.core import kafka
+from webhook_stream.core import kafka, kafka_auth
 from webhook_stream.core.errors import WebhookStreamError
 from webhook_stream.core.settings import Settings
 from webhook_stream.failures.replay import (
@@ -26,6 +27,8 @@ from webhook_stream.failures.replay import (
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["main", "worker_command"]
+
+T = TypeVar("T")
 
 
 def _say(msg: str) -> None:
@@ -135,9 +138,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
         _say(f"{spec.name:32} partitions={spec.partitions:<3} {conf:52} {spec.role}")
     if args.dry_run:
         return 0
-    created = asyncio.run(ensure_topics(settings))
+    created = asyncio.run(_checked(settings, ensure_topics(settings)))
     _say(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
     return 0
+
+
+async def _checked(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """``work``, after a connection check that turns TLS/SASL failures into clear errors."""
+    try:
+        await kafka_auth.preflight(settings)
+    except BaseException:
+        work.close()
+        raise
+    return await work
 
 
 def _progress(summary: ReplaySummary) -> None:
@@ -184,7 +197,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     what = "dead-lettered deliveries" if args.source == "deadletter" else f"events of {args.topic}"
     _say(f"replaying {what}" + (" (dry run: nothing is sent)" if args.dry_run else "") + " ...")
-    summary = asyncio.run(_replay(args, settings))
+    summary = asyncio.run(_checked(settings, _replay(args, settings)))
     verb = "would re-queue" if args.dry_run else "re-queued"
     line = f"scanned {summary.scanned:,}, matched {summary.matched:,}, {verb} "
     line += f"{(summary.matched if args.dry_run else summary.requeued):,}"

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from webhook_stream.api.tokenstore import TokenStore
-from webhook_stream.core import kafka
+from webhook_stream.core import kafka, kafka_auth
+from webhook_stream.core.errors import KafkaSecurityError
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
@@ -60,6 +61,12 @@ class Runtime(Service):
         # aiokafka's debug lines were built and discarded on every fetch and send (measured
         # at 8 % of the worker's CPU under load); they are never wanted in a worker.
         logging.getLogger("aiokafka").setLevel(max(logging.INFO, log.getEffectiveLevel()))
+        try:
+            await kafka_auth.preflight(self.settings)
+        except KafkaSecurityError as exc:
+            # Otherwise every client would log and retry forever: stop with the cause.
+            log.critical("stopping the worker: %s", exc)
+            raise
         await ensure_topics(self.settings)
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()

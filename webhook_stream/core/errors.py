@@ -4,6 +4,7 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
 
     WebhookStreamError
     ├── ConfigError                 bad WEBHOOK_STREAM_* value; fix the environment
+    │   └── KafkaSecurityError      Kafka refused our TLS certificate check or SASL login
     ├── InvalidSubscription         a subscription failed validation; ``field`` names the culprit
     ├── RejectedEvent               an input record cannot be parsed or is refused; goes to
     │                               webhooks.rejected with ``reason``
@@ -28,6 +29,13 @@ class WebhookStreamError(Exception):
 
 class ConfigError(WebhookStreamError):
     """A setting has an invalid value."""
+
+
+class KafkaSecurityError(ConfigError):
+    """Kafka's certificate failed verification, TLS failed, or SASL authentication failed.
+
+    Not retriable: the settings (CA, certificate, mechanism, credentials) must change.
+    """
 
 
 class BrokerError(WebhookStreamError):

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
+from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.settings import Settings
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RecordBatcher",
     "commit_as",
     "committed",
+    "connection",
     "group_consumer",
     "producer",
     "tail_consumer",
@@ -199,10 +201,15 @@ def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
     acked.add_done_callback(settle)
 
 
+def connection(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security options: what every Kafka client here is built with."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **client_options(settings)}
+
+
 def producer(settings: Settings) -> AIOKafkaProducer:
     """The shared producer. ``acks=all``: a hand-off counts only once it is durable."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         client_id=f"{settings.app_id}-producer",
         acks="all",
         linger_ms=2,
@@ -228,7 +235,7 @@ def group_consumer(
 ) -> AIOKafkaConsumer:
     """A consumer in group ``<app_id>-<suffix>``, committing by hand."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         client_id=f"{settings.app_id}-{group_suffix}",
         group_id=f"{settings.app_id}-{group_suffix}",
         enable_auto_commit=False,
@@ -247,7 +254,7 @@ def tail_consumer(
 ) -> AIOKafkaConsumer:
     """A group-less consumer (``assign()`` + seek) for reading whole topics."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -259,7 +266,7 @@ def tail_consumer(
 async def committed(settings: Settings, group_id: str, topic: str) -> dict[TopicPartition, int]:
     """The offsets ``group_id`` has committed on ``topic`` (partitions without one left out)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
+        **connection(settings), group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -274,7 +281,7 @@ async def committed(settings: Settings, group_id: str, topic: str) -> dict[Topic
 async def commit_as(settings: Settings, group_id: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit ``offsets`` for ``group_id`` without joining it (the group must be empty)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
+        **connection(settings), group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:

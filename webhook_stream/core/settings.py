@@ -92,8 +92,22 @@ def _csv(text: str) -> tuple[str, ...]:
 class Settings:
     """Runtime configuration. Build with :meth:`from_env`; never mutate."""
 
-    #: Kafka bootstrap URL(s), ``kafka://host:port[;host:port]``.
+    #: Kafka bootstrap URL(s), ``kafka://host:port[;host:port]`` (``kafka+ssl://`` = SSL).
     broker: str = "kafka://localhost:9092"
+    #: Kafka connection security, for every client (see :mod:`webhook_stream.core.kafka_auth`):
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; empty = from the URL.
+    kafka_security_protocol: str = ""
+    #: CA bundle to trust (PEM; empty = the system's); client certificate and key for mTLS.
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    #: ``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512`` or ``OAUTHBEARER``.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    #: OAUTHBEARER token provider, ``module:callable`` returning an aiokafka
+    #: ``AbstractTokenProvider`` (called once, with no arguments).
+    kafka_sasl_oauth_token_provider: str = ""
     #: Faust application id; also the prefix of consumer group ids.
     app_id: str = "webhook-stream"
     #: HTTP API port (the worker's ``--web-port`` flag wins) and bind address.
@@ -193,6 +207,54 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
         SecretBox.from_setting(self.secret_key)
+        self._validate_kafka_security()
+
+    def _validate_kafka_security(self) -> None:
+        protocol = self.security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL: {protocol!r} is not one of "
+                + ", ".join(SECURITY_PROTOCOLS)
+            )
+        mechanism = self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        if mechanism and mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SASL_MECHANISM: {mechanism!r} is not one of "
+                + ", ".join(SASL_MECHANISMS)
+            )
+        if sasl and not mechanism:
+            raise ConfigError(f"{PREFIX}KAFKA_SASL_MECHANISM: required with {protocol}")
+        if mechanism and not sasl:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT or SASL_SSL needed with "
+                f"KAFKA_SASL_MECHANISM={mechanism} (it is {protocol})"
+            )
+        if mechanism == "OAUTHBEARER":
+            if ":" not in self.kafka_sasl_oauth_token_provider:
+                raise ConfigError(
+                    f"{PREFIX}KAFKA_SASL_OAUTH_TOKEN_PROVIDER: required with OAUTHBEARER, "
+                    "as module:callable"
+                )
+        elif mechanism and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SASL_USERNAME and ..._PASSWORD: both required with {mechanism}"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SSL_CERTFILE and ..._KEYFILE: set both (mTLS) or neither"
+            )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{PREFIX}{name.upper()}: no such file: {path}")
+
+    @property
+    def security_protocol(self) -> str:
+        """The protocol in effect: the setting, else ``SSL`` for ``kafka+ssl://`` URLs."""
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol.strip().upper()
+        return "SSL" if self.broker.strip().lower().startswith("kafka+ssl://") else "PLAINTEXT"
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -201,7 +263,15 @@ class Settings:
         return [h.strip() for h in re.split(r"[;,]", hosts) if h.strip()]
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
 def _convert(name: str, raw: str, default: object) -> object:
+    if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
+        return raw.strip().upper()
+    if name == "kafka_sasl_password":
+        return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
         return Secret(raw.strip())
     if name == "retry_schedule":
