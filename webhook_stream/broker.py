@@ -43,12 +43,15 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         log_file: Path | None = None,
         advertised: str | None = None,
+        authentication: bool = False,
     ):
         self.host = host
         self.port = port
         #: ``host:port`` told to clients in metadata (default: where it listens), e.g. a
         #: TLS terminator in front of it: clients then reconnect through that.
         self.advertised = advertised or f"{host}:{port}"
+        #: Tansu's ``--authentication``: SASL (SCRAM) required of every client.
+        self.authentication = authentication
         self._log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -83,6 +86,7 @@ class EmbeddedBroker:
             [
                 binary, "broker", "--listener-url", listener,
                 "--advertised-listener-url", f"tcp://{self.advertised}",
+                *(["--authentication"] if self.authentication else []),
             ],  # fmt: skip
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -123,6 +123,8 @@ async def preflight(settings: Settings, timeout: float = 20.0) -> None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message or exc.reason}"
+    if isinstance(exc, KeyError | ValueError):
+        return "the broker ended the SCRAM exchange without a server proof (unknown user or wrong password)"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, ssl.SSLError) else text
 
