@@ -1,4 +1,4 @@
-"""The ``webhook-stream`` command: dev, broker, topics (and replay)."""
+"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from webhook_stream.failures.replay import (
     replay_events,
 )
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.reseal import ResealSummary, reseal
 
 __all__ = ["main", "worker_command"]
 
@@ -207,6 +208,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reseal(settings: Settings) -> ResealSummary:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        return await reseal(settings, producer, _reseal_progress)
+    finally:
+        await producer.stop()
+
+
+def _reseal_progress(summary: ResealSummary) -> None:
+    print(
+        f"  ... read {summary.scanned:,} records, re-sealed {summary.resealed:,}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_reseal(args: argparse.Namespace) -> int:
+    """Re-write every subscription with its secrets sealed by the newest key."""
+    settings = Settings.from_env()
+    _say("re-sealing subscriptions with the newest key of WEBHOOK_STREAM_SECRET_KEY ...")
+    summary = asyncio.run(_checked(settings, _reseal(settings)))
+    _say(
+        f"read {summary.scanned:,} records: {summary.endpoints:,} endpoints, "
+        f"re-sealed {summary.resealed:,}"
+        + (f", {summary.concurrent:,} changed meanwhile re-sealed again" if summary.concurrent else "")
+    )
+    if summary.failed:
+        shown = ", ".join(summary.failed[:20]) + (" ..." if len(summary.failed) > 20 else "")
+        _say(
+            f"{len(summary.failed):,} endpoint(s) could not be opened with any configured key "
+            f"and were left as they are: {shown}"
+        )
+        return 1
+    _say("done: keys after the first can be removed from WEBHOOK_STREAM_SECRET_KEY")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhook-stream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also re-send deliveries that have succeeded since"
     )
     replay.set_defaults(func=cmd_replay)
+
+    resealing = sub.add_parser(
+        "reseal", help="re-write every subscription sealed with the newest secret key"
+    )
+    resealing.set_defaults(func=cmd_reseal)
     return parser
 
 

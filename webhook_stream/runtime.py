@@ -34,7 +34,7 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = ("secret", "previous_secrets")
+_REDACTED_KEYS = ("secret", "previous_secrets", "headers")
 
 
 class Runtime(Service):

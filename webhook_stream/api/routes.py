@@ -29,6 +29,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
 
 __all__ = ["register_views"]
@@ -143,6 +144,7 @@ def register_views(app: Any) -> None:
                 if isinstance(data, dict):
                     data = _own_tenant(self.principal(request), data)
                 sub = parse_subscription(data, allow_insecure=self.settings.allow_insecure_targets)
+                refuse_masks(sub.headers)
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             if self.find(sub.id) is not None:
@@ -179,12 +181,16 @@ def register_views(app: Any) -> None:
                     raise InvalidSubscription(
                         "tenant_id", "cannot be changed; delete and create the endpoint instead"
                     )
+                if "headers" in changes:  # a masked value sent back keeps the current one
+                    changes["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
                 merged = {**sub.to_dict(include_secrets=True), **changes}
                 updated = parse_subscription(
                     merged,
                     allow_insecure=self.settings.allow_insecure_targets,
                     endpoint_id=endpoint_id,
                 )
+                if "headers" in changes:
+                    refuse_masks(updated.headers)
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             return await self.store(replace(updated, updated_at=iso_now()), 200)

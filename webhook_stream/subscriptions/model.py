@@ -15,6 +15,7 @@ from typing import Any
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import format_duration, parse_duration
+from webhook_stream.subscriptions.secrets import mask_header
 
 __all__ = [
     "MAX_PREVIOUS_SECRETS",
@@ -81,7 +82,8 @@ class Subscription:
     updated_at: str | None = None
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
-        """JSON-ready form. With secrets: the stored form; without: what API listings show."""
+        """JSON-ready form. With secrets: the stored form; without: what API reads show
+        (no signing secret, header values masked)."""
         out: dict[str, Any] = {
             "id": self.id,
             "url": self.url,
@@ -91,7 +93,7 @@ class Subscription:
         if include_secrets:
             out["secret"] = self.secret
         out.update(
-            headers=dict(self.headers),
+            headers=dict(self.headers) if include_secrets else self.masked_headers(),
             disabled=self.disabled,
             description=self.description,
             timeout_s=self.timeout_s,
@@ -113,6 +115,10 @@ class Subscription:
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
         return out
+
+    def masked_headers(self) -> dict[str, str]:
+        """Header values as API reads show them: ``****`` and at most the last 4 characters."""
+        return {name: mask_header(value) for name, value in self.headers}
 
     def signing_keys(self, now: float) -> list[bytes]:
         """HMAC keys to sign with: the current secret first, then unexpired previous ones."""

@@ -49,6 +49,10 @@ class SubscriptionRegistry:
         self._positions: dict[int, int] = {}
         self._progress = asyncio.Condition()
         self._running = True
+        #: Refused records met while loading, reported only if still the latest when
+        #: loaded: after a key rotation and ``reseal``, superseded records sealed with a
+        #: removed key stay in the log until compaction, and are not errors.
+        self._refused: dict[str, tuple[ConsumerRecord, InvalidSubscription]] = {}
 
     def stop(self) -> None:
         self._running = False
@@ -85,7 +89,7 @@ class SubscriptionRegistry:
             await consumer.seek_to_beginning(*tps)
             end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
             log.info("loading subscriptions from %d partitions", len(tps))
-            self._check_ready(end)
+            await self._check_ready(end)
             while self._running:
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
@@ -101,12 +105,15 @@ class SubscriptionRegistry:
                     async with self._progress:
                         self._progress.notify_all()
                 if not self.ready.is_set():
-                    self._check_ready(end)
+                    await self._check_ready(end)
         finally:
             await consumer.stop()
 
-    def _check_ready(self, end: dict[int, int]) -> None:
+    async def _check_ready(self, end: dict[int, int]) -> None:
         if all(self._positions.get(p, 0) >= off for p, off in end.items()):
+            refused, self._refused = self._refused, {}
+            for endpoint_id, (record, exc) in refused.items():
+                await self._report(endpoint_id, record, exc)
             log.info("subscriptions loaded: %d endpoints", len(self.index))
             self.ready.set()
 
@@ -115,6 +122,7 @@ class SubscriptionRegistry:
             log.warning("subscription record without key at offset %s ignored", record.offset)
             return
         endpoint_id = record.key.decode("utf-8", "replace")
+        self._refused.pop(endpoint_id, None)
         if record.value is None:
             self.index.remove(endpoint_id)
             return
@@ -123,6 +131,14 @@ class SubscriptionRegistry:
         except InvalidSubscription as exc:
             # Fail closed: an invalid update removes the endpoint rather than keep a stale one.
             self.index.remove(endpoint_id)
-            log.warning("subscription %r refused and removed: %s", endpoint_id, exc)
-            if self._on_invalid is not None:
-                await self._on_invalid(record, f"invalid_subscription: {exc}")
+            if self.ready.is_set():
+                await self._report(endpoint_id, record, exc)
+            else:
+                self._refused[endpoint_id] = (record, exc)
+
+    async def _report(
+        self, endpoint_id: str, record: ConsumerRecord, exc: InvalidSubscription
+    ) -> None:
+        log.warning("subscription %r refused and removed: %s", endpoint_id, exc)
+        if self._on_invalid is not None:
+            await self._on_invalid(record, f"invalid_subscription: {exc}")
