@@ -84,10 +84,14 @@ class EmbeddedBroker:
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
         self._proc = subprocess.Popen(  # noqa: S603
             [
-                binary, "broker", "--listener-url", listener,
-                "--advertised-listener-url", f"tcp://{self.advertised}",
+                binary,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                f"tcp://{self.advertised}",
                 *(["--authentication"] if self.authentication else []),
-            ],  # fmt: skip
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -233,7 +233,11 @@ def cmd_reseal(args: argparse.Namespace) -> int:
     _say(
         f"read {summary.scanned:,} records: {summary.endpoints:,} endpoints, "
         f"re-sealed {summary.resealed:,}"
-        + (f", {summary.concurrent:,} changed meanwhile re-sealed again" if summary.concurrent else "")
+        + (
+            f", {summary.concurrent:,} changed meanwhile re-sealed again"
+            if summary.concurrent
+            else ""
+        )
     )
     if summary.failed:
         shown = ", ".join(summary.failed[:20]) + (" ..." if len(summary.failed) > 20 else "")

@@ -24,7 +24,7 @@ from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.settings import Settings
 
-PASSWORD = "sasl-password-please-ignore-7788"  # noqa: S105 (a test value)
+PASSWORD = "sasl-password-please-ignore-7788"
 CLIENTS = ("AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient")
 
 

@@ -16,7 +16,7 @@ from webhook_stream.subscriptions.secrets import (
 )
 from webhook_stream.subscriptions.validation import parse_stored, parse_subscription
 
-TOKEN = "Bearer receiver-token-9876-wxyz"  # noqa: S105 (a test value)
+TOKEN = "Bearer receiver-token-9876-wxyz"
 
 
 def sub(**extra: object):

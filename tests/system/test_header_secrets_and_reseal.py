@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from tests.support import Kafka, Receiver, Worker, event, uid
+from webhook_stream import verify
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.sealing import generate_key
-from webhook_stream import verify
 
-AUTH = "Bearer header-secret-please-ignore-4242-tail"  # noqa: S105 (a test value)
-AUTH_2 = "Bearer header-secret-two-please-ignore-5151-next"  # noqa: S105
+AUTH = "Bearer header-secret-please-ignore-4242-tail"
+AUTH_2 = "Bearer header-secret-two-please-ignore-5151-next"
 
 
 def reseal(broker: EmbeddedBroker, key: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +50,9 @@ async def test_header_values_are_secret_settable_and_replaceable(
             listed = (await api.get("/subscriptions")).json()["data"]
         assert one["headers"] == created["headers"]
         assert AUTH not in str(listed) and "****tail" in str(listed)
-        stored = [r for r in await own_kafka.read_all("webhooks.subscriptions") if r.key == ep.encode()]
+        stored = [
+            r for r in await own_kafka.read_all("webhooks.subscriptions") if r.key == ep.encode()
+        ]
         assert stored and AUTH.encode() not in stored[-1].value and b"enc:v1:" in stored[-1].value
 
         await own_kafka.send("events.hdr", event(etype, {"n": 1}))
@@ -59,7 +61,9 @@ async def test_header_values_are_secret_settable_and_replaceable(
 
         async with worker.api() as api:
             # What a read returned, sent back with one change: the masked value is kept.
-            r = await api.patch(f"/subscriptions/{ep}", json={"headers": {**one["headers"], "X-Team": "b"}})
+            r = await api.patch(
+                f"/subscriptions/{ep}", json={"headers": {**one["headers"], "X-Team": "b"}}
+            )
             assert r.status_code == 200, r.text
             assert r.json()["headers"] == {"Authorization": "****tail", "X-Team": "****"}
             # A mask that is not the current value's is refused, naming the header.

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.support import Receiver, Worker, eventually, event, uid
+from tests.support import Receiver, Worker, event, eventually, uid
 from tests.tls import Pki, TlsProxy, make_pki
 from webhook_stream.broker import EmbeddedBroker, free_port
 

@@ -56,8 +56,8 @@ async def test_no_secret_in_any_log_record_or_metric(
         assert needle not in metrics
 
 
-HEADER_VALUE = "Bearer scan-header-value-please-ignore-3141"  # noqa: S105 (a test value)
-SASL_PASSWORD = "scan-sasl-password-please-ignore-2718"  # noqa: S105
+HEADER_VALUE = "Bearer scan-header-value-please-ignore-3141"
+SASL_PASSWORD = "scan-sasl-password-please-ignore-2718"
 
 
 async def test_no_header_value_or_sasl_password_anywhere(
@@ -70,7 +70,7 @@ async def test_no_header_value_or_sasl_password_anywhere(
     import sys
 
     from tests.core.test_kafka_auth import PASSWORD as KAFKA_AUTH_PASSWORD
-    from tests.support import Receiver, eventually, event, uid
+    from tests.support import Receiver, event, eventually, uid
     from tests.system.test_header_secrets_and_reseal import AUTH, AUTH_2
 
     receiver = await Receiver().start()
@@ -128,9 +128,7 @@ async def test_no_header_value_or_sasl_password_anywhere(
     )
     assert cli.returncode == 2 and "authentication" in cli.stderr
 
-    found = [
-        s.encode() for s in (HEADER_VALUE, SASL_PASSWORD, KAFKA_AUTH_PASSWORD, AUTH, AUTH_2)
-    ]
+    found = [s.encode() for s in (HEADER_VALUE, SASL_PASSWORD, KAFKA_AUTH_PASSWORD, AUTH, AUTH_2)]
     logs = list(Path(tmp_path_factory.getbasetemp()).rglob("worker-*.log"))
     assert sasl_worker.log_path in logs
     for log in logs:

@@ -265,9 +265,7 @@ def tail_consumer(
 
 async def committed(settings: Settings, group_id: str, topic: str) -> dict[TopicPartition, int]:
     """The offsets ``group_id`` has committed on ``topic`` (partitions without one left out)."""
-    consumer = AIOKafkaConsumer(
-        **connection(settings), group_id=group_id, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()
@@ -280,9 +278,7 @@ async def committed(settings: Settings, group_id: str, topic: str) -> dict[Topic
 
 async def commit_as(settings: Settings, group_id: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit ``offsets`` for ``group_id`` without joining it (the group must be empty)."""
-    consumer = AIOKafkaConsumer(
-        **connection(settings), group_id=group_id, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(offsets))

@@ -124,14 +124,20 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message or exc.reason}"
     if isinstance(exc, KeyError | ValueError):
-        return "the broker ended the SCRAM exchange without a server proof (unknown user or wrong password)"
+        return (
+            "the broker ended the SCRAM exchange without a server proof "
+            "(unknown user or wrong password)"
+        )
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, ssl.SSLError) else text
 
 
 def _hint(failure: str) -> str:
     if failure.startswith("certificate"):
-        return f" (check {PREFIX}KAFKA_SSL_CAFILE: it must hold the CA that signed the broker's certificate)"
+        return (
+            f" (check {PREFIX}KAFKA_SSL_CAFILE: it must hold the CA that signed the "
+            "broker's certificate)"
+        )
     if failure.startswith("authentication"):
         return (
             f" (check {PREFIX}KAFKA_SASL_MECHANISM, ..._USERNAME and ..._PASSWORD; "
