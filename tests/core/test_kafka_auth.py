@@ -182,3 +182,14 @@ async def test_sasl_refusal_stops_the_worker(tmp_path: Path) -> None:
             assert "..._PASSWORD" in log and PASSWORD not in log, worker.log_tail()
         finally:
             worker.stop()
+
+
+async def test_preflight_passes_plaintext_and_leaves_unreachable_servers_to_the_clients(
+    broker: EmbeddedBroker,
+) -> None:
+    from webhook_stream.core.kafka_auth import preflight
+
+    await preflight(Settings(broker=broker.url))
+    closed = free_port()
+    await preflight(Settings(broker=f"kafka://127.0.0.1:{closed};{broker.bootstrap}"))
+    await preflight(Settings(broker=f"kafka://127.0.0.1:{closed}"), timeout=2)  # no raise

@@ -98,18 +98,18 @@ async def preflight(settings: Settings, timeout: float = 20.0) -> None:
     options = client_options(settings)
     failures: list[str] = []
     for server in settings.bootstrap_servers:
-        host, _, port = server.rpartition(":")
+        host, port = _host_port(server)
         try:
             conn = await asyncio.wait_for(
-                create_conn(host, int(port), request_timeout_ms=int(timeout * 1000), **options),
+                create_conn(host, port, request_timeout_ms=int(timeout * 1000), **options),
                 timeout,
             )
         except (OSError, KafkaError, KeyError, ValueError, TimeoutError) as exc:
             cause = _cause(exc)
             if cause is None:
                 log.warning("Kafka %s not reachable yet: %s", server, exc)
-                return
-            failures.append(f"{cause} failure at {server}: {_describe(exc)}")
+            else:
+                failures.append(f"{cause} failure at {server}: {_describe(exc)}")
             continue
         conn.close()
         return
@@ -118,6 +118,13 @@ async def preflight(settings: Settings, timeout: float = 20.0) -> None:
             "cannot connect to Kafka (security protocol "
             f"{settings.security_protocol}): " + "; ".join(failures) + _hint(failures[0])
         )
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    host, sep, port = server.rpartition(":")
+    if not sep or not port.isdigit() or host.endswith(":"):  # no port (IPv6 without [])
+        return server.strip("[]"), 9092
+    return host.strip("[]"), int(port)
 
 
 def _describe(exc: BaseException) -> str:
