@@ -105,7 +105,7 @@ class HttpxClient:
                 max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=_KEEPALIVE_S
             ),
         )
-        for name in ("accept", "accept-encoding", "connection"):
+        for name in ("accept", "accept-encoding", "connection", "user-agent"):
             del self._client.headers[name]  # send what the direct client sends, no more
         if self._direct is not None:
             await self._direct.start()
