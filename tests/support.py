@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -204,6 +205,7 @@ class Receiver:
     script: dict[str, Script | int] = field(default_factory=dict)
     port: int = 0
     host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None  # serve https:// with this server context
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Receiver:
@@ -211,7 +213,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -221,7 +223,7 @@ class Receiver:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(

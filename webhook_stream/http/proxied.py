@@ -91,6 +91,11 @@ class HttpxClient:
             else None
         )
         self._hosts: dict[tuple[str, int, bool], list] = {}  # key -> [semaphore, users]
+        # An absolute-form request carries the proxy's credentials. proxy.py passes them on
+        # to the receiver on every request after a kept-alive connection's first (measured,
+        # tests/http/test_proxied.py): with credentials, each http:// request gets its own
+        # proxy connection. https:// targets send them in CONNECT only; tunnels are kept.
+        self._one_shot = "@" in settings.egress_proxy
 
     async def start(self) -> None:
         if self._tls is None:
@@ -132,6 +137,8 @@ class HttpxClient:
                 return await self._direct.post(url, body, headers, timeout)
             check_proxied_host(url, self._policy)
             _check_headers(headers)
+            if self._one_shot and not target.tls:
+                headers = {**headers, "connection": "close"}
         except ForbiddenAddress:
             return HttpResult(None, b"", "forbidden_address", None, time.perf_counter() - started)
         except _Refused as exc:
