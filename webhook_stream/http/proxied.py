@@ -101,14 +101,17 @@ class HttpxClient:
         if self._tls is None:
             self._tls = ssl.create_default_context()  # verifies certificate and host name
         pool = self._settings.http_pool_size
-        self._client = httpx.AsyncClient(
+        transport = httpx.AsyncHTTPTransport(
             proxy=httpx.Proxy(str(self._settings.egress_proxy)),
             verify=self._tls,
-            follow_redirects=False,
-            trust_env=False,  # HTTP_PROXY and friends do not override the setting
             limits=httpx.Limits(
                 max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=_KEEPALIVE_S
             ),
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,  # HTTP_PROXY and friends do not override the setting
         )
         for name in ("accept", "accept-encoding", "connection", "user-agent"):
             del self._client.headers[name]  # send what the direct client sends, no more
