@@ -261,3 +261,23 @@ async def test_header_injection_is_refused(proxy: ForwardProxy) -> None:
         injected = await http.post("http://127.0.0.1:1/", b"{}", {"x": "a\r\nb: 1"}, 1.0)
         latin = await http.post("http://127.0.0.1:1/", b"{}", {"x": "caf\u00e9\u2603"}, 1.0)
     assert injected.error == latin.error == "invalid_header"
+
+
+async def test_a_filtering_proxys_refusal_is_proxy_error(proxy: ForwardProxy) -> None:
+    """smokescreen refuses with a 407 or 502 carrying ``X-Smokescreen-Error`` (scripted here
+    behind proxy.py, which passes it on); a bare 502 is the receiver's own."""
+    refused = (
+        b"HTTP/1.1 407 Request Rejected by Proxy\r\nx-smokescreen-error: "
+        b"resolves to private address\r\ncontent-length: 6\r\n\r\ndenied"
+    )
+    bare = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 3\r\n\r\nbad"
+    async with (
+        RawServer(always(refused)) as refusing,
+        RawServer(always(bare)) as gateway,
+        client(proxy.url()) as http,
+    ):
+        denied = await post(http, refusing.url())
+        own = await post(http, gateway.url())
+    assert (denied.status, denied.error, denied.body) == (None, "proxy_error", b"denied")
+    assert classify(denied) is Outcome.RETRY
+    assert (own.status, own.error) == (502, None)

@@ -16,13 +16,15 @@ Error classes: those of the direct client, and three that name the proxy as the 
 all retried like any transport failure::
 
     proxy_connect  the proxy could not be reached (refused, unreachable, its name unknown)
-    proxy_auth     the proxy answered 407: its credentials are missing or wrong
-    proxy_error    the proxy answered with an error of its own (502/503/504 to CONNECT, or a
-                   response it generated itself): it could not or would not reach the receiver
+    proxy_auth     the proxy answered 407: its credentials are missing or wrong (a
+                   smokescreen refusal of a CONNECT also comes back as a bare 407)
+    proxy_error    the proxy answered with an error of its own (non-2xx to CONNECT other than
+                   407, or a response it generated itself): it could not or would not reach
+                   the receiver
 
-A forwarded ``http://`` response counts as the proxy's own when it carries a header only
-proxies add (``proxy-agent``, ``x-smokescreen-error``, ``x-squid-error``); otherwise the
-status is the receiver's.
+A forwarded ``http://`` response counts as the proxy's own when it carries the proxy's error
+header (``x-smokescreen-error``, ``x-squid-error``), or is a 502/503/504 with
+``proxy-agent``; otherwise the status is the receiver's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ __all__ = ["HttpxClient", "egress_client"]
 
 _BODY_BUDGET_S = 1.0
 _KEEPALIVE_S = 30.0
-_PROXY_HEADERS = ("proxy-agent", "x-smokescreen-error", "x-squid-error")
+_ERROR_HEADERS = ("x-smokescreen-error", "x-squid-error")
 
 
 def egress_client(settings: Settings) -> HttpClient | HttpxClient:
@@ -169,8 +171,10 @@ class HttpxClient:
             kept = await self._read_body(response, deadline)
             status = response.status_code
             error = None
-            if status == 407 or (status in (502, 503, 504) and _from_proxy(response)):
-                status, error = None, "proxy_auth" if status == 407 else "proxy_error"
+            if _from_proxy(response):
+                status, error = None, "proxy_error"
+            elif status == 407:
+                status, error = None, "proxy_auth"
             return HttpResult(
                 status=status,
                 body=kept,
@@ -217,7 +221,12 @@ def _check_headers(headers: dict[str, str]) -> None:
 
 
 def _from_proxy(response: httpx.Response) -> bool:
-    return any(name in response.headers for name in _PROXY_HEADERS)
+    """A response the proxy generated: its error headers (smokescreen strips its own from
+    upstream responses; a refusal is a 407 with it), or a gateway error with ``proxy-agent``."""
+    headers = response.headers
+    if any(name in headers for name in _ERROR_HEADERS):
+        return response.status_code >= 400
+    return response.status_code in (502, 503, 504) and "proxy-agent" in headers
 
 
 def _caused_by_tls(exc: BaseException) -> bool:
