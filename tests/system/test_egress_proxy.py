@@ -19,6 +19,7 @@ from tests.support import (
     Worker,
     event,
     eventually,
+    free_port,
     json_of,
     uid,
 )
@@ -121,3 +122,32 @@ async def test_https_through_a_connect_tunnel_to_a_tls_receiver(
         w.stop()
         await proxy.stop()
         await receiver.stop()
+
+
+async def test_a_proxy_that_is_down_never_disables_an_endpoint(
+    own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Dead letters the proxy caused say nothing about the receiver: not counted to disable."""
+    env = {
+        "WEBHOOK_STREAM_EGRESS_PROXY": f"http://127.0.0.1:{free_port()}",  # nothing listens
+        "WEBHOOK_STREAM_HEALTH_DISABLE_AFTER_DEAD_LETTERS": "2",
+    }
+    w = Worker(own_broker.url, tmp_path / "w", env=env).start()
+    try:
+        await w.wait_ready()
+        await w.create_subscription(
+            id="down", url=receiver.url("/down"), event_types=["px.down"], max_attempts=1
+        )
+        for _ in range(4):
+            await own_kafka.send("events.px", event("px.down", id=uid("e")), key="k")
+        dls = await own_kafka.wait_records(
+            "webhooks.deadletter", lambda r: json_of(r)["endpoint_id"] == "down", count=4
+        )
+        assert {json_of(r)["reason"] for r in dls} == {"exhausted"}
+        attempts = await own_kafka.read_all("webhooks.attempts")
+        assert {json_of(r)["error"] for r in attempts} == {"proxy_connect"}
+        assert await own_kafka.read_all("webhooks.endpoint_status") == []
+        async with w.api() as client:
+            assert (await client.get("/subscriptions/down")).json()["disabled"] is False
+    finally:
+        w.stop()
