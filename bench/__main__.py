@@ -85,6 +85,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run case A with two worker processes (row 3c)",
     )
     p.add_argument(
+        "--egress-only",
+        action="store_true",
+        help="run only rows 1, 1b and 1p (the direct and the proxied HTTP client), no worker",
+    )
+    p.add_argument(
         "--skip-cold-start",
         action="store_true",
         help="skip restarting a fresh worker with all subscriptions loaded",

@@ -33,6 +33,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .egress import phase_proxied
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
 
@@ -252,6 +253,11 @@ class Bench:
         a = self.args
         await self.phase_ceiling()
         await self.phase_own_client()
+        await phase_proxied(
+            self, self.raw["own_client"]["done"] / self.raw["own_client"]["seconds"]
+        )
+        if a.egress_only:
+            return
         await self.phase_baseline()
 
         self.say("starting webhook-stream worker 1")

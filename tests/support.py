@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -202,6 +205,7 @@ class Receiver:
     script: dict[str, Script | int] = field(default_factory=dict)
     port: int = 0
     host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None  # serve https:// with this server context
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Receiver:
@@ -209,7 +213,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -219,7 +223,7 @@ class Receiver:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(
@@ -241,6 +245,62 @@ class Receiver:
     async def wait_count(self, path: str, count: int, timeout: float = 30.0) -> list[Received]:
         await eventually(lambda: len(self.at(path)) >= count, timeout=timeout)
         return self.at(path)
+
+
+# --------------------------------------------------------------------------- forward proxy
+
+PROXY_USER, PROXY_PASSWORD = "hooks", "pr0xy-pass-please-ignore"
+
+
+class ForwardProxy:
+    """``proxy.py`` (PyPI) as a real subprocess on a loopback port, with basic auth.
+
+    Its access log (``log_text``) has a line per request: ``POST 127.0.0.1:PORT/path - 200 OK``
+    for a forwarded request, ``CONNECT host:PORT`` for a tunnel. :meth:`stop` then
+    :meth:`start` brings it back on the same port.
+    """
+
+    def __init__(self, workdir: Path, auth: bool = True) -> None:
+        self.port = free_port()
+        self.log_path = workdir / f"proxy-{self.port}.log"
+        self.auth = auth
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, password: str = PROXY_PASSWORD) -> str:
+        creds = f"{PROXY_USER}:{password}@" if self.auth else ""
+        return f"http://{creds}127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> ForwardProxy:
+        command = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1"]
+        command += ["--port", str(self.port), "--num-workers", "1", "--num-acceptors", "1"]
+        command += ["--log-file", str(self.log_path)]
+        if self.auth:
+            command += ["--basic-auth", f"{PROXY_USER}:{PROXY_PASSWORD}"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        await eventually(listening, timeout=timeout, interval=0.1)
+        return self
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 # --------------------------------------------------------------------------- kafka

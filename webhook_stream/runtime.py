@@ -25,6 +25,7 @@ from webhook_stream.delivery.consumer import DeliveriesIn
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.failures.retry import RetryScheduler
 from webhook_stream.http.client import HttpClient
+from webhook_stream.http.proxied import HttpxClient, egress_client
 from webhook_stream.ingest.consumer import EventsIn
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
@@ -47,7 +48,7 @@ class Runtime(Service):
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.batcher: kafka.RecordBatcher | None = None
-        self.http: HttpClient | None = None
+        self.http: HttpClient | HttpxClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.tokens = TokenStore(settings)
         self.delivery: DeliveriesIn | None = None
@@ -70,7 +71,7 @@ class Runtime(Service):
         await ensure_topics(self.settings)
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
-        self.http = HttpClient(self.settings)
+        self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
         await self.http.start()
         # Deliveries and attempt records, the two per-delivery writes, go in batches.
         self.batcher = batcher = kafka.RecordBatcher(producer)

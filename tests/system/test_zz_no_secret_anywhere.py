@@ -1,8 +1,9 @@
 """Last in the session (files run in name order): search everything the run produced.
 
-Every signing secret and tenant token handed out by the API during the session, and the
-admin token, must not appear in any worker's log, in any record on the shared broker
-(keys, values, headers), or in the metrics output.
+Every signing secret and tenant token handed out by the API during the session, the
+admin token and the egress proxy's password (tests/system/test_egress_proxy.py) must not
+appear in any worker's log, in any record on the shared broker (keys, values, headers), or
+in the metrics output.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import SECRETS_USED, TENANT_TOKENS_USED, TOKEN, Kafka, Worker
+from tests.support import (
+    PROXY_PASSWORD,
+    PROXY_USER,
+    SECRETS_USED,
+    TENANT_TOKENS_USED,
+    TOKEN,
+    Kafka,
+    Worker,
+)
 
 TOPICS = (
     "webhooks.deliveries",
@@ -27,7 +36,9 @@ TOPICS = (
 
 
 def needles() -> list[bytes]:
-    out = [TOKEN.encode(), *(t.encode() for t in TENANT_TOKENS_USED)]
+    proxy_auth = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode())
+    out = [TOKEN.encode(), PROXY_PASSWORD.encode(), proxy_auth]
+    out += [t.encode() for t in TENANT_TOKENS_USED]
     for secret in SECRETS_USED:
         key = base64.b64decode(secret.removeprefix("whsec_"))
         out += [secret.encode(), secret.removeprefix("whsec_").encode(), key]

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
 from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.sealing import SecretBox
@@ -73,6 +74,39 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "Secret('**********')" if self else "Secret('')"
+
+
+class ProxyURL(str):
+    """A proxy URL whose ``repr`` and :attr:`redacted` hide the password (logged at start-up)."""
+
+    @property
+    def redacted(self) -> str:
+        scheme, sep, rest = self.partition("://")
+        userinfo, at, hostport = rest.rpartition("@")
+        if not sep or not at:
+            return str(self)
+        user = userinfo.partition(":")[0]
+        return f"{scheme}://{user}:****@{hostport}"
+
+    def __repr__(self) -> str:
+        return f"ProxyURL({self.redacted!r})"
+
+
+def parse_proxy_url(text: str) -> ProxyURL:
+    """``http://[user:password@]host:port`` (or ``https://``); errors never show the password."""
+    value = ProxyURL(text.strip())
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"not a proxy URL: {value.redacted!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"use http://host:port or https://host:port, not {value.redacted!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
+        raise ValueError(f"a proxy URL is scheme://host:port only, not {value.redacted!r}")
+    return value
 
 
 def _bool(text: str) -> bool:
@@ -144,6 +178,12 @@ class Settings:
     #: Connection pool: total connections and connections per host.
     http_pool_size: int = 1000
     http_pool_per_host: int = 16
+    #: Forward proxy every delivery goes through (``http://[user:password@]host:port``);
+    #: empty = deliveries connect directly. The password is never logged.
+    egress_proxy: ProxyURL = field(default_factory=lambda: ProxyURL(""))
+    #: Target hosts that bypass the proxy (``hooks.internal,.corp.example``: a leading dot,
+    #: or none, also matches subdomains).
+    egress_no_proxy: tuple[str, ...] = ()
     #: Bytes of a receiver's response body kept in the attempt log.
     response_body_max: int = 1024
     #: Largest accepted event (bytes); larger ones go to ``webhooks.rejected``.
@@ -191,7 +231,15 @@ class Settings:
         settings.validate()
         return settings
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.egress_proxy, ProxyURL):  # built in code: still never logged
+            object.__setattr__(self, "egress_proxy", ProxyURL(self.egress_proxy))
+
     def validate(self) -> None:
+        try:
+            parse_proxy_url(self.egress_proxy)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}EGRESS_PROXY: {exc}") from None
         if not self.retry_schedule:
             raise ConfigError(f"{PREFIX}RETRY_SCHEDULE: needs at least one delay")
         if self.partitions < 1:
@@ -274,6 +322,10 @@ def _convert(name: str, raw: str, default: object) -> object:
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
         return Secret(raw.strip())
+    if name == "egress_proxy":
+        return parse_proxy_url(raw)
+    if name == "egress_no_proxy":
+        return tuple(host.lower().lstrip("*").lstrip(".") for host in _csv(raw))
     if name == "retry_schedule":
         return parse_schedule(raw)
     if isinstance(default, bool):

@@ -36,6 +36,7 @@ from webhook_stream.delivery.ratelimit import TokenBuckets
 from webhook_stream.delivery.signing import sign
 from webhook_stream.failures.deadletter import dead_letter
 from webhook_stream.http.client import HttpClient, HttpResult
+from webhook_stream.http.proxied import HttpxClient
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -53,7 +54,7 @@ class Dispatcher:
         self,
         settings: Settings,
         registry: SubscriptionRegistry,
-        http: HttpClient,
+        http: HttpClient | HttpxClient,
         producer: AIOKafkaProducer,
         batcher: RecordBatcher,
         metrics: Metrics,
@@ -143,14 +144,18 @@ class Dispatcher:
                 )
             sends.extend(await self._finish(delivery, reason))
         sends.append(await self._log_attempt(delivery, result, label, now))
-        disable = self._health.record(
-            sub.id,
-            sub.updated_at,
-            succeeded=outcome is Outcome.SUCCESS,
-            status=result.status,
-            dead_lettered=label == "failed",
-            now=time.time(),
-        )
+        # A proxy that is down says nothing about the receiver: it never disables an endpoint.
+        proxy_failed = (result.error or "").startswith("proxy_")
+        disable = None
+        if not proxy_failed:
+            disable = self._health.record(
+                sub.id,
+                sub.updated_at,
+                succeeded=outcome is Outcome.SUCCESS,
+                status=result.status,
+                dead_lettered=label == "failed",
+                now=time.time(),
+            )
         if disable is not None:
             sends.extend(await self._disable(sub, disable))
         return sends
