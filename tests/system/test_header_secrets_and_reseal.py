@@ -47,7 +47,7 @@ async def test_header_values_are_secret_settable_and_replaceable(
         ep = created["id"]
         async with worker.api() as api:
             one = (await api.get(f"/subscriptions/{ep}")).json()
-            listed = (await api.get("/subscriptions")).json()["data"]
+            listed = (await api.get("/subscriptions")).json()["items"]
         assert one["headers"] == created["headers"]
         assert AUTH not in str(listed) and "****tail" in str(listed)
         stored = [
@@ -68,7 +68,7 @@ async def test_header_values_are_secret_settable_and_replaceable(
             assert r.json()["headers"] == {"Authorization": "****tail", "X-Team": "****"}
             # A mask that is not the current value's is refused, naming the header.
             r = await api.patch(f"/subscriptions/{ep}", json={"headers": {"X-New": "****"}})
-            assert r.status_code == 400 and r.json()["field"] == "headers.X-New", r.text
+            assert r.status_code == 400 and r.json()["error"]["field"] == "headers.X-New", r.text
         await own_kafka.send("events.hdr", event(etype, {"n": 2}))
         got = await receiver.wait_count("/hdr", 2)
         assert got[1].headers["Authorization"] == AUTH and got[1].headers["X-Team"] == "b"
@@ -113,7 +113,7 @@ async def test_reseal_lets_the_old_key_be_dropped(
     try:
         await second.wait_ready()
         async with second.api() as api:
-            ids = {s["id"] for s in (await api.get("/subscriptions")).json()["data"]}
+            ids = {s["id"] for s in (await api.get("/subscriptions")).json()["items"]}
         assert {m["id"] for m in made} <= ids
         await own_kafka.send("events.rot", event(etype, {"n": 1}))
         for i, m in enumerate(made):
