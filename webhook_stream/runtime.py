@@ -74,7 +74,9 @@ class Runtime(Service):
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
         await self.http.start()
         # Deliveries and attempt records, the two per-delivery writes, go in batches.
-        self.batcher = batcher = kafka.RecordBatcher(producer)
+        self.batcher = batcher = kafka.RecordBatcher(
+            producer, max_record_bytes=self.settings.max_record_bytes
+        )
         dispatcher = Dispatcher(
             self.settings, self.registry, self.http, producer, batcher, self.metrics
         )

@@ -35,9 +35,10 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.core.topics import DELIVERIES, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.ingest.rejected import reject
@@ -175,25 +176,58 @@ class DeliveriesIn:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             log.warning("undecodable record on %s at offset %s: %s", DELIVERIES, record.offset, exc)
-            sends = [await reject(self._producer, record, f"invalid_delivery_record: {exc}")]
+            sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
-            sends = await self._dispatcher.process(delivery)
+            try:
+                sends = await self._dispatcher.process(delivery)
+            except Exception as exc:
+                if classify(exc) != "record":
+                    raise
+                # A result record refused before it was sent (too large): this one only.
+                sends = [await self._reject(record, failure_reason(exc))]
         if not sends:
             self._tracker.done(entry)
             return
         fut = sends[0] if len(sends) == 1 else asyncio.gather(*sends)
         self._sending.add(fut)
-        fut.add_done_callback(partial(self._sent, entry))
+        fut.add_done_callback(partial(self._sent, record, entry))
 
-    def _sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
+        return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
+
+    def _sent(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return  # shutting down mid-send: not committed, redelivered
         exc = fut.exception()
-        if exc is not None:
+        if exc is None:
+            self._tracker.done(entry)
+        elif classify(exc) == "record":
+            # This delivery's result could not be written: park the delivery, go on.
+            log.error(
+                "could not write the result of %s[%d]@%d (%r): sending it to %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+                REJECTED,
+            )
+            task = asyncio.ensure_future(self._reject_after(record, entry, exc))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
             # Never commit what is not durable: stop the worker; its successor re-reads it.
             log.critical("could not hand a delivery result to Kafka: %r", exc)
             self._crash(exc)
+
+    async def _reject_after(
+        self, record: ConsumerRecord, entry: list[Any], exc: BaseException
+    ) -> None:
+        try:
+            await (await self._reject(record, failure_reason(exc)))
+        except Exception as again:  # noqa: BLE001 - the worker stops on it
+            log.critical("could not write %s either: %r", REJECTED, again)
+            self._crash(again)
             return
         self._tracker.done(entry)
 

@@ -24,8 +24,10 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topics
+from webhook_stream.ingest.rejected import reject
 
 __all__ = ["RetryScheduler"]
 
@@ -132,11 +134,31 @@ class RetryScheduler:
             for waiting in buf:
                 if not waiting.forwarded and waiting.due_ms <= now_ms:
                     rec = waiting.record
-                    sends.append(await self._producer.send(DELIVERIES, rec.value, key=rec.key))
+                    sends.append((rec, await self._send(rec)))
                     waiting.forwarded = True
-        if sends:
-            await asyncio.gather(*sends)
+        for rec, result in zip(
+            (r for r, _ in sends),
+            await asyncio.gather(*(s for _, s in sends), return_exceptions=True),
+            strict=True,
+        ):
+            if isinstance(result, BaseException):
+                await self._refused(rec, result)
         return bool(sends)
+
+    async def _send(self, rec: ConsumerRecord) -> asyncio.Future:
+        try:
+            return await self._producer.send(DELIVERIES, rec.value, key=rec.key)
+        except Exception as exc:  # noqa: BLE001 - sorted by _refused
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _refused(self, rec: ConsumerRecord, exc: BaseException) -> None:
+        """One record that could not be forwarded goes to webhooks.rejected; else raise."""
+        if classify(exc) != "record":
+            raise exc  # an outage or a bug: the worker stops, this record uncommitted
+        log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
+        await (await reject(self._producer, rec, failure_reason(exc)))
 
     def _pause_full(self) -> None:
         assert self._consumer is not None
