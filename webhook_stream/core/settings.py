@@ -201,6 +201,8 @@ class Settings:
     rebalance_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     commit_interval: float = 1.0
+    #: A worker that cannot reach the broker this long exits with status 1 (0 = never).
+    broker_unavailable_timeout: float = 60.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.
     shutdown_timeout: float = 30.0
     #: Disable an endpoint whose every attempt failed for this long (0 = never)...
