@@ -18,8 +18,11 @@ from aiokafka import AIOKafkaProducer
 from tests.support import Kafka, Receiver, Worker, event, json_of, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.errors import ConfigError
+from webhook_stream.core.produce import record_size
+from webhook_stream.core.records import RejectedRecord, SourceRef
 from webhook_stream.core.schemas import conforms
 from webhook_stream.core.settings import Settings
+from webhook_stream.ingest.rejected import rejected_record
 
 LIMIT = Settings().max_event_bytes  # the real default, 1 MiB
 DEFAULT_LIMIT_ENV = {"WEBHOOK_STREAM_MAX_EVENT_BYTES": str(LIMIT)}
@@ -44,9 +47,7 @@ async def test_oversized_events_are_rejected_and_the_same_worker_keeps_deliverin
         etype = uid("big") + ".created"
         paths = ["/a", "/b", "/c"]
         for i, path in enumerate(paths):
-            await w.create_subscription(
-                id=f"ep{i}", url=receiver.url(path), event_types=[etype]
-            )
+            await w.create_subscription(id=f"ep{i}", url=receiver.url(path), event_types=[etype])
         key = uid("k").encode()
         sent = {
             # invalid JSON just under the limit: its rejected record (base64) cannot fit
@@ -115,3 +116,27 @@ def test_max_event_bytes_over_the_producer_limit_is_a_config_error() -> None:
     )
     assert raised.max_record_bytes == 3 * LIMIT
 
+
+def test_a_rejected_record_keeps_what_fits_and_always_its_source() -> None:
+    limit = 100_000
+    source = SourceRef("events.x", 3, 77)
+    small = RejectedRecord("invalid_json: x", source, b"k", b"v" * 10, [("h", b"1")])
+    key, value = rejected_record(small, limit)
+    doc = orjson.loads(value)
+    assert (key, doc["truncated"], doc["value_bytes"], doc["reason"]) == (
+        b"k",
+        False,
+        10,
+        "invalid_json: x",
+    )
+    huge_headers = [("h", b"x" * 60_000), ("i", b"y" * 60_000)]
+    big = RejectedRecord("missing_type", source, b"k" * 200_000, b"v" * 300_000, huge_headers)
+    key, value = rejected_record(big, limit)
+    doc = orjson.loads(value)
+    assert record_size(key, value) <= limit
+    assert doc["reason"] == "too_large: missing_type"
+    assert doc["source"] == {"topic": "events.x", "partition": 3, "offset": 77}
+    assert doc["truncated"] is True and doc["value_bytes"] == 300_000
+    assert doc["headers"] == [] and key is None  # neither fit beside the source
+    assert len(base64.b64decode(doc["value_b64"])) > limit // 2
+    assert conforms("rejected", doc)

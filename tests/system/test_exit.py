@@ -35,5 +35,3 @@ async def test_worker_exits_non_zero_when_the_broker_stays_unreachable(
         assert "unreachable for" in log and "BROKER_UNAVAILABLE_TIMEOUT" in log, w.log_tail()
     finally:
         w.stop()
-
-

@@ -201,6 +201,9 @@ class Settings:
     rebalance_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     commit_interval: float = 1.0
+    #: ...and the delivery loop commits as soon as this many more deliveries are finished
+    #: (0 = by time only): a kill -9 repeats about this many per worker.
+    commit_every: int = 200
     #: A worker that cannot reach the broker this long exits with status 1 (0 = never).
     broker_unavailable_timeout: float = 60.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
@@ -84,7 +84,11 @@ class DeliveriesIn:
         self._metrics = metrics
         self._crash = crash
         self._running = True
-        self._tracker = OffsetTracker()
+        self._tracker = OffsetTracker(self._advanced)
+        #: Records made committable since the last commit, and the wake-up of the committer.
+        self._uncommitted = 0
+        self._commit_due = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self._sending: set[asyncio.Future[Any]] = set()
         self._consumer: AIOKafkaConsumer | None = None
         #: Partitions assigned and not being revoked: records of others are skipped.
@@ -107,9 +111,12 @@ class DeliveriesIn:
         )
         consumer.subscribe([DELIVERIES], listener=self.listener)
         await consumer.start()
+        committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
         finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
@@ -135,11 +142,29 @@ class DeliveriesIn:
                 DELIVERIES,
             )
 
+    def _advanced(self, n: int) -> None:
+        self._uncommitted += n
+        every = self._settings.commit_every
+        if every and self._uncommitted >= every:
+            self._commit_due.set()
+
+    async def _commit_forever(self) -> None:
+        """Commit finished prefixes every ``commit_every`` records, or ``commit_interval``.
+
+        Its own task, woken by finishing deliveries: the consume loop may be waiting for
+        room (back-pressure) for a while, and a kill -9 repeats what is not committed.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self._commit_due.wait(), self._settings.commit_interval)
+            except TimeoutError:
+                pass
+            self._commit_due.clear()
+            await self._commit()
+
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        interval = self._settings.commit_interval
-        next_commit = time.monotonic() + interval
         paused = False
-        poll_ms = int(min(interval, 0.5) * 1000)
+        poll_ms = int(min(self._settings.commit_interval, 0.5) * 1000)
         while self._running:
             if self.lanes.full:
                 await self.lanes.wait_for_room(poll_ms / 1000)
@@ -160,9 +185,6 @@ class DeliveriesIn:
                     for record in records:
                         self._take(tp, record)
             self._metrics.pending.set(self.lanes.pending)
-            if time.monotonic() >= next_commit:
-                await self._commit()
-                next_commit = time.monotonic() + interval
 
     def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         entry = self._tracker.track(tp, record.offset)
@@ -253,11 +275,20 @@ class DeliveriesIn:
         self._metrics.pending.set(self.lanes.pending)
 
     async def _commit(self) -> None:
-        offsets = self._tracker.committable()
-        if not offsets or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
-            log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+        # One at a time: two commits of one partition must not land out of order.
+        async with self._commit_lock:
+            offsets = self._tracker.committable()
+            self._uncommitted = 0
+            if not offsets or self._consumer is None:
+                return
+            try:
+                await self._consumer.commit(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+                )
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
+                log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+            except KafkaError as exc:
+                # Not committed now: committed with the next prefix (or redone, same id).
+                log.warning("delivery commit failed (%r); retried with the next one", exc)
+                self._tracker.restore(offsets)
