@@ -203,7 +203,7 @@ class Settings:
     commit_interval: float = 1.0
     #: ...and the delivery loop commits as soon as this many more deliveries are finished
     #: (0 = by time only): a kill -9 repeats about this many per worker.
-    commit_every: int = 200
+    commit_every: int = 100
     #: A worker that cannot reach the broker this long exits with status 1 (0 = never).
     broker_unavailable_timeout: float = 60.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.

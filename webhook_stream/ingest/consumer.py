@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Records handled between yields to the event loop: in-flight deliveries keep moving.
 _YIELD_EVERY = 100
+#: Input records per commit of the fan-out, and chunks handled ahead of their commit.
+_CHUNK = 50
+_CHUNKS_AHEAD = 20
 
 
 class EventsIn:
@@ -74,31 +77,49 @@ class EventsIn:
         consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
         await consumer.start()
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
+        # Chunks of handled records, committed in order by their own task as their sends
+        # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
+        chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
+        committer = asyncio.create_task(self._commit_chunks(consumer, chunks))
         try:
-            while self._running:
+            while self._running and not committer.done():
                 batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-                if not batch:
-                    continue
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 sent: list[_Sent] = []
+                n = 0
                 for tp, records in batch.items():
-                    for n, record in enumerate(records, 1):
+                    for record in records:
                         handled = await self._handle(record)
                         if handled is not None:
                             sent.append(handled)
+                        offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
+                        n += 1
+                        if n % _CHUNK == 0:
+                            await chunks.put(_Chunk(offsets, sent))
+                            offsets, sent = {}, []
                         if self._batcher.full:
                             await self._batcher.wait_for_room()  # bounded memory
                         elif n % _YIELD_EVERY == 0:
                             await asyncio.sleep(0)  # let HTTP responses in meanwhile
-                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
-                await self._settle(sent)
-                try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    # Rebalanced meanwhile: the new owner fans these out again (same ids).
-                    log.warning("fan-out commit failed (%s); batch will be redone", exc)
+                if offsets:
+                    await chunks.put(_Chunk(offsets, sent))
+            if not committer.done():
+                await chunks.put(None)  # stopping: commit what was handled, then return
+            await committer  # raises what stopped it (an outage, a bug)
         finally:
+            committer.cancel()
             await consumer.stop()
+
+    async def _commit_chunks(
+        self, consumer: AIOKafkaConsumer, chunks: asyncio.Queue[_Chunk | None]
+    ) -> None:
+        while (chunk := await chunks.get()) is not None:
+            await self._settle(chunk.sent)
+            try:
+                await consumer.commit(chunk.offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced meanwhile: the new owner fans these out again (same ids).
+                log.warning("fan-out commit failed (%s); those events will be redone", exc)
 
     async def _handle(self, record: ConsumerRecord) -> _Sent | None:
         try:
@@ -165,6 +186,12 @@ class EventsIn:
                     raise
                 return exc
         return None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    sent: list[_Sent]
 
 
 @dataclass(slots=True)
