@@ -37,27 +37,81 @@ def _anchors(pattern: str) -> tuple[str, str]:
     return pattern[:first], pattern[last + 1 :]
 
 
+class _Anchored:
+    """Globs filed by one kind of anchor (heads or tails), with the anchor lengths in use."""
+
+    __slots__ = ("groups", "lengths", "heads")
+
+    def __init__(self, heads: bool) -> None:
+        self.heads = heads
+        self.groups: dict[str, dict[str, Matcher | None]] = {}
+        self.lengths: dict[int, int] = {}  # anchor length -> groups of that length
+
+    def size(self, key: str) -> int:
+        return len(self.groups.get(key, ()))
+
+    def add(self, key: str, pattern: str) -> None:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = {}
+            self.lengths[len(key)] = self.lengths.get(len(key), 0) + 1
+        group[pattern] = None  # compiled on first use: loading 100,000 stays fast
+
+    def discard(self, key: str, pattern: str) -> None:
+        group = self.groups.get(key)
+        if group is None:
+            return
+        group.pop(pattern, None)
+        if not group:
+            del self.groups[key]
+            left = self.lengths[len(key)] - 1
+            if left:
+                self.lengths[len(key)] = left
+            else:
+                del self.lengths[len(key)]
+
+    def candidates(self, event_type: str) -> Iterator[tuple[str, dict[str, Matcher | None]]]:
+        size = len(event_type)
+        for length in self.lengths:
+            if length <= size:
+                key = event_type[:length] if self.heads else event_type[size - length :]
+                group = self.groups.get(key)
+                if group:
+                    yield from ((pattern, group) for pattern in group)
+
+
 @dataclass(slots=True)
 class _Globs:
-    """Compiled globs filed by anchor; ``ids`` maps each pattern to its subscriptions."""
+    """Globs filed by anchor; ``ids`` maps each pattern to its subscriptions.
+
+    A glob is filed under whichever of its anchors has fewer globs already (ties: the
+    longer), so a shared head (``order.*.v1``, ``order.*.v2``) or a shared tail
+    (``a.*.created``, ``b.*.created``) does not pile patterns onto one key.
+    """
 
     ids: dict[str, set[str]] = field(default_factory=dict)
-    heads: dict[str, dict[str, Matcher]] = field(default_factory=dict)
-    tails: dict[str, dict[str, Matcher]] = field(default_factory=dict)
-    loose: dict[str, Matcher] = field(default_factory=dict)
+    heads: _Anchored = field(default_factory=lambda: _Anchored(True))
+    tails: _Anchored = field(default_factory=lambda: _Anchored(False))
+    loose: dict[str, Matcher | None] = field(default_factory=dict)
+    filed: dict[str, tuple[_Anchored, str] | None] = field(default_factory=dict)
 
     def setdefault(self, pattern: str, default: set[str]) -> set[str]:
         found = self.ids.get(pattern)
         if found is None:
             found = self.ids[pattern] = default
-            matcher = re.compile(translate(pattern)).match
             head, tail = _anchors(pattern)
-            if head and len(head) >= len(tail):
-                self.heads.setdefault(head, {})[pattern] = matcher
-            elif tail:
-                self.tails.setdefault(tail, {})[pattern] = matcher
+            place: tuple[_Anchored, str] | None = None
+            if head and tail:
+                by_head = (self.heads.size(head), -len(head))
+                by_tail = (self.tails.size(tail), -len(tail))
+                place = (self.heads, head) if by_head <= by_tail else (self.tails, tail)
+            elif head or tail:
+                place = (self.heads, head) if head else (self.tails, tail)
+            if place is None:
+                self.loose[pattern] = None
             else:
-                self.loose[pattern] = matcher
+                place[0].add(place[1], pattern)
+            self.filed[pattern] = place
         return found
 
     def get(self, pattern: str) -> set[str] | None:
@@ -65,39 +119,32 @@ class _Globs:
 
     def __delitem__(self, pattern: str) -> None:
         del self.ids[pattern]
-        head, tail = _anchors(pattern)
-        if head and len(head) >= len(tail):
-            table, key = self.heads, head
-        elif tail:
-            table, key = self.tails, tail
-        else:
+        place = self.filed.pop(pattern, None)
+        if place is None:
             self.loose.pop(pattern, None)
-            return
-        group = table.get(key)
-        if group is not None:
-            group.pop(pattern, None)
-            if not group:
-                del table[key]
+        else:
+            place[0].discard(place[1], pattern)
 
     def __bool__(self) -> bool:
         return bool(self.ids)
 
     def matching(self, event_type: str, ids: set[str]) -> None:
         """Add the ids of every glob that matches ``event_type``."""
-        size = len(event_type)
-        for table, heads in ((self.heads, True), (self.tails, False)):
-            if not table:
-                continue
-            for end in range(size + 1):
-                key = event_type[:end] if heads else event_type[size - end :]
-                group = table.get(key)
-                if group:
-                    for pattern, matcher in group.items():
-                        if matcher(event_type):
-                            ids.update(self.ids[pattern])
-        for pattern, matcher in self.loose.items():
-            if matcher(event_type):
+        for table in (self.heads, self.tails):
+            if table.lengths:
+                for pattern, group in table.candidates(event_type):
+                    if _test(group, pattern, event_type):
+                        ids.update(self.ids[pattern])
+        for pattern in self.loose:
+            if _test(self.loose, pattern, event_type):
                 ids.update(self.ids[pattern])
+
+
+def _test(group: dict[str, Matcher | None], pattern: str, event_type: str) -> bool:
+    matcher = group[pattern]
+    if matcher is None:
+        matcher = group[pattern] = re.compile(translate(pattern)).match
+    return matcher(event_type) is not None
 
 
 @dataclass(slots=True)
