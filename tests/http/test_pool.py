@@ -55,9 +55,7 @@ calls = st.lists(
 )
 
 
-async def _run(
-    hosts: int, per_host: int, total: int, keepalive: float, plan: list[Call]
-) -> None:
+async def _run(hosts: int, per_host: int, total: int, keepalive: float, plan: list[Call]) -> None:
     pool = Pool(per_host=per_host, total=total, keepalive_s=keepalive)
     made: list[FakeConn] = []
     busy: dict[int, int] = {}
@@ -137,8 +135,12 @@ def test_pool_stays_within_limits_and_serves_everyone(
 
 async def test_waiters_for_different_hosts_are_served_in_arrival_order() -> None:
     pool = Pool(per_host=2, total=1, keepalive_s=30)
-    a, b, c, d = (("a.test", 80, False), ("b.test", 80, False), ("c.test", 80, False),
-                  ("d.test", 80, False))
+    a, b, c, d = (
+        ("a.test", 80, False),
+        ("b.test", 80, False),
+        ("c.test", 80, False),
+        ("d.test", 80, False),
+    )
     assert await pool.acquire(a) is None
     order: list[str] = []
 

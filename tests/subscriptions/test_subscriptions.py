@@ -621,9 +621,7 @@ def test_glob_routing_is_exactly_fnmatchcase(patterns: list[str], types: list[st
     for s in subs[::2]:
         index.remove(s.id)  # unindexing leaves the rest exact
     for event_type in types:
-        want = sorted(
-            s.id for s in subs[1::2] if fnmatchcase(event_type, s.event_types[0])
-        )
+        want = sorted(s.id for s in subs[1::2] if fnmatchcase(event_type, s.event_types[0]))
         assert [s.id for s in index.match(event_type, None)] == want, event_type
 
 

@@ -29,9 +29,7 @@ async def test_24_receiver_hosts_over_a_pool_of_4_get_every_delivery(
         for r in receivers:
             await w.create_subscription(url=r.url("/pool"), event_types=["pool.many"])
         async with w.api() as client:
-            await eventually(
-                lambda: _count(client, HOSTS)
-            )  # every worker's table has them all
+            await eventually(lambda: _count(client, HOSTS))  # every worker's table has them all
         run = uid("e")
         # Events paced over 40 s, past the pool's 30 s idle sweep (where the bug was):
         # each must reach all 24 hosts within BOUND_S of being produced.

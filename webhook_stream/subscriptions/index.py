@@ -40,7 +40,7 @@ def _anchors(pattern: str) -> tuple[str, str]:
 class _Anchored:
     """Globs filed by one kind of anchor (heads or tails), with the anchor lengths in use."""
 
-    __slots__ = ("groups", "lengths", "heads")
+    __slots__ = ("groups", "heads", "lengths")
 
     def __init__(self, heads: bool) -> None:
         self.heads = heads
