@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .globs import glob_row
+from .report import text_table
 from .run import Bench
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -115,6 +117,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the worker's event loop, faust -L (uvloop needs `pip install uvloop`)",
     )
     p.add_argument(
+        "--globs",
+        type=int,
+        default=50_000,
+        help="non-prefix glob patterns of the routing row 6d (default 50000; 0 skips it)",
+    )
+    p.add_argument(
+        "--globs-only",
+        action="store_true",
+        help="run only row 6d (in-process, no broker or worker) and print it",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
@@ -138,6 +151,11 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.globs_only:
+        row, raw = glob_row(args.globs or 50_000)
+        print(text_table([row]))
+        print(raw)
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     # Clean up children on SIGTERM as on Ctrl-C (also when started with SIGINT ignored).
     signal.signal(signal.SIGTERM, _terminated)

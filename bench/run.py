@@ -34,6 +34,7 @@ from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .egress import phase_proxied
+from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
 
@@ -251,6 +252,10 @@ class Bench:
 
     async def phases(self) -> None:
         a = self.args
+        if a.globs:
+            self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
+            row, self.raw["globs"] = glob_row(a.globs)
+            self.rows.append(row)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from mode import Service
 from webhook_stream.api.tokenstore import TokenStore
 from webhook_stream.core import kafka, kafka_auth
 from webhook_stream.core.errors import KafkaSecurityError
+from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
@@ -36,6 +39,14 @@ __all__ = ["Runtime"]
 log = logging.getLogger(__name__)
 
 _REDACTED_KEYS = ("secret", "previous_secrets", "headers")
+#: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
+_BROKER_LOST_GRACE = 5.0
+
+
+def _exit_now(waited: float) -> None:
+    log.critical("the worker did not stop within %.0fs of its crash: exiting now, status 1", waited)
+    logging.shutdown()
+    os._exit(1)
 
 
 class Runtime(Service):
@@ -74,7 +85,9 @@ class Runtime(Service):
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
         await self.http.start()
         # Deliveries and attempt records, the two per-delivery writes, go in batches.
-        self.batcher = batcher = kafka.RecordBatcher(producer)
+        self.batcher = batcher = kafka.RecordBatcher(
+            producer, max_record_bytes=self.settings.max_record_bytes
+        )
         dispatcher = Dispatcher(
             self.settings, self.registry, self.http, producer, batcher, self.metrics
         )
@@ -84,7 +97,13 @@ class Runtime(Service):
         events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics)
         retry = RetryScheduler(self.settings, producer, self.metrics)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
-        self._loops = [self.registry, self.tokens, events_in, delivery, retry, self.status]
+        watch = BrokerWatch(
+            producer,
+            self.settings.broker_unavailable_timeout,
+            self._broker_lost,
+            self.settings.broker,
+        )
+        self._loops = [self.registry, self.tokens, events_in, delivery, retry, self.status, watch]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
     async def on_stop(self) -> None:
@@ -113,10 +132,24 @@ class Runtime(Service):
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
 
-    def fail(self, exc: BaseException) -> None:
-        """Stop the worker on an error that would otherwise lose data (fail-stop)."""
+    def fail(self, exc: BaseException, grace: float | None = None) -> None:
+        """Stop the worker on an error that would otherwise lose data (fail-stop).
+
+        The process exits with status 1 (Faust re-raises the crash). Should the orderly
+        stop hang, it exits anyway after ``grace`` (default: the shutdown timeout plus
+        10 s): a worker that cannot go on must never linger half-stopped.
+        """
         log.critical("stopping the worker: %r", exc)
-        self._crash_task = asyncio.ensure_future(self.app.crash(exc))
+        if self._crash_task is None:
+            self._crash_task = asyncio.ensure_future(self.app.crash(exc))
+            wait = self.settings.shutdown_timeout + 10 if grace is None else grace
+            timer = threading.Timer(wait, _exit_now, (wait,))
+            timer.daemon = True
+            timer.start()
+
+    def _broker_lost(self, exc: BaseException) -> None:
+        # Nothing can be committed without a broker, so there is nothing to drain for.
+        self.fail(exc, grace=_BROKER_LOST_GRACE)
 
     async def _supervised(self, loop: Any) -> None:
         try:

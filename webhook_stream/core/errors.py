@@ -8,7 +8,11 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     ├── InvalidSubscription         a subscription failed validation; ``field`` names the culprit
     ├── RejectedEvent               an input record cannot be parsed or is refused; goes to
     │                               webhooks.rejected with ``reason``
-    ├── BrokerError                 the embedded broker could not be started or reached
+    ├── RecordTooLarge              a record the worker would write exceeds MAX_RECORD_BYTES;
+    │                               its input goes to webhooks.rejected (too_large)
+    ├── BrokerError                 the embedded broker could not be started, or Kafka could
+    │                               not be reached (retriable); a worker that cannot reach
+    │                               it for BROKER_UNAVAILABLE_TIMEOUT exits non-zero
     ├── StatusUnavailable           the status view process is (re)starting or did not
     │                               answer; the status routes answer 503 (retriable)
     ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
@@ -42,6 +46,15 @@ class BrokerError(WebhookStreamError):
     """The embedded broker could not be started, or Kafka could not be reached."""
 
     retriable = True
+
+
+class RecordTooLarge(WebhookStreamError):
+    """A record would exceed the producer's ``max_request_size`` (``MAX_RECORD_BYTES``)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} of {size} bytes is over the {limit}-byte record limit")
+        self.size = size
+        self.limit = limit
 
 
 class StatusUnavailable(WebhookStreamError):

@@ -16,6 +16,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
 from webhook_stream.core.kafka_auth import client_options
+from webhook_stream.core.produce import size_error
 from webhook_stream.core.settings import Settings
 
 __all__ = [
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: aiokafka's default ``max_request_size`` and ``Settings.max_record_bytes``'s.
+DEFAULT_MAX_RECORD_BYTES = 1_048_576
 
 
 class JoinedListener(ConsumerRebalanceListener):
@@ -81,12 +85,19 @@ class RecordBatcher:
     :meth:`send` calls. Partitions are chosen as aiokafka's default partitioner would.
 
     Memory is bounded by the caller: a producer of many records (the fan-out) waits with
-    :meth:`wait_for_room` while :attr:`full`.
+    :meth:`wait_for_room` while :attr:`full`. A record over ``max_record_bytes`` is
+    refused at once (its future fails with :class:`RecordTooLarge`), never batched.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, max_queued: int = 2000) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        max_queued: int = 2000,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self._producer = producer
         self._max_queued = max_queued
+        self.max_record_bytes = max_record_bytes
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._queued: list[_Queued] = []
@@ -110,6 +121,11 @@ class RecordBatcher:
         self, topic: str, value: bytes, *, key: bytes, headers: Any = None
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if len(value) + len(key) > self.max_record_bytes - 1024:  # cheap test first
+            too_large = size_error(key, value, headers, self.max_record_bytes)
+            if too_large is not None:
+                future.set_exception(too_large)
+                return future
         self._queued.append((topic, key, value, headers or [], future))
         self._wake.set()
         if self._flusher is None:
@@ -149,14 +165,6 @@ class RecordBatcher:
             if partitions is None:
                 partitions = sorted(await self._producer.partitions_for(topic))
                 self._partitions[topic] = partitions
-            if len(value) + len(key) >= _MAX_RECORD_BYTES:
-                # A batch takes any first record; send() checks the producer's limit.
-                try:
-                    sent = await self._producer.send(topic, value, key=key, headers=headers)
-                    _resolve(sent, future)
-                except Exception as exc:  # noqa: BLE001
-                    future.set_exception(exc)
-                continue
             tp = (topic, self._partitioner(key, partitions, partitions))
             batch = batches.get(tp)
             if batch is not None and batch[0].append(
@@ -180,8 +188,6 @@ class RecordBatcher:
 
 
 _Queued = tuple[str, bytes, bytes, Any, "asyncio.Future[Any]"]
-#: aiokafka's default ``max_request_size``, which the producer here keeps.
-_MAX_RECORD_BYTES = 1_048_576
 
 
 def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
@@ -214,6 +220,7 @@ def producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=2,
         max_batch_size=262_144,
+        max_request_size=settings.max_record_bytes,
         request_timeout_ms=30_000,
         partitioner=CachedPartitioner(),
     )

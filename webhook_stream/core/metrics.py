@@ -45,6 +45,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.retry_moved = Counter(
+            "webhook_retry_moved",
+            "Retry records written again with their due time (out of order, or long waits).",
+            ["topic"],
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

@@ -188,6 +188,10 @@ class Settings:
     response_body_max: int = 1024
     #: Largest accepted event (bytes); larger ones go to ``webhooks.rejected``.
     max_event_bytes: int = 1_048_576
+    #: Largest record the worker writes (the producer's ``max_request_size``); keep it at
+    #: or below the broker's ``message.max.bytes``. Events whose records would not fit
+    #: go to ``webhooks.rejected`` with reason ``too_large``.
+    max_record_bytes: int = 1_048_576
     #: Deliveries held in memory by one worker before it stops fetching (back-pressure).
     max_pending_deliveries: int = 5000
     #: Retry records buffered per retry-topic partition before that partition is paused.
@@ -197,6 +201,11 @@ class Settings:
     rebalance_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     commit_interval: float = 1.0
+    #: ...and the delivery loop commits as soon as this many more deliveries are finished
+    #: (0 = by time only): a kill -9 repeats about this many per worker.
+    commit_every: int = 100
+    #: A worker that cannot reach the broker this long exits with status 1 (0 = never).
+    broker_unavailable_timeout: float = 60.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.
     shutdown_timeout: float = 30.0
     #: Disable an endpoint whose every attempt failed for this long (0 = never)...
@@ -244,6 +253,16 @@ class Settings:
             raise ConfigError(f"{PREFIX}RETRY_SCHEDULE: needs at least one delay")
         if self.partitions < 1:
             raise ConfigError(f"{PREFIX}PARTITIONS: must be >= 1")
+        if self.max_record_bytes < 65_536:
+            raise ConfigError(f"{PREFIX}MAX_RECORD_BYTES: must be >= 65536")
+        if not 0 < self.max_event_bytes <= self.max_record_bytes:
+            raise ConfigError(
+                f"{PREFIX}MAX_EVENT_BYTES ({self.max_event_bytes}) must be between 1 and "
+                f"{PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), the largest record the "
+                "producer may write: larger events could never be delivered. Lower "
+                f"MAX_EVENT_BYTES, or raise MAX_RECORD_BYTES together with the broker's "
+                "message.max.bytes"
+            )
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
         try:

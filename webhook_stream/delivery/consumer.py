@@ -30,14 +30,15 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.core.topics import DELIVERIES, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.ingest.rejected import reject
@@ -83,7 +84,11 @@ class DeliveriesIn:
         self._metrics = metrics
         self._crash = crash
         self._running = True
-        self._tracker = OffsetTracker()
+        self._tracker = OffsetTracker(self._advanced)
+        #: Records made committable since the last commit, and the wake-up of the committer.
+        self._uncommitted = 0
+        self._commit_due = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self._sending: set[asyncio.Future[Any]] = set()
         self._consumer: AIOKafkaConsumer | None = None
         #: Partitions assigned and not being revoked: records of others are skipped.
@@ -106,9 +111,12 @@ class DeliveriesIn:
         )
         consumer.subscribe([DELIVERIES], listener=self.listener)
         await consumer.start()
+        committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
         finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
@@ -134,11 +142,29 @@ class DeliveriesIn:
                 DELIVERIES,
             )
 
+    def _advanced(self, n: int) -> None:
+        self._uncommitted += n
+        every = self._settings.commit_every
+        if every and self._uncommitted >= every:
+            self._commit_due.set()
+
+    async def _commit_forever(self) -> None:
+        """Commit finished prefixes every ``commit_every`` records, or ``commit_interval``.
+
+        Its own task, woken by finishing deliveries: the consume loop may be waiting for
+        room (back-pressure) for a while, and a kill -9 repeats what is not committed.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self._commit_due.wait(), self._settings.commit_interval)
+            except TimeoutError:
+                pass
+            self._commit_due.clear()
+            await self._commit()
+
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        interval = self._settings.commit_interval
-        next_commit = time.monotonic() + interval
         paused = False
-        poll_ms = int(min(interval, 0.5) * 1000)
+        poll_ms = int(min(self._settings.commit_interval, 0.5) * 1000)
         while self._running:
             if self.lanes.full:
                 await self.lanes.wait_for_room(poll_ms / 1000)
@@ -159,9 +185,6 @@ class DeliveriesIn:
                     for record in records:
                         self._take(tp, record)
             self._metrics.pending.set(self.lanes.pending)
-            if time.monotonic() >= next_commit:
-                await self._commit()
-                next_commit = time.monotonic() + interval
 
     def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         entry = self._tracker.track(tp, record.offset)
@@ -175,25 +198,58 @@ class DeliveriesIn:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             log.warning("undecodable record on %s at offset %s: %s", DELIVERIES, record.offset, exc)
-            sends = [await reject(self._producer, record, f"invalid_delivery_record: {exc}")]
+            sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
-            sends = await self._dispatcher.process(delivery)
+            try:
+                sends = await self._dispatcher.process(delivery)
+            except Exception as exc:
+                if classify(exc) != "record":
+                    raise
+                # A result record refused before it was sent (too large): this one only.
+                sends = [await self._reject(record, failure_reason(exc))]
         if not sends:
             self._tracker.done(entry)
             return
         fut = sends[0] if len(sends) == 1 else asyncio.gather(*sends)
         self._sending.add(fut)
-        fut.add_done_callback(partial(self._sent, entry))
+        fut.add_done_callback(partial(self._sent, record, entry))
 
-    def _sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
+        return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
+
+    def _sent(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return  # shutting down mid-send: not committed, redelivered
         exc = fut.exception()
-        if exc is not None:
+        if exc is None:
+            self._tracker.done(entry)
+        elif classify(exc) == "record":
+            # This delivery's result could not be written: park the delivery, go on.
+            log.error(
+                "could not write the result of %s[%d]@%d (%r): sending it to %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+                REJECTED,
+            )
+            task = asyncio.ensure_future(self._reject_after(record, entry, exc))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
             # Never commit what is not durable: stop the worker; its successor re-reads it.
             log.critical("could not hand a delivery result to Kafka: %r", exc)
             self._crash(exc)
+
+    async def _reject_after(
+        self, record: ConsumerRecord, entry: list[Any], exc: BaseException
+    ) -> None:
+        try:
+            await (await self._reject(record, failure_reason(exc)))
+        except Exception as again:  # noqa: BLE001 - the worker stops on it
+            log.critical("could not write %s either: %r", REJECTED, again)
+            self._crash(again)
             return
         self._tracker.done(entry)
 
@@ -219,11 +275,20 @@ class DeliveriesIn:
         self._metrics.pending.set(self.lanes.pending)
 
     async def _commit(self) -> None:
-        offsets = self._tracker.committable()
-        if not offsets or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
-            log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+        # One at a time: two commits of one partition must not land out of order.
+        async with self._commit_lock:
+            offsets = self._tracker.committable()
+            self._uncommitted = 0
+            if not offsets or self._consumer is None:
+                return
+            try:
+                await self._consumer.commit(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+                )
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
+                log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+            except KafkaError as exc:
+                # Not committed now: committed with the next prefix (or redone, same id).
+                log.warning("delivery commit failed (%r); retried with the next one", exc)
+                self._tracker.restore(offsets)

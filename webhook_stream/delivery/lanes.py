@@ -29,9 +29,11 @@ T = TypeVar("T")
 class OffsetTracker:
     """Per partition: the next offset to commit, advanced only over finished records."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
         self._pending: dict[TopicPartition, deque[list[Any]]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        #: Called with how many records a :meth:`done` made committable.
+        self._on_advance = on_advance
 
     def track(self, tp: TopicPartition, offset: int) -> list[Any]:
         """Note a record taken; pass the returned entry to :meth:`done` when it is finished."""
@@ -47,15 +49,24 @@ class OffsetTracker:
         queue = self._pending.get(entry[0])
         if not queue or not queue[0][2]:
             return  # waits for an earlier record, or its partition was revoked meanwhile
-        last = -1
+        last, n = -1, 0
         while queue and queue[0][2]:
             last = queue.popleft()[1]
+            n += 1
         self._ready[entry[0]] = last + 1
+        if self._on_advance is not None:
+            self._on_advance(n)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets that advanced since the last call (each: every record below is finished)."""
         ready, self._ready = self._ready, {}
         return ready
+
+    def restore(self, offsets: dict[TopicPartition, int]) -> None:
+        """Give back offsets a failed commit took, unless newer ones are ready meanwhile."""
+        for tp, offset in offsets.items():
+            if tp in self._pending and self._ready.get(tp, -1) < offset:
+                self._ready[tp] = offset
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Stop tracking ``tps`` (revoked): their unfinished records are redelivered."""
