@@ -48,7 +48,7 @@ ENDPOINTS: dict[str, tuple[str, str, list[str], dict[str, Any]]] = {
     "acme-billing": ("acme", "/billing", ["invoice.*"], {"max_attempts": 2}),
     "acme-flaky": ("acme", "/flaky", ["shipment.*"], {"max_attempts": 1}),
     "globex-orders": ("globex", "/globex", ["order.*"], {}),
-    "globex-legacy": ("globex", "/globex-legacy", ["order.*"], {"max_attempts": 1}),
+    "globex-legacy": ("globex", "/globex-legacy", ["order.refunded"], {"max_attempts": 1}),
 }
 
 

@@ -12,9 +12,14 @@ from urllib.parse import quote
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.support import TENANT_TOKENS_USED, TOKEN, eventually
-from tests.ui.browser import new_page
+from tests.ui.browser import new_page, require_chromium
 from tests.ui.scenario import Scenario
 from webhook_stream.delivery.signing import verify
+
+
+def test_chromium_is_installed() -> None:
+    """First, so that a missing browser is one clear failure naming the package."""
+    require_chromium()
 
 
 async def sign_in_by_link(page: Page, sc: Scenario, token: str) -> None:

@@ -311,7 +311,7 @@
         h("td", { class: "small mono", text: (sub.event_types || []).join(", ") }),
         h("td", {}, badge(status)),
         orderCell(sub),
-        h("td", { class: "num", title: stats ? stats.succeeded_last_hour + " ok / " + stats.failed_last_hour + " failed" : "" },
+        h("td", { class: "num" + (rate !== null && rate !== undefined && rate < 0.9 ? " low" : ""), title: stats ? stats.succeeded_last_hour + " ok / " + stats.failed_last_hour + " failed" : "" },
           pct(rate), stats ? h("div", { class: "muted small", text: stats.succeeded_last_hour + " / " + (stats.succeeded_last_hour + stats.failed_last_hour) }) : null),
         lastAttemptCell(stats && stats.last_attempt),
         h("td", { class: "num" }, stats && stats.dead_letters ? h("a", { href: "#/deadletters?endpoint_id=" + enc(sub.id), text: String(stats.dead_letters) }) : "0"));
@@ -335,7 +335,7 @@
 
   function shown(value) {
     if (value === null || value === undefined || value === "") return "–";
-    if (Array.isArray(value)) return value.join(", ");
+    if (Array.isArray(value)) return value.length ? value.join(", ") : "–";
     if (typeof value === "object") return JSON.stringify(value);
     return String(value);
   }
@@ -348,7 +348,7 @@
     if (!current(gen)) return;
     const st = stats.items[0];
     const status = endpointStatus(sub, st);
-    const settings = h("dl", { class: "settings", id: "settings" });
+    const settings = h("dl", { class: "settings wide", id: "settings" });
     const fields = ["id", "tenant_id", "url", "event_types", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "created_at", "updated_at"];
     for (const f of fields) {
       if (f === "ordering" && sub.ordering === undefined) continue;
@@ -537,7 +537,7 @@
       h("td", { class: "mono small", text: d.event_type || "" }),
       h("td", { class: "small", text: d.reason || "" }),
       h("td", { class: "num", text: d.attempts === null ? "–" : String(d.attempts) }),
-      h("td", { class: "small" }, d.last_status_code ? h("code", { text: String(d.last_status_code) }) : null, " ", d.last_error || ""),
+      h("td", { class: "small" }, d.last_error || (d.last_status_code ? "HTTP " + d.last_status_code : "")),
       h("td", {}, h("button", { type: "button", class: "replay", text: "Replay", onclick: async (ev) => {
         const b = ev.currentTarget;
         b.disabled = true;
@@ -575,7 +575,15 @@
 
   // ------------------------------------------------------------------ overview
 
-  function chart(minutes) {
+  // Minutes before the first with any attempt are left out, down to a 15-minute window.
+  function trimmed(minutes) {
+    const first = minutes.findIndex((m) => m.succeeded + m.failed > 0);
+    const start = first < 0 ? minutes.length - 15 : Math.min(first, minutes.length - 15);
+    return minutes.slice(Math.max(0, start));
+  }
+
+  function chart(all) {
+    const minutes = trimmed(all);
     const W = 720, H = 200, L = 40, B = 22, T = 10;
     const n = minutes.length || 1;
     const max = Math.max(1, ...minutes.map((m) => m.succeeded + m.failed));
@@ -616,7 +624,7 @@
           stat("Succeeded (1h)", h("span", { id: "stat-ok", text: String(o.succeeded_last_hour) })),
           stat("Failed attempts (1h)", h("span", { id: "stat-failed", text: String(o.failed_last_hour) }), o.failed_last_hour > 0),
           stat("Dead letters now", h("a", { id: "stat-dlq", href: "#/deadletters", text: String(o.dead_letters) }), o.dead_letters > 0)),
-        h("h2", { text: "Attempts per minute, last hour" }),
+        h("h2", { text: "Attempts per minute (up to the last hour)" }),
         h("div", { class: "card" }, chart(o.minutes),
           h("div", { class: "legend" }, h("span", {}, h("i", { class: "ok" }), "succeeded"), h("span", {}, h("i", { class: "bad" }), "failed (retried or dead-lettered)"),
             h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))));
@@ -635,16 +643,22 @@
 
   // ------------------------------------------------------------------ start
 
-  function boot() {
-    // #token=<token>: take it, then drop it from the address bar and the history.
+  // #token=<token>: take it, then drop it from the address bar and the history.
+  function tokenFromHash() {
     const m = location.hash.match(/^#token=([^&]+)/);
-    let token = sessionStorage.getItem(TOKEN_KEY);
-    if (m) {
-      token = decodeURIComponent(m[1]);
-      history.replaceState(null, "", location.pathname + location.search + "#/endpoints");
-    }
+    if (!m) return null;
+    history.replaceState(null, "", location.pathname + location.search + "#/endpoints");
+    try { return decodeURIComponent(m[1]); } catch (e) { return m[1]; }
+  }
+
+  function boot() {
+    const token = tokenFromHash() || sessionStorage.getItem(TOKEN_KEY);
     $("#signout").addEventListener("click", () => signOut());
-    window.addEventListener("hashchange", () => { if (state.who) route(); });
+    window.addEventListener("hashchange", () => {
+      const fresh = tokenFromHash();  // a sign-in link opened in a tab already signed in
+      if (fresh) signIn(fresh);
+      else if (state.who) route();
+    });
     if (token) signIn(token);
     else renderSignIn();
   }
