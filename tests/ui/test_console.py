@@ -7,11 +7,13 @@ the API's 404. Every test also asserts that the page raised no JavaScript error.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
-from playwright.async_api import BrowserContext, Page, expect
+import httpx
+from playwright.async_api import BrowserContext, Page, Route, expect
 
-from tests.support import TENANT_TOKENS_USED, TOKEN, eventually
+from tests.support import SECRETS_USED, TOKEN, eventually
 from tests.ui.browser import new_page, require_chromium
 from tests.ui.scenario import Scenario
 from webhook_stream.delivery.signing import verify
@@ -35,7 +37,6 @@ async def test_tenant_sees_only_its_endpoints_a_failing_one_and_rotates_a_secret
     browser: BrowserContext, scenario: Scenario
 ) -> None:
     sc = scenario
-    TENANT_TOKENS_USED.extend(sc.tokens.values())
     page, errors = await new_page(browser)
     await sign_in_by_link(page, sc, sc.tokens["acme"])
     await expect(page.locator("#who")).to_have_text("tenant acme")
@@ -79,6 +80,7 @@ async def test_tenant_sees_only_its_endpoints_a_failing_one_and_rotates_a_secret
     await page.get_by_role("button", name="Rotate secret").click()
     secret = (await page.locator("#new-secret").inner_text()).strip()
     assert secret.startswith("whsec_") and secret != sc.secret("acme-orders")
+    SECRETS_USED.append(secret)
     await page.get_by_role("button", name="Send test event").click()
     delivery_id = (await page.locator("#test-delivery").inner_text()).strip()
     got = await eventually(
@@ -192,4 +194,68 @@ async def test_a_wrong_token_sees_nothing(browser: BrowserContext, scenario: Sce
     await expect(page.locator("table")).to_have_count(0)
     assert "acme" not in await page.locator("main").inner_text()
     errors.assert_none(401)
+    await page.close()
+
+
+async def test_a_token_revoked_while_signed_in_returns_to_the_sign_in_form(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    sc = scenario
+    issued = await sc.worker.issue_token("acme", description="revoked in a test")
+    page, errors = await new_page(browser)
+    await sign_in_by_link(page, sc, issued["token"])
+    await expect(page.locator("#endpoints tbody tr[data-id]")).to_have_count(3)
+    async with sc.worker.api() as admin:
+        r = await admin.delete(f"/tenants/acme/tokens/{issued['id']}")
+        assert r.status_code in (200, 202), r.text
+
+    async def refused() -> bool:
+        async with httpx.AsyncClient(base_url=sc.worker.url) as client:
+            r = await client.get("/whoami", headers={"Authorization": f"Bearer {issued['token']}"})
+        return r.status_code == 401
+
+    await eventually(refused, timeout=15)
+    await page.click('#nav a[data-page="deadletters"]')
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#error")).to_contain_text("401")
+    await expect(page.locator("table")).to_have_count(0)
+    assert await page.evaluate("sessionStorage.getItem('webhook-stream-token')") is None
+    errors.assert_none(401)
+    await page.close()
+
+
+async def test_strict_ordering_and_a_blocked_flow_are_shown_when_the_api_has_them(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    """``ordering`` and ``flow`` come with strict ordering (another change): this worker's
+    answers are amended in the browser to carry them, to check how the page renders them."""
+    sc = scenario
+    page, errors = await new_page(browser)
+    since = "2026-12-01T10:00:00.000Z"
+
+    def amend(sub: dict) -> dict:
+        if sub.get("id") == "acme-orders":
+            return {**sub, "ordering": "strict"}
+        return {**sub, "ordering": "best_effort"}
+
+    async def subscriptions(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        if "items" in body:
+            body["items"] = [amend(s) for s in body["items"]]
+        elif body.get("id") == "acme-orders":
+            body = {**amend(body), "flow": {"blocked_by": {"delivery_id": "msg_x", "since": since}}}
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r".*/subscriptions(\?.*|/acme-orders)?$"), subscriptions)
+    await sign_in_by_link(page, sc, sc.tokens["acme"])
+    orders = page.locator('tr[data-id="acme-orders"]')
+    await expect(orders).to_contain_text("strict")
+    await expect(orders).to_contain_text("blocked")  # read from the one-endpoint GET
+    await expect(page.locator('tr[data-id="acme-billing"]')).to_contain_text("best effort")
+    await expect(page.locator('tr[data-id="acme-billing"]')).not_to_contain_text("blocked")
+    await go(page, "#/endpoints/acme-orders")
+    await expect(page.locator("#blocked")).to_contain_text("blocked since 2026-12-01 10:00:00Z")
+    await expect(page.locator('[data-field="flow"]')).to_contain_text("msg_x")
+    errors.assert_none()
     await page.close()

@@ -8,6 +8,7 @@ token sees only its tenant's dead letters, endpoints and counts.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,12 @@ from webhook_stream.failures.replay import ReplayError, parse_time
 
 __all__ = ["MAX_STATS_IDS", "register_insight_views", "status_call", "time_param"]
 
-#: Endpoints per ``GET /endpoint-stats`` (a page of the endpoint list).
-MAX_STATS_IDS = 500
+#: Endpoints per ``GET /endpoint-stats`` (a page of the endpoint list), and the length of
+#: ``ids`` (the whole request line must stay under aiohttp's 8 KiB).
+MAX_STATS_IDS = 100
+MAX_IDS_LENGTH = 4000
+#: Endpoint ids (their pattern) separated by commas.
+_IDS = re.compile(r"[A-Za-z0-9_.:,-]*\Z")
 
 
 def time_param(query: Mapping[str, str], name: str) -> int | None:
@@ -104,8 +109,13 @@ def register_insight_views(app: Any) -> None:
         async def get(self, request: Request) -> Response:
             raw = request.query.get("ids", "")
             ids = [i for i in dict.fromkeys(raw.split(",")) if i]
-            if len(ids) > MAX_STATS_IDS:
-                raise ApiError("invalid", f"at most {MAX_STATS_IDS} ids", "ids")
+            if len(ids) > MAX_STATS_IDS or len(raw) > MAX_IDS_LENGTH or not _IDS.match(raw):
+                raise ApiError(
+                    "invalid",
+                    f"at most {MAX_STATS_IDS} endpoint ids, comma-separated, "
+                    f"{MAX_IDS_LENGTH} characters",
+                    "ids",
+                )
             # Another tenant's (or a missing) endpoint is left out, as if it did not exist.
             ids = [i for i in ids if visible_sub(request, i) is not None]
             items = await status_call(app.runtime.status.endpoint_stats(ids)) if ids else []

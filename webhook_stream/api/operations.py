@@ -95,8 +95,8 @@ CONSOLE_OPERATIONS: list[Operation] = [
         parameters=[
             query_param(
                 "ids",
-                {"type": "string", "maxLength": 100000},
-                "Comma-separated endpoint ids (at most 500); another tenant's are left out.",
+                {"type": "string", "maxLength": 4000, "pattern": "^[A-Za-z0-9_.:,-]*$"},
+                "Comma-separated endpoint ids (at most 100); another tenant's are left out.",
             )
         ],
         description="From per-endpoint counters the status view keeps (one-minute buckets).",

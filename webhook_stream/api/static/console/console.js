@@ -86,6 +86,12 @@
     box.hidden = false;
   }
 
+  // A token revoked or expired while the page is open: back to the sign-in form.
+  function fail(err) {
+    if (err instanceof ApiError && err.status === 401) signOut(err);
+    else showError(err);
+  }
+
   function showNotice(...parts) {
     const box = $("#notice");
     box.textContent = "";
@@ -252,7 +258,7 @@
       info.textContent = "page " + (stack.length + 1) + (nextCursor ? "" : " (last)");
     }
     const guard = (fn) => async () => {
-      try { clearMessages(); await fn(); } catch (err) { showError(err); }
+      try { clearMessages(); await fn(); } catch (err) { fail(err); }
     };
     next.addEventListener("click", guard(async () => { stack.push(at); await show(nextCursor); }));
     prev.addEventListener("click", guard(async () => { const back = stack.pop(); await show(back === undefined ? null : back); }));
@@ -267,10 +273,23 @@
     return "enabled";
   }
 
+  // `ordering` and the `flow` block come with strict ordering; shown when the API has them.
+  function blockedBy(sub) {
+    const flow = sub.flow;
+    if (!flow || typeof flow !== "object") return null;
+    if (flow.blocked_by) return flow.blocked_by;
+    return flow.blocked ? (typeof flow.blocked === "object" ? flow.blocked : {}) : null;
+  }
+
   function orderCell(sub) {
     const td = h("td", { class: "small" });
-    if (sub.ordering) td.append(badge(sub.ordering === "strict" ? "strict" : "pending", sub.ordering));
-    if (sub.flow && sub.flow.blocked) td.append(" ", badge("blocked", "blocked"));
+    if (sub.ordering === "strict") td.append(badge("strict", "strict"));
+    else if (sub.ordering) td.append(h("span", { class: "muted", text: String(sub.ordering).replace("_", " ") }));
+    const blocked = blockedBy(sub);
+    if (blocked) {
+      const since = blocked.since ? "since " + fmtTime(blocked.since) : "";
+      td.append(" ", h("span", { title: [since, blocked.delivery_id || ""].join(" ").trim() }, badge("blocked", "blocked")));
+    }
     if (!td.childNodes.length) td.append(h("span", { class: "muted", text: "–" }));
     return td;
   }
@@ -316,7 +335,7 @@
         lastAttemptCell(stats && stats.last_attempt),
         h("td", { class: "num" }, stats && stats.dead_letters ? h("a", { href: "#/deadletters?endpoint_id=" + enc(sub.id), text: String(stats.dead_letters) }) : "0"));
     }, "No endpoints.");
-    const run = async () => { try { clearMessages(); await list.show(null); } catch (err) { showError(err); } };
+    const run = async () => { try { clearMessages(); await list.show(null); } catch (err) { fail(err); } };
     main.replaceChildren(h("h1", { text: "Endpoints" }), filters, list.el);
     await list.show(null);
   }
@@ -348,6 +367,7 @@
     if (!current(gen)) return;
     const st = stats.items[0];
     const status = endpointStatus(sub, st);
+    const blocked = blockedBy(sub);
     const settings = h("dl", { class: "settings wide", id: "settings" });
     const fields = ["id", "tenant_id", "url", "event_types", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "created_at", "updated_at"];
     for (const f of fields) {
@@ -363,7 +383,7 @@
         const b = ev.currentTarget;
         b.disabled = true;
         clearMessages();
-        try { await fn(); } catch (err) { showError(err); } finally { b.disabled = false; }
+        try { await fn(); } catch (err) { fail(err); } finally { b.disabled = false; }
       },
     });
     const actions = h("div", { class: "actions" },
@@ -410,7 +430,7 @@
         if (Object.keys(changes).length) await api("PATCH", "/subscriptions/" + enc(id), changes);
         await route();
         showNotice(Object.keys(changes).length ? "Saved: " + Object.keys(changes).join(", ") : "Nothing changed.");
-      } catch (err) { showError(err); }
+      } catch (err) { fail(err); }
     });
     actions.prepend(h("button", { type: "button", text: "Edit", onclick: () => { form.hidden = !form.hidden; } }));
 
@@ -438,13 +458,15 @@
     const filters = h("form", { class: "filters", id: "attempt-filters", onsubmit: async (ev) => {
       ev.preventDefault();
       clearMessages();
-      try { await attempts.show(null); } catch (err) { showError(err); }
+      try { await attempts.show(null); } catch (err) { fail(err); }
     } },
       h("label", {}, "Outcome", outcome), h("label", {}, "Since", since), h("label", {}, "Until", until),
       h("button", { type: "submit", text: "Apply" }));
 
     main.replaceChildren(
-      h("h1", {}, "Endpoint ", h("span", { class: "mono", text: sub.id }), " ", badge(status)),
+      h("h1", {}, "Endpoint ", h("span", { class: "mono", text: sub.id }), " ", badge(status),
+        sub.ordering === "strict" ? [" ", badge("strict", "strict order")] : null,
+        blocked ? [" ", h("span", { id: "blocked" }, badge("blocked", "blocked" + (blocked.since ? " since " + fmtTime(blocked.since) : "")))] : null),
       statsCard, actions, secretBox, form,
       h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings)),
       h("h2", { text: "Attempt log" }), filters, attempts.el);
@@ -481,13 +503,13 @@
         const r = await replayOne(d.delivery_id, d.endpoint_id, dl && dl.dead_lettered_at);
         showNotice("Replay: " + r.requeued + " re-queued.");
         setTimeout(() => { if (current(gen)) refresh(); }, 500);
-      } catch (err) { showError(err); }
+      } catch (err) { fail(err); }
     } }) : null;
     const refresh = async () => {
       try {
         const again = await api("GET", "/deliveries/" + enc(id));
         if (current(gen) && (again.status !== d.status || again.attempts.length !== d.attempts.length)) route();
-      } catch (err) { if (current(gen)) showError(err); }
+      } catch (err) { if (current(gen)) fail(err); }
     };
     main.replaceChildren(
       h("h1", {}, "Delivery ", h("span", { class: "mono", text: d.delivery_id }), " ", h("span", { id: "delivery-status" }, badge(d.status))),
@@ -545,9 +567,9 @@
         try {
           const r = await replayOne(d.delivery_id, d.endpoint_id, d.dead_lettered_at);
           showNotice("Replayed ", h("a", { href: "#/deliveries/" + enc(d.delivery_id), text: d.delivery_id }), ": " + r.requeued + " re-queued" + (r.skipped_succeeded ? ", " + r.skipped_succeeded + " already succeeded" : "") + ".");
-        } catch (err) { showError(err); b.disabled = false; }
+        } catch (err) { fail(err); b.disabled = false; }
       } }))), "No dead letters in the status window.");
-    const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { showError(err); } };
+    const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
     const replayRange = async () => {
       clearMessages();
       const body = { source: "deadletter", dry_run: dry.checked };
@@ -559,7 +581,7 @@
         const r = await api("POST", "/replay", body);
         showNotice((r.dry_run ? "Dry run: would re-queue " + r.matched : "Re-queued " + r.requeued) + " (scanned " + r.scanned + ", already succeeded " + r.skipped_succeeded + ").");
         if (!r.dry_run) await list.show(null);
-      } catch (err) { showError(err); }
+      } catch (err) { fail(err); }
     };
     const filters = h("form", { class: "filters", id: "dl-filters", onsubmit: (ev) => { ev.preventDefault(); run(); } },
       h("label", {}, "Endpoint", endpoint), admin ? h("label", {}, "Tenant", tenant) : null,
@@ -632,12 +654,12 @@
     const filters = admin ? h("form", { class: "filters", onsubmit: async (ev) => {
       ev.preventDefault();
       clearMessages();
-      try { await load(); } catch (err) { showError(err); }
+      try { await load(); } catch (err) { fail(err); }
     } }, h("label", {}, "Tenant", tenant), h("button", { type: "submit", text: "Filter" })) : null;
     main.replaceChildren(h("h1", { text: "Overview" }), filters, body);
     await load();
     every(5000, async () => {
-      try { await load(); } catch (err) { if (current(gen)) showError(err); }
+      try { await load(); } catch (err) { if (current(gen)) fail(err); }
     });
   }
 
