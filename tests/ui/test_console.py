@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 from playwright.async_api import BrowserContext, Page, Route, expect
 
-from tests.support import SECRETS_USED, TOKEN, eventually
+from tests.support import SECRETS_USED, TENANT_TOKENS_USED, TOKEN, eventually
 from tests.ui.browser import new_page, require_chromium
 from tests.ui.scenario import Scenario
 from webhook_stream.delivery.signing import verify
@@ -259,3 +259,12 @@ async def test_strict_ordering_and_a_blocked_flow_are_shown_when_the_api_has_the
     await expect(page.locator('[data-field="flow"]')).to_contain_text("msg_x")
     errors.assert_none()
     await page.close()
+
+
+async def test_zz_no_token_or_secret_in_the_worker_log(scenario: Scenario) -> None:
+    """Last here (tests/ui runs after tests/system's session-wide scan): the console's
+    worker logged no token and no signing secret, though the page sent them all day."""
+    log = scenario.worker.log_text()
+    assert log
+    for needle in [TOKEN, *TENANT_TOKENS_USED, *SECRETS_USED]:
+        assert needle not in log
