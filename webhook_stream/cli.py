@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core import kafka, kafka_auth
@@ -92,6 +93,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _say("")
         _say(f"  webhook-stream is running.   API:    http://127.0.0.1:{args.port}")
         _say(f"  API token:  {token}")
+        # The fragment is read by the page and never sent to the server (nor to its log).
+        _say(f"  console:    http://127.0.0.1:{args.port}/ui/#token={quote(token, safe='')}")
         _say(f"  broker:     {broker.bootstrap}   (produce events to events.<name>)")
         _say(
             f"  try:        curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{args.port}/subscriptions"

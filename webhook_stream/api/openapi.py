@@ -9,67 +9,24 @@ validates it with ``openapi-spec-validator`` and checks responses against it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_stream.api.openapi_schemas import PAGE_PARAMETERS, schemas
+from webhook_stream.api.operations import (
+    ATTEMPT_PARAMETERS,
+    CONSOLE_OPERATIONS,
+    Operation,
+)
+from webhook_stream.api.operations import query_param as _q
 from webhook_stream.core.errors import WebhookStreamError
 from webhook_stream.core.version import __version__
 
 __all__ = ["OPERATIONS", "Operation", "UndocumentedRoute", "build_document", "registered_routes"]
 
-#: Who may call: ``open`` (no token), ``any`` (admin or tenant token), ``admin``.
-Access = str
-
-
-@dataclass(frozen=True)
-class Operation:
-    path: str
-    method: str
-    summary: str
-    access: Access
-    responses: dict[int, tuple[str, str | None]]
-    body: str | None = None
-    parameters: list[dict[str, Any]] = field(default_factory=list)
-    description: str = ""
-    tag: str = "subscriptions"
-    #: Media types of the responses without a schema, comma-separated.
-    content_type: str = "application/json"
-
 
 class UndocumentedRoute(WebhookStreamError):
     """A registered route has no :class:`Operation`, or an operation has no route."""
 
-
-def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-_ISO_TEXT = {"type": "string", "format": "date-time"}
-
-#: The attempt-log query of ``GET /subscriptions/{endpoint_id}/attempts``.
-ATTEMPT_PARAMETERS = [
-    _q(
-        "limit",
-        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-        "Attempts per page.",
-    ),
-    _q("after", {"type": "string"}, "Opaque cursor: the previous page's `next`."),
-    _q(
-        "status",
-        {"type": "string", "enum": ["succeeded", "failed"]},
-        "Only attempts with this outcome.",
-    ),
-    _q("since", _ISO_TEXT, "Only attempts at or after this time (ISO-8601)."),
-    _q("until", _ISO_TEXT, "Only attempts at or before this time (ISO-8601)."),
-    _q("event_type", {"type": "string"}, "Only attempts of this event type."),
-]
 
 _S = "Subscription"
 _E = "endpoint"
@@ -251,6 +208,7 @@ OPERATIONS: list[Operation] = [
         {200: ("Revoked on every worker within seconds", "Revoked"), 202: ("Accepted", "Revoked")},
         tag="tenants",
     ),
+    *CONSOLE_OPERATIONS,
 ]
 
 _PATH_PARAMS = {

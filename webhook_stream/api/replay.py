@@ -17,7 +17,17 @@ from webhook_stream.failures.replay import (
 __all__ = ["REPLAY_FIELDS", "run_replay"]
 
 REPLAY_FIELDS = frozenset(
-    {"source", "topic", "since", "until", "endpoint_id", "tenant_id", "dry_run", "force"}
+    {
+        "source",
+        "topic",
+        "since",
+        "until",
+        "endpoint_id",
+        "tenant_id",
+        "delivery_id",
+        "dry_run",
+        "force",
+    }
 )
 
 
@@ -60,6 +70,9 @@ async def run_replay(settings: Any, runtime: Any, body: Any, principal: Principa
             raise InvalidSubscription(name, "must be ISO-8601 or an age such as 2h")
         times[name] = parse_time(value)
     endpoint, tenant = _scope(principal, runtime, body)
+    delivery = body.get("delivery_id")
+    if delivery is not None and (source != "deadletter" or not isinstance(delivery, str)):
+        raise InvalidSubscription("delivery_id", "a string, for source=deadletter only")
     common = {
         "endpoint": endpoint,
         "tenant": tenant,
@@ -68,7 +81,11 @@ async def run_replay(settings: Any, runtime: Any, body: Any, principal: Principa
     }
     if source == "deadletter":
         return await replay_deadletter(
-            settings, runtime.producer, force=body.get("force") is True, **common
+            settings,
+            runtime.producer,
+            force=body.get("force") is True,
+            delivery=delivery,
+            **common,
         )
     topic = body.get("topic")
     if not topic or not isinstance(topic, str):

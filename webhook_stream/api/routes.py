@@ -18,9 +18,11 @@ import orjson
 from faust.web import Request, Response, View
 
 from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
+from webhook_stream.api.console import register_console_views
 from webhook_stream.api.docs import register_doc_views
-from webhook_stream.api.errors import CODES, error_body
-from webhook_stream.api.pagination import page
+from webhook_stream.api.errors import CODES, ApiError, error_body
+from webhook_stream.api.insight import register_insight_views, status_call, time_param
+from webhook_stream.api.pagination import encode_cursor, page, parse_page
 from webhook_stream.api.replay import run_replay
 from webhook_stream.api.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription, StatusUnavailable
@@ -93,6 +95,8 @@ def register_views(app: Any) -> None:
     """Attach every route to ``app``."""
     register_doc_views(app)
     register_token_views(app)
+    register_console_views(app)
+    register_insight_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -237,20 +241,26 @@ def register_views(app: Any) -> None:
         async def get(self, request: Request, endpoint_id: str) -> Response:
             if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            outcome = request.query.get("status") or None
-            try:
-                limit = int(request.query.get("limit", "50"))
-            except ValueError:
-                return _error(self, 400, "must be an integer", field="limit")
-            if not 1 <= limit <= 1000:
-                return _error(self, 400, "must be between 1 and 1000", field="limit")
+            query = request.query
+            limit, after = parse_page(query)
+            outcome = query.get("status") or None
             if outcome not in (None, "succeeded", "retrying", "failed"):
-                return _error(self, 400, "one of succeeded, retrying, failed", field="status")
-            try:
-                data = await self.runtime.status.attempts(endpoint_id, limit=limit, outcome=outcome)
-            except StatusUnavailable as exc:
-                return _error(self, 503, str(exc))
-            return self.json({"items": data, "next": None})
+                raise ApiError("invalid", "one of succeeded, retrying, failed", "status")
+            found = await status_call(
+                self.runtime.status.attempt_page(
+                    endpoint_id,
+                    limit=limit,
+                    outcome=outcome,
+                    event_type=query.get("event_type") or None,
+                    since_ms=time_param(query, "since"),
+                    until_ms=time_param(query, "until"),
+                    after=after,
+                )
+            )
+            nxt = found["next"]
+            return self.json(
+                {"items": found["items"], "next": None if nxt is None else encode_cursor(nxt)}
+            )
 
     @app.page("/deliveries/{delivery_id}")
     class DeliveryStatus(_Base):

@@ -164,6 +164,22 @@ class StatusProcess:
             "attempts", {"endpoint_id": endpoint_id, "limit": limit, "outcome": outcome}
         )
 
+    async def attempt_page(self, endpoint_id: str, **query: Any) -> dict[str, Any]:
+        """One page of the attempt log (see :meth:`.DeliveryLog.attempt_page`)."""
+        return await self._ask("attempt_page", {"endpoint_id": endpoint_id, **query})
+
+    async def deadletters(self, **query: Any) -> dict[str, Any]:
+        """Deliveries now dead-lettered (see :meth:`.DeliveryLog.deadletters`)."""
+        return await self._ask("deadletters", query)
+
+    async def endpoint_stats(self, endpoint_ids: list[str]) -> list[dict[str, Any]]:
+        """Per-endpoint counters (see :meth:`.DeliveryLog.endpoint_stats`)."""
+        return await self._ask("endpoint_stats", {"endpoint_ids": endpoint_ids})
+
+    async def overview(self, endpoint_ids: list[str] | None = None) -> dict[str, Any]:
+        """Attempts per minute and dead-letter depth (see :meth:`.DeliveryLog.overview`)."""
+        return await self._ask("overview", {"endpoint_ids": endpoint_ids})
+
 
 # -- the child ---------------------------------------------------------------------------
 
@@ -176,7 +192,14 @@ async def _serve(answers: Any) -> int:
     settings = replace(Settings(), **orjson.loads(await _read_frame(reader)))
     view = DeliveryLog(settings)
     tail = asyncio.create_task(view.run())
-    ops = {"delivery": view.delivery, "attempts": view.attempts}
+    ops = {
+        "delivery": view.delivery,
+        "attempts": view.attempts,
+        "attempt_page": view.attempt_page,
+        "deadletters": view.deadletters,
+        "endpoint_stats": view.endpoint_stats,
+        "overview": view.overview,
+    }
     try:
         while True:
             question = asyncio.ensure_future(_read_frame(reader))
