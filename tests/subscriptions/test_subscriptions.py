@@ -647,21 +647,4 @@ def test_routing_tries_few_globs_among_50000_non_prefix_globs(
         assert len(tried) <= 3, tried
         tried.clear()
         assert [s.id for s in index.match(f"x.thing{i}", None)] == [f"ep{i}"]
-<<<<<<< HEAD
-    per_event = (time.perf_counter() - started) / 200
-    assert per_event < 0.005, per_event
-=======
         assert len(tried) <= 3, tried
-
-
-def test_ordering_defaults_to_best_effort_and_strict_round_trips() -> None:
-    base = {"url": "https://example.com/h", "event_types": ["a"]}
-    s = parse_subscription(base, allow_insecure=False, endpoint_id="ep_o")
-    assert s.ordering == "best_effort" and not s.strict
-    strict = parse_subscription(
-        {**base, "ordering": "strict", "max_in_flight": 8}, allow_insecure=False, endpoint_id="ep_o"
-    )
-    assert strict.strict and strict.max_in_flight == 8 and strict.lane_width == 1
-    assert strict.to_dict(include_secrets=False)["ordering"] == "strict"
-    assert parse_stored(orjson.dumps(strict.to_dict(include_secrets=True)), "ep_o") == strict
->>>>>>> f4c9cf5 (Glob routing test counts the globs an event is tested against (<= 3 of 50,000) instead of timing it; the time is bench row 6d's)
