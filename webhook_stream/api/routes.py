@@ -10,8 +10,6 @@ your writes), or with 202 and ``"pending": true`` if that takes long.
 from __future__ import annotations
 
 import secrets
-import time
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,19 +22,27 @@ from webhook_stream.api.errors import CODES, ApiError, error_body
 from webhook_stream.api.insight import register_insight_views, status_call, time_param
 from webhook_stream.api.pagination import encode_cursor, page, parse_page
 from webhook_stream.api.replay import run_replay
+from webhook_stream.api.subscription_writes import (
+    BadPrecondition,
+    etag,
+    if_match,
+    precondition_failed,
+    submit_write,
+)
 from webhook_stream.api.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription, StatusUnavailable
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
-from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.writes import WriteRequest
 
 __all__ = ["register_views"]
 
-_WRITE_VISIBLE_TIMEOUT = 5.0
+#: Fields the server sets; ``version`` moves with ``If-Match``, not in a body.
+_SERVER_FIELDS = ("secret", "previous_secrets", "created_at", "updated_at", "version")
 
 _CODE_OF = {status: code for code, status in reversed(CODES.items())}
 
@@ -60,22 +66,6 @@ class _Base(View):
     @property
     def settings(self) -> Any:
         return self.app.ws_settings
-
-    async def write(self, endpoint_id: str, value: bytes | None) -> bool:
-        """Produce to ``webhooks.subscriptions``; True once this worker has applied it."""
-        meta = await self.runtime.producer.send_and_wait(
-            SUBSCRIPTIONS, value, key=endpoint_id.encode()
-        )
-        return await self.runtime.registry.wait_applied(
-            meta.partition, meta.offset, _WRITE_VISIBLE_TIMEOUT
-        )
-
-    async def store(self, sub: Subscription, status: int, **extra: Any) -> Response:
-        visible = await self.write(sub.id, self.runtime.registry.stored_form(sub))
-        body = {**sub.to_dict(include_secrets=False), **extra}
-        if not visible:
-            return self.json({**body, "pending": True}, status=202)
-        return self.json(body, status=status)
 
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
@@ -153,10 +143,14 @@ def register_views(app: Any) -> None:
                 return _error(self, 400, exc.message, field=exc.field)
             if self.find(sub.id) is not None:
                 return _error(self, 409, f"subscription {sub.id!r} already exists", field="id")
-            now = iso_now()
-            sub = replace(sub, created_at=now, updated_at=now)
+            stored = orjson.loads(self.runtime.registry.stored_form(sub))
             # The secret is shown once, here; no other response ever carries it.
-            return await self.store(sub, 201, secret=sub.secret)
+            return await submit_write(
+                self,
+                WriteRequest(sub.id, "create", body=stored),
+                _error,
+                extra=lambda created: {"secret": created.secret},
+            )
 
     @app.page("/subscriptions/{endpoint_id}")
     class OneSubscription(_Base):
@@ -165,7 +159,7 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            return self.json(sub.to_dict(include_secrets=False))
+            return self.json(sub.to_dict(include_secrets=False), headers=etag(sub))
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:
@@ -173,10 +167,11 @@ def register_views(app: Any) -> None:
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             try:
+                wanted = if_match(request)
                 changes = await _json_body(self, request)
                 if not isinstance(changes, dict):
                     raise InvalidSubscription("body", "must be a JSON object")
-                for name in ("secret", "previous_secrets", "created_at", "updated_at"):
+                for name in _SERVER_FIELDS:
                     if name in changes:
                         raise InvalidSubscription(name, "cannot be changed with PATCH")
                 if "tenant_id" in changes and changes["tenant_id"] != sub.tenant_id:
@@ -187,6 +182,7 @@ def register_views(app: Any) -> None:
                     )
                 if "headers" in changes:  # a masked value sent back keeps the current one
                     changes["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
+                # An early answer from this worker's view; the owner merges on the current.
                 merged = {**sub.to_dict(include_secrets=True), **changes}
                 updated = parse_subscription(
                     merged,
@@ -195,31 +191,44 @@ def register_views(app: Any) -> None:
                 )
                 if "headers" in changes:
                     refuse_masks(updated.headers)
+            except BadPrecondition as exc:
+                return _error(self, 400, str(exc), field="If-Match")
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
-            return await self.store(replace(updated, updated_at=iso_now()), 200)
+            if wanted is not None and wanted < sub.version:
+                return precondition_failed(
+                    self, f"subscription {endpoint_id!r} is at version {sub.version}, not {wanted}"
+                )
+            return await submit_write(
+                self, WriteRequest(endpoint_id, "patch", wanted, changes), _error
+            )
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
             if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            visible = await self.write(endpoint_id, None)
-            if not visible:
-                return self.json({"id": endpoint_id, "deleted": True, "pending": True}, status=202)
-            return self.json({"id": endpoint_id, "deleted": True})
+            try:
+                wanted = if_match(request)
+            except BadPrecondition as exc:
+                return _error(self, 400, str(exc), field="If-Match")
+            return await submit_write(self, WriteRequest(endpoint_id, "delete", wanted), _error)
 
     @app.page("/subscriptions/{endpoint_id}/rotate-secret")
     class RotateSecret(_Base):
         @authorized
         async def post(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.visible(request, endpoint_id)
-            if sub is None:
+            if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
+            try:
+                wanted = if_match(request)
+            except BadPrecondition as exc:
+                return _error(self, 400, str(exc), field="If-Match")
             grace = self.settings.secret_rotation_grace
-            rotated = sub.rotate_secret(now=time.time(), grace_s=grace)
-            rotated = replace(rotated, updated_at=iso_now())
-            return await self.store(
-                rotated, 200, secret=rotated.secret, old_secret_valid_for_s=grace
+            return await submit_write(
+                self,
+                WriteRequest(endpoint_id, "rotate", wanted, {"grace_s": grace}),
+                _error,
+                extra=lambda rotated: {"secret": rotated.secret, "old_secret_valid_for_s": grace},
             )
 
     @app.page("/subscriptions/{endpoint_id}/test")
