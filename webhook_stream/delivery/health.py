@@ -225,6 +225,7 @@ class EndpointHealth:
                 log.warning("endpoint health behind after %.0fs: streaks restart", _SYNC_TIMEOUT)
                 return False
         self._states.clear()
+        log.info("endpoint health read to its end: %d failing endpoints", len(self._stored))
         return True
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:

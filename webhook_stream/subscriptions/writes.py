@@ -30,9 +30,14 @@ from aiokafka.structs import ConsumerRecord
 
 from webhook_stream.core import kafka
 from webhook_stream.core.errors import InvalidSubscription
-from webhook_stream.core.records import iso_now
+from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import SUBSCRIPTION_REQUESTS, SUBSCRIPTION_RESULTS, SUBSCRIPTIONS
+from webhook_stream.core.topics import (
+    ENDPOINT_STATUS,
+    SUBSCRIPTION_REQUESTS,
+    SUBSCRIPTION_RESULTS,
+    SUBSCRIPTIONS,
+)
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
 from webhook_stream.subscriptions.validation import parse_subscription
@@ -50,7 +55,8 @@ _CATCH_UP_TIMEOUT = 10.0
 @dataclass(frozen=True, slots=True)
 class WriteRequest:
     """One write to decide. ``body``: create, the stored form; patch, the changes;
-    rotate, ``{"grace_s"}``; disable, ``{"reason"}``."""
+    rotate, ``{"grace_s"}``; disable, ``{"reason", "consecutive_failures",
+    "first_failure_at"}``."""
 
     endpoint_id: str
     op: str
@@ -266,6 +272,8 @@ class SubscriptionWriter:
         )
         # The next request for this id must see this write.
         await self._registry.wait_applied(meta.partition, meta.offset, _CATCH_UP_TIMEOUT)
+        if req.op == "disable" and new is not None:
+            await self._announce_disabled(new, req.body or {}, now)
         return WriteResult(
             req.request_id,
             status,
@@ -273,6 +281,19 @@ class SubscriptionWriter:
             partition=meta.partition,
             offset=meta.offset,
         )
+
+    async def _announce_disabled(self, sub: Subscription, body: dict[str, Any], at: str) -> None:
+        """Tell ``webhooks.endpoint_status``: only a disable that took effect is announced."""
+        record = EndpointStatusRecord(
+            endpoint_id=sub.id,
+            tenant_id=sub.tenant_id,
+            status="disabled",
+            reason=str(body.get("reason", "unknown")),
+            consecutive_failures=int(body.get("consecutive_failures", 0)),
+            first_failure_at=body.get("first_failure_at"),
+            at=at,
+        )
+        await self._producer.send_and_wait(ENDPOINT_STATUS, record.encode(), key=sub.id.encode())
 
 
 class WriteClient:
