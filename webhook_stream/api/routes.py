@@ -23,7 +23,6 @@ from webhook_stream.api.insight import register_insight_views, status_call, time
 from webhook_stream.api.pagination import encode_cursor, page, parse_page
 from webhook_stream.api.replay import run_replay
 from webhook_stream.api.subscription_writes import (
-    BadPrecondition,
     etag,
     if_match,
     precondition_failed,
@@ -191,8 +190,6 @@ def register_views(app: Any) -> None:
                 )
                 if "headers" in changes:
                     refuse_masks(updated.headers)
-            except BadPrecondition as exc:
-                return _error(self, 400, str(exc), field="If-Match")
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             if wanted is not None and wanted < sub.version:
@@ -209,8 +206,8 @@ def register_views(app: Any) -> None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             try:
                 wanted = if_match(request)
-            except BadPrecondition as exc:
-                return _error(self, 400, str(exc), field="If-Match")
+            except InvalidSubscription as exc:
+                return _error(self, 400, exc.message, field=exc.field)
             return await submit_write(self, WriteRequest(endpoint_id, "delete", wanted), _error)
 
     @app.page("/subscriptions/{endpoint_id}/rotate-secret")
@@ -221,8 +218,8 @@ def register_views(app: Any) -> None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             try:
                 wanted = if_match(request)
-            except BadPrecondition as exc:
-                return _error(self, 400, str(exc), field="If-Match")
+            except InvalidSubscription as exc:
+                return _error(self, 400, exc.message, field=exc.field)
             grace = self.settings.secret_rotation_grace
             return await submit_write(
                 self,

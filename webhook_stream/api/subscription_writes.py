@@ -15,6 +15,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.writes import WriteRequest, WriteResult
 
@@ -32,10 +33,6 @@ def etag(sub: Subscription) -> dict[str, str]:
     return {ETAG: f'"{sub.version}"'}
 
 
-class BadPrecondition(ValueError):
-    """An ``If-Match`` header that names no version."""
-
-
 def if_match(request: Request) -> int | None:
     """The version ``If-Match`` asks for; None without the header or for ``*``."""
     raw = request.headers.get("If-Match")
@@ -43,7 +40,7 @@ def if_match(request: Request) -> int | None:
         return None
     found = _ETAG_VALUE.fullmatch(raw)
     if found is None:
-        raise BadPrecondition('If-Match must be an ETag of this API, e.g. "3"')
+        raise InvalidSubscription("If-Match", 'must be an ETag of this API, e.g. "3"')
     return int(found.group(1))
 
 

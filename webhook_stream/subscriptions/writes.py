@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from webhook_stream.core import kafka
-from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.core.errors import InvalidSubscription, WriteRefused
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import (
@@ -131,15 +131,9 @@ class WriteResult:
         )
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-
 def _stale(current: Subscription, if_version: int | None) -> None:
     if if_version is not None and current.version != if_version:
-        raise _Refused(
+        raise WriteRefused(
             412,
             f"subscription {current.id!r} is at version {current.version}, not {if_version}",
             "If-Match",
@@ -195,9 +189,9 @@ class SubscriptionWriter:
         try:
             end = {tp.partition: off for tp, off in (await ends.end_offsets(tps)).items()}
             if not await self._registry.caught_up(end, _CATCH_UP_TIMEOUT):
-                raise _Refused(503, "the subscription table is behind; retry")
+                raise WriteRefused(503, "the subscription table is behind; retry")
             result = await self._decide(request)
-        except _Refused as exc:
+        except WriteRefused as exc:
             result = WriteResult(request.request_id, exc.status, exc.message, exc.field)
         except KafkaError as exc:
             log.warning("subscription write %s failed: %r", request.request_id, exc)
@@ -228,14 +222,14 @@ class SubscriptionWriter:
         new: Subscription | None
         if req.op == "create":
             if current is not None:
-                raise _Refused(409, f"subscription {key!r} already exists", "id")
+                raise WriteRefused(409, f"subscription {key!r} already exists", "id")
             try:
                 sub = self._registry.parse(orjson.dumps(req.body or {}), key)
             except InvalidSubscription as exc:
-                raise _Refused(400, exc.message, exc.field) from None
+                raise WriteRefused(400, exc.message, exc.field) from None
             new, status = replace(sub, version=version, created_at=now, updated_at=now), 201
         elif current is None:
-            raise _Refused(404, f"no subscription {key!r}")
+            raise WriteRefused(404, f"no subscription {key!r}")
         elif req.op == "patch":
             _stale(current, req.if_version)
             merged = {**current.to_dict(include_secrets=True), **(req.body or {})}
@@ -246,7 +240,7 @@ class SubscriptionWriter:
                     endpoint_id=key,
                 )
             except InvalidSubscription as exc:
-                raise _Refused(400, exc.message, exc.field) from None
+                raise WriteRefused(400, exc.message, exc.field) from None
             new = replace(sub, version=version, updated_at=now)
         elif req.op == "rotate":
             _stale(current, req.if_version)
