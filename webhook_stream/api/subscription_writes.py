@@ -4,28 +4,28 @@ Every change goes through :class:`~webhook_stream.subscriptions.writes.WriteClie
 owner of the endpoint id decides it against the current version, so two workers racing a
 create give one 201 and one 409, and a stale ``If-Match`` gives 412 wherever it lands.
 The checks made here against this worker's view only answer early; the owner's are the
-ones that count.
+ones that count (it also merges a PATCH, resolving masked header values, and checks the
+tenant of a tenant token's write).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.api.errors import ApiError, code_for
+from webhook_stream.core.errors import InvalidSubscription, WriteRefused
 from webhook_stream.subscriptions.model import Subscription
-from webhook_stream.subscriptions.writes import WriteRequest, WriteResult
+from webhook_stream.subscriptions.writes import WriteRequest
 
-__all__ = ["ETAG", "etag", "if_match", "submit_write"]
+__all__ = ["ETAG", "etag", "if_match", "precondition_failed", "submit_write"]
 
 ETAG = "ETag"
-_WRITE_TIMEOUT = 10.0
+#: How long a write waits for its decision and for this worker to apply it (else 202).
+WRITE_TIMEOUT = 10.0
 _ETAG_VALUE = re.compile(r'\s*(?:W/)?"?(\d{1,16})"?\s*')
-
-ErrorFn = Callable[..., Response]
 
 
 def etag(sub: Subscription) -> dict[str, str]:
@@ -44,42 +44,50 @@ def if_match(request: Request) -> int | None:
     return int(found.group(1))
 
 
-def precondition_failed(view: View, message: str) -> Response:
-    """412 in the API's error shape."""
-    body = {"error": {"code": "precondition_failed", "message": message, "field": "If-Match"}}
-    return view.json(body, status=412)
+def precondition_failed(endpoint_id: str, current: int, wanted: int) -> ApiError:
+    """The 412 of a stale ``If-Match``, in the API's error shape."""
+    message = f"subscription {endpoint_id!r} is at version {current}, not {wanted}"
+    return ApiError("precondition_failed", message, "If-Match")
 
 
 async def submit_write(
     view: View,
     request: WriteRequest,
-    error: ErrorFn,
     *,
-    extra: Callable[[Subscription], dict[str, Any]] | None = None,
+    shown: dict[str, Any] | None = None,
+    expected: Subscription | None = None,
 ) -> Response:
     """Send ``request`` to its owner, wait for the decision and answer as the API does:
-    the stored subscription with its ``ETag``, 202 ``pending`` when slow, or the refusal."""
+    the stored subscription with its ``ETag`` (and ``shown``: a secret handed out once),
+    202 ``pending`` when slow, or the refusal (raised as :class:`ApiError`).
+
+    ``expected`` is what a slow create or rotation shows in its 202 (the secret must be
+    shown even then); a slow PATCH shows only its id and version.
+    """
     runtime = view.app.runtime
-    result, visible = await runtime.writes.submit(request, _WRITE_TIMEOUT)
-    if result is None:
-        return view.json({"id": request.endpoint_id, "pending": True}, status=202)
-    if not result.ok:
-        return _refusal(view, result, error)
+    try:
+        result, visible = await runtime.writes.submit(request, WRITE_TIMEOUT)
+    except WriteRefused as exc:
+        raise ApiError(code_for(exc.status), exc.message, exc.field) from None
+    if result is not None and not result.ok:
+        raise ApiError(code_for(result.status), result.message, result.field)
+    decided = None if result is None else result.version
     if request.op == "delete":
-        body = {"id": request.endpoint_id, "deleted": True}
-        return view.json({**body, "pending": True} if not visible else body, status=200)
+        body: dict[str, Any] = {"id": request.endpoint_id, "deleted": True}
+        if result is None or not visible:
+            return view.json({**body, "pending": True}, status=202)
+        return view.json(body)
     sub = runtime.registry.get(request.endpoint_id)
-    if sub is None or sub.version != result.version:
-        # Not applied here yet (or already changed again): say what was decided.
-        body = {"id": request.endpoint_id, "version": result.version, "pending": True}
-        return view.json(body, status=202, headers={ETAG: f'"{result.version}"'})
-    body = {**sub.to_dict(include_secrets=False), **(extra(sub) if extra else {})}
-    return view.json(body, status=result.status, headers=etag(sub))
-
-
-def _refusal(view: View, result: WriteResult, error: ErrorFn) -> Response:
-    if result.status == 412:
-        return precondition_failed(view, result.message)
-    if result.field is not None:
-        return error(view, result.status, result.message, field=result.field)
-    return error(view, result.status, result.message)
+    if result is not None and visible and sub is not None and sub.version >= (decided or 0):
+        body = {**sub.to_dict(include_secrets=False), **(shown or {})}
+        return view.json(body, status=result.status, headers=etag(sub))
+    # No decision within the timeout (no owner yet, a slow broker), or decided but not yet
+    # applied here: accepted; the write is decided once an owner takes it.
+    headers = {} if decided is None else {ETAG: f'"{decided}"'}
+    if expected is None:
+        body = {"id": request.endpoint_id, "pending": True}
+    else:
+        body = {**expected.to_dict(include_secrets=False), **(shown or {}), "pending": True}
+    if decided is not None:
+        body["version"] = decided
+    return view.json(body, status=202, headers=headers)

@@ -64,10 +64,6 @@ class SubscriptionRegistry(CompactedTable):
         ``WEBHOOK_STREAM_SECRET_KEY`` is set)."""
         return orjson.dumps(seal_subscription_secrets(sub.to_dict(include_secrets=True), self._box))
 
-    def parse(self, raw: bytes, endpoint_id: str) -> Subscription:
-        """Parse a stored form (secrets opened with this worker's key)."""
-        return parse_stored(raw, endpoint_id, self._box)
-
     def get(self, endpoint_id: str) -> Subscription | None:
         return self.index.get(endpoint_id)
 

@@ -9,6 +9,12 @@ the previous owner, or a record produced directly, counts), checks the request a
 current version (exists? ``If-Match``?), writes the new record with the next version, and
 announces the outcome on ``webhooks.subscription_results``, where the asking worker waits.
 
+The owner also does what needs the current record: a PATCH's merge, with its masked
+header values resolved against the current ones (a mask sent back keeps the value, any
+other ``****...`` is refused), the tenant check of a tenant token's write, and the
+compare-and-set of an automatic disable. Secrets never travel in clear
+(:mod:`.write_requests`).
+
 Only decided writes reach the compacted topic, so a worker replaying it from the start
 (after compaction too) ends in the same state as one that watched it live. The failure
 modes (a partition moving while its old owner is mid-request) are in README, "Operating it".
@@ -18,19 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.errors import InvalidSubscription, WriteRefused
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
+from webhook_stream.core.sealing import SecretKeyError
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import (
     ENDPOINT_STATUS,
@@ -40,95 +46,23 @@ from webhook_stream.core.topics import (
 )
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
+from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.write_requests import (
+    WriteRequest,
+    WriteResult,
+    open_body,
+    request_box,
+)
 
-__all__ = ["OPS", "SubscriptionWriter", "WriteClient", "WriteRequest", "WriteResult"]
+__all__ = ["SubscriptionWriter", "WriteClient", "WriteRequest", "WriteResult"]
 
 log = logging.getLogger(__name__)
 
-OPS = ("create", "patch", "delete", "rotate", "disable")
+_LOOKS_SEALED = "a value looks sealed ('enc:v1:...'); send it in clear"
 
 #: How long the owner waits for its table to reach the topic's end before it refuses.
 _CATCH_UP_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class WriteRequest:
-    """One write to decide. ``body``: create, the stored form; patch, the changes;
-    rotate, ``{"grace_s"}``; disable, ``{"reason", "consecutive_failures",
-    "first_failure_at"}``."""
-
-    endpoint_id: str
-    op: str
-    if_version: int | None = None
-    body: dict[str, Any] | None = None
-    request_id: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.request_id:
-            object.__setattr__(self, "request_id", "req_" + secrets.token_hex(12))
-
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "request_id": self.request_id,
-                "endpoint_id": self.endpoint_id,
-                "op": self.op,
-                "if_version": self.if_version,
-                "body": self.body,
-            }
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> WriteRequest:
-        d = orjson.loads(raw)
-        if d.get("op") not in OPS or not isinstance(d.get("endpoint_id"), str):
-            raise ValueError("not a subscription write request")
-        return cls(d["endpoint_id"], d["op"], d.get("if_version"), d.get("body"), d["request_id"])
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    """The owner's decision, with the HTTP status it maps to (200, 201, 400, 404, 409, 412,
-    503) and, for a write, where the new record landed (read your writes)."""
-
-    request_id: str
-    status: int
-    message: str = ""
-    field: str | None = None
-    version: int | None = None
-    partition: int | None = None
-    offset: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 300
-
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "request_id": self.request_id,
-                "status": self.status,
-                "message": self.message,
-                "field": self.field,
-                "version": self.version,
-                "partition": self.partition,
-                "offset": self.offset,
-            }
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> WriteResult:
-        d = orjson.loads(raw)
-        return cls(
-            d["request_id"],
-            d["status"],
-            d.get("message", ""),
-            d.get("field"),
-            d.get("version"),
-            d.get("partition"),
-            d.get("offset"),
-        )
 
 
 def _stale(current: Subscription, if_version: int | None) -> None:
@@ -149,6 +83,7 @@ class SubscriptionWriter:
         self._settings = settings
         self._registry = registry
         self._producer = producer
+        self._box = request_box(settings)
         self._running = True
 
     def stop(self) -> None:
@@ -167,15 +102,16 @@ class SubscriptionWriter:
             tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
             while self._running:
                 batch = await consumer.getmany(timeout_ms=500, max_records=100)
-                for records in batch.values():
+                for tp, records in batch.items():
                     for record in records:
                         await self._handle(ends, tps, record)
-                if batch:
-                    try:
-                        await consumer.commit()
-                    except (CommitFailedError, IllegalStateError) as exc:
-                        # The next owner decides these again; idempotent (last_request).
-                        log.warning("subscription-writes commit failed: %s", exc)
+                        # One at a time: a successor decides again at most the request
+                        # in hand, which the request id on its record makes idempotent.
+                        done = {tp: OffsetAndMetadata(record.offset + 1, "")}
+                        try:
+                            await consumer.commit(done)
+                        except (CommitFailedError, IllegalStateError) as exc:
+                            log.warning("subscription-writes commit failed: %s", exc)
         finally:
             await consumer.stop()
             await ends.stop()
@@ -190,9 +126,11 @@ class SubscriptionWriter:
             end = {tp.partition: off for tp, off in (await ends.end_offsets(tps)).items()}
             if not await self._registry.caught_up(end, _CATCH_UP_TIMEOUT):
                 raise WriteRefused(503, "the subscription table is behind; retry")
-            result = await self._decide(request)
+            result = await self._decide(request, open_body(request.body, self._box))
         except WriteRefused as exc:
             result = WriteResult(request.request_id, exc.status, exc.message, exc.field)
+        except InvalidSubscription as exc:
+            result = WriteResult(request.request_id, 400, exc.message, exc.field)
         except KafkaError as exc:
             log.warning("subscription write %s failed: %r", request.request_id, exc)
             result = WriteResult(request.request_id, 503, "could not write to Kafka; retry")
@@ -208,7 +146,7 @@ class SubscriptionWriter:
             SUBSCRIPTION_RESULTS, result.encode(), key=request.request_id.encode()
         )
 
-    async def _decide(self, req: WriteRequest) -> WriteResult:
+    async def _decide(self, req: WriteRequest, body: dict[str, Any] | None) -> WriteResult:
         key = req.endpoint_id
         current = self._registry.get(key)
         if self._registry.last_request(key) == req.request_id:
@@ -216,36 +154,32 @@ class SubscriptionWriter:
             status = 201 if req.op == "create" else 200
             version = None if current is None else current.version
             return WriteResult(req.request_id, status, version=version)
+        if req.op == "create" and current is not None:
+            raise WriteRefused(409, f"subscription {key!r} already exists", "id")
+        if current is not None and req.tenant is not None and current.tenant_id != req.tenant:
+            current = None  # another tenant's endpoint is as absent (404) to a tenant token
         now = iso_now()
         version = self._registry.next_version(key)
         status = 200
         new: Subscription | None
         if req.op == "create":
-            if current is not None:
-                raise WriteRefused(409, f"subscription {key!r} already exists", "id")
-            try:
-                sub = self._registry.parse(orjson.dumps(req.body or {}), key)
-            except InvalidSubscription as exc:
-                raise WriteRefused(400, exc.message, exc.field) from None
+            sub = self._parse(body or {}, key)
+            refuse_masks(sub.headers)
+            if req.tenant is not None and sub.tenant_id != req.tenant:
+                raise WriteRefused(403, "a tenant token can only name its own tenant", "tenant_id")
             new, status = replace(sub, version=version, created_at=now, updated_at=now), 201
         elif current is None:
             raise WriteRefused(404, f"no subscription {key!r}")
         elif req.op == "patch":
             _stale(current, req.if_version)
-            merged = {**current.to_dict(include_secrets=True), **(req.body or {})}
-            try:
-                sub = parse_subscription(
-                    merged,
-                    allow_insecure=self._settings.allow_insecure_targets,
-                    endpoint_id=key,
-                )
-            except InvalidSubscription as exc:
-                raise WriteRefused(400, exc.message, exc.field) from None
-            new = replace(sub, version=version, updated_at=now)
+            new = replace(self._merge(current, body or {}), version=version, updated_at=now)
         elif req.op == "rotate":
             _stale(current, req.if_version)
-            grace = float((req.body or {}).get("grace_s", self._settings.secret_rotation_grace))
-            rotated = current.rotate_secret(now=time.time(), grace_s=grace)
+            grace = float((body or {}).get("grace_s", self._settings.secret_rotation_grace))
+            # The API chose the new secret, so that even a slow answer can show it.
+            rotated = current.rotate_secret(
+                now=time.time(), grace_s=grace, new_secret=(body or {}).get("secret")
+            )
             new = replace(rotated, version=version, updated_at=now)
         elif req.op == "disable":
             # Compare-and-set on the version the failures were counted against: a user's
@@ -257,7 +191,10 @@ class SubscriptionWriter:
         else:  # delete
             _stale(current, req.if_version)
             new = None
-        value = None if new is None else self._registry.stored_form(new)
+        try:
+            value = None if new is None else self._registry.stored_form(new)
+        except (SecretKeyError, ValueError):
+            raise WriteRefused(400, _LOOKS_SEALED) from None
         meta = await self._producer.send_and_wait(
             SUBSCRIPTIONS,
             value,
@@ -267,7 +204,7 @@ class SubscriptionWriter:
         # The next request for this id must see this write.
         await self._registry.wait_applied(meta.partition, meta.offset, _CATCH_UP_TIMEOUT)
         if req.op == "disable" and new is not None:
-            await self._announce_disabled(new, req.body or {}, now)
+            await self._announce_disabled(new, body or {}, now)
         return WriteResult(
             req.request_id,
             status,
@@ -275,6 +212,28 @@ class SubscriptionWriter:
             partition=meta.partition,
             offset=meta.offset,
         )
+
+    def _parse(self, data: dict[str, Any], key: str) -> Subscription:
+        """Validated as the API validates (raises InvalidSubscription: a 400)."""
+        return parse_subscription(
+            data, allow_insecure=self._settings.allow_insecure_targets, endpoint_id=key
+        )
+
+    def _merge(self, current: Subscription, changes: dict[str, Any]) -> Subscription:
+        """``changes`` (a PATCH body) merged into the current record."""
+        changes = dict(changes)
+        if "tenant_id" in changes and changes["tenant_id"] != current.tenant_id:
+            # Moving an endpoint (with its secret) to another tenant would let it receive
+            # that tenant's events: delete and create instead.
+            raise WriteRefused(
+                400, "cannot be changed; delete and create the endpoint instead", "tenant_id"
+            )
+        if "headers" in changes:  # a masked value sent back keeps the current one
+            changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
+        merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
+        if "headers" in changes:
+            refuse_masks(merged.headers)
+        return merged
 
     async def _announce_disabled(self, sub: Subscription, body: dict[str, Any], at: str) -> None:
         """Tell ``webhooks.endpoint_status``: only a disable that took effect is announced."""
@@ -299,6 +258,7 @@ class WriteClient:
         self._settings = settings
         self._registry = registry
         self._producer = producer
+        self._box = request_box(settings)
         self._pending: dict[str, asyncio.Future[WriteResult]] = {}
         self.ready = asyncio.Event()
         self._running = True
@@ -309,23 +269,27 @@ class WriteClient:
     async def send(self, request: WriteRequest) -> asyncio.Future[Any]:
         """Hand ``request`` to its owner without waiting for the decision (auto-disable)."""
         return await self._producer.send(
-            SUBSCRIPTION_REQUESTS, request.encode(), key=request.endpoint_id.encode()
+            SUBSCRIPTION_REQUESTS, request.encode(self._box), key=request.endpoint_id.encode()
         )
 
     async def submit(
         self, request: WriteRequest, timeout: float
     ) -> tuple[WriteResult | None, bool]:
         """``(result, visible)``: the owner's decision (None if none came within
-        ``timeout``) and whether this worker's table has applied the write since."""
+        ``timeout``) and whether this worker's table has applied the write since. Raises
+        :class:`WriteRefused` (503) when the request could not be handed to Kafka."""
         deadline = time.monotonic() + timeout
-        await asyncio.wait_for(self.ready.wait(), timeout)
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._pending[request.request_id] = future
         try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
             await (await self.send(request))
             result = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             return None, False
+        except KafkaError as exc:
+            log.warning("subscription write %s not sent: %r", request.request_id, exc)
+            raise WriteRefused(503, "could not hand the write to Kafka; retry") from None
         finally:
             self._pending.pop(request.request_id, None)
         if not result.ok or result.offset is None or result.partition is None:
