@@ -169,3 +169,60 @@ async def _status(client, ep: str, code: int) -> bool:
 async def _field(client, ep: str, name: str, value: object) -> bool:
     r = await client.get(f"/subscriptions/{ep}")
     return r.status_code == 200 and r.json()[name] == value
+
+
+async def test_masked_headers_are_resolved_by_the_owner_on_the_current_record(
+    pair: tuple[Worker, Worker, Kafka], receiver: Receiver
+) -> None:
+    """Issue 18's masks with the merge on the owner: a PATCH through b that sends back the
+    mask a just showed keeps a's latest value, even if b has not applied it yet."""
+    a, b, kafka = pair
+    ep = uid("mask")
+    first, second = "key-value-number-one-1111", "key-value-number-two-2222"
+    await a.create_subscription(**sub_body(ep, receiver, "/masked"), headers={"X-Key": first})
+    async with a.api() as ca, b.api() as cb:
+        await eventually(lambda: _status(cb, ep, 200), timeout=10)
+        r = await ca.patch(f"/subscriptions/{ep}", json={"headers": {"X-Key": second}})
+        assert r.status_code == 200 and r.json()["headers"] == {"X-Key": "****2222"}
+        r = await cb.patch(
+            f"/subscriptions/{ep}", json={"headers": {"X-Key": "****2222", "X-Team": "t"}}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["headers"] == {"X-Key": "****2222", "X-Team": "****"}
+        bad = await cb.patch(f"/subscriptions/{ep}", json={"headers": {"X-Key": "****1111"}})
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["error"]["field"] == "headers.X-Key"
+        # A stale rotation is refused too, and the secret it would have shown is not given.
+        stale = await cb.post(f"/subscriptions/{ep}/rotate-secret", headers={"If-Match": '"1"'})
+        assert stale.status_code == 412 and "secret" not in stale.json()
+    await kafka.send("events.writes", event(f"{ep}.x", {"n": 1}, id=uid("e")))
+    (got,) = await receiver.wait_count("/masked", 1, timeout=20)
+    assert got.headers["X-Key"] == second and got.headers["X-Team"] == "t"
+
+
+async def test_a_tenant_token_writes_only_its_own_endpoints_on_either_worker(
+    pair: tuple[Worker, Worker, Kafka], receiver: Receiver
+) -> None:
+    a, b, _ = pair
+    mine, theirs = uid("t-own"), uid("t-other")
+    await a.create_subscription(**sub_body(mine, receiver), tenant_id="acme")
+    await a.create_subscription(**sub_body(theirs, receiver), tenant_id="globex")
+    token = (await a.issue_token("acme"))["token"]
+    async with b.api() as cb:
+        cb.headers["Authorization"] = f"Bearer {token}"
+        await eventually(lambda: _status(cb, mine, 200), timeout=10)
+        assert (
+            await cb.patch(f"/subscriptions/{mine}", json={"description": "x"})
+        ).status_code == 200
+        for r in (
+            await cb.patch(f"/subscriptions/{theirs}", json={"description": "x"}),
+            await cb.delete(f"/subscriptions/{theirs}"),
+            await cb.post(f"/subscriptions/{theirs}/rotate-secret"),
+        ):
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        r = await cb.patch(f"/subscriptions/{mine}", json={"tenant_id": "globex"})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "tenant_id"
+        r = await cb.post("/subscriptions", json={**sub_body(theirs, receiver)})
+        assert r.status_code == 409  # the id is taken (by another tenant): nothing written
+    async with a.api() as ca:
+        assert (await ca.get(f"/subscriptions/{theirs}")).json()["description"] is None
