@@ -33,6 +33,7 @@ from webhook_stream.ingest.consumer import EventsIn
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.writes import SubscriptionWriter, WriteClient
 
 __all__ = ["Runtime"]
 
@@ -63,6 +64,7 @@ class Runtime(Service):
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.tokens = TokenStore(settings)
         self.delivery: DeliveriesIn | None = None
+        self.writes: WriteClient | None = None
         self.status = StatusProcess(settings)
         self._crash_task: asyncio.Future[None] | None = None
         self._loops: list[Any] = []
@@ -88,8 +90,10 @@ class Runtime(Service):
         self.batcher = batcher = kafka.RecordBatcher(
             producer, max_record_bytes=self.settings.max_record_bytes
         )
+        self.writes = writes = WriteClient(self.settings, self.registry, producer)
+        writer = SubscriptionWriter(self.settings, self.registry, producer)
         dispatcher = Dispatcher(
-            self.settings, self.registry, self.http, producer, batcher, self.metrics
+            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes
         )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
@@ -103,7 +107,18 @@ class Runtime(Service):
             self._broker_lost,
             self.settings.broker,
         )
-        self._loops = [self.registry, self.tokens, events_in, delivery, retry, self.status, watch]
+        self._loops = [
+            self.registry,
+            self.tokens,
+            writes,
+            writer,
+            dispatcher.health,
+            events_in,
+            delivery,
+            retry,
+            self.status,
+            watch,
+        ]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
     async def on_stop(self) -> None:
@@ -129,6 +144,7 @@ class Runtime(Service):
             "subscriptions_loaded": self.registry.ready.is_set(),
             "tokens_loaded": self.tokens.ready.is_set(),
             "delivery_running": self.delivery is not None,
+            "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
 

@@ -261,6 +261,47 @@ async def test_strict_ordering_and_a_blocked_flow_are_shown_when_the_api_has_the
     await page.close()
 
 
+async def test_the_console_edits_disables_and_enables_without_if_match(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    """The console's PATCHes carry no If-Match: decided by the id's owner all the same,
+    each moves the version by one and shows at once (read your writes)."""
+    sc = scenario
+    sent: list[dict[str, str]] = []
+    page, errors = await new_page(browser)
+    page.on("request", lambda r: sent.append(r.headers) if r.method == "PATCH" else None)
+    await sign_in_by_link(page, sc, sc.tokens["globex"])
+    async with sc.worker.api() as admin:
+        before = (await admin.get("/subscriptions/globex-orders")).json()["version"]
+    await go(page, "#/endpoints/globex-orders")
+    await expect(page.locator("h1")).to_contain_text("globex-orders")
+
+    await page.get_by_role("button", name="Edit").click()
+    await page.fill("#edit input[name=description]", "Orders, edited in the console")
+    await page.fill("#edit input[name=max_in_flight]", "3")
+    await page.click("#edit button[type=submit]")
+    await expect(page.locator("#notice")).to_contain_text("Saved: description, max_in_flight")
+    field = page.locator('#settings [data-field="description"]')
+    await expect(field).to_have_text("Orders, edited in the console")
+    await expect(page.locator('#settings [data-field="max_in_flight"]')).to_have_text("3")
+
+    await page.get_by_role("button", name="Disable").click()
+    await expect(page.locator("#notice")).to_contain_text("Endpoint disabled.")
+    await expect(page.locator('#settings [data-field="disabled"]')).to_have_text("true")
+    await page.get_by_role("button", name="Enable").click()
+    await expect(page.locator("#notice")).to_contain_text("Endpoint enabled.")
+    await expect(page.locator('#settings [data-field="disabled"]')).to_have_text("false")
+
+    assert len(sent) == 3 and not any("if-match" in h for h in sent)
+    async with sc.worker.api() as admin:
+        r = await admin.get("/subscriptions/globex-orders")
+    assert r.json()["version"] == before + 3 and r.headers["etag"] == f'"{before + 3}"'
+    assert r.json()["description"] == "Orders, edited in the console"
+    assert r.json()["disabled"] is False
+    errors.assert_none()
+    await page.close()
+
+
 async def test_zz_no_token_or_secret_in_the_worker_log(scenario: Scenario) -> None:
     """Last here (tests/ui runs after tests/system's session-wide scan): the console's
     worker logged no token and no signing secret, though the page sent them all day."""

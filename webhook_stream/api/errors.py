@@ -14,7 +14,7 @@ from faust.web import Response, View
 
 from webhook_stream.core.errors import WebhookStreamError
 
-__all__ = ["CODES", "ApiError", "error_body", "error_response"]
+__all__ = ["CODES", "ApiError", "code_for", "error_body", "error_response"]
 
 #: Every ``error.code`` with the HTTP status it comes with (documented in the OpenAPI).
 CODES: dict[str, int] = {
@@ -27,6 +27,13 @@ CODES: dict[str, int] = {
     "precondition_failed": 412,
     "unavailable": 503,
 }
+
+_CODE_OF = {status: code for code, status in reversed(CODES.items())}
+
+
+def code_for(status: int) -> str:
+    """The ``code`` of an HTTP status (for 401, ``unauthorized``)."""
+    return _CODE_OF[status]
 
 
 class ApiError(WebhookStreamError):

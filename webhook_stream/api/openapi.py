@@ -30,6 +30,23 @@ class UndocumentedRoute(WebhookStreamError):
 
 _S = "Subscription"
 _E = "endpoint"
+
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'Only if the subscription is still at this version: its `ETag` (`"3"`). '
+    "Stale: 412 and nothing is written. `*` or absent: unconditional. Anything else: 400.",
+}
+_STALE = (
+    "`If-Match` names another version than the current one; nothing was written",
+    "Error",
+)
+_ETAG_HEADER = {
+    "description": 'The subscription\'s `version`, quoted (`"3"`): send it as `If-Match`.',
+    "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+}
 OPERATIONS: list[Operation] = [
     Operation(
         "/",
@@ -105,12 +122,14 @@ OPERATIONS: list[Operation] = [
         "any",
         {
             201: ("Created; `secret` is shown this once", "SubscriptionWithSecret"),
-            202: ("Accepted, not yet applied", "SubscriptionWithSecret"),
-            409: ("The id exists", "Error"),
+            202: ("Accepted, not yet decided or applied here", "SubscriptionWithSecret"),
+            409: ("The id exists (decided across workers: one of two racing creates)", "Error"),
         },
         body="SubscriptionCreate",
         description="A tenant token creates in its own tenant (filled in when omitted; "
-        "another tenant is 403).",
+        "another tenant is 403). The new subscription is at `version` 1 or, after a "
+        "delete of the same id, the next version.",
+        etag=(201,),
     ),
     Operation(
         "/subscriptions/{endpoint_id}",
@@ -118,31 +137,49 @@ OPERATIONS: list[Operation] = [
         f"Read a {_S.lower()}",
         "any",
         {200: ("The endpoint, without secrets", _S)},
+        etag=(200,),
     ),
     Operation(
         "/subscriptions/{endpoint_id}",
         "PATCH",
         f"Change a {_S.lower()}",
         "any",
-        {200: ("Changed", "SubscriptionStored"), 202: ("Accepted", "SubscriptionStored")},
+        {
+            200: ("Changed; the new `version` is in the body and the `ETag`", "SubscriptionStored"),
+            202: ("Accepted, not yet decided or applied here", "Pending"),
+            412: _STALE,
+        },
         body="SubscriptionPatch",
-        description="`secret`, `created_at`, `updated_at` and `tenant_id` cannot be "
-        "changed (400 naming the field): to move an endpoint, delete and create it.",
+        description="`secret`, `created_at`, `updated_at`, `version` and `tenant_id` cannot "
+        "be changed (400 naming the field): to move an endpoint, delete and create it. The "
+        "fields sent are merged into the *current* version (never into an older copy), so "
+        "two PATCHes of different fields both take effect; with `If-Match` the PATCH "
+        "applies only to that version. A header value sent back masked, exactly as read, "
+        "keeps the current value.",
+        etag=(200,),
+        if_match=True,
     ),
     Operation(
         "/subscriptions/{endpoint_id}",
         "DELETE",
         f"Delete a {_S.lower()}",
         "any",
-        {200: ("Deleted", "Deleted"), 202: ("Accepted", "Deleted")},
+        {200: ("Deleted", "Deleted"), 202: ("Accepted", "Deleted"), 412: _STALE},
+        if_match=True,
     ),
     Operation(
         "/subscriptions/{endpoint_id}/rotate-secret",
         "POST",
         "Rotate the signing secret",
         "any",
-        {200: ("The new secret, shown once", "RotatedSecret"), 202: ("Accepted", "RotatedSecret")},
+        {
+            200: ("The new secret, shown once", "RotatedSecret"),
+            202: ("Accepted, not yet decided or applied here", "RotatedSecret"),
+            412: _STALE,
+        },
         description="The old secret keeps signing for the grace period.",
+        etag=(200,),
+        if_match=True,
     ),
     Operation(
         "/subscriptions/{endpoint_id}/test",
@@ -224,7 +261,8 @@ _ERRORS = {
     401: "Missing, wrong, revoked or expired token; or no admin token configured",
     403: "A tenant token on an admin-only route, or naming another tenant",
     404: "No such object, or another tenant's",
-    503: "Tenant tokens or the status view are (re)loading; retry",
+    503: "Tenant tokens or the status view are (re)loading, or a subscription write could "
+    "not be decided now; retry",
 }
 
 
@@ -250,6 +288,8 @@ def _operation(op: Operation) -> dict[str, Any]:
                 "description": text,
                 "content": {"application/json": {"schema": ref}},
             }
+        if status in op.etag:
+            responses[str(status)]["headers"] = {"ETag": {**_ETAG_HEADER, "required": True}}
     for status in [] if op.access == "open" else _ERRORS:
         responses.setdefault(str(status), {"$ref": f"#/components/responses/E{status}"})
     params = [
@@ -266,7 +306,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         "operationId": _operation_id(op),
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": [*params, *op.parameters],
+        "parameters": [*params, *op.parameters, *([_IF_MATCH] if op.if_match else [])],
         "responses": responses,
         "security": [] if op.access == "open" else [{"bearer": []}],
     }

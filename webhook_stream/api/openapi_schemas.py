@@ -107,7 +107,7 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
-SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at")
+SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version")
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -138,8 +138,28 @@ def schemas() -> dict[str, Any]:
     """``components.schemas`` of the document."""
     readable = {k: v for k, v in SUBSCRIPTION_FIELDS.items() if k != "secret"}
     subscription = _obj(
-        {**readable, "created_at": _nullable(_ISO), "updated_at": _nullable(_ISO)},
-        ("id", "url", "event_types", "tenant_id", "headers", "disabled", "max_in_flight"),
+        {
+            **readable,
+            "created_at": _nullable(_ISO),
+            "updated_at": _nullable(_ISO),
+            "version": {
+                "type": "integer",
+                "minimum": 0,
+                "readOnly": True,
+                "description": "Goes up by one with every write (API or automatic disable), "
+                "across deletes too; the `ETag` of reads and what `If-Match` compares.",
+            },
+        },
+        (
+            "id",
+            "url",
+            "event_types",
+            "tenant_id",
+            "headers",
+            "disabled",
+            "max_in_flight",
+            "version",
+        ),
     )
     pending = {
         "type": "boolean",
@@ -205,6 +225,19 @@ def schemas() -> dict[str, Any]:
         "Subscription": subscription,
         "SubscriptionWithSecret": with_secret,
         "SubscriptionStored": {"allOf": [_ref("Subscription"), _obj({"pending": pending})]},
+        "Pending": _obj(
+            {
+                "id": {"type": "string"},
+                "pending": {"const": True},
+                "version": {
+                    "type": "integer",
+                    "description": "The version decided, when the decision came in time.",
+                },
+            },
+            ("id", "pending"),
+            description="Accepted: not decided within the write timeout (no owner of the "
+            "endpoint id's writes yet), or decided but not yet applied on this worker.",
+        ),
         "RotatedSecret": {
             "allOf": [
                 _ref("SubscriptionWithSecret"),

@@ -30,6 +30,10 @@ class Operation:
     tag: str = "subscriptions"
     #: Media types of the responses without a schema, comma-separated.
     content_type: str = "application/json"
+    #: Statuses whose response carries the subscription's ``ETag`` (its version).
+    etag: tuple[int, ...] = ()
+    #: Takes ``If-Match`` (a conditional write: 412 when stale).
+    if_match: bool = False
 
 
 def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

@@ -2,16 +2,15 @@
 
 ``/health``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open; every other route
 needs ``Authorization: Bearer <token>``: the admin token (``WEBHOOK_STREAM_API_TOKEN``)
-or a tenant token, which sees only its tenant (:mod:`.auth`). Writes go to
-``webhooks.subscriptions`` and answer once this worker's registry has applied them (read
-your writes), or with 202 and ``"pending": true`` if that takes long.
+or a tenant token, which sees only its tenant (:mod:`.auth`). Subscription writes are
+decided by the owner of the endpoint id (:mod:`.subscription_writes`) and answer once this
+worker's registry has applied them (read your writes), or with 202 and ``"pending": true``
+if that takes long.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -20,30 +19,35 @@ from faust.web import Request, Response, View
 from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
 from webhook_stream.api.console import register_console_views
 from webhook_stream.api.docs import register_doc_views
-from webhook_stream.api.errors import CODES, ApiError, error_body
+from webhook_stream.api.errors import ApiError, code_for, error_body
 from webhook_stream.api.insight import register_insight_views, status_call, time_param
 from webhook_stream.api.pagination import encode_cursor, page, parse_page
 from webhook_stream.api.replay import run_replay
+from webhook_stream.api.subscription_writes import (
+    etag,
+    if_match,
+    precondition_failed,
+    submit_write,
+)
 from webhook_stream.api.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription, StatusUnavailable
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
-from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
-from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.model import Subscription, generate_secret
 from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.writes import WriteRequest
 
 __all__ = ["register_views"]
 
-_WRITE_VISIBLE_TIMEOUT = 5.0
-
-_CODE_OF = {status: code for code, status in reversed(CODES.items())}
+#: Fields the server sets; ``version`` moves with ``If-Match``, not in a body.
+_SERVER_FIELDS = ("secret", "previous_secrets", "created_at", "updated_at", "version")
 
 
 def _error(view: View, status: int, message: str, field: str | None = None) -> Response:
     """The one error shape (:mod:`.errors`), ``code`` from the status."""
-    return view.json(error_body(_CODE_OF[status], message, field), status=status)
+    return view.json(error_body(code_for(status), message, field), status=status)
 
 
 async def _json_body(view: View, request: Request) -> Any:
@@ -60,22 +64,6 @@ class _Base(View):
     @property
     def settings(self) -> Any:
         return self.app.ws_settings
-
-    async def write(self, endpoint_id: str, value: bytes | None) -> bool:
-        """Produce to ``webhooks.subscriptions``; True once this worker has applied it."""
-        meta = await self.runtime.producer.send_and_wait(
-            SUBSCRIPTIONS, value, key=endpoint_id.encode()
-        )
-        return await self.runtime.registry.wait_applied(
-            meta.partition, meta.offset, _WRITE_VISIBLE_TIMEOUT
-        )
-
-    async def store(self, sub: Subscription, status: int, **extra: Any) -> Response:
-        visible = await self.write(sub.id, self.runtime.registry.stored_form(sub))
-        body = {**sub.to_dict(include_secrets=False), **extra}
-        if not visible:
-            return self.json({**body, "pending": True}, status=202)
-        return self.json(body, status=status)
 
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
@@ -141,22 +129,24 @@ def register_views(app: Any) -> None:
 
         @authorized
         async def post(self, request: Request) -> Response:
+            principal = self.principal(request)
             try:
                 data = await _json_body(self, request)
                 if isinstance(data, dict) and "id" not in data:
                     data = {**data, "id": "ep_" + secrets.token_hex(8)}
                 if isinstance(data, dict):
-                    data = _own_tenant(self.principal(request), data)
+                    data = _own_tenant(principal, data)
                 sub = parse_subscription(data, allow_insecure=self.settings.allow_insecure_targets)
                 refuse_masks(sub.headers)
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             if self.find(sub.id) is not None:
                 return _error(self, 409, f"subscription {sub.id!r} already exists", field="id")
-            now = iso_now()
-            sub = replace(sub, created_at=now, updated_at=now)
             # The secret is shown once, here; no other response ever carries it.
-            return await self.store(sub, 201, secret=sub.secret)
+            write = WriteRequest(
+                sub.id, "create", body=sub.to_dict(include_secrets=True), tenant=principal.tenant_id
+            )
+            return await submit_write(self, write, shown={"secret": sub.secret}, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}")
     class OneSubscription(_Base):
@@ -165,48 +155,30 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            return self.json(sub.to_dict(include_secrets=False))
+            return self.json(sub.to_dict(include_secrets=False), headers=etag(sub))
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            try:
-                changes = await _json_body(self, request)
-                if not isinstance(changes, dict):
-                    raise InvalidSubscription("body", "must be a JSON object")
-                for name in ("secret", "previous_secrets", "created_at", "updated_at"):
-                    if name in changes:
-                        raise InvalidSubscription(name, "cannot be changed with PATCH")
-                if "tenant_id" in changes and changes["tenant_id"] != sub.tenant_id:
-                    # Moving an endpoint (with its secret) to another tenant would let it
-                    # receive that tenant's events: delete and create instead.
-                    raise InvalidSubscription(
-                        "tenant_id", "cannot be changed; delete and create the endpoint instead"
-                    )
-                if "headers" in changes:  # a masked value sent back keeps the current one
-                    changes["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
-                merged = {**sub.to_dict(include_secrets=True), **changes}
-                updated = parse_subscription(
-                    merged,
-                    allow_insecure=self.settings.allow_insecure_targets,
-                    endpoint_id=endpoint_id,
-                )
-                if "headers" in changes:
-                    refuse_masks(updated.headers)
-            except InvalidSubscription as exc:
-                return _error(self, 400, exc.message, field=exc.field)
-            return await self.store(replace(updated, updated_at=iso_now()), 200)
+            wanted = if_match(request)
+            changes = await _json_body(self, request)
+            _check_patch(sub, changes, self.settings.allow_insecure_targets)
+            if wanted is not None and wanted < sub.version:
+                raise precondition_failed(endpoint_id, sub.version, wanted)
+            tenant = self.principal(request).tenant_id
+            # The owner merges the changes into the current record, masks resolved there.
+            write = WriteRequest(endpoint_id, "patch", wanted, changes, tenant=tenant)
+            return await submit_write(self, write)
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
             if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            visible = await self.write(endpoint_id, None)
-            if not visible:
-                return self.json({"id": endpoint_id, "deleted": True, "pending": True}, status=202)
-            return self.json({"id": endpoint_id, "deleted": True})
+            tenant = self.principal(request).tenant_id
+            write = WriteRequest(endpoint_id, "delete", if_match(request), tenant=tenant)
+            return await submit_write(self, write)
 
     @app.page("/subscriptions/{endpoint_id}/rotate-secret")
     class RotateSecret(_Base):
@@ -215,12 +187,18 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
+            wanted = if_match(request)
+            if wanted is not None and wanted < sub.version:
+                raise precondition_failed(endpoint_id, sub.version, wanted)
             grace = self.settings.secret_rotation_grace
-            rotated = sub.rotate_secret(now=time.time(), grace_s=grace)
-            rotated = replace(rotated, updated_at=iso_now())
-            return await self.store(
-                rotated, 200, secret=rotated.secret, old_secret_valid_for_s=grace
+            # Chosen here (sealed on its way to the owner), so that even a 202 can show it.
+            secret = generate_secret()
+            body = {"grace_s": grace, "secret": secret}
+            write = WriteRequest(
+                endpoint_id, "rotate", wanted, body, tenant=self.principal(request).tenant_id
             )
+            shown = {"secret": secret, "old_secret_valid_for_s": grace}
+            return await submit_write(self, write, shown=shown, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}/test")
     class TestEvent(_Base):
@@ -303,6 +281,27 @@ def _sub_id(sub: Subscription) -> str:
 
 def _listed(sub: Subscription) -> dict[str, Any]:
     return sub.to_dict(include_secrets=False)
+
+
+def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> None:
+    """Refuse (400) what this worker's copy already shows to be wrong with a PATCH body."""
+    if not isinstance(changes, dict):
+        raise InvalidSubscription("body", "must be a JSON object")
+    for name in _SERVER_FIELDS:
+        if name in changes:
+            raise InvalidSubscription(name, "cannot be changed with PATCH")
+    if "tenant_id" in changes and changes["tenant_id"] != sub.tenant_id:
+        # Moving an endpoint (with its secret) to another tenant would let it receive that
+        # tenant's events: delete and create instead. (The owner checks it again.)
+        raise InvalidSubscription(
+            "tenant_id", "cannot be changed; delete and create the endpoint instead"
+        )
+    merged = {**sub.to_dict(include_secrets=True), **changes}
+    if "headers" in changes:
+        # A mask is refused by the owner only, which resolves it against the current
+        # values: this copy may not have applied a change the caller has already read.
+        merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
+    parse_subscription(merged, allow_insecure=allow_insecure, endpoint_id=sub.id)
 
 
 def _own_tenant(principal: Principal, data: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,9 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               answer; the status routes answer 503 (retriable)
     ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
     │                               ``field``; retriable only when ``code`` is unavailable
+    ├── WriteRefused                a subscription write was refused by its owner (exists,
+    │                               missing, stale version: not retriable; table behind
+    │                               or Kafka unavailable: 503, retriable)
     └── DeliveryError               one HTTP attempt failed
         ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
         └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
@@ -55,6 +58,15 @@ class RecordTooLarge(WebhookStreamError):
         super().__init__(f"{what} of {size} bytes is over the {limit}-byte record limit")
         self.size = size
         self.limit = limit
+
+
+class WriteRefused(WebhookStreamError):
+    """The owner of an endpoint id refused a write; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+        self.retriable = status >= 500
 
 
 class StatusUnavailable(WebhookStreamError):

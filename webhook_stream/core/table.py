@@ -62,6 +62,19 @@ class CompactedTable:
                 return False
         return True
 
+    async def caught_up(self, end: dict[int, int], timeout: float) -> bool:
+        """Wait until every partition is applied up to ``end`` (end offsets just read)."""
+
+        def applied() -> bool:
+            return all(self._positions.get(p, 0) >= off for p, off in end.items())
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+            except TimeoutError:
+                return False
+        return True
+
     async def run(self) -> None:
         consumer = kafka.tail_consumer(self._settings)
         await consumer.start()

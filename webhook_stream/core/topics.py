@@ -15,9 +15,12 @@ __all__ = [
     "ATTEMPTS",
     "DEADLETTER",
     "DELIVERIES",
+    "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
     "REJECTED",
     "SUBSCRIPTIONS",
+    "SUBSCRIPTION_REQUESTS",
+    "SUBSCRIPTION_RESULTS",
     "TOKENS",
     "TopicSpec",
     "ensure_topics",
@@ -35,6 +38,9 @@ ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
 TOKENS = "webhooks.tokens"
+ENDPOINT_HEALTH = "webhooks.endpoint_health"
+SUBSCRIPTION_REQUESTS = "webhooks.subscription_requests"
+SUBSCRIPTION_RESULTS = "webhooks.subscription_results"
 RETRY_PREFIX = "webhooks.retry."
 
 _DAY_MS = 86_400_000
@@ -73,6 +79,13 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
         # Few records and read whole by every worker: one partition keeps start-up cheap.
         TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
+        TopicSpec(
+            ENDPOINT_HEALTH, p, {"cleanup.policy": "compact"}, "failure streaks per endpoint"
+        ),
+        TopicSpec(
+            SUBSCRIPTION_REQUESTS, p, keep(1), "subscription writes, decided by one owner per id"
+        ),
+        TopicSpec(SUBSCRIPTION_RESULTS, p, keep(1), "outcome of each subscription write"),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A waiting delivery must outlive its delay by a wide margin.

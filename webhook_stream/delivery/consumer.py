@@ -62,6 +62,10 @@ class _Listener(kafka.JoinedListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._owner.owned.update(assigned)
+        # Each endpoint's failure streak continues from what its last owner wrote: read in
+        # the background (records fetched meanwhile must be taken, not dropped); attempts
+        # wait for it (Dispatcher.process).
+        self._owner.health.resync()
         self.joined.set()
 
 
@@ -79,6 +83,7 @@ class DeliveriesIn:
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
+        self.health = dispatcher.health
         self._registry = registry
         self._producer = producer
         self._metrics = metrics

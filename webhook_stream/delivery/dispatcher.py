@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
@@ -22,15 +21,14 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import (
     AttemptRecord,
     Delivery,
-    EndpointStatusRecord,
     iso_now,
     record_headers,
     to_iso,
 )
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_STATUS, SUBSCRIPTIONS, retry_topic
+from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_HEALTH, retry_topic
 from webhook_stream.core.version import __version__
-from webhook_stream.delivery.health import EndpointHealth
+from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from webhook_stream.delivery.ratelimit import TokenBuckets
 from webhook_stream.delivery.signing import sign
@@ -39,6 +37,7 @@ from webhook_stream.http.client import HttpClient, HttpResult
 from webhook_stream.http.proxied import HttpxClient
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.writes import WriteClient, WriteRequest
 
 __all__ = ["Dispatcher"]
 
@@ -58,6 +57,7 @@ class Dispatcher:
         producer: AIOKafkaProducer,
         batcher: RecordBatcher,
         metrics: Metrics,
+        writes: WriteClient,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -67,16 +67,22 @@ class Dispatcher:
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
-        self._health = EndpointHealth(settings)
+        self._writes = writes
+        self.health = EndpointHealth(settings)
+        #: Endpoint id -> the version a disable was requested for: refused from now on
+        #: (this worker), until the owner's decision moves the version.
+        self._disabling: dict[str, int] = {}
 
     async def process(self, delivery: Delivery) -> list[asyncio.Future]:
         """Run one attempt (or refuse it); return the sends to await before acking."""
+        if not self.health.synced:
+            await self.health.wait_synced()  # after an assignment: streaks read back first
         sub = self._registry.get(delivery.endpoint_id)
         if sub is None:
             return await self._finish(delivery, "endpoint_missing")
         if sub.tenant_id != delivery.tenant_id:
             return await self._finish(delivery, "tenant_mismatch")
-        if sub.disabled:
+        if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
             return await self._finish(delivery, "endpoint_disabled")
         if sub.rate_limit_per_s:
             # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
@@ -145,45 +151,44 @@ class Dispatcher:
             sends.extend(await self._finish(delivery, reason))
         sends.append(await self._log_attempt(delivery, result, label, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
-        proxy_failed = (result.error or "").startswith("proxy_")
-        disable = None
-        if not proxy_failed:
-            disable = self._health.record(
-                sub.id,
-                sub.updated_at,
-                succeeded=outcome is Outcome.SUCCESS,
-                status=result.status,
-                dead_lettered=label == "failed",
-                now=time.time(),
-            )
-        if disable is not None:
+        if (result.error or "").startswith("proxy_"):
+            return sends
+        disable, change = self.health.record(
+            sub.id,
+            sub.version,
+            succeeded=outcome is Outcome.SUCCESS,
+            status=result.status,
+            dead_lettered=label == "failed",
+            now=time.time(),
+        )
+        if change is None:
+            sends.append(await self._producer.send(ENDPOINT_HEALTH, None, key=sub.id.encode()))
+        elif change is not NO_WRITE:
+            sends.append(self._batcher.send(ENDPOINT_HEALTH, change, key=sub.id.encode()))
+        if disable is not None and self._disabling.get(sub.id) != sub.version:
             sends.extend(await self._disable(sub, disable))
         return sends
 
     async def _disable(self, sub: Subscription, reason: str) -> list[asyncio.Future]:
-        """Disable the endpoint in the subscription table and tell ``webhooks.endpoint_status``."""
-        failures, first_failure = self._health.snapshot(sub.id)
-        self._health.forget(sub.id)
-        log.warning("endpoint %s disabled: %s (%d consecutive failures)", sub.id, reason, failures)
-        now = iso_now()
-        disabled = replace(sub, disabled=True, updated_at=now)
-        # Effective at once for the deliveries already queued behind this one; the record
-        # below brings every worker's table (this one's included) to the same state.
-        self._registry.index.put(disabled)
-        status = EndpointStatusRecord(
-            endpoint_id=sub.id,
-            tenant_id=sub.tenant_id,
-            status="disabled",
-            reason=reason,
-            consecutive_failures=failures,
-            first_failure_at=None if first_failure is None else to_iso(first_failure),
-            at=now,
+        """Ask the endpoint's owner to disable it: a compare-and-set on the version the
+        failures were counted against; the owner announces it on ``webhooks.endpoint_status``."""
+        state = self.health.snapshot(sub.id)
+        failures = 0 if state is None else state.consecutive_failures
+        first_failure = None if state is None else state.first_failure
+        log.warning(
+            "endpoint %s to be disabled: %s (%d consecutive failures)", sub.id, reason, failures
         )
-        key = sub.id.encode()
-        return [
-            await self._producer.send(SUBSCRIPTIONS, self._registry.stored_form(disabled), key=key),
-            await self._producer.send(ENDPOINT_STATUS, status.encode(), key=key),
-        ]
+        # Effective at once here for the deliveries queued behind this one; the owner's
+        # write brings every worker's table to the same state -- unless the user changed
+        # the endpoint meanwhile: then their version wins and this request is refused.
+        self._disabling = {k: v for k, v in self._disabling.items() if k in self._registry.index}
+        self._disabling[sub.id] = sub.version
+        body = {
+            "reason": reason,
+            "consecutive_failures": failures,
+            "first_failure_at": None if first_failure is None else to_iso(first_failure),
+        }
+        return [await self._writes.send(WriteRequest(sub.id, "disable", sub.version, body))]
 
     async def _schedule_retry(
         self, delivery: Delivery, step: float, result: HttpResult

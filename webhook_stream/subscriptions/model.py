@@ -80,6 +80,9 @@ class Subscription:
     previous_secrets: tuple[tuple[str, float], ...] = field(default=(), repr=False)
     created_at: str | None = None
     updated_at: str | None = None
+    #: Bumped by every write through the worker (API, auto-disable): the ETag and the
+    #: compare-and-set token (:mod:`~webhook_stream.subscriptions.writes`).
+    version: int = 0
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         """JSON-ready form. With secrets: the stored form; without: what API reads show
@@ -114,6 +117,7 @@ class Subscription:
             ]
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
+        out["version"] = self.version
         return out
 
     def masked_headers(self) -> dict[str, str]:

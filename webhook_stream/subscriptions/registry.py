@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import orjson
 from aiokafka.structs import ConsumerRecord
@@ -35,6 +36,9 @@ _BULK = 1000
 
 OnInvalid = Callable[[ConsumerRecord, str], Awaitable[None]]
 
+#: Header naming the write request a record of ``webhooks.subscriptions`` answers.
+H_REQUEST = "ws-request-id"
+
 
 class SubscriptionRegistry(CompactedTable):
     """Tails ``webhooks.subscriptions`` into ``self.index``; ``ready`` once caught up."""
@@ -50,6 +54,10 @@ class SubscriptionRegistry(CompactedTable):
         #: loaded: after a key rotation and ``reseal``, superseded records sealed with a
         #: removed key stay in the log until compaction, and are not errors.
         self._refused: dict[str, tuple[ConsumerRecord, InvalidSubscription]] = {}
+        #: Per endpoint: the write request that produced its current record (idempotence
+        #: of a request decided twice across a rebalance), and the version a delete ended.
+        self._last_request: dict[str, str] = {}
+        self._deleted_version: dict[str, int] = {}
 
     def stored_form(self, sub: Subscription) -> bytes:
         """The record value for ``sub`` on ``webhooks.subscriptions`` (secrets sealed if a
@@ -66,6 +74,17 @@ class SubscriptionRegistry(CompactedTable):
             # measured) -- CPU flat in subscriptions.
             gc.freeze()
 
+    def last_request(self, endpoint_id: str) -> str | None:
+        """Id of the write request behind ``endpoint_id``'s latest record, if any."""
+        return self._last_request.get(endpoint_id)
+
+    def next_version(self, endpoint_id: str) -> int:
+        """The version the next write of ``endpoint_id`` gets (monotonic across deletes)."""
+        sub = self.index.get(endpoint_id)
+        if sub is not None:
+            return sub.version + 1
+        return self._deleted_version.get(endpoint_id, 0) + 1
+
     async def loaded(self) -> None:
         refused, self._refused = self._refused, {}
         for endpoint_id, (record, exc) in refused.items():
@@ -78,11 +97,25 @@ class SubscriptionRegistry(CompactedTable):
             return
         endpoint_id = record.key.decode("utf-8", "replace")
         self._refused.pop(endpoint_id, None)
+        request = next((v for k, v in record.headers or () if k == H_REQUEST), None)
+        if request is not None:
+            self._last_request[endpoint_id] = request.decode("utf-8", "replace")
+        else:
+            self._last_request.pop(endpoint_id, None)
         if record.value is None:
+            gone = self.index.get(endpoint_id)
+            if gone is not None:
+                self._deleted_version[endpoint_id] = gone.version
             self.index.remove(endpoint_id)
             return
         try:
-            self.index.put(parse_stored(record.value, endpoint_id, self._box))
+            sub = parse_stored(record.value, endpoint_id, self._box)
+            if not sub.version:
+                # Produced directly, without a version: the offset is one every worker
+                # agrees on, survives compaction and exceeds every earlier version.
+                sub = replace(sub, version=record.offset + 1)
+            self.index.put(sub)
+            self._deleted_version.pop(endpoint_id, None)
         except InvalidSubscription as exc:
             # Fail closed: an invalid update removes the endpoint rather than keep a stale one.
             self.index.remove(endpoint_id)

@@ -51,6 +51,7 @@ _FIELDS = frozenset(
         "previous_secrets",
         "created_at",
         "updated_at",
+        "version",
     }
 )
 
@@ -116,6 +117,7 @@ def parse_subscription(
         previous_secrets=_previous_secrets(opt("previous_secrets")),
         created_at=_opt_iso(opt("created_at"), "created_at"),
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
+        version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
     )
 
 
