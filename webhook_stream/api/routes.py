@@ -20,6 +20,7 @@ from faust.web import Request, Response, View
 from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
 from webhook_stream.api.docs import register_doc_views
 from webhook_stream.api.errors import CODES, error_body
+from webhook_stream.api.flowview import flow_view
 from webhook_stream.api.pagination import page
 from webhook_stream.api.replay import run_replay
 from webhook_stream.api.tokens import register_token_views
@@ -161,7 +162,8 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            return self.json(sub.to_dict(include_secrets=False))
+            flow = flow_view(getattr(self.runtime, "delivery", None), endpoint_id)
+            return self.json({**sub.to_dict(include_secrets=False), "flow": flow})
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:

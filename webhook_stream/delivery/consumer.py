@@ -15,6 +15,10 @@ Guarantees:
 * back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
   taken, and when it stays full the partitions are paused and polling goes on, so the
   group keeps its members.
+* flow control (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
+  share of that budget, and a strict endpoint nothing while its head waits for a retry;
+  the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
+  range assignment: partition *n* of both topics has one owner).
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
 """
@@ -30,6 +34,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -38,9 +43,10 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, REJECTED
+from webhook_stream.core.topics import DELIVERIES, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.parking import Item, Parking
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -49,7 +55,6 @@ __all__ = ["DeliveriesIn"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_Item = tuple[ConsumerRecord, list[Any]]
 
 
 class _Listener(kafka.JoinedListener):
@@ -61,6 +66,7 @@ class _Listener(kafka.JoinedListener):
         await self._owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._owner.assigned(assigned)
         self._owner.owned.update(assigned)
         self.joined.set()
 
@@ -96,7 +102,11 @@ class DeliveriesIn:
         held = settings.max_pending_deliveries
         self._batch = max(1, min(_BATCH, held // 4))
         # Full one batch early, so a batch taken at the bound stays within it.
-        self.lanes: Lanes[_Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.lanes: Lanes[Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.parking = Parking(
+            settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
+        )
+        dispatcher.hooks = self.parking
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -107,9 +117,13 @@ class DeliveriesIn:
         await self._registry.ready.wait()
         await self._adopt_legacy_offsets()
         self._consumer = consumer = kafka.group_consumer(
-            self._settings, "deliver", max_poll_records=self._batch
+            self._settings,
+            "deliver",
+            max_poll_records=self._batch,
+            # Partition n of webhooks.deliveries and of webhooks.parked: one owner.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        consumer.subscribe([DELIVERIES], listener=self.listener)
+        consumer.subscribe([DELIVERIES, PARKED], listener=self.listener)
         await consumer.start()
         committer = asyncio.create_task(self._commit_forever())
         try:
@@ -117,9 +131,14 @@ class DeliveriesIn:
         finally:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+            self.parking.revoked(None)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._consumer is not None:
+            await self.parking.assigned(self._consumer, assigned)
 
     async def _adopt_legacy_offsets(self) -> None:
         """Continue where the Faust-agent version of the worker left off.
@@ -163,37 +182,45 @@ class DeliveriesIn:
             await self._commit()
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        paused = False
         poll_ms = int(min(self._settings.commit_interval, 0.5) * 1000)
+        parking = self.parking
         while self._running:
             if self.lanes.full:
                 await self.lanes.wait_for_room(poll_ms / 1000)
+            # Draining slowly: keep polling (that keeps the group membership) but take
+            # nothing. Pausing drops prefetched records, so only when it lasts; every
+            # round, as a rebalance meanwhile brings partitions that are not paused.
+            assignment = consumer.assignment()
+            pause = set()
             if self.lanes.full:
-                # Draining slowly: keep polling (that keeps the group membership) but take
-                # nothing. Pausing drops prefetched records, so only when it lasts; every
-                # round, as a rebalance meanwhile brings partitions that are not paused.
-                consumer.pause(*consumer.assignment())
-                paused = True
-            elif paused:
-                consumer.resume(*consumer.paused())
-                paused = False
+                pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
+            if parking.held >= parking.max_held:
+                pause.update(tp for tp in assignment if tp.topic == PARKED)
+            paused = consumer.paused()
+            if pause - paused:
+                consumer.pause(*(pause - paused))
+            if paused - pause:
+                consumer.resume(*(paused - pause))
+            all_paused = bool(assignment) and pause >= assignment
             batch = await consumer.getmany(
-                timeout_ms=0 if paused else poll_ms, max_records=self._batch
+                timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
-                        self._take(tp, record)
+                        await parking.take(tp, record)
             self._metrics.pending.set(self.lanes.pending)
+            await parking.sweep()
 
-    def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
-        entry = self._tracker.track(tp, record.offset)
-        key = record.key or b""
-        sub = self._registry.get(key.decode("utf-8", "replace"))
-        self.lanes.submit(key, sub.max_in_flight if sub is not None else 1, (record, entry))
+    async def _deliver(self, item: Item) -> None:
+        try:
+            if await self.parking.wait_turn(item):
+                await self._attempt(item)
+        finally:
+            self.parking.finished_parked(item)
 
-    async def _deliver(self, item: _Item) -> None:
-        record, entry = item
+    async def _attempt(self, item: Item) -> None:
+        record, entry, _ = item
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -210,7 +237,10 @@ class DeliveriesIn:
         if not sends:
             self._tracker.done(entry)
             return
-        fut = sends[0] if len(sends) == 1 else asyncio.gather(*sends)
+        self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
+
+    def _watch(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+        """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
         self._sending.add(fut)
         fut.add_done_callback(partial(self._sent, record, entry))
 
@@ -256,6 +286,7 @@ class DeliveriesIn:
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
+        self.parking.revoked({tp.partition for tp in revoked})
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
         await self._commit()
