@@ -184,7 +184,7 @@ class EndpointFlow:
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
             found: dict[str, FlowState | None] = {}
-            while any(await consumer.position(tp) < end[tp] for tp in tps):
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for record in records:
