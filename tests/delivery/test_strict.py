@@ -164,7 +164,10 @@ async def test_strict_order_survives_kill_minus_9_while_the_head_waits(
         a.kill()  # the head waits in a retry topic; 3..19 wait behind it
         b = Worker(own_broker.url, tmp_path / "b", env=env).start()
         await b.wait_ready()
-        await eventually(lambda: strict.succeeded() == set(range(20)), timeout=90)
+        try:
+            await eventually(lambda: strict.succeeded() == set(range(20)), timeout=90)
+        except AssertionError:
+            raise AssertionError(f"attempts: {strict.attempts}") from None
         strict.assert_strict(20)
         assert "could not hand" not in b.log_text()
     finally:
