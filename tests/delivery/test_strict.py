@@ -167,6 +167,17 @@ async def test_strict_order_survives_kill_minus_9_while_the_head_waits(
         try:
             await eventually(lambda: strict.succeeded() == set(range(20)), timeout=90)
         except AssertionError:
+            dump = []
+            for t in (
+                "webhooks.deliveries",
+                "webhooks.parked",
+                "webhooks.endpoint_flow",
+                "webhooks.retry.4s",
+            ):
+                for r in await own_kafka.read_all(t):
+                    v = (r.value or b"")[:60]
+                    dump.append(f"{t} p{r.partition}@{r.offset} {r.headers} {v!r}")
+            print("\n".join(dump))
             raise AssertionError(f"attempts: {strict.attempts}") from None
         strict.assert_strict(20)
         assert "could not hand" not in b.log_text()

@@ -17,6 +17,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               answer; the status routes answer 503 (retriable)
     ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
     │                               ``field``; retriable only when ``code`` is unavailable
+    ├── FlowStateUnavailable        webhooks.endpoint_flow could not be read on assignment;
+    │                               the worker stops rather than break strict order (retriable)
     └── DeliveryError               one HTTP attempt failed
         ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
         └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
@@ -59,6 +61,12 @@ class RecordTooLarge(WebhookStreamError):
 
 class StatusUnavailable(WebhookStreamError):
     """The status view process is starting, restarting or did not answer in time."""
+
+    retriable = True
+
+
+class FlowStateUnavailable(WebhookStreamError):
+    """The strict-head and parking state could not be read when partitions were assigned."""
 
     retriable = True
 

@@ -66,7 +66,12 @@ class _Listener(kafka.JoinedListener):
         await self._owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._owner.assigned(assigned)
+        try:
+            await self._owner.assigned(assigned)
+        except Exception as exc:  # noqa: BLE001 - not owning them is safe; stop the worker
+            log.critical("could not take over partitions %s: %r", assigned, exc)
+            self._owner.crash(exc)
+            return
         self._owner.owned.update(assigned)
         self.joined.set()
 
@@ -89,6 +94,7 @@ class DeliveriesIn:
         self._producer = producer
         self._metrics = metrics
         self._crash = crash
+        self.crash = crash
         self._running = True
         self._tracker = OffsetTracker(self._advanced)
         #: Records made committable since the last commit, and the wake-up of the committer.

@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from webhook_stream.core import kafka
+from webhook_stream.core.errors import FlowStateUnavailable
 from webhook_stream.core.records import iso_now
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ENDPOINT_FLOW
@@ -41,6 +42,8 @@ from webhook_stream.core.topics import ENDPOINT_FLOW
 __all__ = ["SRC_HEADER", "EndpointFlow", "FlowState"]
 
 log = logging.getLogger(__name__)
+
+_LOAD_TIMEOUT = 10.0
 
 #: Header of a parked record: the ``webhooks.deliveries`` offset it was parked from.
 SRC_HEADER = "ws-src-offset"
@@ -176,22 +179,18 @@ class EndpointFlow:
         """Read the state of the endpoints on ``partitions`` (on assignment)."""
         if not partitions:
             return
-        consumer = kafka.tail_consumer(self._settings)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(ENDPOINT_FLOW, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            found: dict[str, FlowState | None] = {}
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=500)
-                for tp, records in batch.items():
-                    for record in records:
-                        key = (record.key or b"").decode("utf-8", "replace")
-                        found[key] = _state_of(record.value, tp.partition)
-        finally:
-            await consumer.stop()
+        found: dict[str, FlowState | None] = {}
+        for attempt in range(1, 4):
+            try:
+                found = await asyncio.wait_for(self._read(partitions), _LOAD_TIMEOUT)
+                break
+            except TimeoutError:
+                log.warning(
+                    "reading %s took over %.0fs (try %d)", ENDPOINT_FLOW, _LOAD_TIMEOUT, attempt
+                )
+        else:
+            # Going on without it could attempt a delivery behind a blocked head.
+            raise FlowStateUnavailable(f"could not read {ENDPOINT_FLOW}")
         self.abandoned.clear()
         for endpoint_id, state in found.items():
             if state is not None:
@@ -204,6 +203,25 @@ class EndpointFlow:
                 blocked,
                 partitions,
             )
+
+    async def _read(self, partitions: list[int]) -> dict[str, FlowState | None]:
+        found: dict[str, FlowState | None] = {}
+        consumer = kafka.tail_consumer(self._settings)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(ENDPOINT_FLOW, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            while any([await consumer.position(tp) < end[tp] for tp in tps]):
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        key = (record.key or b"").decode("utf-8", "replace")
+                        found[key] = _state_of(record.value, tp.partition)
+        finally:
+            await consumer.stop()
+        return found
 
 
 def _state_of(value: bytes | None, partition: int) -> FlowState | None:

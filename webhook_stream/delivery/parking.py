@@ -86,6 +86,7 @@ class Parking:
             self._committed_at_assign[p] = committed_d if committed_d is not None else start[d_tp]
             self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
             self._parked_end_at_assign[p] = end[p_tp]
+        log.info("flow: offsets of partitions %s read; loading state", parts)
         await self.flow.load(parts)
 
     def revoked(self, partitions: set[int] | None) -> None:
