@@ -200,7 +200,7 @@ class DeliveriesIn:
             pause = set()
             if self.lanes.full:
                 pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
-            if parking.held >= parking.max_held:
+            if parking.held >= max(1, parking.max_held - self._batch):
                 pause.update(tp for tp in assignment if tp.topic == PARKED)
             paused = consumer.paused()
             if pause - paused:
@@ -215,7 +215,7 @@ class DeliveriesIn:
                 if tp in self.owned:
                     for record in records:
                         await parking.take(tp, record)
-            self._metrics.pending.set(self.lanes.pending)
+            self._metrics.pending.set(self.lanes.pending + self.parking.held)
             await parking.sweep()
 
     async def _deliver(self, item: Item) -> None:
@@ -309,7 +309,7 @@ class DeliveriesIn:
         await self.lanes.drain(timeout)
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
-        self._metrics.pending.set(self.lanes.pending)
+        self._metrics.pending.set(self.lanes.pending + self.parking.held)
 
     async def _commit(self) -> None:
         # One at a time: two commits of one partition must not land out of order.
