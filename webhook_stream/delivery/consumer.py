@@ -215,6 +215,10 @@ class DeliveriesIn:
                 if tp in self.owned:
                     for record in records:
                         await parking.take(tp, record)
+                elif records and tp in consumer.assignment():
+                    # Fetched while its assignment is still being taken over (flow state
+                    # loading): read it again once owned.
+                    consumer.seek(tp, records[0].offset)
             self._metrics.pending.set(self.lanes.pending + self.parking.held)
             await parking.sweep()
 
