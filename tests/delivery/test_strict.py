@@ -212,7 +212,8 @@ async def test_a_hanging_endpoint_with_thousands_queued_does_not_delay_a_healthy
         # Its backlog is taken: one call hanging, its share held, the rest parked.
         await eventually(lambda: metric_at_least(w, "webhook_parked_deliveries", 4000), timeout=60)
         assert len(receiver.at("/hang")) == 1
-        assert await metric(w, "webhook_pending_deliveries") <= 500
+        # Its share (500) in its lane plus what was read back from parking (1000 at most).
+        assert await metric(w, "webhook_pending_deliveries") <= 500 + 1000
         delays = []
         for i in range(20):
             sent = time.time()
