@@ -44,6 +44,8 @@ __all__ = ["SRC_HEADER", "EndpointFlow", "FlowState"]
 log = logging.getLogger(__name__)
 
 _LOAD_TIMEOUT = 10.0
+#: Key prefix of a partition's takeover markers (not an endpoint id: ids cannot hold NUL).
+_MARKER = "\x00takeover:"
 
 #: Header of a parked record: the ``webhooks.deliveries`` offset it was parked from.
 SRC_HEADER = "ws-src-offset"
@@ -77,6 +79,9 @@ class EndpointFlow:
         #: Endpoints whose partition was revoked while they parked: nothing more of theirs
         #: is attempted here (the next owner keeps their order).
         self.abandoned: set[str] = set()
+        #: Per partition, the takeovers whose stale parked copies are still unread:
+        #: ``(end of webhooks.parked, committed webhooks.deliveries offset)`` at takeover.
+        self.markers: dict[int, list[tuple[int, int]]] = {}
 
     # -- queries -------------------------------------------------------------------------
 
@@ -165,6 +170,27 @@ class EndpointFlow:
                 del self.states[endpoint_id]
                 self.abandoned.add(endpoint_id)
 
+    async def mark_takeover(
+        self, partition: int, parked_end: int, committed: int, read_from: int
+    ) -> None:
+        """Remember (durably) which parked copies of ``partition`` are stale from now on.
+
+        A later owner, or this one after a rebalance, must still skip them: by then the
+        committed offset of ``webhooks.deliveries`` has moved past their sources.
+        """
+        kept = [(end, c0) for end, c0 in self.markers.get(partition, []) if end > read_from]
+        if parked_end > read_from:
+            kept.append((parked_end, committed))
+        if kept == self.markers.get(partition, []):
+            return
+        self.markers[partition] = kept
+        value = orjson.dumps([list(m) for m in kept]) if kept else None
+        key = f"{_MARKER}{partition}".encode()
+        await (await self._producer.send(ENDPOINT_FLOW, value, key=key, partition=partition))
+
+    def stale(self, partition: int, offset: int, src: int) -> bool:
+        return any(offset < end and src >= c0 for end, c0 in self.markers.get(partition, ()))
+
     async def _write(self, endpoint_id: str, state: FlowState) -> asyncio.Future:
         value = orjson.dumps(
             {"endpoint_id": endpoint_id, "head": state.head, "since": state.since, "parking": True}
@@ -180,6 +206,8 @@ class EndpointFlow:
         if not partitions:
             return
         found: dict[str, FlowState | None] = {}
+        for p in partitions:
+            self.markers.pop(p, None)
         for attempt in range(1, 4):
             try:
                 found = await asyncio.wait_for(self._read(partitions), _LOAD_TIMEOUT)
@@ -218,10 +246,23 @@ class EndpointFlow:
                 for tp, records in batch.items():
                     for record in records:
                         key = (record.key or b"").decode("utf-8", "replace")
-                        found[key] = _state_of(record.value, tp.partition)
+                        if key.startswith(_MARKER):
+                            self.markers[tp.partition] = _markers_of(record.value)
+                        else:
+                            found[key] = _state_of(record.value, tp.partition)
         finally:
             await consumer.stop()
         return found
+
+
+def _markers_of(value: bytes | None) -> list[tuple[int, int]]:
+    if value is None:
+        return []
+    try:
+        return [(int(end), int(c0)) for end, c0 in orjson.loads(value)]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        log.warning("unreadable takeover marker on %s ignored", ENDPOINT_FLOW)
+        return []
 
 
 def _state_of(value: bytes | None, partition: int) -> FlowState | None:

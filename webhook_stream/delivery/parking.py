@@ -86,8 +86,11 @@ class Parking:
             self._committed_at_assign[p] = committed_d if committed_d is not None else start[d_tp]
             self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
             self._parked_end_at_assign[p] = end[p_tp]
-        log.info("flow: offsets of partitions %s read; loading state", parts)
         await self.flow.load(parts)
+        for p in parts:
+            await self.flow.mark_takeover(
+                p, self._parked_end_at_assign[p], self._committed_at_assign[p], self._read_to[p]
+            )
 
     def revoked(self, partitions: set[int] | None) -> None:
         """Blocked waiters of these partitions give up (their records stay uncommitted)."""
@@ -193,12 +196,10 @@ class Parking:
         self._watch(record, entry, fut if gate is None else asyncio.gather(fut, gate))
 
     def _stale(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
-        """A copy parked by the previous owner whose source it never committed."""
-        if record.offset >= self._parked_end_at_assign.get(tp.partition, 0):
-            return False
+        """A copy parked by an earlier owner whose source it never committed."""
         for name, value in record.headers or ():
             if name == SRC_HEADER:
-                return int(value) >= self._committed_at_assign.get(tp.partition, 0)
+                return self.flow.stale(tp.partition, record.offset, int(value))
         return False
 
     @staticmethod
