@@ -67,10 +67,10 @@ async def test_a_stuck_endpoint_fills_the_bound_then_everything_arrives_in_order
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             peak = max(peak, await pending(w))
-            if peak >= SHARE + HELD // 2 and len(receiver.at("/stuck")) == 1:
+            if peak > SHARE and len(receiver.at("/stuck")) == 1:
                 break
             await asyncio.sleep(0.05)  # sampling interval of a measurement, not a sync
-        assert SHARE + HELD // 2 <= peak <= SHARE + HELD, peak
+        assert SHARE < peak <= SHARE + HELD, peak
         for _ in range(20):
             assert await pending(w) <= SHARE + HELD
         assert len(receiver.at("/stuck")) == 1  # max_in_flight 1: one call, hanging
