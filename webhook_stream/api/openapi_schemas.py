@@ -104,6 +104,15 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "rate_limit_per_s": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 100000}),
     "max_in_flight": _nullable({"type": "integer", "minimum": 1, "maximum": 100}),
+    "ordering": _nullable(
+        {
+            "type": "string",
+            "enum": ["best_effort", "strict"],
+            "description": "`strict`: no delivery is attempted while an earlier one to this "
+            "endpoint is unfinished (FIFO across retries, one call at a time); "
+            "`best_effort` (default): order holds while attempts succeed.",
+        }
+    ),
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
@@ -138,7 +147,26 @@ def schemas() -> dict[str, Any]:
     """``components.schemas`` of the document."""
     readable = {k: v for k, v in SUBSCRIPTION_FIELDS.items() if k != "secret"}
     subscription = _obj(
-        {**readable, "created_at": _nullable(_ISO), "updated_at": _nullable(_ISO)},
+        {
+            **readable,
+            "created_at": _nullable(_ISO),
+            "updated_at": _nullable(_ISO),
+            "flow": _obj(
+                {
+                    "owned": {"type": "boolean"},
+                    "blocked_by": _nullable(
+                        _obj(
+                            {"delivery_id": {"type": "string"}, "since": _nullable(_ISO)},
+                            ("delivery_id",),
+                        )
+                    ),
+                    "parked": {"type": "integer", "minimum": 0},
+                },
+                ("owned", "blocked_by", "parked"),
+                description="Flow control as known to the answering worker (GET of one "
+                "subscription only): the strict head blocking it, deliveries parked.",
+            ),
+        },
         ("id", "url", "event_types", "tenant_id", "headers", "disabled", "max_in_flight"),
     )
     pending = {
