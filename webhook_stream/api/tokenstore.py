@@ -2,14 +2,13 @@
 
 A token is ``wst_`` + 32 random bytes (base64url); only its SHA-256 is stored, so neither
 the topic nor a worker's memory holds a usable credential. Every worker tails the topic
-with a group-less consumer from the beginning (the pattern of
-:mod:`webhook_stream.subscriptions.registry`); a revocation is a tombstone and takes
+from the beginning (:class:`~webhook_stream.core.table.CompactedTable`, as the
+subscription table does); a revocation is a tombstone and takes
 effect on each worker as soon as its tail reads it (well under a second on a quiet broker).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from webhook_stream.core import kafka
 from webhook_stream.core.records import iso_now
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.table import CompactedTable
 from webhook_stream.core.topics import TOKENS
 
 __all__ = ["TOKEN_PREFIX", "TenantToken", "TokenStore", "digest", "new_token"]
@@ -100,20 +99,15 @@ class TenantToken:
         }
 
 
-class TokenStore:
+class TokenStore(CompactedTable):
     """Tails ``webhooks.tokens`` into memory; ``ready`` once caught up."""
 
+    topic = TOKENS
+
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._by_id: dict[str, TenantToken] = {}
         self._by_digest: dict[str, str] = {}
-        self.ready = asyncio.Event()
-        self._positions: dict[int, int] = {}
-        self._progress = asyncio.Condition()
-        self._running = True
-
-    def stop(self) -> None:
-        self._running = False
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -133,48 +127,11 @@ class TokenStore:
         """The tenant's tokens (expired ones included, until revoked), by id."""
         return sorted((t for t in self._by_id.values() if t.tenant_id == tenant_id), key=_id)
 
-    async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
-        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
+    async def loaded(self) -> None:
+        log.info("tenant tokens loaded: %d", len(self._by_id))
 
-        def applied() -> bool:
-            return self._positions.get(partition, 0) > offset
-
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
-            except TimeoutError:
-                return False
-        return True
-
-    async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings)
-        await consumer.start()
-        try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(TOKENS) or set()
-            tps = [TopicPartition(TOKENS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            self._check_ready(end)
-            while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        self._apply(record.key, record.value, record.offset)
-                    self._positions[tp.partition] = records[-1].offset + 1
-                if batch:
-                    async with self._progress:
-                        self._progress.notify_all()
-                if not self.ready.is_set():
-                    self._check_ready(end)
-        finally:
-            await consumer.stop()
-
-    def _check_ready(self, end: dict[int, int]) -> None:
-        if all(self._positions.get(p, 0) >= off for p, off in end.items()):
-            log.info("tenant tokens loaded: %d", len(self._by_id))
-            self.ready.set()
+    async def apply(self, record: ConsumerRecord) -> None:
+        self._apply(record.key, record.value, record.offset)
 
     def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if key is None:

@@ -1,26 +1,25 @@
 """The subscription table: every worker reads ``webhooks.subscriptions`` whole.
 
-A group-less consumer reads the compacted topic from the beginning into an indexed
-in-memory :class:`SubscriptionIndex`, and keeps tailing it. Faust GlobalTables lost
-entries and crashed after a worker was killed (notes: faust-on-tansu section 2); this
-is exact on Tansu and on Kafka, because each worker replays the topic itself.
+A :class:`~webhook_stream.core.table.CompactedTable` reads the compacted topic from the
+beginning into an indexed in-memory :class:`SubscriptionIndex`, and keeps tailing it.
+Faust GlobalTables lost entries and crashed after a worker was killed (notes:
+faust-on-tansu section 2); this is exact on Tansu and on Kafka, because each worker
+replays the topic itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from webhook_stream.core import kafka
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.table import CompactedTable
 from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.index import SubscriptionIndex
 from webhook_stream.subscriptions.model import Subscription
@@ -37,25 +36,20 @@ _BULK = 1000
 OnInvalid = Callable[[ConsumerRecord, str], Awaitable[None]]
 
 
-class SubscriptionRegistry:
+class SubscriptionRegistry(CompactedTable):
     """Tails ``webhooks.subscriptions`` into ``self.index``; ``ready`` once caught up."""
 
+    topic = SUBSCRIPTIONS
+
     def __init__(self, settings: Settings, on_invalid: OnInvalid | None = None) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._on_invalid = on_invalid
         self._box = SecretBox.from_setting(settings.secret_key)
         self.index = SubscriptionIndex()
-        self.ready = asyncio.Event()
-        self._positions: dict[int, int] = {}
-        self._progress = asyncio.Condition()
-        self._running = True
         #: Refused records met while loading, reported only if still the latest when
         #: loaded: after a key rotation and ``reseal``, superseded records sealed with a
         #: removed key stay in the log until compaction, and are not errors.
         self._refused: dict[str, tuple[ConsumerRecord, InvalidSubscription]] = {}
-
-    def stop(self) -> None:
-        self._running = False
 
     def stored_form(self, sub: Subscription) -> bytes:
         """The record value for ``sub`` on ``webhooks.subscriptions`` (secrets sealed if a
@@ -65,59 +59,20 @@ class SubscriptionRegistry:
     def get(self, endpoint_id: str) -> Subscription | None:
         return self.index.get(endpoint_id)
 
-    async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
-        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
+    def after_batch(self, records: int) -> None:
+        if records >= _BULK:
+            # A bulk load (start-up, mass import): the table is long-lived, so take it out
+            # of the collector's full passes (52 ms each with 100,000 subscriptions,
+            # measured) -- CPU flat in subscriptions.
+            gc.freeze()
 
-        def applied() -> bool:
-            return self._positions.get(partition, 0) > offset
+    async def loaded(self) -> None:
+        refused, self._refused = self._refused, {}
+        for endpoint_id, (record, exc) in refused.items():
+            await self._report(endpoint_id, record, exc)
+        log.info("subscriptions loaded: %d endpoints", len(self.index))
 
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
-            except TimeoutError:
-                return False
-        return True
-
-    async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings)
-        await consumer.start()
-        try:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(SUBSCRIPTIONS) or set()
-            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            log.info("loading subscriptions from %d partitions", len(tps))
-            await self._check_ready(end)
-            while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._apply(record)
-                    self._positions[tp.partition] = records[-1].offset + 1
-                if batch:
-                    if sum(len(records) for records in batch.values()) >= _BULK:
-                        # A bulk load (start-up, mass import): the table is long-lived, so
-                        # take it out of the collector's full passes (52 ms each with
-                        # 100,000 subscriptions, measured) -- CPU flat in subscriptions.
-                        gc.freeze()
-                    async with self._progress:
-                        self._progress.notify_all()
-                if not self.ready.is_set():
-                    await self._check_ready(end)
-        finally:
-            await consumer.stop()
-
-    async def _check_ready(self, end: dict[int, int]) -> None:
-        if all(self._positions.get(p, 0) >= off for p, off in end.items()):
-            refused, self._refused = self._refused, {}
-            for endpoint_id, (record, exc) in refused.items():
-                await self._report(endpoint_id, record, exc)
-            log.info("subscriptions loaded: %d endpoints", len(self.index))
-            self.ready.set()
-
-    async def _apply(self, record: ConsumerRecord) -> None:
+    async def apply(self, record: ConsumerRecord) -> None:
         if record.key is None:
             log.warning("subscription record without key at offset %s ignored", record.offset)
             return
