@@ -74,4 +74,5 @@ async def _slow(_: object) -> int:
 
 
 async def _count(client, n: int) -> bool:
-    return (await client.get("/subscriptions")).json()["count"] >= n
+    page = (await client.get("/subscriptions", params={"limit": 500})).json()
+    return len(page["items"]) >= n

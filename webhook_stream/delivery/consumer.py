@@ -326,6 +326,7 @@ class DeliveriesIn:
                 await self._consumer.commit(
                     {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
                 )
+                self.parking.committed(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
                 # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
                 log.warning("delivery commit failed (%s); those deliveries may repeat", exc)

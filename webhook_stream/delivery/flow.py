@@ -12,11 +12,12 @@ partition number) and their ``webhooks.deliveries`` offsets committed. The same 
 reads ``webhooks.parked`` for the partitions it owns and feeds the endpoint's lane in
 order; a strict endpoint's lane waits while its head is out.
 
-Durability (kill -9 of the owner): an endpoint that parks (strict) or is blocked has a
-record in the compacted ``webhooks.endpoint_flow`` (key: endpoint id), written and
+Durability (kill -9 of the owner): an endpoint that parks (strict or not) or is blocked
+has a record in the compacted ``webhooks.endpoint_flow`` (key: endpoint id), written and
 acknowledged before the head leaves for a retry topic and before a parked record's source
 offset is committed; a tombstone once it has nothing parked. The next owner loads it on
-assignment, so it parks the endpoint's new deliveries behind the parked ones and attempts
+assignment, so it parks the endpoint's new deliveries behind the parked ones (without it,
+a best-effort endpoint's new deliveries would overtake its parked ones) and attempts
 nothing before the head. Parked records carry their source offset: one whose source was
 never committed will be read (and parked) again from ``webhooks.deliveries``, so the copy
 is skipped; otherwise it would overtake the records parked before it by the next owner.
@@ -102,13 +103,11 @@ class EndpointFlow:
     # -- transitions ---------------------------------------------------------------------
 
     async def start_parking(self, endpoint_id: str, partition: int, strict: bool) -> asyncio.Future:
-        """Mark ``endpoint_id`` as parking; the returned send is its durable record (strict)."""
+        """Mark ``endpoint_id`` as parking; the returned send is its durable record."""
         state = self.states.get(endpoint_id)
         if state is None:
             state = self.states[endpoint_id] = FlowState(partition, strict)
             state.released.set()
-        if not strict:
-            return _done()
         return await self._write(endpoint_id, state)
 
     def block_now(
@@ -143,7 +142,7 @@ class EndpointFlow:
     async def end_parking(self, endpoint_id: str) -> None:
         """Nothing parked any more: back to the shared partitions."""
         state = self.states.pop(endpoint_id, None)
-        if state is not None and state.strict:
+        if state is not None:
             # Not awaited: a lost tombstone only makes the next owner park needlessly.
             await self._producer.send(
                 ENDPOINT_FLOW, None, key=endpoint_id.encode(), partition=state.partition
@@ -162,13 +161,19 @@ class EndpointFlow:
                 return False
 
     def abandon(self, partitions: set[int] | None) -> None:
-        """Revoked (or stopping): waiters give up, their records stay uncommitted."""
+        """Revoked (or stopping): forget these partitions' states.
+
+        Waiters behind a blocked head give up (their records stay uncommitted; the next
+        owner keeps the order). What is queued for an unblocked endpoint drains like any
+        lane, so an orderly stop repeats nothing.
+        """
         for endpoint_id, state in list(self.states.items()):
             if partitions is None or state.partition in partitions:
-                state.abandoned = True
-                state.released.set()
                 del self.states[endpoint_id]
-                self.abandoned.add(endpoint_id)
+                if state.head is not None:
+                    state.abandoned = True
+                    state.released.set()
+                    self.abandoned.add(endpoint_id)
 
     async def mark_takeover(
         self, partition: int, parked_end: int, committed: int, read_from: int
@@ -193,7 +198,13 @@ class EndpointFlow:
 
     async def _write(self, endpoint_id: str, state: FlowState) -> asyncio.Future:
         value = orjson.dumps(
-            {"endpoint_id": endpoint_id, "head": state.head, "since": state.since, "parking": True}
+            {
+                "endpoint_id": endpoint_id,
+                "head": state.head,
+                "since": state.since,
+                "parking": True,
+                "strict": state.strict,
+            }
         )
         return await self._producer.send(
             ENDPOINT_FLOW, value, key=endpoint_id.encode(), partition=state.partition
@@ -271,16 +282,11 @@ def _state_of(value: bytes | None, partition: int) -> FlowState | None:
     try:
         data = orjson.loads(value)
         head, since = data.get("head"), data.get("since")
+        strict = data.get("strict", True) is not False
     except (orjson.JSONDecodeError, AttributeError):
         log.warning("unreadable record on %s ignored", ENDPOINT_FLOW)
         return None
-    state = FlowState(partition, True, head if isinstance(head, str) else None, since)
+    state = FlowState(partition, strict, head if isinstance(head, str) else None, since)
     if state.head is None:
         state.released.set()
     return state
-
-
-def _done() -> asyncio.Future:
-    fut: asyncio.Future = asyncio.get_running_loop().create_future()
-    fut.set_result(None)
-    return fut

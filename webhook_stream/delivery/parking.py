@@ -69,6 +69,8 @@ class Parking:
         self._committed_at_assign: dict[int, int] = {}
         self._parked_end_at_assign: dict[int, int] = {}
         self._read_to: dict[int, int] = {}
+        #: Per partition: committed ``webhooks.parked`` offset (every copy below delivered).
+        self._committed_parked: dict[int, int] = {}
         self._partition_of: dict[str, int] = {}
 
     # -- assignment ------------------------------------------------------------------------
@@ -85,6 +87,7 @@ class Parking:
             committed_p = await consumer.committed(p_tp)
             self._committed_at_assign[p] = committed_d if committed_d is not None else start[d_tp]
             self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
+            self._committed_parked[p] = self._read_to[p]
             self._parked_end_at_assign[p] = end[p_tp]
         await self.flow.load(parts)
         for p in parts:
@@ -97,6 +100,13 @@ class Parking:
         self.flow.abandon(partitions)
         for p in partitions if partitions is not None else list(self._read_to):
             self._read_to.pop(p, None)
+            self._committed_parked.pop(p, None)
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """The consumer committed ``offsets``: parked copies below them are delivered."""
+        for tp, offset in offsets.items():
+            if tp.topic == PARKED and tp.partition in self._committed_parked:
+                self._committed_parked[tp.partition] = offset
 
     def partition_of(self, endpoint_id: str) -> int | None:
         """The partition of a strict endpoint seen here (None: not seen)."""
@@ -242,15 +252,20 @@ class Parking:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """End parking of endpoints with nothing parked; update the gauges."""
+        """End parking of endpoints with nothing parked; update the gauges.
+
+        Only once every parked copy is delivered *and committed*: a new owner that finds no
+        state delivers the endpoint's new deliveries at once, so copies it would still
+        read back from ``webhooks.parked`` would come after them, out of order.
+        """
         for endpoint_id, state in list(self.flow.states.items()):
-            read_to = self._read_to.get(state.partition)
+            committed = self._committed_parked.get(state.partition)
             if (
                 state.head is None
                 and state.sending == 0
-                and read_to is not None
-                and read_to > state.last_parked
-                and read_to >= self._parked_end_at_assign.get(state.partition, 0)
+                and committed is not None
+                and committed > state.last_parked
+                and committed >= self._parked_end_at_assign.get(state.partition, 0)
                 and self._lanes.size(endpoint_id.encode()) == 0
                 and self._lanes.size(HEAD_PREFIX + endpoint_id.encode()) == 0
             ):
