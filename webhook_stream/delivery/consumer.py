@@ -296,6 +296,7 @@ class DeliveriesIn:
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
+        log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
         self.parking.revoked({tp.partition for tp in revoked})
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
@@ -326,6 +327,7 @@ class DeliveriesIn:
                 await self._consumer.commit(
                     {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
                 )
+                log.debug("committed %s", offsets)
                 self.parking.committed(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
                 # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).

@@ -25,13 +25,18 @@ from webhook_stream.delivery.flow import SRC_HEADER, EndpointFlow, FlowState
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
-__all__ = ["HEAD_PREFIX", "Item", "Parking"]
+__all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking"]
 
 log = logging.getLogger(__name__)
 
 #: Lane key prefix of a strict head coming back from a retry (its own lane: the
 #: endpoint's lane waits for it).
 HEAD_PREFIX = b"\x00head:"
+
+#: Header of a takeover fence in ``webhooks.parked``: not a delivery, skipped when read.
+FENCE_HEADER = "ws-takeover-fence"
+#: Its key (not an endpoint id: ids cannot hold NUL).
+_FENCE_KEY = b"\x00takeover-fence"
 
 #: (record, tracker entry, is the endpoint's head)
 Item = tuple[ConsumerRecord, list[Any], bool]
@@ -81,7 +86,7 @@ class Parking:
         deliveries = [TopicPartition(DELIVERIES, p) for p in parts]
         parked = [TopicPartition(PARKED, p) for p in parts]
         start = await consumer.beginning_offsets(deliveries + parked)
-        end = await consumer.end_offsets(parked)
+        end = await self._fence(consumer, parked, start)
         for p, d_tp, p_tp in zip(parts, deliveries, parked, strict=True):
             committed_d = await consumer.committed(d_tp)
             committed_p = await consumer.committed(p_tp)
@@ -94,6 +99,41 @@ class Parking:
             await self.flow.mark_takeover(
                 p, self._parked_end_at_assign[p], self._committed_at_assign[p], self._read_to[p]
             )
+            log.debug(
+                "takeover p%d: deliveries committed %d, parked committed %d end %d, markers %s",
+                p,
+                self._committed_at_assign[p],
+                self._read_to[p],
+                self._parked_end_at_assign[p],
+                self.flow.markers.get(p),
+            )
+
+    async def _fence(
+        self,
+        consumer: AIOKafkaConsumer,
+        parked: list[TopicPartition],
+        start: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """Where each of ``parked`` ends at this takeover: every copy below was parked before.
+
+        Not ``end_offsets()`` alone: a broker may answer it with less than the true end
+        (Tansu answers the base offset of the partition's last batch plus one), and the
+        copies a dead owner parked in that last batch would then not count as stale and be
+        delivered ahead of the deliveries before them. So a fence record is appended and
+        its acknowledged offset is the end; only a partition the broker calls empty has none.
+        """
+        reported = await consumer.end_offsets(parked)
+        sends = {
+            tp: await self._producer.send(
+                PARKED, None, key=_FENCE_KEY, partition=tp.partition, headers=[(FENCE_HEADER, b"")]
+            )
+            for tp in parked
+            if reported[tp] > start[tp]
+        }
+        end = dict(reported)
+        for tp, fut in sends.items():
+            end[tp] = max(reported[tp], (await fut).offset)
+        return end
 
     def revoked(self, partitions: set[int] | None) -> None:
         """Blocked waiters of these partitions give up (their records stay uncommitted)."""
@@ -127,7 +167,11 @@ class Parking:
         state = self.flow.get(endpoint_id)
         if tp.topic == PARKED:
             self._read_to[tp.partition] = record.offset + 1
+            if _is_fence(record):
+                self._tracker.done(entry)
+                return
             if self._stale(tp, record):
+                log.debug("parked p%d@%d of %s: stale", tp.partition, record.offset, endpoint_id)
                 self._tracker.done(entry)
                 return
             self.held += 1
@@ -273,3 +317,7 @@ class Parking:
                 await self.flow.end_parking(endpoint_id)
         self._metrics.parked.set(self.flow.parked_total)
         self._metrics.blocked.set(self.flow.blocked_total)
+
+
+def _is_fence(record: ConsumerRecord) -> bool:
+    return any(name == FENCE_HEADER for name, _ in record.headers or ())
