@@ -20,6 +20,8 @@ QUICK = {
     "latency_seconds": 3.0,
     "subs": 10_000,
     "small_events": 1000,
+    "flow_events": 500,
+    "hang_events": 2000,
 }
 
 
@@ -115,6 +117,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="aio",
         choices=("aio", "uvloop"),
         help="the worker's event loop, faust -L (uvloop needs `pip install uvloop`)",
+    )
+    p.add_argument(
+        "--flow-events",
+        type=int,
+        default=2000,
+        help="events to the strict and the max_in_flight 1 endpoint of row 8a (default 2000)",
+    )
+    p.add_argument(
+        "--hang-events",
+        type=int,
+        default=6000,
+        help="events queued for the hanging endpoint of row 8b (default 6000)",
+    )
+    p.add_argument(
+        "--skip-flow",
+        action="store_true",
+        help="skip rows 8a/8b (strict ordering, isolation from a hanging endpoint)",
     )
     p.add_argument(
         "--globs",

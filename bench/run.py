@@ -2,7 +2,8 @@
 
 Phases: (1) HTTP ceiling, (2) hand-written baseline, (3) webhook-stream case A and case B,
 (4) paced latency, (5) worker CPU and peak RSS over A+B, (6) 100k subscriptions: load time,
-memory, routing cost before/after, and a fresh worker's start-up with them.
+memory, routing cost before/after, and a fresh worker's start-up with them, (8) endpoint
+flow control (bench/flow.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .egress import phase_proxied
+from .flow import phase_isolation, phase_strict
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
@@ -62,6 +64,7 @@ class Bench:
         self.broker: EmbeddedBroker | None = None
         self.receiver: Receiver | None = None
         self.bootstrap = ""
+        self.token = TOKEN
         self.bootstrap_url = ""
         #: Every ceiling measured in this run; the highest is the reference.
         self.ceilings: list[float] = []
@@ -310,6 +313,9 @@ class Bench:
             worker = await self.phase_cold_start(worker, api_subs + a.subs)
         if a.scale_out:
             await self.phase_scale_out(worker)
+        if not a.skip_flow:  # last: the hanging endpoint's retries outlive its phase
+            await phase_strict(self, worker)
+            await phase_isolation(self, worker)
 
     async def phase_scale_out(self, first: Worker) -> None:
         """Case A again with a second worker process (same app id) sharing the partitions."""

@@ -134,6 +134,10 @@ def test_each_documented_bound_is_the_validators(field: str) -> None:
         assert _outcome(field, _sample(field, n + 1)) == field
         assert _outcome(field, 5) == field
         checked += 1
+    if kind == "string" and "enum" in schema:
+        assert all(_outcome(field, v) is None for v in schema["enum"])
+        assert _outcome(field, "other") == field and _outcome(field, 1) == field
+        checked += 1
     if field == "secret":
         assert len(_secret(24)) == schema["minLength"] and len(_secret(64)) == schema["maxLength"]
         assert _outcome(field, _secret(24)) is None and _outcome(field, _secret(64)) is None

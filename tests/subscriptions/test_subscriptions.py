@@ -183,6 +183,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("max_in_flight zero", {"max_in_flight": 0}, "max_in_flight"),
     ("max_in_flight 101", {"max_in_flight": 101}, "max_in_flight"),
     ("max_in_flight bool", {"max_in_flight": True}, "max_in_flight"),
+    ("ordering unknown", {"ordering": "fifo"}, "ordering"),
+    ("ordering bool", {"ordering": True}, "ordering"),
     ("previous_secrets obj", {"previous_secrets": {}}, "previous_secrets"),
     (
         "previous_secrets bad secret",
@@ -648,3 +650,15 @@ def test_routing_tries_few_globs_among_50000_non_prefix_globs(
         tried.clear()
         assert [s.id for s in index.match(f"x.thing{i}", None)] == [f"ep{i}"]
         assert len(tried) <= 3, tried
+
+
+def test_ordering_defaults_to_best_effort_and_strict_round_trips() -> None:
+    base = {"url": "https://example.com/h", "event_types": ["a"]}
+    s = parse_subscription(base, allow_insecure=False, endpoint_id="ep_o")
+    assert s.ordering == "best_effort" and not s.strict
+    strict = parse_subscription(
+        {**base, "ordering": "strict", "max_in_flight": 8}, allow_insecure=False, endpoint_id="ep_o"
+    )
+    assert strict.strict and strict.max_in_flight == 8 and strict.lane_width == 1
+    assert strict.to_dict(include_secrets=False)["ordering"] == "strict"
+    assert parse_stored(orjson.dumps(strict.to_dict(include_secrets=True)), "ep_o") == strict

@@ -10,17 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_stream.api.errors import CODES
+from webhook_stream.api.openapi_console import console_schemas
+from webhook_stream.api.openapi_parts import ISO as _ISO
+from webhook_stream.api.openapi_parts import NO_CONTROL as _NO_CONTROL
+from webhook_stream.api.openapi_parts import list_of as _list_of
+from webhook_stream.api.openapi_parts import nullable as _nullable
+from webhook_stream.api.openapi_parts import obj as _obj
+from webhook_stream.api.openapi_parts import ref as _ref
 from webhook_stream.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = ["SUBSCRIPTION_FIELDS", "schemas"]
-
-_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]+$"
-_ISO = {"type": "string", "format": "date-time"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
 
 #: Every writable field of a subscription with the validator's constraints.
 SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
@@ -104,34 +103,19 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
     ),
     "rate_limit_per_s": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 100000}),
     "max_in_flight": _nullable({"type": "integer", "minimum": 1, "maximum": 100}),
+    "ordering": _nullable(
+        {
+            "type": "string",
+            "enum": ["best_effort", "strict"],
+            "description": "`strict`: no delivery is attempted while an earlier one to this "
+            "endpoint is unfinished (FIFO across retries, one call at a time); "
+            "`best_effort` (default): order holds while attempts succeed.",
+        }
+    ),
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
 SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version")
-
-
-def _obj(props: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props, **extra}
-    if required:
-        out["required"] = list(required)
-    return out
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _list_of(name: str) -> dict[str, Any]:
-    return _obj(
-        {
-            "items": {"type": "array", "items": _ref(name)},
-            "next": {
-                "type": ["string", "null"],
-                "description": "Cursor for the next page (pass as `after`); null on the last.",
-            },
-        },
-        ("items", "next"),
-    )
 
 
 def schemas() -> dict[str, Any]:
@@ -149,6 +133,21 @@ def schemas() -> dict[str, Any]:
                 "description": "Goes up by one with every write (API or automatic disable), "
                 "across deletes too; the `ETag` of reads and what `If-Match` compares.",
             },
+            "flow": _obj(
+                {
+                    "owned": {"type": "boolean"},
+                    "blocked_by": _nullable(
+                        _obj(
+                            {"delivery_id": {"type": "string"}, "since": _nullable(_ISO)},
+                            ("delivery_id",),
+                        )
+                    ),
+                    "parked": {"type": "integer", "minimum": 0},
+                },
+                ("owned", "blocked_by", "parked"),
+                description="Flow control as known to the answering worker (GET of one "
+                "subscription only): the strict head blocking it, deliveries parked.",
+            ),
         },
         (
             "id",
@@ -327,7 +326,7 @@ def schemas() -> dict[str, Any]:
             {"id": {"type": "string"}, "revoked": {"const": True}, "pending": pending},
             ("id", "revoked"),
         ),
-        **_console_schemas(),
+        **console_schemas(),
         "Index": _obj({"status": {"const": "OK"}}, ("status",)),
         "Health": _obj(
             {
@@ -337,92 +336,6 @@ def schemas() -> dict[str, Any]:
                 "subscriptions": {"type": "integer"},
             },
             ("status", "ready", "checks"),
-        ),
-    }
-
-
-def _console_schemas() -> dict[str, Any]:
-    """Dead letters, per-endpoint counters, the overview, the caller."""
-    text = {"type": ["string", "null"]}
-    count = {"type": "integer", "minimum": 0}
-    dead_letter = _obj(
-        {
-            "delivery_id": {"type": "string"},
-            "endpoint_id": {"type": "string"},
-            "tenant_id": text,
-            "event_id": text,
-            "event_type": text,
-            "reason": text,
-            "attempts": {"type": ["integer", "null"]},
-            "last_status_code": {"type": ["integer", "null"]},
-            "last_error": text,
-            "first_attempt_at": text,
-            "last_attempt_at": text,
-            "created_at": text,
-            "dead_lettered_at": text,
-        },
-        ("delivery_id", "endpoint_id", "reason", "dead_lettered_at"),
-    )
-    last = _obj(
-        {
-            "delivery_id": {"type": "string"},
-            "attempted_at": {"type": "string"},
-            "outcome": {"type": "string", "enum": ["succeeded", "retrying", "failed"]},
-            "status_code": {"type": ["integer", "null"]},
-            "error": text,
-        },
-        ("delivery_id", "attempted_at", "outcome"),
-    )
-    stats = _obj(
-        {
-            "endpoint_id": {"type": "string"},
-            "succeeded_last_hour": count,
-            "failed_last_hour": count,
-            "success_rate": {
-                "type": ["number", "null"],
-                "minimum": 0,
-                "maximum": 1,
-                "description": "Succeeded / all attempts of the last hour; null without any.",
-            },
-            "last_attempt": {"anyOf": [last, {"type": "null"}]},
-            "dead_letters": count,
-        },
-        ("endpoint_id", "succeeded_last_hour", "failed_last_hour", "success_rate"),
-    )
-    minute = _obj({"at": _ISO, "succeeded": count, "failed": count}, ("at", "succeeded", "failed"))
-    return {
-        "DeadLetter": dead_letter,
-        "DeadLetterList": _list_of("DeadLetter"),
-        "EndpointStats": stats,
-        "EndpointStatsList": _list_of("EndpointStats"),
-        "Overview": _obj(
-            {
-                "tenant_id": {"type": ["string", "null"]},
-                "deliveries_per_s": {
-                    "type": "number",
-                    "minimum": 0,
-                    "description": "Successful attempts per second over the last full minute.",
-                },
-                "succeeded_last_hour": count,
-                "failed_last_hour": count,
-                "dead_letters": {**count, "description": "Deliveries now dead-lettered."},
-                "minutes": {
-                    "type": "array",
-                    "items": minute,
-                    "description": "The last 60 minutes, oldest first.",
-                },
-            },
-            (
-                "deliveries_per_s",
-                "succeeded_last_hour",
-                "failed_last_hour",
-                "dead_letters",
-                "minutes",
-            ),
-        ),
-        "WhoAmI": _obj(
-            {"admin": {"type": "boolean"}, "tenant_id": {"type": ["string", "null"]}},
-            ("admin", "tenant_id"),
         ),
     }
 

@@ -20,6 +20,7 @@ from webhook_stream.api.auth import Principal, authorized, json_body, principal_
 from webhook_stream.api.console import register_console_views
 from webhook_stream.api.docs import register_doc_views
 from webhook_stream.api.errors import ApiError, code_for, error_body
+from webhook_stream.api.flowview import flow_view
 from webhook_stream.api.insight import register_insight_views, status_call, time_param
 from webhook_stream.api.pagination import encode_cursor, page, parse_page
 from webhook_stream.api.replay import run_replay
@@ -155,7 +156,10 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            return self.json(sub.to_dict(include_secrets=False), headers=etag(sub))
+            flow = flow_view(getattr(self.runtime, "delivery", None), endpoint_id)
+            return self.json(
+                {**sub.to_dict(include_secrets=False), "flow": flow}, headers=etag(sub)
+            )
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:

@@ -17,6 +17,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               answer; the status routes answer 503 (retriable)
     ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
     │                               ``field``; retriable only when ``code`` is unavailable
+    ├── FlowStateUnavailable        webhooks.endpoint_flow could not be read on assignment;
+    │                               the worker stops rather than break strict order (retriable)
     ├── WriteRefused                a subscription write was refused by its owner (exists,
     │                               missing, stale version: not retriable; table behind
     │                               or Kafka unavailable: 503, retriable)
@@ -71,6 +73,12 @@ class WriteRefused(WebhookStreamError):
 
 class StatusUnavailable(WebhookStreamError):
     """The status view process is starting, restarting or did not answer in time."""
+
+    retriable = True
+
+
+class FlowStateUnavailable(WebhookStreamError):
+    """The strict-head and parking state could not be read when partitions were assigned."""
 
     retriable = True
 

@@ -194,6 +194,11 @@ class Settings:
     max_record_bytes: int = 1_048_576
     #: Deliveries held in memory by one worker before it stops fetching (back-pressure).
     max_pending_deliveries: int = 5000
+    #: Share of those one endpoint may hold (and at most a quarter of them); what comes
+    #: for it beyond that is parked in ``webhooks.parked`` until it has room.
+    max_pending_per_endpoint: int = 500
+    #: Parked deliveries read back and held in memory (a budget of their own).
+    max_parked_held: int = 1000
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
@@ -263,6 +268,9 @@ class Settings:
                 f"MAX_EVENT_BYTES, or raise MAX_RECORD_BYTES together with the broker's "
                 "message.max.bytes"
             )
+        for name in ("max_pending_deliveries", "max_pending_per_endpoint", "max_parked_held"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
         try:

@@ -15,8 +15,10 @@ __all__ = [
     "ATTEMPTS",
     "DEADLETTER",
     "DELIVERIES",
+    "ENDPOINT_FLOW",
     "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
+    "PARKED",
     "REJECTED",
     "SUBSCRIPTIONS",
     "SUBSCRIPTION_REQUESTS",
@@ -38,6 +40,11 @@ ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
 TOKENS = "webhooks.tokens"
+#: Deliveries set aside for an endpoint that is blocked or over its share (keyed and
+#: partitioned like ``webhooks.deliveries``).
+PARKED = "webhooks.parked"
+#: Compacted: per endpoint with parked deliveries, its strict head (if any).
+ENDPOINT_FLOW = "webhooks.endpoint_flow"
 ENDPOINT_HEALTH = "webhooks.endpoint_health"
 SUBSCRIPTION_REQUESTS = "webhooks.subscription_requests"
 SUBSCRIPTION_RESULTS = "webhooks.subscription_results"
@@ -79,6 +86,9 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
         # Few records and read whole by every worker: one partition keeps start-up cheap.
         TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
+        # Must outlive the longest head-of-line wait (a strict head's whole schedule).
+        TopicSpec(PARKED, p, keep(30), "deliveries waiting behind a blocked or busy endpoint"),
+        TopicSpec(ENDPOINT_FLOW, p, {"cleanup.policy": "compact"}, "strict heads, parking"),
         TopicSpec(
             ENDPOINT_HEALTH, p, {"cleanup.policy": "compact"}, "failure streaks per endpoint"
         ),

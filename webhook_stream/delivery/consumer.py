@@ -15,6 +15,10 @@ Guarantees:
 * back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
   taken, and when it stays full the partitions are paused and polling goes on, so the
   group keeps its members.
+* flow control (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
+  share of that budget, and a strict endpoint nothing while its head waits for a retry;
+  the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
+  range assignment: partition *n* of both topics has one owner).
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
 """
@@ -30,6 +34,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -38,9 +43,10 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, REJECTED
+from webhook_stream.core.topics import DELIVERIES, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.parking import Item, Parking
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -49,7 +55,6 @@ __all__ = ["DeliveriesIn"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_Item = tuple[ConsumerRecord, list[Any]]
 
 
 class _Listener(kafka.JoinedListener):
@@ -61,6 +66,12 @@ class _Listener(kafka.JoinedListener):
         await self._owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._owner.assigned(assigned)
+        except Exception as exc:  # noqa: BLE001 - not owning them is safe; stop the worker
+            log.critical("could not take over partitions %s: %r", assigned, exc)
+            self._owner.crash(exc)
+            return
         self._owner.owned.update(assigned)
         # Each endpoint's failure streak continues from what its last owner wrote: read in
         # the background (records fetched meanwhile must be taken, not dropped); attempts
@@ -88,6 +99,7 @@ class DeliveriesIn:
         self._producer = producer
         self._metrics = metrics
         self._crash = crash
+        self.crash = crash
         self._running = True
         self._tracker = OffsetTracker(self._advanced)
         #: Records made committable since the last commit, and the wake-up of the committer.
@@ -101,7 +113,11 @@ class DeliveriesIn:
         held = settings.max_pending_deliveries
         self._batch = max(1, min(_BATCH, held // 4))
         # Full one batch early, so a batch taken at the bound stays within it.
-        self.lanes: Lanes[_Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.lanes: Lanes[Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.parking = Parking(
+            settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
+        )
+        dispatcher.hooks = self.parking
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -112,9 +128,13 @@ class DeliveriesIn:
         await self._registry.ready.wait()
         await self._adopt_legacy_offsets()
         self._consumer = consumer = kafka.group_consumer(
-            self._settings, "deliver", max_poll_records=self._batch
+            self._settings,
+            "deliver",
+            max_poll_records=self._batch,
+            # Partition n of webhooks.deliveries and of webhooks.parked: one owner.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        consumer.subscribe([DELIVERIES], listener=self.listener)
+        consumer.subscribe([DELIVERIES, PARKED], listener=self.listener)
         await consumer.start()
         committer = asyncio.create_task(self._commit_forever())
         try:
@@ -122,9 +142,14 @@ class DeliveriesIn:
         finally:
             committer.cancel()
             await asyncio.gather(committer, return_exceptions=True)
+            self.parking.revoked(None)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._consumer is not None:
+            await self.parking.assigned(self._consumer, assigned)
 
     async def _adopt_legacy_offsets(self) -> None:
         """Continue where the Faust-agent version of the worker left off.
@@ -168,37 +193,49 @@ class DeliveriesIn:
             await self._commit()
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        paused = False
         poll_ms = int(min(self._settings.commit_interval, 0.5) * 1000)
+        parking = self.parking
         while self._running:
             if self.lanes.full:
                 await self.lanes.wait_for_room(poll_ms / 1000)
+            # Draining slowly: keep polling (that keeps the group membership) but take
+            # nothing. Pausing drops prefetched records, so only when it lasts; every
+            # round, as a rebalance meanwhile brings partitions that are not paused.
+            assignment = consumer.assignment()
+            pause = set()
             if self.lanes.full:
-                # Draining slowly: keep polling (that keeps the group membership) but take
-                # nothing. Pausing drops prefetched records, so only when it lasts; every
-                # round, as a rebalance meanwhile brings partitions that are not paused.
-                consumer.pause(*consumer.assignment())
-                paused = True
-            elif paused:
-                consumer.resume(*consumer.paused())
-                paused = False
+                pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
+            if parking.held >= max(1, parking.max_held - self._batch):
+                pause.update(tp for tp in assignment if tp.topic == PARKED)
+            paused = consumer.paused()
+            if pause - paused:
+                consumer.pause(*(pause - paused))
+            if paused - pause:
+                consumer.resume(*(paused - pause))
+            all_paused = bool(assignment) and pause >= assignment
             batch = await consumer.getmany(
-                timeout_ms=0 if paused else poll_ms, max_records=self._batch
+                timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
-                        self._take(tp, record)
-            self._metrics.pending.set(self.lanes.pending)
+                        await parking.take(tp, record)
+                elif records and tp in consumer.assignment():
+                    # Fetched while its assignment is still being taken over (flow state
+                    # loading): read it again once owned.
+                    consumer.seek(tp, records[0].offset)
+            self._metrics.pending.set(self.lanes.pending + self.parking.held)
+            await parking.sweep()
 
-    def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
-        entry = self._tracker.track(tp, record.offset)
-        key = record.key or b""
-        sub = self._registry.get(key.decode("utf-8", "replace"))
-        self.lanes.submit(key, sub.max_in_flight if sub is not None else 1, (record, entry))
+    async def _deliver(self, item: Item) -> None:
+        try:
+            if await self.parking.wait_turn(item):
+                await self._attempt(item)
+        finally:
+            self.parking.finished_parked(item)
 
-    async def _deliver(self, item: _Item) -> None:
-        record, entry = item
+    async def _attempt(self, item: Item) -> None:
+        record, entry, _ = item
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -215,7 +252,10 @@ class DeliveriesIn:
         if not sends:
             self._tracker.done(entry)
             return
-        fut = sends[0] if len(sends) == 1 else asyncio.gather(*sends)
+        self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
+
+    def _watch(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+        """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
         self._sending.add(fut)
         fut.add_done_callback(partial(self._sent, record, entry))
 
@@ -261,6 +301,8 @@ class DeliveriesIn:
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
+        log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        self.parking.revoked({tp.partition for tp in revoked})
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
         await self._commit()
@@ -277,7 +319,7 @@ class DeliveriesIn:
         await self.lanes.drain(timeout)
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
-        self._metrics.pending.set(self.lanes.pending)
+        self._metrics.pending.set(self.lanes.pending + self.parking.held)
 
     async def _commit(self) -> None:
         # One at a time: two commits of one partition must not land out of order.
@@ -290,6 +332,8 @@ class DeliveriesIn:
                 await self._consumer.commit(
                     {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
                 )
+                log.debug("committed %s", offsets)
+                self.parking.committed(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
                 # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
                 log.warning("delivery commit failed (%s); those deliveries may repeat", exc)

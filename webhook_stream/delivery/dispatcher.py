@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -39,11 +40,21 @@ from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 from webhook_stream.subscriptions.writes import WriteClient, WriteRequest
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "FlowHooks"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"webhook-stream/{__version__}"
+
+
+class FlowHooks(Protocol):
+    """What flow control needs to know of a strict endpoint's attempts."""
+
+    async def before_retry(self, delivery: Delivery) -> None:
+        """A strict endpoint's delivery is about to leave for a retry topic (awaited first)."""
+
+    async def finished(self, delivery: Delivery) -> asyncio.Future | None:
+        """A delivery succeeded or was dead-lettered; a send to await before its commit."""
 
 
 class Dispatcher:
@@ -72,6 +83,8 @@ class Dispatcher:
         #: Endpoint id -> the version a disable was requested for: refused from now on
         #: (this worker), until the owner's decision moves the version.
         self._disabling: dict[str, int] = {}
+        #: Flow control (set by the delivery consumer); None runs without it.
+        self.hooks: FlowHooks | None = None
 
     async def process(self, delivery: Delivery) -> list[asyncio.Future]:
         """Run one attempt (or refuse it); return the sends to await before acking."""
@@ -136,10 +149,14 @@ class Dispatcher:
             label = "succeeded"
             self._metrics.succeeded.inc()
             self._observe_end_to_end(delivery)
+            await self._released(delivery, sends)
         elif outcome is Outcome.RETRY and delivery.attempts < max_attempts:
             label = "retrying"
             # A max_attempts beyond the schedule repeats its last step.
             step = schedule[min(delivery.attempts, len(schedule)) - 1]
+            if sub.strict and self.hooks is not None:
+                # Everything behind it waits, durably, before it leaves.
+                await self.hooks.before_retry(delivery)
             sends.append(await self._schedule_retry(delivery, step, result))
         else:
             label = "failed"
@@ -215,7 +232,15 @@ class Dispatcher:
             delivery.endpoint_id,
             reason,
         )
-        return [await dead_letter(self._producer, delivery, reason)]
+        sends = [await dead_letter(self._producer, delivery, reason)]
+        await self._released(delivery, sends)
+        return sends
+
+    async def _released(self, delivery: Delivery, sends: list[asyncio.Future]) -> None:
+        if self.hooks is not None:
+            release = await self.hooks.finished(delivery)
+            if release is not None:
+                sends.append(release)
 
     async def _log_attempt(
         self, delivery: Delivery, result: HttpResult, outcome: str, at: str

@@ -122,24 +122,47 @@ class Lanes(Generic[T]):
             except TimeoutError:
                 pass
 
-    def submit(self, key: bytes, max_in_flight: int, item: T) -> None:
-        """Queue ``item`` behind the key's earlier items."""
-        self.pending += 1
+    def size(self, key: bytes) -> int:
+        """Items of ``key`` queued or running."""
+        lane = self._lanes.get(key)
+        return 0 if lane is None else len(lane.queue) + lane.running
+
+    def submit(self, key: bytes, max_in_flight: int, item: T, counted: bool = True) -> None:
+        """Queue ``item`` behind the key's earlier items.
+
+        ``counted=False`` items (read back from parking, under a budget of their own) do
+        not count towards ``max_pending``.
+        """
+        if counted:
+            self.pending += 1
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append(item)
+        lane.queue.append((item, counted))
         if lane.running < max_in_flight:
             lane.running += 1
             task = asyncio.create_task(self._run(key, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def take_queued(self, key: bytes) -> list[T]:
+        """Remove and return the key's queued (not running) counted items, in order.
+
+        Only when every queued item is counted; otherwise nothing is taken.
+        """
+        lane = self._lanes.get(key)
+        if lane is None or not lane.queue or not all(c for _, c in lane.queue):
+            return []
+        items = [item for item, _ in lane.queue]
+        lane.queue.clear()
+        self._release(len(items))
+        return items
+
     async def _run(self, key: bytes, lane: _Lane) -> None:
         handler = self._handler
         try:
             while lane.queue:
-                item = lane.queue.popleft()
+                item, counted = lane.queue.popleft()
                 try:
                     await handler(item)
                 except asyncio.CancelledError:
@@ -147,7 +170,8 @@ class Lanes(Generic[T]):
                 except Exception as exc:  # noqa: BLE001 - a bug must stop the worker, not a lane
                     self._on_error(exc)
                 finally:
-                    self._release(1)
+                    if counted:
+                        self._release(1)
         finally:
             lane.running -= 1
             if lane.running == 0 and not lane.queue:
@@ -173,7 +197,7 @@ class Lanes(Generic[T]):
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
         for lane in self._lanes.values():
-            self._release(len(lane.queue))
+            self._release(sum(1 for _, counted in lane.queue if counted))
             lane.queue.clear()
         self._lanes.clear()
         log.warning(

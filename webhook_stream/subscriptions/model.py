@@ -76,6 +76,9 @@ class Subscription:
     retry_status_codes: frozenset[int] = frozenset()
     rate_limit_per_s: float | None = None
     max_in_flight: int = 1
+    #: ``strict``: no delivery is attempted while an earlier one is unfinished (FIFO
+    #: across retries, ``max_in_flight`` 1); ``best_effort``: order holds while attempts succeed.
+    ordering: str = "best_effort"
     #: ``(secret, expires_at unix seconds)``: rotated-out secrets still signing until expiry.
     previous_secrets: tuple[tuple[str, float], ...] = field(default=(), repr=False)
     created_at: str | None = None
@@ -109,6 +112,7 @@ class Subscription:
             retry_status_codes=sorted(self.retry_status_codes),
             rate_limit_per_s=self.rate_limit_per_s,
             max_in_flight=self.max_in_flight,
+            ordering=self.ordering,
         )
         if include_secrets:
             out["previous_secrets"] = [
@@ -123,6 +127,15 @@ class Subscription:
     def masked_headers(self) -> dict[str, str]:
         """Header values as API reads show them: ``****`` and at most the last 4 characters."""
         return {name: mask_header(value) for name, value in self.headers}
+
+    @property
+    def strict(self) -> bool:
+        return self.ordering == "strict"
+
+    @property
+    def lane_width(self) -> int:
+        """Attempts of this endpoint run at once: one for a strict endpoint."""
+        return 1 if self.ordering == "strict" else self.max_in_flight
 
     def signing_keys(self, now: float) -> list[bytes]:
         """HMAC keys to sign with: the current secret first, then unexpired previous ones."""
