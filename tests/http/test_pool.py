@@ -12,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import Receiver
@@ -42,6 +42,41 @@ class Call:
     outcome: str  # reuse | close | connect_fails | give_up
 
 
+class HandOver(asyncio.Future[object]):
+    """A future that notes, the moment it is given a result, which caller it was for."""
+
+    owner: int | None = None
+    log: list[int]
+
+    def set_result(self, result: object) -> None:
+        super().set_result(result)
+        if self.owner is not None:
+            self.log.append(self.owner)
+
+
+class GrantLoop(asyncio.SelectorEventLoop):
+    """Records the order the pool serves callers in, where it serves them: a waiter is
+    served when its future is given a slot, not when it resumes a loop turn later (a
+    newcomer for the same host may take another free slot in between), and a caller let
+    straight through is served inside ``acquire``, before it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.granted: list[int] = []
+        self.asking: int | None = None  # the caller inside Pool.acquire, until it waits
+
+    def create_future(self) -> asyncio.Future[object]:
+        future = HandOver(loop=self)
+        future.owner, future.log, self.asking = self.asking, self.granted, None
+        return future
+
+    def asked(self, index: int) -> None:
+        """``index`` just got a slot from acquire: if it never waited, it was let through."""
+        if self.asking == index:
+            self.asking = None
+            self.granted.append(index)
+
+
 calls = st.lists(
     st.builds(
         Call,
@@ -56,11 +91,13 @@ calls = st.lists(
 
 
 async def _run(hosts: int, per_host: int, total: int, keepalive: float, plan: list[Call]) -> None:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, GrantLoop)
     pool = Pool(per_host=per_host, total=total, keepalive_s=keepalive)
     made: list[FakeConn] = []
     busy: dict[int, int] = {}
     arrivals: dict[int, list[int]] = {}
-    grants: dict[int, list[int]] = {}
+    served: set[int] = set()  # callers that resumed holding a slot
     problems: list[str] = []
 
     def check() -> None:
@@ -79,12 +116,16 @@ async def _run(hosts: int, per_host: int, total: int, keepalive: float, plan: li
         try:
             if call.outcome == "give_up":
                 async with asyncio.timeout(0.0005 * (call.hold + 1)):
+                    loop.asking = index
                     conn = await pool.acquire(key)
+                    loop.asked(index)
             else:
+                loop.asking = index
                 conn = await pool.acquire(key)
+                loop.asked(index)
         except TimeoutError:
             return
-        grants.setdefault(call.host % hosts, []).append(index)
+        served.add(index)
         busy[call.host % hosts] = busy.get(call.host % hosts, 0) + 1
         try:
             if conn is None and call.outcome != "connect_fails":
@@ -107,6 +148,15 @@ async def _run(hosts: int, per_host: int, total: int, keepalive: float, plan: li
     for task in done:
         task.result()  # a KeyError/ValueError from the pool surfaces here
     assert not problems, problems[:5]
+    granted = loop.granted
+    assert len(granted) == len(set(granted)), granted  # one slot per caller
+    # every caller that resumed with a slot was given it; the only others given one gave
+    # up as it was handed over (and handed it back)
+    assert served <= set(granted), (sorted(served), granted)
+    assert all(plan[i].outcome == "give_up" for i in set(granted) - served), granted
+    grants: dict[int, list[int]] = {}
+    for i in granted:
+        grants.setdefault(plan[i].host % hosts, []).append(i)
     for host, order in grants.items():
         # one host's callers are served in the order they asked
         assert order == [i for i in arrivals[host] if i in set(order)], (host, order)
@@ -124,13 +174,22 @@ async def _run(hosts: int, per_host: int, total: int, keepalive: float, plan: li
     keepalive=st.sampled_from([0.0002, 0.002, 30.0]),
     plan=calls,
 )
+# Found by hypothesis: a waiter handed a slot has not resumed yet when a caller for its
+# host that asked later is let straight through to the other free slot.
+@example(
+    1, 2, 4, 30.0, [Call(0, 0, 1, "reuse")] * 2 + [Call(0, 0, 0, "reuse"), Call(0, 1, 0, "reuse")]
+)
+@example(
+    1, 2, 4, 30.0, [Call(0, 0, 1, "reuse")] * 2 + [Call(0, 1, 0, "reuse"), Call(0, 0, 0, "reuse")]
+)
 def test_pool_stays_within_limits_and_serves_everyone(
     hosts: int, per_host: int, total: int, keepalive: float, plan: list[Call]
 ) -> None:
     """Any mix of hosts, limits, expiring idle connections, failures and callers giving
     up: no exception, never more open than ``total`` or busy than ``per_host``, every
     caller served, each host's callers in order, nothing leaked."""
-    asyncio.run(_run(hosts, per_host, total, keepalive, plan))
+    with asyncio.Runner(loop_factory=GrantLoop) as runner:
+        runner.run(_run(hosts, per_host, total, keepalive, plan))
 
 
 async def test_waiters_for_different_hosts_are_served_in_arrival_order() -> None:
