@@ -20,7 +20,12 @@ install: $(STAMP)  ## create .venv and install the project
 run: $(STAMP)  ## embedded broker + worker + API on :6066 (Ctrl-C stops all)
 	$(VENV)/bin/webhook-stream dev
 
-test: $(STAMP)  ## the whole suite, against a real embedded broker
+CHROMIUM := /usr/bin/chromium
+
+test: $(STAMP)  ## the whole suite, against a real embedded broker (console tests: Chromium)
+	@test -x $(CHROMIUM) || printf '%s\n' \
+	  "make test: $(CHROMIUM) is missing, so the console tests (tests/ui) will FAIL." \
+	  "  Install it (Debian/Ubuntu, as root):  apt-get install -y chromium" >&2
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff, the layering contracts (import-linter) and unused dependencies (deptry)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .globs import glob_row
+from .report import text_table
 from .run import Bench
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -18,6 +20,8 @@ QUICK = {
     "latency_seconds": 3.0,
     "subs": 10_000,
     "small_events": 1000,
+    "flow_events": 500,
+    "hang_events": 2000,
 }
 
 
@@ -85,6 +89,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run case A on 1 and on 3 worker processes (rows 3c, 3d)",
     )
     p.add_argument(
+        "--egress-only",
+        action="store_true",
+        help="run only rows 1, 1b and 1p (the direct and the proxied HTTP client), no worker",
+    )
+    p.add_argument(
         "--skip-cold-start",
         action="store_true",
         help="skip restarting a fresh worker with all subscriptions loaded",
@@ -110,6 +119,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the worker's event loop, faust -L (uvloop needs `pip install uvloop`)",
     )
     p.add_argument(
+        "--flow-events",
+        type=int,
+        default=2000,
+        help="events to the strict and the max_in_flight 1 endpoint of row 8a (default 2000)",
+    )
+    p.add_argument(
+        "--hang-events",
+        type=int,
+        default=6000,
+        help="events queued for the hanging endpoint of row 8b (default 6000)",
+    )
+    p.add_argument(
+        "--skip-flow",
+        action="store_true",
+        help="skip rows 8a/8b (strict ordering, isolation from a hanging endpoint)",
+    )
+    p.add_argument(
+        "--globs",
+        type=int,
+        default=50_000,
+        help="non-prefix glob patterns of the routing row 6d (default 50000; 0 skips it)",
+    )
+    p.add_argument(
+        "--globs-only",
+        action="store_true",
+        help="run only row 6d (in-process, no broker or worker) and print it",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
@@ -133,6 +170,11 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.globs_only:
+        row, raw = glob_row(args.globs or 50_000)
+        print(text_table([row]))
+        print(raw)
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     # Clean up children on SIGTERM as on Ctrl-C (also when started with SIGINT ignored).
     signal.signal(signal.SIGTERM, _terminated)

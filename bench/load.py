@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from webhook_stream.core.records import iso_now
 from webhook_stream.core.settings import Settings
 from webhook_stream.delivery.signing import decode_secret, sign
-from webhook_stream.http.client import HttpClient
+from webhook_stream.http.proxied import egress_client
 from webhook_stream.subscriptions.model import generate_secret
 
 #: Padding that makes a webhook body about 1 KB.
@@ -78,25 +78,26 @@ class LoadResult:
 
 
 #: The clients a ceiling can be measured with.
-CLIENTS = ("aiohttp", "webhook-stream")
+CLIENTS = ("aiohttp", "webhook-stream", "webhook-stream-proxied")
 
 Post = Callable[[str, bytes, dict[str, str]], Awaitable[bool]]
 
 
 @contextlib.asynccontextmanager
-async def poster(client: str, connections: int) -> AsyncIterator[Post]:
-    """A POST function (True on 200) over aiohttp's client or webhook-stream's own."""
+async def poster(client: str, connections: int, proxy: str = "") -> AsyncIterator[Post]:
+    """A POST function (True on 200) over aiohttp's client or webhook-stream's own (proxied
+    through ``proxy`` for ``webhook-stream-proxied``)."""
     if client == "aiohttp":
         async with new_session(connections) as session:
             yield lambda url, body, headers: _post(session, url, body, headers)
         return
-    settings = Settings.from_env(
-        {
-            "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
-            "WEBHOOK_STREAM_HTTP_POOL_PER_HOST": str(connections),
-        }
-    )
-    http = HttpClient(settings)
+    env = {
+        "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS": "1",
+        "WEBHOOK_STREAM_HTTP_POOL_PER_HOST": str(connections),
+    }
+    if client == "webhook-stream-proxied":
+        env["WEBHOOK_STREAM_EGRESS_PROXY"] = proxy
+    http = egress_client(Settings.from_env(env))
     await http.start()
 
     async def post(url: str, body: bytes, headers: dict[str, str]) -> bool:
@@ -109,7 +110,12 @@ async def poster(client: str, connections: int) -> AsyncIterator[Post]:
 
 
 async def ceiling(
-    base_url: str, total: int, concurrency: int, time_limit: float, client: str = "aiohttp"
+    base_url: str,
+    total: int,
+    concurrency: int,
+    time_limit: float,
+    client: str = "aiohttp",
+    proxy: str = "",
 ) -> LoadResult:
     """``concurrency`` lanes, one path each, one request in flight per lane; no Kafka."""
     key = decode_secret(generate_secret())
@@ -118,7 +124,7 @@ async def ceiling(
     done = errors = 0
     timed_out = False
 
-    async with poster(client, concurrency + 10) as post:
+    async with poster(client, concurrency + 10, proxy) as post:
 
         async def lane(i: int) -> None:
             nonlocal done, errors, timed_out

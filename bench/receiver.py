@@ -4,6 +4,7 @@
 and counts receipts per *prefix*, the first path segment (``/a/7`` counts under ``a``):
 total requests, distinct ``webhook-id`` values, first and last receipt time (``time.time()``).
 For prefixes starting with ``lat`` it also records ``receipt time - data.sent_at`` of each body.
+Prefix ``hang`` is counted, then never answered (the sender's timeout ends the request).
 
 ``GET /_stats`` returns the counters as JSON; ``GET /_stats?lat=<prefix>`` adds that prefix's
 latencies (seconds).
@@ -12,6 +13,7 @@ latencies (seconds).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
 import orjson
@@ -49,6 +51,8 @@ def build_app() -> web.Application:
                 c.lat.append(now - float(orjson.loads(body)["data"]["sent_at"]))
             except (ValueError, KeyError, TypeError):
                 pass
+        if prefix == "hang":
+            await asyncio.sleep(3600)  # a receiver that hangs; cancelled when the client gives up
         return web.Response(text="ok")
 
     async def stats(request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 
 Phases: (1) HTTP ceiling, (2) hand-written baseline, (3) webhook-stream case A and case B,
 (4) paced latency, (5) worker CPU and peak RSS over A+B, (6) 100k subscriptions: load time,
-memory, routing cost before/after, and a fresh worker's start-up with them.
+memory, routing cost before/after, and a fresh worker's start-up with them, (8) endpoint
+flow control (bench/flow.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .egress import phase_proxied
+from .flow import phase_isolation, phase_strict
+from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
 
@@ -60,6 +64,7 @@ class Bench:
         self.broker: EmbeddedBroker | None = None
         self.receiver: Receiver | None = None
         self.bootstrap = ""
+        self.token = TOKEN
         self.bootstrap_url = ""
         #: Every ceiling measured in this run; the highest is the reference.
         self.ceilings: list[float] = []
@@ -250,8 +255,17 @@ class Bench:
 
     async def phases(self) -> None:
         a = self.args
+        if a.globs:
+            self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
+            row, self.raw["globs"] = glob_row(a.globs)
+            self.rows.append(row)
         await self.phase_ceiling()
         await self.phase_own_client()
+        await phase_proxied(
+            self, self.raw["own_client"]["done"] / self.raw["own_client"]["seconds"]
+        )
+        if a.egress_only:
+            return
         await self.phase_baseline()
 
         self.say("starting webhook-stream worker 1")
@@ -299,6 +313,9 @@ class Bench:
             worker = await self.phase_cold_start(worker, api_subs + a.subs)
         if a.scale_out:
             await self.phase_scale_out(worker)
+        if not a.skip_flow:  # last: the hanging endpoint's retries outlive its phase
+            await phase_strict(self, worker)
+            await phase_isolation(self, worker)
 
     async def phase_scale_out(self, first: Worker) -> None:
         """Case A on one worker, then on three (same app id): CPU per 1,000 for the cluster.

@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,6 +31,9 @@ TOKEN = "test-token-please-ignore-0123456789"
 
 #: Every signing secret the API handed out in this session (searched for at the end).
 SECRETS_USED: list[str] = []
+
+#: Every tenant token the API issued in this session (searched for at the end).
+TENANT_TOKENS_USED: list[str] = []
 
 
 async def eventually(
@@ -136,6 +142,32 @@ class Worker:
             base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15
         )
 
+    async def list_subscriptions(self, client: httpx.AsyncClient | None = None) -> list[Any]:
+        """Every subscription the API lists, following the ``next`` cursor to the last page."""
+        own = client is None
+        client = client or self.api()
+        try:
+            out: list[Any] = []
+            params: dict[str, Any] = {"limit": 500}
+            while True:
+                r = await client.get("/subscriptions", params=params)
+                assert r.status_code == 200, r.text
+                out += r.json()["items"]
+                if r.json()["next"] is None:
+                    return out
+                params["after"] = r.json()["next"]
+        finally:
+            if own:
+                await client.aclose()
+
+    async def issue_token(self, tenant_id: str, **body: Any) -> dict[str, Any]:
+        """A new tenant token (admin route); the token is remembered for the log search."""
+        async with self.api() as client:
+            r = await client.post(f"/tenants/{tenant_id}/tokens", json=body)
+        assert r.status_code == 201, r.text
+        TENANT_TOKENS_USED.append(r.json()["token"])
+        return r.json()
+
     async def create_subscription(self, **sub: Any) -> dict[str, Any]:
         async with self.api() as client:
             r = await client.post("/subscriptions", json=sub)
@@ -175,6 +207,7 @@ class Receiver:
     script: dict[str, Script | int] = field(default_factory=dict)
     port: int = 0
     host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None  # serve https:// with this server context
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Receiver:
@@ -182,7 +215,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -192,7 +225,7 @@ class Receiver:
             await self._runner.cleanup()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(
@@ -214,6 +247,62 @@ class Receiver:
     async def wait_count(self, path: str, count: int, timeout: float = 30.0) -> list[Received]:
         await eventually(lambda: len(self.at(path)) >= count, timeout=timeout)
         return self.at(path)
+
+
+# --------------------------------------------------------------------------- forward proxy
+
+PROXY_USER, PROXY_PASSWORD = "hooks", "pr0xy-pass-please-ignore"
+
+
+class ForwardProxy:
+    """``proxy.py`` (PyPI) as a real subprocess on a loopback port, with basic auth.
+
+    Its access log (``log_text``) has a line per request: ``POST 127.0.0.1:PORT/path - 200 OK``
+    for a forwarded request, ``CONNECT host:PORT`` for a tunnel. :meth:`stop` then
+    :meth:`start` brings it back on the same port.
+    """
+
+    def __init__(self, workdir: Path, auth: bool = True) -> None:
+        self.port = free_port()
+        self.log_path = workdir / f"proxy-{self.port}.log"
+        self.auth = auth
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, password: str = PROXY_PASSWORD) -> str:
+        creds = f"{PROXY_USER}:{password}@" if self.auth else ""
+        return f"http://{creds}127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> ForwardProxy:
+        command = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1"]
+        command += ["--port", str(self.port), "--num-workers", "1", "--num-acceptors", "1"]
+        command += ["--log-file", str(self.log_path)]
+        if self.auth:
+            command += ["--basic-auth", f"{PROXY_USER}:{PROXY_PASSWORD}"]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        await eventually(listening, timeout=timeout, interval=0.1)
+        return self
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 # --------------------------------------------------------------------------- kafka

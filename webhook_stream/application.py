@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import faust
+from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from webhook_stream.api import routes as api
+from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.runtime import Runtime
 
-__all__ = ["WebhookStreamApp", "create_app"]
+__all__ = ["WebhookStreamApp", "create_app", "faust_credentials"]
 
 
 class WebhookStreamApp(faust.App):
@@ -41,7 +44,9 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
     settings = settings or Settings.from_env()
     app = WebhookStreamApp(
         settings,
-        broker=settings.broker,
+        # Faust picks its transport by scheme: TLS comes from the credentials instead.
+        broker="kafka://" + ";".join(settings.bootstrap_servers),
+        broker_credentials=faust_credentials(client_options(settings)),
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_enabled=True,
@@ -55,7 +60,33 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
         web_in_thread=False,
+        # Faust's /router and /table views are open and show partition assignments and
+        # table contents; this app has no tables and its API is the documented one.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         logging_config=None,
     )
     api.register_views(app)
     return app
+
+
+def faust_credentials(options: dict[str, Any]) -> CredentialsT | None:
+    """:func:`~webhook_stream.core.kafka_auth.client_options` as Faust's ``broker_credentials``
+    (Faust turns them back into the same aiokafka arguments for its own clients)."""
+    protocol = options["security_protocol"]
+    context = options.get("ssl_context")
+    mechanism = options.get("sasl_mechanism")
+    if mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(
+            oauth_cb=options["sasl_oauth_token_provider"], ssl_context=context
+        )
+    if mechanism:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=context,
+            mechanism=mechanism,
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None

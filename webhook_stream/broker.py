@@ -37,9 +37,21 @@ def _port_open(host: str, port: int) -> bool:
 class EmbeddedBroker:
     """A Tansu process on ``host:port``. Use as a context manager or start()/stop()."""
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_file: Path | None = None):
+    def __init__(
+        self,
+        port: int = 9092,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        advertised: str | None = None,
+        authentication: bool = False,
+    ):
         self.host = host
         self.port = port
+        #: ``host:port`` told to clients in metadata (default: where it listens), e.g. a
+        #: TLS terminator in front of it: clients then reconnect through that.
+        self.advertised = advertised or f"{host}:{port}"
+        #: Tansu's ``--authentication``: SASL (SCRAM) required of every client.
+        self.authentication = authentication
         self._log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -71,7 +83,15 @@ class EmbeddedBroker:
         listener = f"tcp://{self.host}:{self.port}"
         out = open(self._log_file, "ab") if self._log_file else subprocess.DEVNULL
         self._proc = subprocess.Popen(  # noqa: S603
-            [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                f"tcp://{self.advertised}",
+                *(["--authentication"] if self.authentication else []),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

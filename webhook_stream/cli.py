@@ -1,4 +1,4 @@
-"""The ``webhook-stream`` command: dev, broker, topics (and replay)."""
+"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from webhook_stream.broker import EmbeddedBroker
-from webhook_stream.core import kafka
+from webhook_stream.core import kafka, kafka_auth
 from webhook_stream.core.errors import WebhookStreamError
 from webhook_stream.core.settings import Settings
 from webhook_stream.failures.replay import (
@@ -24,8 +26,11 @@ from webhook_stream.failures.replay import (
     replay_events,
 )
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.reseal import ResealSummary, reseal
 
 __all__ = ["main", "worker_command"]
+
+T = TypeVar("T")
 
 
 def _say(msg: str) -> None:
@@ -88,6 +93,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _say("")
         _say(f"  webhook-stream is running.   API:    http://127.0.0.1:{args.port}")
         _say(f"  API token:  {token}")
+        # The fragment is read by the page and never sent to the server (nor to its log).
+        _say(f"  console:    http://127.0.0.1:{args.port}/ui/#token={quote(token, safe='')}")
         _say(f"  broker:     {broker.bootstrap}   (produce events to events.<name>)")
         _say(
             f"  try:        curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{args.port}/subscriptions"
@@ -135,9 +142,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
         _say(f"{spec.name:32} partitions={spec.partitions:<3} {conf:52} {spec.role}")
     if args.dry_run:
         return 0
-    created = asyncio.run(ensure_topics(settings))
+    created = asyncio.run(_checked(settings, ensure_topics(settings)))
     _say(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
     return 0
+
+
+async def _checked(settings: Settings, work: Coroutine[Any, Any, T]) -> T:
+    """``work``, after a connection check that turns TLS/SASL failures into clear errors."""
+    try:
+        await kafka_auth.preflight(settings)
+    except BaseException:
+        work.close()
+        raise
+    return await work
 
 
 def _progress(summary: ReplaySummary) -> None:
@@ -184,13 +201,55 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     what = "dead-lettered deliveries" if args.source == "deadletter" else f"events of {args.topic}"
     _say(f"replaying {what}" + (" (dry run: nothing is sent)" if args.dry_run else "") + " ...")
-    summary = asyncio.run(_replay(args, settings))
+    summary = asyncio.run(_checked(settings, _replay(args, settings)))
     verb = "would re-queue" if args.dry_run else "re-queued"
     line = f"scanned {summary.scanned:,}, matched {summary.matched:,}, {verb} "
     line += f"{(summary.matched if args.dry_run else summary.requeued):,}"
     if args.source == "deadletter":
         line += f", skipped {summary.skipped_succeeded:,} already succeeded"
     _say(line)
+    return 0
+
+
+async def _reseal(settings: Settings) -> ResealSummary:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        return await reseal(settings, producer, _reseal_progress)
+    finally:
+        await producer.stop()
+
+
+def _reseal_progress(summary: ResealSummary) -> None:
+    print(
+        f"  ... read {summary.scanned:,} records, re-sealed {summary.resealed:,}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_reseal(args: argparse.Namespace) -> int:
+    """Re-write every subscription with its secrets sealed by the newest key."""
+    settings = Settings.from_env()
+    _say("re-sealing subscriptions with the newest key of WEBHOOK_STREAM_SECRET_KEY ...")
+    summary = asyncio.run(_checked(settings, _reseal(settings)))
+    _say(
+        f"read {summary.scanned:,} records: {summary.endpoints:,} endpoints, "
+        f"re-sealed {summary.resealed:,}"
+        + (
+            f", {summary.concurrent:,} changed meanwhile re-sealed again"
+            if summary.concurrent
+            else ""
+        )
+    )
+    if summary.failed:
+        shown = ", ".join(summary.failed[:20]) + (" ..." if len(summary.failed) > 20 else "")
+        _say(
+            f"{len(summary.failed):,} endpoint(s) could not be opened with any configured key "
+            f"and were left as they are: {shown}"
+        )
+        return 1
+    _say("done: keys after the first can be removed from WEBHOOK_STREAM_SECRET_KEY")
     return 0
 
 
@@ -231,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also re-send deliveries that have succeeded since"
     )
     replay.set_defaults(func=cmd_replay)
+
+    resealing = sub.add_parser(
+        "reseal", help="re-write every subscription sealed with the newest secret key"
+    )
+    resealing.set_defaults(func=cmd_reseal)
     return parser
 
 

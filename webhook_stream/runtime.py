@@ -1,15 +1,17 @@
 """The worker's own services, started before Faust's consumer and stopped after it.
 
-Owns the shared producer and HTTP client, the subscription registry, the three consumer
-loops: events in (fan-out), deliveries in (delivery) and the retry scheduler, and the
-status view's process.
+Owns the shared producer and HTTP client, the subscription registry, the tenant-token
+store, the three consumer loops: events in (fan-out), deliveries in (delivery) and the
+retry scheduler, and the status view's process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from webhook_stream.core import kafka
+from webhook_stream.api.tokenstore import TokenStore
+from webhook_stream.core import kafka, kafka_auth
+from webhook_stream.core.errors import KafkaSecurityError
+from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
@@ -25,17 +30,27 @@ from webhook_stream.delivery.consumer import DeliveriesIn
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.failures.retry import RetryScheduler
 from webhook_stream.http.client import HttpClient
+from webhook_stream.http.proxied import HttpxClient, egress_client
 from webhook_stream.ingest.consumer import EventsIn
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.writes import SubscriptionWriter, WriteClient
 
 __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = ("secret", "previous_secrets")
+_REDACTED_KEYS = ("secret", "previous_secrets", "headers")
+#: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
+_BROKER_LOST_GRACE = 5.0
+
+
+def _exit_now(waited: float) -> None:
+    log.critical("the worker did not stop within %.0fs of its crash: exiting now, status 1", waited)
+    logging.shutdown()
+    os._exit(1)
 
 
 class Runtime(Service):
@@ -48,9 +63,11 @@ class Runtime(Service):
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.batcher: kafka.RecordBatcher | None = None
-        self.http: HttpClient | None = None
+        self.http: HttpClient | HttpxClient | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
+        self.tokens = TokenStore(settings)
         self.delivery: DeliveriesIn | None = None
+        self.writes: WriteClient | None = None
         #: Set at start, once the web port (the ``--web-port`` flag wins) is known.
         self.status: StatusRouter | None = None
         self._crash_task: asyncio.Future[None] | None = None
@@ -62,15 +79,25 @@ class Runtime(Service):
         # aiokafka's debug lines were built and discarded on every fetch and send (measured
         # at 8 % of the worker's CPU under load); they are never wanted in a worker.
         logging.getLogger("aiokafka").setLevel(max(logging.INFO, log.getEffectiveLevel()))
+        try:
+            await kafka_auth.preflight(self.settings)
+        except KafkaSecurityError as exc:
+            # Otherwise every client would log and retry forever: stop with the cause.
+            log.critical("stopping the worker: %s", exc)
+            raise
         await ensure_topics(self.settings)
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
-        self.http = HttpClient(self.settings)
+        self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
         await self.http.start()
         # Deliveries and attempt records, the two per-delivery writes, go in batches.
-        self.batcher = batcher = kafka.RecordBatcher(producer)
+        self.batcher = batcher = kafka.RecordBatcher(
+            producer, max_record_bytes=self.settings.max_record_bytes
+        )
+        self.writes = writes = WriteClient(self.settings, self.registry, producer)
+        writer = SubscriptionWriter(self.settings, self.registry, producer)
         dispatcher = Dispatcher(
-            self.settings, self.registry, self.http, producer, batcher, self.metrics
+            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes
         )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
@@ -80,7 +107,24 @@ class Runtime(Service):
         status = self._status_process()
         self.status = StatusRouter(status)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
-        self._loops = [self.registry, events_in, delivery, retry, status]
+        watch = BrokerWatch(
+            producer,
+            self.settings.broker_unavailable_timeout,
+            self._broker_lost,
+            self.settings.broker,
+        )
+        self._loops = [
+            self.registry,
+            self.tokens,
+            writes,
+            writer,
+            dispatcher.health,
+            events_in,
+            delivery,
+            retry,
+            status,
+            watch,
+        ]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
     async def on_stop(self) -> None:
@@ -118,14 +162,30 @@ class Runtime(Service):
         """What /health reports: each part that must be up before events flow."""
         return {
             "subscriptions_loaded": self.registry.ready.is_set(),
+            "tokens_loaded": self.tokens.ready.is_set(),
             "delivery_running": self.delivery is not None,
+            "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
 
-    def fail(self, exc: BaseException) -> None:
-        """Stop the worker on an error that would otherwise lose data (fail-stop)."""
+    def fail(self, exc: BaseException, grace: float | None = None) -> None:
+        """Stop the worker on an error that would otherwise lose data (fail-stop).
+
+        The process exits with status 1 (Faust re-raises the crash). Should the orderly
+        stop hang, it exits anyway after ``grace`` (default: the shutdown timeout plus
+        10 s): a worker that cannot go on must never linger half-stopped.
+        """
         log.critical("stopping the worker: %r", exc)
-        self._crash_task = asyncio.ensure_future(self.app.crash(exc))
+        if self._crash_task is None:
+            self._crash_task = asyncio.ensure_future(self.app.crash(exc))
+            wait = self.settings.shutdown_timeout + 10 if grace is None else grace
+            timer = threading.Timer(wait, _exit_now, (wait,))
+            timer.daemon = True
+            timer.start()
+
+    def _broker_lost(self, exc: BaseException) -> None:
+        # Nothing can be committed without a broker, so there is nothing to drain for.
+        self.fail(exc, grace=_BROKER_LOST_GRACE)
 
     async def _supervised(self, loop: Any) -> None:
         try:

@@ -61,7 +61,8 @@ async def test_without_a_configured_token_management_refuses(broker, tmp_path) -
         async with w.api() as client:
             r = await client.get("/subscriptions")
         assert r.status_code == 401
-        assert "WEBHOOK_STREAM_API_TOKEN" in r.json()["error"]
+        assert r.json()["error"]["code"] == "api_disabled"
+        assert "WEBHOOK_STREAM_API_TOKEN" in r.json()["error"]["message"]
     finally:
         w.stop()
 
@@ -85,9 +86,10 @@ async def test_validation_errors_name_the_field(worker: Worker, receiver: Receiv
         for body, field in cases:
             r = await client.post("/subscriptions", json=body)
             assert r.status_code == 400, (body, r.text)
-            assert r.json()["field"] == field, (body, r.json())
+            assert r.json()["error"]["field"] == field, (body, r.json())
+            assert r.json()["error"]["code"] == "invalid"
         r = await client.post("/subscriptions", content=b"{nope")
-        assert r.status_code == 400 and r.json()["field"] == "body"
+        assert r.status_code == 400 and r.json()["error"]["field"] == "body"
         assert "whsec_short" not in r.text
 
 
@@ -110,9 +112,8 @@ async def test_crud_and_secret_shown_once(worker: Worker, kafka: Kafka, receiver
         ).status_code == 409
         r = await client.patch(f"/subscriptions/{ep}", json={"url": receiver.url("/crud2")})
         assert r.status_code == 200 and r.json()["url"] == receiver.url("/crud2")
-        assert (await client.patch(f"/subscriptions/{ep}", json={"url": "nope"})).json()[
-            "field"
-        ] == "url"
+        r = await client.patch(f"/subscriptions/{ep}", json={"url": "nope"})
+        assert r.json()["error"]["field"] == "url"
         assert (await client.patch(f"/subscriptions/{ep}", json={"secret": "x"})).status_code == 400
         assert (await client.get(f"/subscriptions/{ep}")).json()["url"] == receiver.url("/crud2")
         # What the API wrote to the compacted topic conforms to schemas/subscription.avsc.
@@ -182,10 +183,10 @@ async def test_test_event_attempts_and_delivery_status(
         page = (await client.get(f"/subscriptions/{ep}/attempts")).json()
         assert [a["attempt"] for a in page["items"]] == [2, 1]  # newest first
         assert page["next"] is None
-        failed = (
-            await client.get(f"/subscriptions/{ep}/attempts", params={"status": "failed"})
+        retried = (
+            await client.get(f"/subscriptions/{ep}/attempts", params={"status": "retrying"})
         ).json()
-        assert [a["status_code"] for a in failed["items"]] == [500]
+        assert [a["status_code"] for a in retried["items"]] == [500]
         # Pages of one: the cursor walks the log newest first and ends with next = null.
         first = (await client.get(f"/subscriptions/{ep}/attempts", params={"limit": "1"})).json()
         assert [a["attempt"] for a in first["items"]] == [2] and first["next"]
@@ -195,12 +196,12 @@ async def test_test_event_attempts_and_delivery_status(
             )
         ).json()
         assert [a["attempt"] for a in second["items"]] == [1] and second["next"] is None
-        # Time and type filters: attempted_at in [since, until), exact event type.
+        # Time and type filters: attempted_at in [since, until], exact event type.
         at = page["items"][1]["attempted_at"]
         since = (await client.get(f"/subscriptions/{ep}/attempts", params={"since": at})).json()
         assert len(since["items"]) == 2
         until = (await client.get(f"/subscriptions/{ep}/attempts", params={"until": at})).json()
-        assert until["items"] == []
+        assert [a["attempt"] for a in until["items"]] == [1]
         typed = (
             await client.get(f"/subscriptions/{ep}/attempts", params={"event_type": "other"})
         ).json()
@@ -209,10 +210,9 @@ async def test_test_event_attempts_and_delivery_status(
             ({"limit": "x"}, "limit"),
             ({"limit": "0"}, "limit"),
             ({"limit": "501"}, "limit"),
-            ({"status": "retrying"}, "status"),
+            ({"status": "bogus"}, "status"),
             ({"since": "yesterday"}, "since"),
             ({"after": "not-a-cursor"}, "after"),
-            ({"colour": "red"}, "colour"),
         ]:
             r = await client.get(f"/subscriptions/{ep}/attempts", params=params)
             assert r.status_code == 400, params
@@ -260,7 +260,8 @@ async def test_replay_deadletter_end_to_end(
         # Safe to run twice: the delivery has succeeded since, so nothing is re-sent.
         r = await client.post("/replay", json={"source": "deadletter", "endpoint_id": ep})
         assert r.json()["requeued"] == 0 and r.json()["skipped_succeeded"] == 1
-        assert (await client.post("/replay", json={"source": "bogus"})).json()["field"] == "source"
+        r = await client.post("/replay", json={"source": "bogus"})
+        assert r.json()["error"]["field"] == "source"
 
 
 async def test_replay_events_time_range_to_one_endpoint_via_cli(

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.support import Kafka, uid
 from webhook_stream.broker import EmbeddedBroker
+from webhook_stream.core.errors import RecordTooLarge
 from webhook_stream.core.kafka import RecordBatcher
 
 
@@ -39,7 +39,7 @@ async def test_batched_records_keep_per_key_order_and_default_partitions(
             await asyncio.sleep(0)
         too_big = batcher.send(topic, b"y" * 2_000_000, key=b"big")
         await asyncio.gather(*futures)
-        with pytest.raises(MessageSizeTooLargeError):
+        with pytest.raises(RecordTooLarge):
             await too_big
         late = batcher.send(topic, b"last", key=keys[0])
         await batcher.close()  # hands over what is queued

@@ -180,6 +180,7 @@ def test_subscription_conforms() -> None:
         "retry_status_codes": [409],
         "rate_limit_per_s": 2.5,
         "max_in_flight": 1,
+        "ordering": "strict",
         "previous_secrets": [{"secret": "whsec_b2xk", "expires_at": "2026-11-24T10:00:00Z"}],
         "created_at": "2026-11-23T10:00:00Z",
         "updated_at": "2026-11-23T10:00:00Z",

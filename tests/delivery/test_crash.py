@@ -104,8 +104,7 @@ async def test_kill_minus_9_loses_nothing_and_keeps_order(
 
 
 async def b_has_all(worker: Worker, count: int) -> bool:
-    async with worker.api() as client:
-        return (await client.get("/subscriptions")).json()["count"] >= count
+    return len(await worker.list_subscriptions()) >= count
 
 
 async def test_sigterm_then_restart_has_no_loss_and_no_duplicates(
@@ -195,3 +194,58 @@ async def _deliveries_committed(kafka: Kafka) -> bool:
     finally:
         await consumer.stop()
     return bool(records) and all((committed[r.partition] or -1) > r.offset for r in records)
+
+
+async def test_kill_minus_9_redelivers_under_five_percent(
+    own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two workers, 12,000 deliveries, one killed at 25 %: its uncommitted tail is small.
+
+    Before the commit task this run repeated 7.9 %. Issue 16's target is 2 %, which is NOT
+    met yet: on an idle machine it repeats 1.5-3.9 %, nearly all of it deliveries the killed
+    worker had finished beyond its partitions' committed prefix (one endpoint's lane ahead
+    of another's in the same partition). See the issue note; this bound guards the gain."""
+    a = Worker(own_broker.url, tmp_path / "a", env=CRASH_ENV).start()
+    b = Worker(own_broker.url, tmp_path / "b", env=CRASH_ENV).start()
+    try:
+        await a.wait_ready()
+        await b.wait_ready()
+        types = [f"dup.t{i}" for i in range(5)]
+        paths = [f"/d{i}" for i in range(10)]
+        for i, path in enumerate(paths):
+            await a.create_subscription(
+                id=f"d{i}", url=receiver.url(path), event_types=[types[i % 5]]
+            )
+        await eventually(lambda: b_has_all(b, 10), timeout=20)
+        n_events = 6000
+        expected = n_events * 2  # each type has two endpoints
+        await produce_load(own_kafka, types, n_events, n_keys=40)
+        await eventually(lambda: len(receiver.requests) >= expected // 4, timeout=60)
+        a.kill()
+        killed_at = time.time()
+
+        def distinct() -> int:
+            return len({(r.path, r.headers["webhook-id"]) for r in receiver.requests})
+
+        try:
+            await eventually(lambda: distinct() >= expected, timeout=300, interval=0.2)
+        finally:
+            print(
+                f"\n{distinct()} of {expected} distinct deliveries, {len(receiver.requests)} in all"
+            )
+        dups = len(receiver.requests) - distinct()
+        seen: dict[tuple[str, str], float] = {}
+        early = 0
+        for r in receiver.requests:
+            k = (r.path, r.headers["webhook-id"])
+            if k in seen and seen[k] < killed_at:
+                early += 1
+            seen.setdefault(k, r.at)
+        # Before the kill: the killed worker's uncommitted deliveries; after it: events its
+        # fan-out had not committed, fanned out twice.
+        print(f"first copy before the kill: {early}, after it: {dups - early}")
+        print(f"kill -9 at 25 %: {dups} of {expected} delivered again ({dups / expected:.2%})")
+        assert dups < expected * 0.05, dups
+    finally:
+        a.stop()
+        b.stop()

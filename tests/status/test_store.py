@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from webhook_stream.api.status_query import parse_attempt_query
-from webhook_stream.core.errors import InvalidQuery
 from webhook_stream.core.records import H_DELIVERY, H_STATUS, to_iso
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.status import queries
 from webhook_stream.status.owners import spread
-from webhook_stream.status.store import AttemptQuery, StatusStore
+from webhook_stream.status.stats import overview_body
+from webhook_stream.status.store import AttemptQuery, StatusStore, decode_cursor
 
 
 @dataclass
@@ -56,23 +55,25 @@ def test_pages_filters_and_restart_resume(tmp_path: Path) -> None:
     ]
     batch.append((ATTEMPTS, 3, attempt(10, "ep1", "msg_10", "failed", now + 10, etype="t.y")))
     assert store.apply(batch) == 11
-    assert store.apply(batch[:3]) == 3  # applied again after a crash: ignored by offset
+    assert store.apply(batch[:3]) == 0  # applied again after a crash: ignored by offset
     assert store.counts()["attempts"] == 11
 
     seen, after = [], None
     while True:  # pages of 4, newest first, the cursor ends with None
-        page = store.attempts("ep1", AttemptQuery(limit=4, after=after))
+        page = queries.attempts(store.db, "ep1", AttemptQuery(limit=4, after=after))
         seen += ids(page)
         if page["next"] is None:
             break
-        after = parse_attempt_query({"after": page["next"]}).after
+        after = decode_cursor(page["next"])
     assert seen == list(range(10, -1, -1))
-    failed = store.attempts("ep1", AttemptQuery(limit=50, status="failed"))
-    assert ids(failed) == [10, 8, 6, 4, 2, 0]  # retried and final failures alike
-    window = AttemptQuery(since_ms=int((now + 2) * 1000), until_ms=int((now + 5) * 1000))
-    assert ids(store.attempts("ep1", window)) == [4, 3, 2]
-    assert ids(store.attempts("ep1", AttemptQuery(event_type="t.y"))) == [10]
-    assert store.attempts("other", AttemptQuery()) == {"items": [], "next": None}
+    retried = queries.attempts(store.db, "ep1", AttemptQuery(limit=50, outcome="retrying"))
+    assert ids(retried) == [8, 6, 4, 2, 0]
+    failed = queries.attempts(store.db, "ep1", AttemptQuery(outcome="failed"))
+    assert ids(failed) == [10]
+    window = AttemptQuery(since_ms=int((now + 2) * 1000), until_ms=int((now + 4) * 1000))
+    assert ids(queries.attempts(store.db, "ep1", window)) == [4, 3, 2]
+    assert ids(queries.attempts(store.db, "ep1", AttemptQuery(event_type="t.y"))) == [10]
+    assert queries.attempts(store.db, "other", AttemptQuery()) == {"items": [], "next": None}
     store.close()
 
     reopened = StatusStore(path, retention_s=3600)  # a restart resumes after what it applied
@@ -96,12 +97,12 @@ def test_delivery_status_newest_record_wins_and_only_served_partitions(tmp_path:
             (ATTEMPTS, 1, attempt(0, ep, did, "retrying", t + 1)),
         ]
     )
-    found = store.delivery(did, {1})
+    found = queries.delivery(store.db, did, {1})
     assert found is not None and found["status"] == "dead_lettered"
     assert found["dead_letter"]["reason"] == "exhausted" and len(found["attempts"]) == 1
-    assert store.delivery(did, {0, 2}) is None  # not a partition this worker serves
+    assert queries.delivery(store.db, did, {0, 2}) is None  # not a partition served here
     store.forget(1)
-    assert store.delivery(did, {1}) is None and store.next_offsets() == {}
+    assert queries.delivery(store.db, did, {1}) is None and store.next_offsets() == {}
 
 
 def test_retention_expires_old_rows(tmp_path: Path) -> None:
@@ -114,26 +115,99 @@ def test_retention_expires_old_rows(tmp_path: Path) -> None:
         ]
     )
     assert store.expire() == 1
-    assert ids(store.attempts("ep", AttemptQuery())) == [1]
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery())) == [1]
 
 
-@pytest.mark.parametrize(
-    ("params", "field_name"),
-    [
-        ({"limit": "0"}, "limit"),
-        ({"limit": "501"}, "limit"),
-        ({"limit": "many"}, "limit"),
-        ({"status": "retrying"}, "status"),
-        ({"since": "not a time"}, "since"),
-        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
-        ({"after": "%%%"}, "after"),
-        ({"page": "2"}, "page"),
-    ],
-)
-def test_bad_attempt_query_names_the_field(params: dict[str, str], field_name: str) -> None:
-    with pytest.raises(InvalidQuery) as exc:
-        parse_attempt_query(params)
-    assert exc.value.field == field_name
+def dead_letter(off: int, ep: str, did: str, at: float, tenant: str | None) -> Rec:
+    body = {
+        "delivery_id": did,
+        "endpoint_id": ep,
+        "tenant_id": tenant,
+        "reason": "exhausted",
+        "dead_lettered_at": to_iso(at),
+        "event": {"id": f"evt_{did}", "type": "t.x"},
+    }
+    headers = [(H_DELIVERY, did.encode()), (H_STATUS, b"dead_lettered")]
+    return Rec(off, ep.encode(), orjson.dumps(body), int(at * 1000), headers)
+
+
+def test_dead_letters_paged_scoped_and_left_when_replayed(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path / "s.sqlite3", retention_s=3600)
+    now = time.time()
+    store.apply(
+        [(DEADLETTER, 0, dead_letter(i, "ep_a", f"msg_{i}", now + i, "acme")) for i in range(5)]
+        + [(DEADLETTER, 1, dead_letter(0, "ep_b", "msg_b", now + 9, None))]
+    )
+    every = queries.deadletters(store.db, [0, 1], limit=10)
+    assert [i["delivery_id"] for i in every["items"]] == [
+        "msg_b",
+        *(f"msg_{i}" for i in (4, 3, 2, 1, 0)),
+    ]
+    assert every["items"][1]["event_id"] == "evt_msg_4" and every["items"][1]["tenant_id"] == "acme"
+    # Limit + 1 items come back (the router decides about "next"); keys are the cursors.
+    page = queries.deadletters(store.db, [0, 1], limit=2)
+    assert len(page["items"]) == 3
+    rest = queries.deadletters(store.db, [0, 1], limit=10, after=page["keys"][1])
+    assert [i["delivery_id"] for i in rest["items"]] == ["msg_3", "msg_2", "msg_1", "msg_0"]
+    acme = queries.deadletters(store.db, [0, 1], tenant_id="acme", scoped=True)
+    assert len(acme["items"]) == 5
+    tenantless = queries.deadletters(store.db, [0, 1], tenant_id=None, scoped=True)
+    assert [i["delivery_id"] for i in tenantless["items"]] == ["msg_b"]
+    assert queries.deadletters(store.db, [1], endpoint_id="ep_a")["items"] == []  # not served
+    # Replayed: a newer delivery record sets it pending, and it leaves the list.
+    replayed = [(H_DELIVERY, b"msg_4"), (H_STATUS, b"replay")]
+    store.apply([(DELIVERIES, 0, Rec(0, b"ep_a", b"{}", int((now + 20) * 1000), replayed))])
+    left = queries.deadletters(store.db, [0], limit=10)
+    assert [i["delivery_id"] for i in left["items"]] == [f"msg_{i}" for i in (3, 2, 1, 0)]
+    stats = queries.endpoint_stats(store.db, ["ep_a"], int(now * 1000))
+    assert stats[0]["dead_letters"] == 4
+
+
+def test_minute_counts_endpoint_stats_and_overview(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = StatusStore(path, retention_s=3600)
+    now = time.time()
+    batch = [
+        (ATTEMPTS, 2, attempt(i, "ep1", f"m{i}", "succeeded" if i < 6 else "retrying", now))
+        for i in range(8)
+    ]
+    batch.append((ATTEMPTS, 3, attempt(0, "ep2", "x", "failed", now - 120)))
+    store.apply(batch)
+    store.apply(batch)  # read again after a crash: counted once
+    now_ms = int(now * 1000)
+    one, two, none = queries.endpoint_stats(store.db, ["ep1", "ep2", "ep_none"], now_ms)
+    assert (one["succeeded_last_hour"], one["failed_last_hour"]) == (6, 2)
+    assert one["success_rate"] == 0.75 and one["last_attempt"]["delivery_id"] == "m7"
+    assert (two["succeeded_last_hour"], two["failed_last_hour"]) == (0, 1)
+    assert none["success_rate"] is None and none["last_attempt"] is None
+    # Shares of two owners add up; an endpoint list counts only those endpoints.
+    shares = [
+        queries.overview(store.db, [2], None, now_ms),
+        queries.overview(store.db, [3], None, now_ms),
+    ]
+    body = overview_body(shares, now_ms)
+    assert (body["succeeded_last_hour"], body["failed_last_hour"]) == (6, 3)
+    assert len(body["minutes"]) == 60 and body["minutes"][-1]["succeeded"] == 6
+    only = overview_body([queries.overview(store.db, [2, 3], ["ep2"], now_ms)], now_ms)
+    assert (only["succeeded_last_hour"], only["failed_last_hour"]) == (0, 1)
+    store.close()
+    reopened = StatusStore(path, retention_s=3600)  # counts survive a restart
+    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 6
+    assert reopened.expire(now_ms + 2 * 3600_000) >= 0
+    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 0
+
+
+def test_a_store_of_another_layout_is_rebuilt(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE applied (topic TEXT, part INTEGER, next INTEGER)")
+    old.execute("INSERT INTO applied VALUES ('webhooks.attempts', 0, 99)")
+    old.commit()
+    old.close()
+    store = StatusStore(path, retention_s=60)
+    assert store.next_offsets() == {}  # read again from Kafka
 
 
 def test_spread_is_balanced_and_sticky_to_data() -> None:

@@ -115,8 +115,7 @@ async def test_worker_started_later_recovers_every_subscription(
     try:
         await late.wait_ready()
         for attempt in range(2):
-            async with late.api() as client:
-                listing = (await client.get("/subscriptions")).json()["data"]
+            listing = await late.list_subscriptions()
             by_id = {s["id"]: s for s in listing}
             assert not set(ids[:5]) & set(by_id)
             assert set(ids[5:]) <= set(by_id)

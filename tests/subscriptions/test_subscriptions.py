@@ -9,9 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.http.ssrf import is_forbidden_address
+from webhook_stream.subscriptions import index as index_module
 from webhook_stream.subscriptions.index import SubscriptionIndex
 from webhook_stream.subscriptions.model import Subscription, generate_secret
 from webhook_stream.subscriptions.validation import parse_stored, parse_subscription
@@ -179,6 +183,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("max_in_flight zero", {"max_in_flight": 0}, "max_in_flight"),
     ("max_in_flight 101", {"max_in_flight": 101}, "max_in_flight"),
     ("max_in_flight bool", {"max_in_flight": True}, "max_in_flight"),
+    ("ordering unknown", {"ordering": "fifo"}, "ordering"),
+    ("ordering bool", {"ordering": True}, "ordering"),
     ("previous_secrets obj", {"previous_secrets": {}}, "previous_secrets"),
     (
         "previous_secrets bad secret",
@@ -593,3 +599,66 @@ def test_index_against_brute_force() -> None:
                 if s.tenant_id == tenant and any(fnmatchcase(event_type, p) for p in s.event_types)
             )
             assert ids(index.match(event_type, tenant)) == expected, (tenant, event_type)
+
+
+# -- glob routing against fnmatchcase -------------------------------------------------------
+
+_glob_chars = st.sampled_from(list("ab.-:/*?"))  # what validation lets through
+_type_chars = st.sampled_from(list("ab.-[]!^*?"))
+
+
+@hyp_settings(max_examples=400, deadline=None)
+@given(
+    patterns=st.lists(st.text(_glob_chars, max_size=8), min_size=1, max_size=12),
+    types=st.lists(st.text(_type_chars, max_size=8), min_size=1, max_size=12),
+)
+def test_glob_routing_is_exactly_fnmatchcase(patterns: list[str], types: list[str]) -> None:
+    """Whatever the patterns (stars and question marks anywhere, repeated, adjacent),
+    the index picks exactly the subscriptions ``fnmatchcase`` would."""
+    subs = [sub(f"ep{i}", (p,)) for i, p in enumerate(patterns) if p]
+    index = SubscriptionIndex(subs)
+    for event_type in types:
+        want = sorted(s.id for s in subs if fnmatchcase(event_type, s.event_types[0]))
+        assert [s.id for s in index.match(event_type, None)] == want, event_type
+    for s in subs[::2]:
+        index.remove(s.id)  # unindexing leaves the rest exact
+    for event_type in types:
+        want = sorted(s.id for s in subs[1::2] if fnmatchcase(event_type, s.event_types[0]))
+        assert [s.id for s in index.match(event_type, None)] == want, event_type
+
+
+def test_routing_tries_few_globs_among_50000_non_prefix_globs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Routing cost is flat: an event is tested against the globs that share its literal
+    head or tail, not against all 50,000 (fnmatch one by one took seconds per event past its
+    32,768-entry cache). The time itself is bench row 6d's job."""
+    subs = [sub(f"ep{i}", (f"svc{i}.*.created", f"*.thing{i}")) for i in range(25_000)]
+    index = SubscriptionIndex(subs)
+    tried: list[str] = []
+    real_test = index_module._test
+
+    def counting(group: Any, pattern: str, event_type: str) -> bool:
+        tried.append(pattern)
+        return real_test(group, pattern, event_type)
+
+    monkeypatch.setattr(index_module, "_test", counting)
+    for i in range(0, 25_000, 250):
+        tried.clear()
+        assert [s.id for s in index.match(f"svc{i}.order.created", None)] == [f"ep{i}"]
+        assert len(tried) <= 3, tried
+        tried.clear()
+        assert [s.id for s in index.match(f"x.thing{i}", None)] == [f"ep{i}"]
+        assert len(tried) <= 3, tried
+
+
+def test_ordering_defaults_to_best_effort_and_strict_round_trips() -> None:
+    base = {"url": "https://example.com/h", "event_types": ["a"]}
+    s = parse_subscription(base, allow_insecure=False, endpoint_id="ep_o")
+    assert s.ordering == "best_effort" and not s.strict
+    strict = parse_subscription(
+        {**base, "ordering": "strict", "max_in_flight": 8}, allow_insecure=False, endpoint_id="ep_o"
+    )
+    assert strict.strict and strict.max_in_flight == 8 and strict.lane_width == 1
+    assert strict.to_dict(include_secrets=False)["ordering"] == "strict"
+    assert parse_stored(orjson.dumps(strict.to_dict(include_secrets=True)), "ep_o") == strict

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from urllib.parse import unquote
 
 import httpx
 
@@ -84,6 +85,12 @@ async def test_dev_runs_broker_worker_and_api_and_stops_on_ctrl_c(tmp_path) -> N
             assert (await client.get("/health")).status_code == 200
             r = await client.get("/subscriptions", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200
+            # The console link signs the admin in: /ui/ serves the page, the token is in #.
+            link = next(ln for ln in lines if "console:" in ln).split("console:")[1].strip()
+            page, _, fragment = link.partition("#")
+            assert page == f"http://127.0.0.1:{port}/ui/"
+            assert unquote(fragment) == f"token={token}"
+            assert (await client.get(page)).status_code == 200
         proc.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(proc.wait, 60)
         assert code == 0

@@ -1,73 +1,65 @@
-"""HTTP API on Faust's web server (SPEC section 8).
+"""HTTP API on Faust's web server (SPEC section 8); the document is :mod:`.openapi`.
 
-``/health`` and ``/metrics`` are open; every other route needs
-``Authorization: Bearer <WEBHOOK_STREAM_API_TOKEN>`` and refuses when no token is set.
-Writes go to ``webhooks.subscriptions`` and answer once this worker's registry has
-applied them (read your writes), or with 202 and ``"pending": true`` if that takes long.
+``/health``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open; every other route
+needs ``Authorization: Bearer <token>``: the admin token (``WEBHOOK_STREAM_API_TOKEN``)
+or a tenant token, which sees only its tenant (:mod:`.auth`). Subscription writes are
+decided by the owner of the endpoint id (:mod:`.subscription_writes`) and answer once this
+worker's registry has applied them (read your writes), or with 202 and ``"pending": true``
+if that takes long.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from functools import wraps
 from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.api.status_query import parse_attempt_query, parse_endpoint_hint
-from webhook_stream.core.errors import InvalidQuery, InvalidSubscription
+from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
+from webhook_stream.api.console import register_console_views
+from webhook_stream.api.docs import register_doc_views
+from webhook_stream.api.errors import ApiError, code_for, error_body
+from webhook_stream.api.flowview import flow_view
+from webhook_stream.api.insight import (
+    forwarding,
+    register_insight_views,
+    router_of,
+    status_response,
+    time_param,
+)
+from webhook_stream.api.pagination import page, parse_page
+from webhook_stream.api.replay import run_replay
+from webhook_stream.api.subscription_writes import (
+    etag,
+    if_match,
+    precondition_failed,
+    submit_write,
+)
+from webhook_stream.api.tokens import register_token_views
+from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
-from webhook_stream.core.topics import SUBSCRIPTIONS
-from webhook_stream.failures.replay import ReplayError, parse_time, replay_deadletter, replay_events
+from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
-from webhook_stream.status.routing import FORWARDED, Answer, unavailable
-from webhook_stream.status.routing import error as status_error
-from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.status.store import AttemptQuery, decode_cursor
+from webhook_stream.subscriptions.model import Subscription, generate_secret
+from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.writes import WriteRequest
 
 __all__ = ["register_views"]
 
-_WRITE_VISIBLE_TIMEOUT = 5.0
-
-Handler = Callable[..., Awaitable[Response]]
-
-
-def _error(view: View, status: int, message: str, **extra: Any) -> Response:
-    return view.json({"error": message, **extra}, status=status)
+#: Fields the server sets; ``version`` moves with ``If-Match``, not in a body.
+_SERVER_FIELDS = ("secret", "previous_secrets", "created_at", "updated_at", "version")
 
 
-def authorized(handler: Handler) -> Handler:
-    """Bearer-token check, constant time; no configured token means the route refuses."""
-
-    @wraps(handler)
-    async def check(view: View, request: Request, **kwargs: Any) -> Response:
-        token = view.app.ws_settings.api_token
-        if not token:
-            return _error(
-                view,
-                401,
-                "the management API is disabled: set WEBHOOK_STREAM_API_TOKEN on the worker",
-            )
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.encode()):
-            return _error(view, 401, "missing or wrong bearer token")
-        return await handler(view, request, **kwargs)
-
-    return check
+def _error(view: View, status: int, message: str, field: str | None = None) -> Response:
+    """The one error shape (:mod:`.errors`), ``code`` from the status."""
+    return view.json(error_body(code_for(status), message, field), status=status)
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    raw = await request.read()
-    try:
-        return orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise InvalidSubscription("body", f"not valid JSON ({exc.msg})") from None
+    return await json_body(request)
 
 
 class _Base(View):
@@ -81,28 +73,26 @@ class _Base(View):
     def settings(self) -> Any:
         return self.app.ws_settings
 
-    async def write(self, endpoint_id: str, value: bytes | None) -> bool:
-        """Produce to ``webhooks.subscriptions``; True once this worker has applied it."""
-        meta = await self.runtime.producer.send_and_wait(
-            SUBSCRIPTIONS, value, key=endpoint_id.encode()
-        )
-        return await self.runtime.registry.wait_applied(
-            meta.partition, meta.offset, _WRITE_VISIBLE_TIMEOUT
-        )
-
-    async def store(self, sub: Subscription, status: int, **extra: Any) -> Response:
-        visible = await self.write(sub.id, self.runtime.registry.stored_form(sub))
-        body = {**sub.to_dict(include_secrets=False), **extra}
-        if not visible:
-            return self.json({**body, "pending": True}, status=202)
-        return self.json(body, status=status)
-
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
+
+    def principal(self, request: Request) -> Principal:
+        return principal_of(request)
+
+    def visible(self, request: Request, endpoint_id: str) -> Subscription | None:
+        """The endpoint if the caller may see it; another tenant's is as absent (404)."""
+        sub = self.find(endpoint_id)
+        if sub is None or not self.principal(request).sees(sub.tenant_id):
+            return None
+        return sub
 
 
 def register_views(app: Any) -> None:
     """Attach every route to ``app``."""
+    register_doc_views(app)
+    register_token_views(app)
+    register_console_views(app)
+    register_insight_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -131,89 +121,101 @@ def register_views(app: Any) -> None:
     class Subscriptions(_Base):
         @authorized
         async def get(self, request: Request) -> Response:
+            principal = self.principal(request)
             tenant = request.query.get("tenant_id")
-            subs = [
-                s.to_dict(include_secrets=False)
+            if tenant is not None:
+                principal.check_tenant(tenant)
+            else:
+                tenant = principal.tenant_id
+            subs = (
+                s
                 for s in self.runtime.registry.index.all()
                 if tenant is None or s.tenant_id == tenant
-            ]
-            return self.json({"data": subs, "count": len(subs)})
+            )
+            body = page(subs, _sub_id, _listed, request.query)
+            return self.json(body)
 
         @authorized
         async def post(self, request: Request) -> Response:
+            principal = self.principal(request)
             try:
                 data = await _json_body(self, request)
                 if isinstance(data, dict) and "id" not in data:
                     data = {**data, "id": "ep_" + secrets.token_hex(8)}
+                if isinstance(data, dict):
+                    data = _own_tenant(principal, data)
                 sub = parse_subscription(data, allow_insecure=self.settings.allow_insecure_targets)
+                refuse_masks(sub.headers)
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             if self.find(sub.id) is not None:
                 return _error(self, 409, f"subscription {sub.id!r} already exists", field="id")
-            now = iso_now()
-            sub = replace(sub, created_at=now, updated_at=now)
             # The secret is shown once, here; no other response ever carries it.
-            return await self.store(sub, 201, secret=sub.secret)
+            write = WriteRequest(
+                sub.id, "create", body=sub.to_dict(include_secrets=True), tenant=principal.tenant_id
+            )
+            return await submit_write(self, write, shown={"secret": sub.secret}, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}")
     class OneSubscription(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            return self.json(sub.to_dict(include_secrets=False))
+            flow = flow_view(getattr(self.runtime, "delivery", None), endpoint_id)
+            return self.json(
+                {**sub.to_dict(include_secrets=False), "flow": flow}, headers=etag(sub)
+            )
 
         @authorized
         async def patch(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            try:
-                changes = await _json_body(self, request)
-                if not isinstance(changes, dict):
-                    raise InvalidSubscription("body", "must be a JSON object")
-                for name in ("secret", "previous_secrets", "created_at", "updated_at"):
-                    if name in changes:
-                        raise InvalidSubscription(name, "cannot be changed with PATCH")
-                merged = {**sub.to_dict(include_secrets=True), **changes}
-                updated = parse_subscription(
-                    merged,
-                    allow_insecure=self.settings.allow_insecure_targets,
-                    endpoint_id=endpoint_id,
-                )
-            except InvalidSubscription as exc:
-                return _error(self, 400, exc.message, field=exc.field)
-            return await self.store(replace(updated, updated_at=iso_now()), 200)
+            wanted = if_match(request)
+            changes = await _json_body(self, request)
+            _check_patch(sub, changes, self.settings.allow_insecure_targets)
+            if wanted is not None and wanted < sub.version:
+                raise precondition_failed(endpoint_id, sub.version, wanted)
+            tenant = self.principal(request).tenant_id
+            # The owner merges the changes into the current record, masks resolved there.
+            write = WriteRequest(endpoint_id, "patch", wanted, changes, tenant=tenant)
+            return await submit_write(self, write)
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
-            if self.find(endpoint_id) is None:
+            if self.visible(request, endpoint_id) is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            visible = await self.write(endpoint_id, None)
-            if not visible:
-                return self.json({"id": endpoint_id, "deleted": True, "pending": True}, status=202)
-            return self.json({"id": endpoint_id, "deleted": True})
+            tenant = self.principal(request).tenant_id
+            write = WriteRequest(endpoint_id, "delete", if_match(request), tenant=tenant)
+            return await submit_write(self, write)
 
     @app.page("/subscriptions/{endpoint_id}/rotate-secret")
     class RotateSecret(_Base):
         @authorized
         async def post(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
+            wanted = if_match(request)
+            if wanted is not None and wanted < sub.version:
+                raise precondition_failed(endpoint_id, sub.version, wanted)
             grace = self.settings.secret_rotation_grace
-            rotated = sub.rotate_secret(now=time.time(), grace_s=grace)
-            rotated = replace(rotated, updated_at=iso_now())
-            return await self.store(
-                rotated, 200, secret=rotated.secret, old_secret_valid_for_s=grace
+            # Chosen here (sealed on its way to the owner), so that even a 202 can show it.
+            secret = generate_secret()
+            body = {"grace_s": grace, "secret": secret}
+            write = WriteRequest(
+                endpoint_id, "rotate", wanted, body, tenant=self.principal(request).tenant_id
             )
+            shown = {"secret": secret, "old_secret_valid_for_s": grace}
+            return await submit_write(self, write, shown=shown, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}/test")
     class TestEvent(_Base):
         @authorized
         async def post(self, request: Request, endpoint_id: str) -> Response:
-            sub = self.find(endpoint_id)
+            sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             delivery = make_test_delivery(sub)
@@ -226,29 +228,47 @@ def register_views(app: Any) -> None:
     class Attempts(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
+            if self.visible(request, endpoint_id) is None:
+                return _error(self, 404, f"no subscription {endpoint_id!r}")
+            query = request.query
+            limit, after = parse_page(query)
+            outcome = query.get("status") or None
+            if outcome not in (None, "succeeded", "retrying", "failed"):
+                raise ApiError("invalid", "one of succeeded, retrying, failed", "status")
             try:
-                query = parse_attempt_query(request.query)
-            except InvalidQuery as exc:
-                return _status_answer(self, bad_query(exc))
-            router = self.runtime.status
-            if router is None:
-                return _status_answer(self, unavailable("the worker is starting"))
-            answer = await router.attempts(endpoint_id, query.to_dict(), **_forwarding(request))
-            return _status_answer(self, answer)
+                position = None if after is None else decode_cursor(after)
+            except ValueError as exc:
+                raise ApiError("invalid", str(exc), "after") from None
+            wanted = AttemptQuery(
+                limit=limit,
+                after=position,
+                outcome=outcome,
+                event_type=query.get("event_type") or None,
+                since_ms=time_param(query, "since"),
+                until_ms=time_param(query, "until"),
+            )
+            router = router_of(self.runtime)
+            answer = await router.attempts(endpoint_id, wanted.to_dict(), **forwarding(request))
+            return status_response(self, request, answer)
 
     @app.page("/deliveries/{delivery_id}")
     class DeliveryStatus(_Base):
         @authorized
         async def get(self, request: Request, delivery_id: str) -> Response:
-            try:
-                endpoint_id = parse_endpoint_hint(request.query)
-            except InvalidQuery as exc:
-                return _status_answer(self, bad_query(exc))
-            router = self.runtime.status
-            if router is None:
-                return _status_answer(self, unavailable("the worker is starting"))
-            answer = await router.delivery(delivery_id, endpoint_id, **_forwarding(request))
-            return _status_answer(self, answer)
+            # ``?endpoint_id=`` routes straight to the owner; without it, owners are asked.
+            endpoint_id = request.query.get("endpoint_id") or None
+            router = router_of(self.runtime)
+            answer = await router.delivery(delivery_id, endpoint_id, **forwarding(request))
+            if answer.status == 200 and not self._sees_delivery(request, answer.body):
+                return _error(self, 404, f"no delivery {delivery_id!r} in the status retention")
+            return status_response(self, request, answer)
+
+        def _sees_delivery(self, request: Request, found: dict[str, Any]) -> bool:
+            principal = self.principal(request)
+            if principal.is_admin:
+                return True
+            sub = self.find(found.get("endpoint_id") or "")
+            return sub is not None and principal.sees(sub.tenant_id)
 
     @app.page("/replay")
     class Replay(_Base):
@@ -256,7 +276,9 @@ def register_views(app: Any) -> None:
         async def post(self, request: Request) -> Response:
             try:
                 body = await _json_body(self, request)
-                summary = await run_replay(self.settings, self.runtime, body)
+                summary = await run_replay(
+                    self.settings, self.runtime, body, self.principal(request)
+                )
             except InvalidSubscription as exc:
                 return _error(self, 400, exc.message, field=exc.field)
             except ReplayError as exc:
@@ -264,48 +286,43 @@ def register_views(app: Any) -> None:
             return self.json(summary.to_dict())
 
 
-async def run_replay(settings: Any, runtime: Any, body: Any) -> Any:
-    """``POST /replay``: ``{"source": "deadletter"|"events", ...}`` as in the CLI."""
-    if not isinstance(body, dict):
+def _sub_id(sub: Subscription) -> str:
+    return sub.id
+
+
+def _listed(sub: Subscription) -> dict[str, Any]:
+    return sub.to_dict(include_secrets=False)
+
+
+def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> None:
+    """Refuse (400) what this worker's copy already shows to be wrong with a PATCH body."""
+    if not isinstance(changes, dict):
         raise InvalidSubscription("body", "must be a JSON object")
-    source = body.get("source")
-    times = {k: parse_time(body[k]) for k in ("since", "until") if body.get(k)}
-    common = {
-        "endpoint": body.get("endpoint_id"),
-        "tenant": body.get("tenant_id"),
-        "dry_run": bool(body.get("dry_run", False)),
-        **times,
-    }
-    if source == "deadletter":
-        return await replay_deadletter(
-            settings, runtime.producer, force=bool(body.get("force", False)), **common
+    for name in _SERVER_FIELDS:
+        if name in changes:
+            raise InvalidSubscription(name, "cannot be changed with PATCH")
+    if "tenant_id" in changes and changes["tenant_id"] != sub.tenant_id:
+        # Moving an endpoint (with its secret) to another tenant would let it receive that
+        # tenant's events: delete and create instead. (The owner checks it again.)
+        raise InvalidSubscription(
+            "tenant_id", "cannot be changed; delete and create the endpoint instead"
         )
-    if source == "events":
-        if not body.get("topic"):
-            raise InvalidSubscription("topic", "required for source=events")
-        if "since" not in times:
-            raise InvalidSubscription("since", "required for source=events")
-        return await replay_events(
-            settings, runtime.producer, runtime.registry.index, topic=body["topic"], **common
-        )
-    raise InvalidSubscription("source", "must be 'deadletter' or 'events'")
+    merged = {**sub.to_dict(include_secrets=True), **changes}
+    if "headers" in changes:
+        # A mask is refused by the owner only, which resolves it against the current
+        # values: this copy may not have applied a change the caller has already read.
+        merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
+    parse_subscription(merged, allow_insecure=allow_insecure, endpoint_id=sub.id)
 
 
-def _forwarding(request: Request) -> dict[str, Any]:
-    """What a status query needs to be forwarded to the owner of its partition."""
-    return {
-        "forwarded": request.headers.get(FORWARDED) == "1",
-        "path_qs": request.url.path_qs,
-        "auth": request.headers.get("Authorization", ""),
-    }
-
-
-def bad_query(exc: InvalidQuery) -> Answer:
-    return status_error(400, "invalid_parameter", exc.message, exc.field)
-
-
-def _status_answer(view: View, answer: Answer) -> Response:
-    return view.json(answer.body, status=answer.status, headers=answer.headers or None)
+def _own_tenant(principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """A tenant token creates in its own tenant: filled in when absent, 403 when another."""
+    if principal.is_admin:
+        return data
+    if data.get("tenant_id") is None:
+        return {**data, "tenant_id": principal.tenant_id}
+    principal.check_tenant(data["tenant_id"])
+    return data
 
 
 def make_test_delivery(sub: Subscription) -> Delivery:

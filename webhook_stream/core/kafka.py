@@ -15,6 +15,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
+from webhook_stream.core.kafka_auth import client_options
+from webhook_stream.core.produce import size_error
 from webhook_stream.core.settings import Settings
 
 __all__ = [
@@ -23,12 +25,16 @@ __all__ = [
     "RecordBatcher",
     "commit_as",
     "committed",
+    "connection",
     "group_consumer",
     "producer",
     "tail_consumer",
 ]
 
 log = logging.getLogger(__name__)
+
+#: aiokafka's default ``max_request_size`` and ``Settings.max_record_bytes``'s.
+DEFAULT_MAX_RECORD_BYTES = 1_048_576
 
 
 class JoinedListener(ConsumerRebalanceListener):
@@ -79,12 +85,19 @@ class RecordBatcher:
     :meth:`send` calls. Partitions are chosen as aiokafka's default partitioner would.
 
     Memory is bounded by the caller: a producer of many records (the fan-out) waits with
-    :meth:`wait_for_room` while :attr:`full`.
+    :meth:`wait_for_room` while :attr:`full`. A record over ``max_record_bytes`` is
+    refused at once (its future fails with :class:`RecordTooLarge`), never batched.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, max_queued: int = 2000) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        max_queued: int = 2000,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
         self._producer = producer
         self._max_queued = max_queued
+        self.max_record_bytes = max_record_bytes
         self._partitioner = CachedPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._queued: list[_Queued] = []
@@ -108,6 +121,11 @@ class RecordBatcher:
         self, topic: str, value: bytes, *, key: bytes, headers: Any = None
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if len(value) + len(key) > self.max_record_bytes - 1024:  # cheap test first
+            too_large = size_error(key, value, headers, self.max_record_bytes)
+            if too_large is not None:
+                future.set_exception(too_large)
+                return future
         self._queued.append((topic, key, value, headers or [], future))
         self._wake.set()
         if self._flusher is None:
@@ -147,14 +165,6 @@ class RecordBatcher:
             if partitions is None:
                 partitions = sorted(await self._producer.partitions_for(topic))
                 self._partitions[topic] = partitions
-            if len(value) + len(key) >= _MAX_RECORD_BYTES:
-                # A batch takes any first record; send() checks the producer's limit.
-                try:
-                    sent = await self._producer.send(topic, value, key=key, headers=headers)
-                    _resolve(sent, future)
-                except Exception as exc:  # noqa: BLE001
-                    future.set_exception(exc)
-                continue
             tp = (topic, self._partitioner(key, partitions, partitions))
             batch = batches.get(tp)
             if batch is not None and batch[0].append(
@@ -178,8 +188,6 @@ class RecordBatcher:
 
 
 _Queued = tuple[str, bytes, bytes, Any, "asyncio.Future[Any]"]
-#: aiokafka's default ``max_request_size``, which the producer here keeps.
-_MAX_RECORD_BYTES = 1_048_576
 
 
 def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
@@ -199,14 +207,20 @@ def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
     acked.add_done_callback(settle)
 
 
+def connection(settings: Settings) -> dict[str, Any]:
+    """Bootstrap servers and security options: what every Kafka client here is built with."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **client_options(settings)}
+
+
 def producer(settings: Settings) -> AIOKafkaProducer:
     """The shared producer. ``acks=all``: a hand-off counts only once it is durable."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         client_id=f"{settings.app_id}-producer",
         acks="all",
         linger_ms=2,
         max_batch_size=262_144,
+        max_request_size=settings.max_record_bytes,
         request_timeout_ms=30_000,
         partitioner=CachedPartitioner(),
     )
@@ -228,7 +242,7 @@ def group_consumer(
 ) -> AIOKafkaConsumer:
     """A consumer in group ``<app_id>-<suffix>``, committing by hand."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         client_id=f"{settings.app_id}-{group_suffix}",
         group_id=f"{settings.app_id}-{group_suffix}",
         enable_auto_commit=False,
@@ -247,7 +261,7 @@ def tail_consumer(
 ) -> AIOKafkaConsumer:
     """A group-less consumer (``assign()`` + seek) for reading whole topics."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -258,9 +272,7 @@ def tail_consumer(
 
 async def committed(settings: Settings, group_id: str, topic: str) -> dict[TopicPartition, int]:
     """The offsets ``group_id`` has committed on ``topic`` (partitions without one left out)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()
@@ -273,9 +285,7 @@ async def committed(settings: Settings, group_id: str, topic: str) -> dict[Topic
 
 async def commit_as(settings: Settings, group_id: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit ``offsets`` for ``group_id`` without joining it (the group must be empty)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=group_id, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(offsets))

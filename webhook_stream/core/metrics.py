@@ -39,9 +39,25 @@ class Metrics:
         self.pending = Gauge(
             "webhook_pending_deliveries", "Deliveries held in memory by this worker.", registry=r
         )
+        self.parked = Gauge(
+            "webhook_parked_deliveries",
+            "Deliveries parked for blocked or busy endpoints on this worker's partitions.",
+            registry=r,
+        )
+        self.blocked = Gauge(
+            "webhook_blocked_endpoints",
+            "Strict endpoints whose head waits for a retry (head-of-line blocked).",
+            registry=r,
+        )
         self.retry_backlog = Gauge(
             "webhook_retry_backlog",
             "Deliveries waiting in retry topics (buffered here).",
+            ["topic"],
+            registry=r,
+        )
+        self.retry_moved = Counter(
+            "webhook_retry_moved",
+            "Retry records written again with their due time (out of order, or long waits).",
             ["topic"],
             registry=r,
         )

@@ -315,6 +315,11 @@ class RejectedRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     rejected_at: str = field(default_factory=iso_now)
+    #: Size of the original value; ``value`` is a prefix of it when ``truncated``.
+    value_bytes: int | None = None
+    #: Part of the original (value, headers, key) was left out to fit the record limit;
+    #: fetch it from ``source`` while the input topic retains it.
+    truncated: bool = False
 
     def encode(self) -> bytes:
         b64 = base64.b64encode
@@ -328,5 +333,7 @@ class RejectedRecord:
                     {"key": k, "value_b64": b64(v or b"").decode()} for k, v in self.headers
                 ],
                 "rejected_at": self.rejected_at,
+                "value_bytes": self.value_bytes,
+                "truncated": self.truncated,
             }
         )

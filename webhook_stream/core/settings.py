@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
 from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.sealing import SecretBox
@@ -75,6 +76,39 @@ class Secret(str):
         return "Secret('**********')" if self else "Secret('')"
 
 
+class ProxyURL(str):
+    """A proxy URL whose ``repr`` and :attr:`redacted` hide the password (logged at start-up)."""
+
+    @property
+    def redacted(self) -> str:
+        scheme, sep, rest = self.partition("://")
+        userinfo, at, hostport = rest.rpartition("@")
+        if not sep or not at:
+            return str(self)
+        user = userinfo.partition(":")[0]
+        return f"{scheme}://{user}:****@{hostport}"
+
+    def __repr__(self) -> str:
+        return f"ProxyURL({self.redacted!r})"
+
+
+def parse_proxy_url(text: str) -> ProxyURL:
+    """``http://[user:password@]host:port`` (or ``https://``); errors never show the password."""
+    value = ProxyURL(text.strip())
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"not a proxy URL: {value.redacted!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"use http://host:port or https://host:port, not {value.redacted!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
+        raise ValueError(f"a proxy URL is scheme://host:port only, not {value.redacted!r}")
+    return value
+
+
 def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -92,8 +126,22 @@ def _csv(text: str) -> tuple[str, ...]:
 class Settings:
     """Runtime configuration. Build with :meth:`from_env`; never mutate."""
 
-    #: Kafka bootstrap URL(s), ``kafka://host:port[;host:port]``.
+    #: Kafka bootstrap URL(s), ``kafka://host:port[;host:port]`` (``kafka+ssl://`` = SSL).
     broker: str = "kafka://localhost:9092"
+    #: Kafka connection security, for every client (see :mod:`webhook_stream.core.kafka_auth`):
+    #: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``; empty = from the URL.
+    kafka_security_protocol: str = ""
+    #: CA bundle to trust (PEM; empty = the system's); client certificate and key for mTLS.
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    #: ``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512`` or ``OAUTHBEARER``.
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    #: OAUTHBEARER token provider, ``module:callable`` returning an aiokafka
+    #: ``AbstractTokenProvider`` (called once, with no arguments).
+    kafka_sasl_oauth_token_provider: str = ""
     #: Faust application id; also the prefix of consumer group ids.
     app_id: str = "webhook-stream"
     #: HTTP API port (the worker's ``--web-port`` flag wins) and bind address.
@@ -130,12 +178,27 @@ class Settings:
     #: Connection pool: total connections and connections per host.
     http_pool_size: int = 1000
     http_pool_per_host: int = 16
+    #: Forward proxy every delivery goes through (``http://[user:password@]host:port``);
+    #: empty = deliveries connect directly. The password is never logged.
+    egress_proxy: ProxyURL = field(default_factory=lambda: ProxyURL(""))
+    #: Target hosts that bypass the proxy (``hooks.internal,.corp.example``: a leading dot,
+    #: or none, also matches subdomains).
+    egress_no_proxy: tuple[str, ...] = ()
     #: Bytes of a receiver's response body kept in the attempt log.
     response_body_max: int = 1024
     #: Largest accepted event (bytes); larger ones go to ``webhooks.rejected``.
     max_event_bytes: int = 1_048_576
+    #: Largest record the worker writes (the producer's ``max_request_size``); keep it at
+    #: or below the broker's ``message.max.bytes``. Events whose records would not fit
+    #: go to ``webhooks.rejected`` with reason ``too_large``.
+    max_record_bytes: int = 1_048_576
     #: Deliveries held in memory by one worker before it stops fetching (back-pressure).
     max_pending_deliveries: int = 5000
+    #: Share of those one endpoint may hold (and at most a quarter of them); what comes
+    #: for it beyond that is parked in ``webhooks.parked`` until it has room.
+    max_pending_per_endpoint: int = 500
+    #: Parked deliveries read back and held in memory (a budget of their own).
+    max_parked_held: int = 1000
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
@@ -143,6 +206,11 @@ class Settings:
     rebalance_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     commit_interval: float = 1.0
+    #: ...and the delivery loop commits as soon as this many more deliveries are finished
+    #: (0 = by time only): a kill -9 repeats about this many per worker.
+    commit_every: int = 100
+    #: A worker that cannot reach the broker this long exits with status 1 (0 = never).
+    broker_unavailable_timeout: float = 60.0
     #: How long SIGTERM waits for in-flight HTTP calls before the worker exits.
     shutdown_timeout: float = 30.0
     #: Disable an endpoint whose every attempt failed for this long (0 = never)...
@@ -177,11 +245,32 @@ class Settings:
         settings.validate()
         return settings
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.egress_proxy, ProxyURL):  # built in code: still never logged
+            object.__setattr__(self, "egress_proxy", ProxyURL(self.egress_proxy))
+
     def validate(self) -> None:
+        try:
+            parse_proxy_url(self.egress_proxy)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}EGRESS_PROXY: {exc}") from None
         if not self.retry_schedule:
             raise ConfigError(f"{PREFIX}RETRY_SCHEDULE: needs at least one delay")
         if self.partitions < 1:
             raise ConfigError(f"{PREFIX}PARTITIONS: must be >= 1")
+        if self.max_record_bytes < 65_536:
+            raise ConfigError(f"{PREFIX}MAX_RECORD_BYTES: must be >= 65536")
+        if not 0 < self.max_event_bytes <= self.max_record_bytes:
+            raise ConfigError(
+                f"{PREFIX}MAX_EVENT_BYTES ({self.max_event_bytes}) must be between 1 and "
+                f"{PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), the largest record the "
+                "producer may write: larger events could never be delivered. Lower "
+                f"MAX_EVENT_BYTES, or raise MAX_RECORD_BYTES together with the broker's "
+                "message.max.bytes"
+            )
+        for name in ("max_pending_deliveries", "max_pending_per_endpoint", "max_parked_held"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
         try:
@@ -193,6 +282,54 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
         SecretBox.from_setting(self.secret_key)
+        self._validate_kafka_security()
+
+    def _validate_kafka_security(self) -> None:
+        protocol = self.security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL: {protocol!r} is not one of "
+                + ", ".join(SECURITY_PROTOCOLS)
+            )
+        mechanism = self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        if mechanism and mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SASL_MECHANISM: {mechanism!r} is not one of "
+                + ", ".join(SASL_MECHANISMS)
+            )
+        if sasl and not mechanism:
+            raise ConfigError(f"{PREFIX}KAFKA_SASL_MECHANISM: required with {protocol}")
+        if mechanism and not sasl:
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT or SASL_SSL needed with "
+                f"KAFKA_SASL_MECHANISM={mechanism} (it is {protocol})"
+            )
+        if mechanism == "OAUTHBEARER":
+            if ":" not in self.kafka_sasl_oauth_token_provider:
+                raise ConfigError(
+                    f"{PREFIX}KAFKA_SASL_OAUTH_TOKEN_PROVIDER: required with OAUTHBEARER, "
+                    "as module:callable"
+                )
+        elif mechanism and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SASL_USERNAME and ..._PASSWORD: both required with {mechanism}"
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ConfigError(
+                f"{PREFIX}KAFKA_SSL_CERTFILE and ..._KEYFILE: set both (mTLS) or neither"
+            )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{PREFIX}{name.upper()}: no such file: {path}")
+
+    @property
+    def security_protocol(self) -> str:
+        """The protocol in effect: the setting, else ``SSL`` for ``kafka+ssl://`` URLs."""
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol.strip().upper()
+        return "SSL" if self.broker.strip().lower().startswith("kafka+ssl://") else "PLAINTEXT"
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -201,9 +338,21 @@ class Settings:
         return [h.strip() for h in re.split(r"[;,]", hosts) if h.strip()]
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
 def _convert(name: str, raw: str, default: object) -> object:
+    if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
+        return raw.strip().upper()
+    if name == "kafka_sasl_password":
+        return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
         return Secret(raw.strip())
+    if name == "egress_proxy":
+        return parse_proxy_url(raw)
+    if name == "egress_no_proxy":
+        return tuple(host.lower().lstrip("*").lstrip(".") for host in _csv(raw))
     if name == "retry_schedule":
         return parse_schedule(raw)
     if isinstance(default, bool):

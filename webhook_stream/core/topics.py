@@ -8,15 +8,22 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from webhook_stream.core.kafka import connection
 from webhook_stream.core.settings import Settings, format_duration
 
 __all__ = [
     "ATTEMPTS",
     "DEADLETTER",
     "DELIVERIES",
+    "ENDPOINT_FLOW",
+    "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
+    "PARKED",
     "REJECTED",
     "SUBSCRIPTIONS",
+    "SUBSCRIPTION_REQUESTS",
+    "SUBSCRIPTION_RESULTS",
+    "TOKENS",
     "TopicSpec",
     "ensure_topics",
     "plan",
@@ -32,6 +39,15 @@ DEADLETTER = "webhooks.deadletter"
 ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
+TOKENS = "webhooks.tokens"
+#: Deliveries set aside for an endpoint that is blocked or over its share (keyed and
+#: partitioned like ``webhooks.deliveries``).
+PARKED = "webhooks.parked"
+#: Compacted: per endpoint with parked deliveries, its strict head (if any).
+ENDPOINT_FLOW = "webhooks.endpoint_flow"
+ENDPOINT_HEALTH = "webhooks.endpoint_health"
+SUBSCRIPTION_REQUESTS = "webhooks.subscription_requests"
+SUBSCRIPTION_RESULTS = "webhooks.subscription_results"
 RETRY_PREFIX = "webhooks.retry."
 
 _DAY_MS = 86_400_000
@@ -68,6 +84,18 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ATTEMPTS, p, keep(7), "delivery log: one record per HTTP attempt"),
         TopicSpec(REJECTED, p, keep(30), "unparseable or refused input"),
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
+        # Few records and read whole by every worker: one partition keeps start-up cheap.
+        TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
+        # Must outlive the longest head-of-line wait (a strict head's whole schedule).
+        TopicSpec(PARKED, p, keep(30), "deliveries waiting behind a blocked or busy endpoint"),
+        TopicSpec(ENDPOINT_FLOW, p, {"cleanup.policy": "compact"}, "strict heads, parking"),
+        TopicSpec(
+            ENDPOINT_HEALTH, p, {"cleanup.policy": "compact"}, "failure streaks per endpoint"
+        ),
+        TopicSpec(
+            SUBSCRIPTION_REQUESTS, p, keep(1), "subscription writes, decided by one owner per id"
+        ),
+        TopicSpec(SUBSCRIPTION_RESULTS, p, keep(1), "outcome of each subscription write"),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A waiting delivery must outlive its delay by a wide margin.
@@ -78,7 +106,7 @@ def plan(settings: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the planned topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -15,6 +15,10 @@ Guarantees:
 * back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
   taken, and when it stays full the partitions are paused and polling goes on, so the
   group keeps its members.
+* flow control (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
+  share of that budget, and a strict endpoint nothing while its head waits for a retry;
+  the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
+  range assignment: partition *n* of both topics has one owner).
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
 """
@@ -30,16 +34,19 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.core.topics import DELIVERIES, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.parking import Item, Parking
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -48,7 +55,6 @@ __all__ = ["DeliveriesIn"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500
-_Item = tuple[ConsumerRecord, list[Any]]
 
 
 class _Listener(kafka.JoinedListener):
@@ -60,7 +66,17 @@ class _Listener(kafka.JoinedListener):
         await self._owner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._owner.assigned(assigned)
+        except Exception as exc:  # noqa: BLE001 - not owning them is safe; stop the worker
+            log.critical("could not take over partitions %s: %r", assigned, exc)
+            self._owner.crash(exc)
+            return
         self._owner.owned.update(assigned)
+        # Each endpoint's failure streak continues from what its last owner wrote: read in
+        # the background (records fetched meanwhile must be taken, not dropped); attempts
+        # wait for it (Dispatcher.process).
+        self._owner.health.resync()
         self.joined.set()
 
 
@@ -78,12 +94,18 @@ class DeliveriesIn:
     ) -> None:
         self._settings = settings
         self._dispatcher = dispatcher
+        self.health = dispatcher.health
         self._registry = registry
         self._producer = producer
         self._metrics = metrics
         self._crash = crash
+        self.crash = crash
         self._running = True
-        self._tracker = OffsetTracker()
+        self._tracker = OffsetTracker(self._advanced)
+        #: Records made committable since the last commit, and the wake-up of the committer.
+        self._uncommitted = 0
+        self._commit_due = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self._sending: set[asyncio.Future[Any]] = set()
         self._consumer: AIOKafkaConsumer | None = None
         #: Partitions assigned and not being revoked: records of others are skipped.
@@ -91,7 +113,11 @@ class DeliveriesIn:
         held = settings.max_pending_deliveries
         self._batch = max(1, min(_BATCH, held // 4))
         # Full one batch early, so a batch taken at the bound stays within it.
-        self.lanes: Lanes[_Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.lanes: Lanes[Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
+        self.parking = Parking(
+            settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
+        )
+        dispatcher.hooks = self.parking
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -102,16 +128,28 @@ class DeliveriesIn:
         await self._registry.ready.wait()
         await self._adopt_legacy_offsets()
         self._consumer = consumer = kafka.group_consumer(
-            self._settings, "deliver", max_poll_records=self._batch
+            self._settings,
+            "deliver",
+            max_poll_records=self._batch,
+            # Partition n of webhooks.deliveries and of webhooks.parked: one owner.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        consumer.subscribe([DELIVERIES], listener=self.listener)
+        consumer.subscribe([DELIVERIES, PARKED], listener=self.listener)
         await consumer.start()
+        committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
         finally:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
+            self.parking.revoked(None)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
             await consumer.stop()
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._consumer is not None:
+            await self.parking.assigned(self._consumer, assigned)
 
     async def _adopt_legacy_offsets(self) -> None:
         """Continue where the Faust-agent version of the worker left off.
@@ -134,72 +172,137 @@ class DeliveriesIn:
                 DELIVERIES,
             )
 
+    def _advanced(self, n: int) -> None:
+        self._uncommitted += n
+        every = self._settings.commit_every
+        if every and self._uncommitted >= every:
+            self._commit_due.set()
+
+    async def _commit_forever(self) -> None:
+        """Commit finished prefixes every ``commit_every`` records, or ``commit_interval``.
+
+        Its own task, woken by finishing deliveries: the consume loop may be waiting for
+        room (back-pressure) for a while, and a kill -9 repeats what is not committed.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(self._commit_due.wait(), self._settings.commit_interval)
+            except TimeoutError:
+                pass
+            self._commit_due.clear()
+            await self._commit()
+
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        interval = self._settings.commit_interval
-        next_commit = time.monotonic() + interval
-        paused = False
-        poll_ms = int(min(interval, 0.5) * 1000)
+        poll_ms = int(min(self._settings.commit_interval, 0.5) * 1000)
+        parking = self.parking
         while self._running:
             if self.lanes.full:
                 await self.lanes.wait_for_room(poll_ms / 1000)
+            # Draining slowly: keep polling (that keeps the group membership) but take
+            # nothing. Pausing drops prefetched records, so only when it lasts; every
+            # round, as a rebalance meanwhile brings partitions that are not paused.
+            assignment = consumer.assignment()
+            pause = set()
             if self.lanes.full:
-                # Draining slowly: keep polling (that keeps the group membership) but take
-                # nothing. Pausing drops prefetched records, so only when it lasts; every
-                # round, as a rebalance meanwhile brings partitions that are not paused.
-                consumer.pause(*consumer.assignment())
-                paused = True
-            elif paused:
-                consumer.resume(*consumer.paused())
-                paused = False
+                pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
+            if parking.held >= max(1, parking.max_held - self._batch):
+                pause.update(tp for tp in assignment if tp.topic == PARKED)
+            paused = consumer.paused()
+            if pause - paused:
+                consumer.pause(*(pause - paused))
+            if paused - pause:
+                consumer.resume(*(paused - pause))
+            all_paused = bool(assignment) and pause >= assignment
             batch = await consumer.getmany(
-                timeout_ms=0 if paused else poll_ms, max_records=self._batch
+                timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
-                        self._take(tp, record)
-            self._metrics.pending.set(self.lanes.pending)
-            if time.monotonic() >= next_commit:
-                await self._commit()
-                next_commit = time.monotonic() + interval
+                        await parking.take(tp, record)
+                elif records and tp in consumer.assignment():
+                    # Fetched while its assignment is still being taken over (flow state
+                    # loading): read it again once owned.
+                    consumer.seek(tp, records[0].offset)
+            self._metrics.pending.set(self.lanes.pending + self.parking.held)
+            await parking.sweep()
 
-    def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
-        entry = self._tracker.track(tp, record.offset)
-        key = record.key or b""
-        sub = self._registry.get(key.decode("utf-8", "replace"))
-        self.lanes.submit(key, sub.max_in_flight if sub is not None else 1, (record, entry))
+    async def _deliver(self, item: Item) -> None:
+        try:
+            if await self.parking.wait_turn(item):
+                await self._attempt(item)
+        finally:
+            self.parking.finished_parked(item)
 
-    async def _deliver(self, item: _Item) -> None:
-        record, entry = item
+    async def _attempt(self, item: Item) -> None:
+        record, entry, _ = item
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             log.warning("undecodable record on %s at offset %s: %s", DELIVERIES, record.offset, exc)
-            sends = [await reject(self._producer, record, f"invalid_delivery_record: {exc}")]
+            sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
-            sends = await self._dispatcher.process(delivery)
+            try:
+                sends = await self._dispatcher.process(delivery)
+            except Exception as exc:
+                if classify(exc) != "record":
+                    raise
+                # A result record refused before it was sent (too large): this one only.
+                sends = [await self._reject(record, failure_reason(exc))]
         if not sends:
             self._tracker.done(entry)
             return
-        fut = sends[0] if len(sends) == 1 else asyncio.gather(*sends)
-        self._sending.add(fut)
-        fut.add_done_callback(partial(self._sent, entry))
+        self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
 
-    def _sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _watch(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+        """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
+        self._sending.add(fut)
+        fut.add_done_callback(partial(self._sent, record, entry))
+
+    async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
+        return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
+
+    def _sent(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return  # shutting down mid-send: not committed, redelivered
         exc = fut.exception()
-        if exc is not None:
+        if exc is None:
+            self._tracker.done(entry)
+        elif classify(exc) == "record":
+            # This delivery's result could not be written: park the delivery, go on.
+            log.error(
+                "could not write the result of %s[%d]@%d (%r): sending it to %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+                REJECTED,
+            )
+            task = asyncio.ensure_future(self._reject_after(record, entry, exc))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
             # Never commit what is not durable: stop the worker; its successor re-reads it.
             log.critical("could not hand a delivery result to Kafka: %r", exc)
             self._crash(exc)
+
+    async def _reject_after(
+        self, record: ConsumerRecord, entry: list[Any], exc: BaseException
+    ) -> None:
+        try:
+            await (await self._reject(record, failure_reason(exc)))
+        except Exception as again:  # noqa: BLE001 - the worker stops on it
+            log.critical("could not write %s either: %r", REJECTED, again)
+            self._crash(again)
             return
         self._tracker.done(entry)
 
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
+        log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        self.parking.revoked({tp.partition for tp in revoked})
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
         await self._commit()
@@ -216,14 +319,25 @@ class DeliveriesIn:
         await self.lanes.drain(timeout)
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
-        self._metrics.pending.set(self.lanes.pending)
+        self._metrics.pending.set(self.lanes.pending + self.parking.held)
 
     async def _commit(self) -> None:
-        offsets = self._tracker.committable()
-        if not offsets or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
-            log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+        # One at a time: two commits of one partition must not land out of order.
+        async with self._commit_lock:
+            offsets = self._tracker.committable()
+            self._uncommitted = 0
+            if not offsets or self._consumer is None:
+                return
+            try:
+                await self._consumer.commit(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+                )
+                log.debug("committed %s", offsets)
+                self.parking.committed(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced meanwhile: the new owner redoes these deliveries (same webhook-id).
+                log.warning("delivery commit failed (%s); those deliveries may repeat", exc)
+            except KafkaError as exc:
+                # Not committed now: committed with the next prefix (or redone, same id).
+                log.warning("delivery commit failed (%r); retried with the next one", exc)
+                self._tracker.restore(offsets)

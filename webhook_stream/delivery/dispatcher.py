@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -22,28 +22,39 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import (
     AttemptRecord,
     Delivery,
-    EndpointStatusRecord,
     iso_now,
     record_headers,
     to_iso,
 )
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_STATUS, SUBSCRIPTIONS, retry_topic
+from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_HEALTH, retry_topic
 from webhook_stream.core.version import __version__
-from webhook_stream.delivery.health import EndpointHealth
+from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from webhook_stream.delivery.ratelimit import TokenBuckets
 from webhook_stream.delivery.signing import sign
 from webhook_stream.failures.deadletter import dead_letter
 from webhook_stream.http.client import HttpClient, HttpResult
+from webhook_stream.http.proxied import HttpxClient
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.writes import WriteClient, WriteRequest
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "FlowHooks"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"webhook-stream/{__version__}"
+
+
+class FlowHooks(Protocol):
+    """What flow control needs to know of a strict endpoint's attempts."""
+
+    async def before_retry(self, delivery: Delivery) -> None:
+        """A strict endpoint's delivery is about to leave for a retry topic (awaited first)."""
+
+    async def finished(self, delivery: Delivery) -> asyncio.Future | None:
+        """A delivery succeeded or was dead-lettered; a send to await before its commit."""
 
 
 class Dispatcher:
@@ -53,10 +64,11 @@ class Dispatcher:
         self,
         settings: Settings,
         registry: SubscriptionRegistry,
-        http: HttpClient,
+        http: HttpClient | HttpxClient,
         producer: AIOKafkaProducer,
         batcher: RecordBatcher,
         metrics: Metrics,
+        writes: WriteClient,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -66,16 +78,24 @@ class Dispatcher:
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
-        self._health = EndpointHealth(settings)
+        self._writes = writes
+        self.health = EndpointHealth(settings)
+        #: Endpoint id -> the version a disable was requested for: refused from now on
+        #: (this worker), until the owner's decision moves the version.
+        self._disabling: dict[str, int] = {}
+        #: Flow control (set by the delivery consumer); None runs without it.
+        self.hooks: FlowHooks | None = None
 
     async def process(self, delivery: Delivery) -> list[asyncio.Future]:
         """Run one attempt (or refuse it); return the sends to await before acking."""
+        if not self.health.synced:
+            await self.health.wait_synced()  # after an assignment: streaks read back first
         sub = self._registry.get(delivery.endpoint_id)
         if sub is None:
             return await self._finish(delivery, "endpoint_missing")
         if sub.tenant_id != delivery.tenant_id:
             return await self._finish(delivery, "tenant_mismatch")
-        if sub.disabled:
+        if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
             return await self._finish(delivery, "endpoint_disabled")
         if sub.rate_limit_per_s:
             # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
@@ -129,10 +149,14 @@ class Dispatcher:
             label = "succeeded"
             self._metrics.succeeded.inc()
             self._observe_end_to_end(delivery)
+            await self._released(delivery, sends)
         elif outcome is Outcome.RETRY and delivery.attempts < max_attempts:
             label = "retrying"
             # A max_attempts beyond the schedule repeats its last step.
             step = schedule[min(delivery.attempts, len(schedule)) - 1]
+            if sub.strict and self.hooks is not None:
+                # Everything behind it waits, durably, before it leaves.
+                await self.hooks.before_retry(delivery)
             sends.append(await self._schedule_retry(delivery, step, result))
         else:
             label = "failed"
@@ -143,42 +167,45 @@ class Dispatcher:
                 )
             sends.extend(await self._finish(delivery, reason))
         sends.append(await self._log_attempt(delivery, result, label, now))
-        disable = self._health.record(
+        # A proxy that is down says nothing about the receiver: it never disables an endpoint.
+        if (result.error or "").startswith("proxy_"):
+            return sends
+        disable, change = self.health.record(
             sub.id,
-            sub.updated_at,
+            sub.version,
             succeeded=outcome is Outcome.SUCCESS,
             status=result.status,
             dead_lettered=label == "failed",
             now=time.time(),
         )
-        if disable is not None:
+        if change is None:
+            sends.append(await self._producer.send(ENDPOINT_HEALTH, None, key=sub.id.encode()))
+        elif change is not NO_WRITE:
+            sends.append(self._batcher.send(ENDPOINT_HEALTH, change, key=sub.id.encode()))
+        if disable is not None and self._disabling.get(sub.id) != sub.version:
             sends.extend(await self._disable(sub, disable))
         return sends
 
     async def _disable(self, sub: Subscription, reason: str) -> list[asyncio.Future]:
-        """Disable the endpoint in the subscription table and tell ``webhooks.endpoint_status``."""
-        failures, first_failure = self._health.snapshot(sub.id)
-        self._health.forget(sub.id)
-        log.warning("endpoint %s disabled: %s (%d consecutive failures)", sub.id, reason, failures)
-        now = iso_now()
-        disabled = replace(sub, disabled=True, updated_at=now)
-        # Effective at once for the deliveries already queued behind this one; the record
-        # below brings every worker's table (this one's included) to the same state.
-        self._registry.index.put(disabled)
-        status = EndpointStatusRecord(
-            endpoint_id=sub.id,
-            tenant_id=sub.tenant_id,
-            status="disabled",
-            reason=reason,
-            consecutive_failures=failures,
-            first_failure_at=None if first_failure is None else to_iso(first_failure),
-            at=now,
+        """Ask the endpoint's owner to disable it: a compare-and-set on the version the
+        failures were counted against; the owner announces it on ``webhooks.endpoint_status``."""
+        state = self.health.snapshot(sub.id)
+        failures = 0 if state is None else state.consecutive_failures
+        first_failure = None if state is None else state.first_failure
+        log.warning(
+            "endpoint %s to be disabled: %s (%d consecutive failures)", sub.id, reason, failures
         )
-        key = sub.id.encode()
-        return [
-            await self._producer.send(SUBSCRIPTIONS, self._registry.stored_form(disabled), key=key),
-            await self._producer.send(ENDPOINT_STATUS, status.encode(), key=key),
-        ]
+        # Effective at once here for the deliveries queued behind this one; the owner's
+        # write brings every worker's table to the same state -- unless the user changed
+        # the endpoint meanwhile: then their version wins and this request is refused.
+        self._disabling = {k: v for k, v in self._disabling.items() if k in self._registry.index}
+        self._disabling[sub.id] = sub.version
+        body = {
+            "reason": reason,
+            "consecutive_failures": failures,
+            "first_failure_at": None if first_failure is None else to_iso(first_failure),
+        }
+        return [await self._writes.send(WriteRequest(sub.id, "disable", sub.version, body))]
 
     async def _schedule_retry(
         self, delivery: Delivery, step: float, result: HttpResult
@@ -205,7 +232,15 @@ class Dispatcher:
             delivery.endpoint_id,
             reason,
         )
-        return [await dead_letter(self._producer, delivery, reason)]
+        sends = [await dead_letter(self._producer, delivery, reason)]
+        await self._released(delivery, sends)
+        return sends
+
+    async def _released(self, delivery: Delivery, sends: list[asyncio.Future]) -> None:
+        if self.hooks is not None:
+            release = await self.hooks.finished(delivery)
+            if release is not None:
+                sends.append(release)
 
     async def _log_attempt(
         self, delivery: Delivery, result: HttpResult, outcome: str, at: str

@@ -1,71 +1,241 @@
-"""Endpoint health: decide when a failing endpoint is disabled.
+"""Endpoint health: decide when a failing endpoint is disabled, durably.
 
-Deliveries are partitioned by endpoint id, so one worker sees all of an endpoint's
-attempts and can keep its health in memory. Rule (settings): disable after
+Deliveries are partitioned by endpoint id, so one worker at a time sees an endpoint's
+attempts and keeps its streak in memory. Rule (settings): disable after
 ``health_disable_after_dead_letters`` consecutive dead letters, or when every attempt
 has failed for ``health_disable_after`` (3 days), or at once on 410 Gone. Any success,
-and any change to the subscription (a PATCH re-enabling it), starts the count afresh.
-The state is not persisted: a worker restart or a partition move restarts the clock.
+and any change to the subscription (its ``version`` moves), starts the count afresh.
+
+The streak survives a restart and a partition move: every change of it (a failure, the
+first success after failures, a disable) is written to the compacted
+``webhooks.endpoint_health``, keyed by endpoint id; a success with no streak writes
+nothing, so healthy traffic costs no record. Every worker tails that topic, and a worker
+given partitions of ``webhooks.deliveries`` reads it to its end (:meth:`sync`) before it
+counts on from where the previous owner stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+import orjson
+from aiokafka import TopicPartition
+
+from webhook_stream.core import kafka
+from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import ENDPOINT_HEALTH
 
-__all__ = ["EndpointHealth"]
+__all__ = ["EndpointHealth", "HealthState"]
+
+log = logging.getLogger(__name__)
+
+_SYNC_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
-class _State:
-    version: str | None
+class HealthState:
+    """The failure streak of one endpoint at one subscription version."""
+
+    version: int
     first_failure: float | None = None
     consecutive_failures: int = 0
     consecutive_dead_letters: int = 0
+    disabled_at: float | None = None
+    disabled_reason: str | None = None
+
+    def encode(self, endpoint_id: str) -> bytes:
+        def iso(ts: float | None) -> str | None:
+            return None if ts is None else to_iso(ts)
+
+        return orjson.dumps(
+            {
+                "endpoint_id": endpoint_id,
+                "version": self.version,
+                "consecutive_failures": self.consecutive_failures,
+                "consecutive_dead_letters": self.consecutive_dead_letters,
+                "first_failure_at": iso(self.first_failure),
+                "disabled_at": iso(self.disabled_at),
+                "disabled_reason": self.disabled_reason,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> HealthState:
+        d = orjson.loads(raw)
+
+        def ts(value: str | None) -> float | None:
+            return None if value is None else datetime.fromisoformat(value).timestamp()
+
+        return cls(
+            version=int(d["version"]),
+            first_failure=ts(d.get("first_failure_at")),
+            consecutive_failures=int(d.get("consecutive_failures", 0)),
+            consecutive_dead_letters=int(d.get("consecutive_dead_letters", 0)),
+            disabled_at=ts(d.get("disabled_at")),
+            disabled_reason=d.get("disabled_reason"),
+        )
+
+
+#: What :meth:`EndpointHealth.record` asks to write: a state, a tombstone (None), or nothing.
+NO_WRITE = b""
 
 
 class EndpointHealth:
     """Consecutive-failure bookkeeping per endpoint; ``record`` says when to disable."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._after = settings.health_disable_after
         self._dead_letters = settings.health_disable_after_dead_letters
-        self._states: dict[str, _State] = {}
+        #: Streaks this worker is counting (the endpoints of its partitions).
+        self._states: dict[str, HealthState] = {}
+        #: The topic's view: what the last owner of each endpoint wrote.
+        self._stored: dict[str, HealthState] = {}
+        self._positions: dict[int, int] = {}
+        self._progress = asyncio.Condition()
+        self._consumer: object | None = None
+        self._tps: list[TopicPartition] = []
+        self._running = True
+        #: Open once the read-back after the latest assignment is done (attempts wait).
+        self._synced = asyncio.Event()
+        self._sync_task: asyncio.Task[bool] | None = None
+
+    def stop(self) -> None:
+        self._running = False
 
     def record(
         self,
         endpoint_id: str,
-        version: str | None,
+        version: int,
         *,
         succeeded: bool,
         status: int | None,
         dead_lettered: bool,
         now: float,
-    ) -> str | None:
-        """Account one attempt; return a reason to disable the endpoint, or None."""
-        if succeeded:
-            self._states.pop(endpoint_id, None)
-            return None
+    ) -> tuple[str | None, bytes | None]:
+        """Account one attempt: ``(reason to disable or None, record to write)``; the
+        record is :data:`NO_WRITE` when the state did not change, None for a tombstone."""
         state = self._states.get(endpoint_id)
+        if state is None:
+            stored = self._stored.get(endpoint_id)
+            if stored is not None and stored.version == version:
+                state = self._states[endpoint_id] = stored
+        if succeeded:
+            if state is None and endpoint_id not in self._stored:
+                return None, NO_WRITE  # the hot path: healthy stays healthy, unwritten
+            self._states.pop(endpoint_id, None)
+            self._stored.pop(endpoint_id, None)
+            return None, None
         if state is None or state.version != version:
-            state = self._states[endpoint_id] = _State(version)
+            state = self._states[endpoint_id] = HealthState(version)
         state.first_failure = state.first_failure or now
         state.consecutive_failures += 1
         if dead_lettered:
             state.consecutive_dead_letters += 1
+        reason: str | None = None
         if status == 410:
-            return "gone"
-        if self._dead_letters and state.consecutive_dead_letters >= self._dead_letters:
-            return "consecutive_dead_letters"
-        if self._after and now - state.first_failure >= self._after:
-            return "failing_too_long"
-        return None
+            reason = "gone"
+        elif self._dead_letters and state.consecutive_dead_letters >= self._dead_letters:
+            reason = "consecutive_dead_letters"
+        elif self._after and now - state.first_failure >= self._after:
+            reason = "failing_too_long"
+        if reason is not None and state.disabled_at is None:
+            state.disabled_at, state.disabled_reason = now, reason
+        return reason, state.encode(endpoint_id)
 
-    def snapshot(self, endpoint_id: str) -> tuple[int, float | None]:
-        """(consecutive failures, first failure time) for the status record."""
-        state = self._states.get(endpoint_id)
-        return (0, None) if state is None else (state.consecutive_failures, state.first_failure)
+    def snapshot(self, endpoint_id: str) -> HealthState | None:
+        """The endpoint's streak: counted here, else as its last owner stored it."""
+        return self._states.get(endpoint_id) or self._stored.get(endpoint_id)
 
-    def forget(self, endpoint_id: str) -> None:
-        self._states.pop(endpoint_id, None)
+    async def run(self) -> None:
+        """Tail ``webhooks.endpoint_health`` into the stored view."""
+        consumer = kafka.tail_consumer(self._settings, background=True)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(ENDPOINT_HEALTH) or set()
+            self._tps = tps = [TopicPartition(ENDPOINT_HEALTH, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            self._consumer = consumer
+            async with self._progress:
+                self._progress.notify_all()
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._apply(record.key, record.value)
+                    self._positions[tp.partition] = records[-1].offset + 1
+                if batch:
+                    async with self._progress:
+                        self._progress.notify_all()
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def resync(self) -> None:
+        """Partitions were assigned: read the topic to its end in the background."""
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+        self._synced.clear()
+        self._sync_task = asyncio.ensure_future(self._sync_then_open())
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    async def _sync_then_open(self) -> bool:
+        me = asyncio.current_task()
+        try:
+            return await self.sync()
+        finally:
+            if self._sync_task is me:  # a newer assignment's sync opens the gate itself
+                self._synced.set()
+
+    async def sync(self) -> bool:
+        """Read the topic to its current end and drop the streaks counted so far, so the
+        next attempt of each endpoint continues from what its last owner wrote."""
+        async with self._progress:
+            try:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._consumer is not None), _SYNC_TIMEOUT
+                )
+            except TimeoutError:
+                log.warning("endpoint health not loaded: streaks restart")
+                return False
+        consumer = self._consumer
+        assert consumer is not None
+        ends = await consumer.end_offsets(self._tps)  # type: ignore[attr-defined]
+        end = {tp.partition: off for tp, off in ends.items()}
+
+        def applied() -> bool:
+            return all(self._positions.get(p, 0) >= off for p, off in end.items())
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(applied), _SYNC_TIMEOUT)
+            except TimeoutError:
+                log.warning("endpoint health behind after %.0fs: streaks restart", _SYNC_TIMEOUT)
+                return False
+        self._states.clear()
+        log.info("endpoint health read to its end: %d failing endpoints", len(self._stored))
+        return True
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        endpoint_id = key.decode("utf-8", "replace")
+        if value is None:
+            self._stored.pop(endpoint_id, None)
+            return
+        try:
+            self._stored[endpoint_id] = HealthState.decode(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("endpoint health record for %r ignored: %s", endpoint_id, exc)

@@ -29,9 +29,11 @@ T = TypeVar("T")
 class OffsetTracker:
     """Per partition: the next offset to commit, advanced only over finished records."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
         self._pending: dict[TopicPartition, deque[list[Any]]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        #: Called with how many records a :meth:`done` made committable.
+        self._on_advance = on_advance
 
     def track(self, tp: TopicPartition, offset: int) -> list[Any]:
         """Note a record taken; pass the returned entry to :meth:`done` when it is finished."""
@@ -47,15 +49,24 @@ class OffsetTracker:
         queue = self._pending.get(entry[0])
         if not queue or not queue[0][2]:
             return  # waits for an earlier record, or its partition was revoked meanwhile
-        last = -1
+        last, n = -1, 0
         while queue and queue[0][2]:
             last = queue.popleft()[1]
+            n += 1
         self._ready[entry[0]] = last + 1
+        if self._on_advance is not None:
+            self._on_advance(n)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets that advanced since the last call (each: every record below is finished)."""
         ready, self._ready = self._ready, {}
         return ready
+
+    def restore(self, offsets: dict[TopicPartition, int]) -> None:
+        """Give back offsets a failed commit took, unless newer ones are ready meanwhile."""
+        for tp, offset in offsets.items():
+            if tp in self._pending and self._ready.get(tp, -1) < offset:
+                self._ready[tp] = offset
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         """Stop tracking ``tps`` (revoked): their unfinished records are redelivered."""
@@ -111,24 +122,47 @@ class Lanes(Generic[T]):
             except TimeoutError:
                 pass
 
-    def submit(self, key: bytes, max_in_flight: int, item: T) -> None:
-        """Queue ``item`` behind the key's earlier items."""
-        self.pending += 1
+    def size(self, key: bytes) -> int:
+        """Items of ``key`` queued or running."""
+        lane = self._lanes.get(key)
+        return 0 if lane is None else len(lane.queue) + lane.running
+
+    def submit(self, key: bytes, max_in_flight: int, item: T, counted: bool = True) -> None:
+        """Queue ``item`` behind the key's earlier items.
+
+        ``counted=False`` items (read back from parking, under a budget of their own) do
+        not count towards ``max_pending``.
+        """
+        if counted:
+            self.pending += 1
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append(item)
+        lane.queue.append((item, counted))
         if lane.running < max_in_flight:
             lane.running += 1
             task = asyncio.create_task(self._run(key, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def take_queued(self, key: bytes) -> list[T]:
+        """Remove and return the key's queued (not running) counted items, in order.
+
+        Only when every queued item is counted; otherwise nothing is taken.
+        """
+        lane = self._lanes.get(key)
+        if lane is None or not lane.queue or not all(c for _, c in lane.queue):
+            return []
+        items = [item for item, _ in lane.queue]
+        lane.queue.clear()
+        self._release(len(items))
+        return items
+
     async def _run(self, key: bytes, lane: _Lane) -> None:
         handler = self._handler
         try:
             while lane.queue:
-                item = lane.queue.popleft()
+                item, counted = lane.queue.popleft()
                 try:
                     await handler(item)
                 except asyncio.CancelledError:
@@ -136,7 +170,8 @@ class Lanes(Generic[T]):
                 except Exception as exc:  # noqa: BLE001 - a bug must stop the worker, not a lane
                     self._on_error(exc)
                 finally:
-                    self._release(1)
+                    if counted:
+                        self._release(1)
         finally:
             lane.running -= 1
             if lane.running == 0 and not lane.queue:
@@ -162,7 +197,7 @@ class Lanes(Generic[T]):
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
         for lane in self._lanes.values():
-            self._release(len(lane.queue))
+            self._release(sum(1 for _, counted in lane.queue if counted))
             lane.queue.clear()
         self._lanes.clear()
         log.warning(

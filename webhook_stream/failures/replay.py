@@ -149,21 +149,27 @@ async def replay_deadletter(
     dry_run: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    delivery: str | None = None,
 ) -> ReplaySummary:
-    """Re-queue dead-lettered deliveries (latest record per delivery id) to their endpoints."""
+    """Re-queue dead-lettered deliveries (latest record per delivery id) to their endpoints.
+
+    ``delivery`` replays that one delivery id only (the console's "Replay" on one row).
+    """
     summary = ReplaySummary(dry_run=dry_run)
     latest: dict[str, Delivery] = {}
     async for record in _counted(scan(settings, DEADLETTER, since, until), summary, progress):
         try:
-            delivery = DeadLetterRecord.to_delivery(record.value)
+            found = DeadLetterRecord.to_delivery(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("skipping undecodable dead-letter record at offset %s", record.offset)
             continue
-        if endpoint is not None and delivery.endpoint_id != endpoint:
+        if endpoint is not None and found.endpoint_id != endpoint:
             continue
-        if tenant is not None and delivery.tenant_id != tenant:
+        if tenant is not None and found.tenant_id != tenant:
             continue
-        latest[delivery.delivery_id] = delivery
+        if delivery is not None and found.delivery_id != delivery:
+            continue
+        latest[found.delivery_id] = found
     if tenant is None and endpoint is None:
         tenants = {d.tenant_id for d in latest.values()}
         if len(tenants) > 1:

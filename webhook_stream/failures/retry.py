@@ -7,6 +7,16 @@ of records per partition, pauses a partition whose buffer is full, forwards each
 to ``webhooks.deliveries`` once its ``due_at_ms`` has passed, and commits the forwarded
 prefix of each partition. Heartbeats run in aiokafka's own task, so waiting never trips
 the poll interval or delays a rebalance.
+
+Records in one partition are not always due in order (per-endpoint schedules and
+``Retry-After`` reuse the nearest shorter topic). A record that holds up the commit of
+records behind it already forwarded, and is not due within :data:`HORIZON_S`, is
+*moved*: written again with its exact due time to the shortest retry topic at least as
+long as its remaining wait (or the longest, to hop again later), then counted as handled.
+The prefix is committed, so a restart does not forward it all again, and the partition is
+never held for hours. A record that has waited in one topic for more than twice that
+topic's delay is moved the same way, so no wait (a per-endpoint step longer than every
+retry topic) outlives a topic's retention (at least four times its delay).
 """
 
 from __future__ import annotations
@@ -24,14 +34,28 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, retry_topics
+from webhook_stream.core.topics import DELIVERIES, retry_topic
+from webhook_stream.ingest.rejected import reject
 
-__all__ = ["RetryScheduler"]
+__all__ = ["HORIZON_S", "RetryScheduler", "move_target"]
 
 log = logging.getLogger(__name__)
 
 _MAX_IDLE_MS = 500
+#: A record due within this holds the commit of its partition instead of being moved.
+HORIZON_S = 60.0
+
+
+def move_target(remaining_s: float, delays: tuple[float, ...]) -> float:
+    """The retry topic (its delay) a record with ``remaining_s`` to wait is moved to: the
+    shortest at least that long, so records written after it are due after it; else the
+    longest, from which it hops again."""
+    for delay in delays:  # sorted ascending
+        if delay >= remaining_s:
+            return delay
+    return delays[-1]
 
 
 @dataclass(slots=True)
@@ -63,6 +87,8 @@ class RetryScheduler:
         self._paused: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._running = True
+        self._delays = tuple(sorted(set(settings.retry_schedule)))
+        self._topic_delay = {retry_topic(d): d for d in self._delays}
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -73,7 +99,7 @@ class RetryScheduler:
         consumer = kafka.group_consumer(
             self._settings, "retry", background=True, max_poll_records=2000
         )
-        consumer.subscribe(topics=retry_topics(self._settings), listener=self.listener)
+        consumer.subscribe(topics=list(self._topic_delay), listener=self.listener)
         self._consumer = consumer
         await consumer.start()
         try:
@@ -83,7 +109,8 @@ class RetryScheduler:
                     buf = self._buffers.setdefault(tp, deque())
                     buf.extend(_Waiting(r, _due_ms(r)) for r in records)
                 self._pause_full()
-                if await self._forward_due():
+                forwarded = await self._forward_due()
+                if await self._move_blocking() or forwarded:
                     await self.commit()
                 self._resume_drained()
                 self._report_backlog()
@@ -132,8 +159,55 @@ class RetryScheduler:
             for waiting in buf:
                 if not waiting.forwarded and waiting.due_ms <= now_ms:
                     rec = waiting.record
-                    sends.append(await self._producer.send(DELIVERIES, rec.value, key=rec.key))
+                    sends.append((rec, await self._send(rec)))
                     waiting.forwarded = True
+        for rec, result in zip(
+            (r for r, _ in sends),
+            await asyncio.gather(*(s for _, s in sends), return_exceptions=True),
+            strict=True,
+        ):
+            if isinstance(result, BaseException):
+                await self._refused(rec, result)
+        return bool(sends)
+
+    async def _send(self, rec: ConsumerRecord) -> asyncio.Future:
+        try:
+            return await self._producer.send(DELIVERIES, rec.value, key=rec.key)
+        except Exception as exc:  # noqa: BLE001 - sorted by _refused
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    async def _refused(self, rec: ConsumerRecord, exc: BaseException) -> None:
+        """One record that could not be forwarded goes to webhooks.rejected; else raise."""
+        if classify(exc) != "record":
+            raise exc  # an outage or a bug: the worker stops, this record uncommitted
+        log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
+        await (await reject(self._producer, rec, failure_reason(exc)))
+
+    async def _move_blocking(self) -> bool:
+        """Move the far-off records that hold up a commit or have waited too long here."""
+        now_ms = time.time() * 1000
+        horizon_ms = HORIZON_S * 1000
+        sends = []
+        for tp, buf in self._buffers.items():
+            stale_ms = 2000 * self._topic_delay.get(tp.topic, self._delays[-1])
+            behind = sum(w.forwarded for w in buf)  # forwarded records behind the cursor
+            for waiting in buf:
+                if waiting.forwarded:
+                    behind -= 1
+                    continue
+                remaining_ms = waiting.due_ms - now_ms
+                if remaining_ms <= horizon_ms:
+                    break  # due soon: the commit waits for it
+                stale = now_ms - waiting.record.timestamp > stale_ms
+                if not behind and not stale:
+                    break
+                target = retry_topic(move_target(remaining_ms / 1000, self._delays))
+                rec = waiting.record
+                sends.append(await self._producer.send(target, rec.value, key=rec.key))
+                waiting.forwarded = True
+                self._metrics.retry_moved.labels(tp.topic).inc()
         if sends:
             await asyncio.gather(*sends)
         return bool(sends)

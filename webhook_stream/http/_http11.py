@@ -203,101 +203,179 @@ class _Host:
     def __init__(self) -> None:
         self.active = 0
         self.idle: list[Connection] = []
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        #: (arrival number, future): requests for this host waiting their turn, in order.
+        self.waiters: deque[tuple[int, asyncio.Future[Connection | None]]] = deque()
 
 
 class Pool:
-    """Keep-alive connections by (host, port, tls), at most ``per_host`` busy per key and
-    ``total`` busy overall; a caller over the limit waits its turn (FIFO).
+    """Keep-alive connections by (host, port, tls): at most ``per_host`` busy per key and
+    ``total`` open (busy or idle) overall. At the total limit an idle connection of any host
+    is closed to make room; a caller that still cannot go waits, and waiting callers are
+    served in arrival order (a caller held only by its own host's limit does not hold up
+    callers for other hosts).
 
     :meth:`acquire` hands out an idle connection, or None: the caller holds a slot and
-    opens the connection itself. Every acquire is paired with one :meth:`release`.
+    opens the connection itself. Every successful acquire is paired with one
+    :meth:`release`. A slot is handed to a waiter directly (never re-contested), so a turn
+    cannot be taken by a newcomer.
     """
 
     def __init__(self, per_host: int, total: int, keepalive_s: float) -> None:
-        self._per_host = per_host
-        self._total = total
+        self._per_host = max(1, per_host)
+        self._total = max(1, total)
         self._keepalive = keepalive_s
         self._hosts: dict[tuple[str, int, bool], _Host] = {}
-        self._active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._open = 0  # busy slots plus idle connections, all hosts
+        self._idle = 0
+        self._arrivals = 0
+        self._queued: set[tuple[str, int, bool]] = set()  # hosts with waiters
         self._sweep: asyncio.TimerHandle | None = None
+
+    @property
+    def open(self) -> int:
+        """Connections counted against ``total``: busy slots plus idle connections."""
+        return self._open
 
     async def acquire(self, key: tuple[str, int, bool]) -> Connection | None:
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host()
-        while True:
-            idle = host.idle
-            while idle:
-                conn = idle.pop()  # the most recently used: least likely to be stale
-                if not conn.closed and time.monotonic() - conn.idle_since < self._keepalive:
-                    host.active += 1
-                    self._active += 1
-                    return conn
-                conn.close()
-            if host.active < self._per_host and self._active < self._total:
-                host.active += 1
-                self._active += 1
-                return None
-            queue = host.waiters if host.active >= self._per_host else self._waiters
-            waiter = asyncio.get_running_loop().create_future()
-            queue.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake(key)  # pass the turn we were given on
-                elif waiter in queue:  # a release meanwhile may have dropped it already
-                    queue.remove(waiter)
-                raise
+        if not host.waiters and host.active < self._per_host:
+            granted, conn = self._grant(key, host)
+            if granted:
+                return conn
+        self._arrivals += 1
+        waiter: asyncio.Future[Connection | None] = asyncio.get_running_loop().create_future()
+        entry = (self._arrivals, waiter)
+        host.waiters.append(entry)
+        self._queued.add(key)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(key, waiter.result())  # granted as we gave up: hand it back
+            else:
+                try:
+                    host.waiters.remove(entry)
+                except ValueError:
+                    pass
+                if not host.waiters:
+                    self._queued.discard(key)
+                self._forget(key, host)
+            raise
 
     def release(self, key: tuple[str, int, bool], conn: Connection | None) -> None:
-        host = self._hosts[key]
-        host.active -= 1
-        self._active -= 1
-        if conn is not None:
-            if conn.reusable():
-                conn.idle_since = time.monotonic()
-                host.idle.append(conn)
-                if self._sweep is None:
-                    loop = asyncio.get_running_loop()
-                    self._sweep = loop.call_later(self._keepalive, self._close_expired)
-            else:
+        host = self._hosts.get(key)
+        if host is None or host.active <= 0:  # unreachable while the counts are kept right
+            if conn is not None:
                 conn.close()
-        self._wake(key)
+            return
+        host.active -= 1
+        if conn is not None and conn.reusable():
+            conn.idle_since = time.monotonic()
+            host.idle.append(conn)
+            self._idle += 1
+            if self._sweep is None:
+                loop = asyncio.get_running_loop()
+                self._sweep = loop.call_later(self._keepalive, self._close_expired)
+        else:
+            if conn is not None:
+                conn.close()
+            self._open -= 1
+        self._dispatch()
+        self._forget(key, host)
 
     def close(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for host in self._hosts.values():
+        for key, host in list(self._hosts.items()):
+            self._open -= len(host.idle)
+            self._idle -= len(host.idle)
             for conn in host.idle:
                 conn.close()
             host.idle.clear()
+            self._forget(key, host)
 
-    def _wake(self, key: tuple[str, int, bool]) -> None:
-        for queue in (self._hosts[key].waiters, self._waiters):
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
+    # -- internals ---------------------------------------------------------------------------
+
+    def _grant(self, key: tuple[str, int, bool], host: _Host) -> tuple[bool, Connection | None]:
+        """Take a slot for ``host`` (below its own limit) if the total allows."""
+        now = time.monotonic()
+        while host.idle:
+            conn = host.idle.pop()  # the most recently used: least likely to be stale
+            self._idle -= 1
+            if not conn.closed and now - conn.idle_since < self._keepalive:
+                host.active += 1
+                return True, conn
+            conn.close()
+            self._open -= 1
+        if self._open >= self._total and not self._evict(key):
+            return False, None
+        host.active += 1
+        self._open += 1
+        return True, None
+
+    def _evict(self, keep: tuple[str, int, bool]) -> bool:
+        """Close the longest-idle connection of another host; False if there is none."""
+        oldest: tuple[str, int, bool] | None = None
+        since = 0.0
+        for key, host in self._hosts.items():
+            if key != keep and host.idle and (oldest is None or host.idle[0].idle_since < since):
+                oldest, since = key, host.idle[0].idle_since
+        if oldest is None:
+            return False
+        victim = self._hosts[oldest]
+        victim.idle.pop(0).close()
+        self._idle -= 1
+        self._open -= 1
+        self._forget(oldest, victim)
+        return True
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiters, earliest arrival first, skipping hosts at their limit."""
+        while self._queued:
+            best: tuple[str, int, bool] | None = None
+            first = 0
+            for key in list(self._queued):
+                host = self._hosts[key]
+                while host.waiters and host.waiters[0][1].done():
+                    host.waiters.popleft()  # cancelled meanwhile
+                if not host.waiters:
+                    self._queued.discard(key)
+                    continue
+                if host.active < self._per_host and (best is None or host.waiters[0][0] < first):
+                    best, first = key, host.waiters[0][0]
+            if best is None:
+                return
+            host = self._hosts[best]
+            granted, conn = self._grant(best, host)
+            if not granted:
+                return  # nothing open can be freed: the next release dispatches again
+            host.waiters.popleft()[1].set_result(conn)
+            if not host.waiters:
+                self._queued.discard(best)
+
+    def _forget(self, key: tuple[str, int, bool], host: _Host) -> None:
+        if not host.active and not host.idle and not host.waiters and self._hosts.get(key) is host:
+            del self._hosts[key]
 
     def _close_expired(self) -> None:
         self._sweep = None
         now = time.monotonic()
-        remaining = False
         for key, host in list(self._hosts.items()):
             fresh = [c for c in host.idle if not c.closed and now - c.idle_since < self._keepalive]
-            for conn in host.idle:
-                if conn not in fresh:
-                    conn.close()
-            host.idle[:] = fresh
-            remaining = remaining or bool(fresh)
-            if not fresh and not host.active and not host.waiters:
-                del self._hosts[key]
-        if remaining:
+            if len(fresh) != len(host.idle):
+                for conn in host.idle:
+                    if conn not in fresh:
+                        conn.close()
+                gone = len(host.idle) - len(fresh)
+                self._open -= gone
+                self._idle -= gone
+                host.idle[:] = fresh
+            self._forget(key, host)
+        self._dispatch()
+        if self._idle:
             self._sweep = asyncio.get_running_loop().call_later(
                 self._keepalive / 2, self._close_expired
             )

@@ -5,7 +5,8 @@ parsed by llhttp via ``httptools``), not a general-purpose one. Measured on the 
 machine at concurrency 50: httpx's own transport costs about 1.1 ms of CPU per request,
 aiohttp's ``ClientSession`` about 80 us, this client about 30 us -- and a delivery is
 otherwise about 200 us, so the client was a third of a worker (README, Performance).
-Everything else talks to :class:`HttpClient` only.
+Everything else talks to :class:`HttpClient` only (or, with an egress proxy set, to
+:class:`~webhook_stream.http.proxied.HttpxClient`, which has the same interface).
 
 SSRF: a host name is resolved by :class:`~webhook_stream.http.ssrf.GuardedResolver` (which drops
 refused addresses) and only those addresses are connected to, each through the guarded

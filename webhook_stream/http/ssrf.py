@@ -13,6 +13,10 @@ rebinding), so the address is checked again at connect time, in the manner of Sv
   refuses them before the request, and :func:`guarded_socket_factory`, through which the
   client opens every socket, sees the exact address of each connection, literal or resolved.
 
+Through a forward proxy (:mod:`webhook_stream.http.proxied`) the worker never sees the
+address the proxy connects to: :func:`check_proxied_host` refuses what can be refused from
+the URL alone (forbidden IP literals, ``localhost`` names) and the proxy enforces the rest.
+
 Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`); the client reports
 it as the error class ``forbidden_address``.
 """
@@ -36,6 +40,7 @@ __all__ = [
     "AddressPolicy",
     "ForbiddenAddress",
     "GuardedResolver",
+    "check_proxied_host",
     "check_url_host",
     "guarded_socket_factory",
     "is_forbidden_address",
@@ -217,6 +222,17 @@ def check_url_host(url: str | URL, policy: AddressPolicy) -> None:
             raise ForbiddenAddress(host, [str(address)])
     elif ":" in host:
         # Looks like an IPv6 literal but is not one: refuse rather than guess.
+        raise ForbiddenAddress(host, [host])
+
+
+def check_proxied_host(url: str, policy: AddressPolicy) -> None:
+    """:func:`check_url_host`, and refuse ``localhost`` names: what a proxy would resolve to
+    loopback on its own host. Resolved names are the proxy's to check (README, Protection)."""
+    check_url_host(url, policy)
+    if policy.allow_insecure:
+        return
+    host = (URL(url).raw_host or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
         raise ForbiddenAddress(host, [host])
 
 

@@ -6,24 +6,29 @@ aiokafka discovers new matching topics on each metadata refresh, so a topic crea
 the worker runs is picked up within ``topic_discovery_interval`` plus a group re-join.
 
 At least once: a batch's offsets are committed only after every delivery and rejected
-record produced from it has been acknowledged by the broker.
+record produced from it has been acknowledged by the broker. An event whose delivery
+records would not fit the record limit goes to ``webhooks.rejected`` (``too_large``)
+instead; a send that fails for one record is handled for that event (:meth:`_settle`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
 from webhook_stream.ingest.decoding import parse_record
-from webhook_stream.ingest.fanout import fan_out, queue_delivery
+from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -33,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Records handled between yields to the event loop: in-flight deliveries keep moving.
 _YIELD_EVERY = 100
+#: Input records per commit of the fan-out, and chunks handled ahead of their commit.
+_CHUNK = 50
+_CHUNKS_AHEAD = 20
 
 
 class EventsIn:
@@ -69,39 +77,127 @@ class EventsIn:
         consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
         await consumer.start()
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
+        # Chunks of handled records, committed in order by their own task as their sends
+        # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
+        chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
+        committer = asyncio.create_task(self._commit_chunks(consumer, chunks))
         try:
-            while self._running:
+            while self._running and not committer.done():
                 batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-                if not batch:
-                    continue
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                futures: list[asyncio.Future] = []
+                sent: list[_Sent] = []
+                n = 0
                 for tp, records in batch.items():
-                    for n, record in enumerate(records, 1):
-                        futures.extend(await self._handle(record))
+                    for record in records:
+                        handled = await self._handle(record)
+                        if handled is not None:
+                            sent.append(handled)
+                        offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
+                        n += 1
+                        if n % _CHUNK == 0:
+                            await chunks.put(_Chunk(offsets, sent))
+                            offsets, sent = {}, []
                         if self._batcher.full:
                             await self._batcher.wait_for_room()  # bounded memory
                         elif n % _YIELD_EVERY == 0:
                             await asyncio.sleep(0)  # let HTTP responses in meanwhile
-                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
-                await asyncio.gather(*futures)
-                try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, IllegalStateError) as exc:
-                    # Rebalanced meanwhile: the new owner fans these out again (same ids).
-                    log.warning("fan-out commit failed (%s); batch will be redone", exc)
+                if offsets:
+                    await chunks.put(_Chunk(offsets, sent))
+            if not committer.done():
+                await chunks.put(None)  # stopping: commit what was handled, then return
+            await committer  # raises what stopped it (an outage, a bug)
         finally:
+            committer.cancel()
             await consumer.stop()
 
-    async def _handle(self, record: ConsumerRecord) -> list[asyncio.Future]:
+    async def _commit_chunks(
+        self, consumer: AIOKafkaConsumer, chunks: asyncio.Queue[_Chunk | None]
+    ) -> None:
+        while (chunk := await chunks.get()) is not None:
+            await self._settle(chunk.sent)
+            try:
+                await consumer.commit(chunk.offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Rebalanced meanwhile: the new owner fans these out again (same ids).
+                log.warning("fan-out commit failed (%s); those events will be redone", exc)
+
+    async def _handle(self, record: ConsumerRecord) -> _Sent | None:
         try:
             event = parse_record(record, self._settings.max_event_bytes)
         except RejectedEvent as exc:
-            self._metrics.rejected.inc()
-            log.info(
-                "rejected %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc.reason
-            )
-            return [await reject(self._producer, record, exc.reason)]
+            return await self._reject(record, exc.reason)
         deliveries = fan_out(event, self._registry.index)
-        (self._metrics.fanned_out if deliveries else self._metrics.no_match).inc()
-        return [queue_delivery(self._batcher, d) for d in deliveries]
+        if not deliveries:
+            self._metrics.no_match.inc()
+            return None
+        limit = self._settings.max_record_bytes
+        values = [d.encode() for d in deliveries]
+        for delivery, value in zip(deliveries, values, strict=True):
+            too_large = oversized(delivery, value, limit)
+            if too_large is not None:
+                # Not one of them is sent: the event goes whole to webhooks.rejected.
+                return await self._reject(record, f"too_large: {too_large}")
+        self._metrics.fanned_out.inc()
+        futures = [
+            queue_delivery(self._batcher, d, v) for d, v in zip(deliveries, values, strict=True)
+        ]
+        return _Sent(record, futures, deliveries)
+
+    async def _reject(self, record: ConsumerRecord, reason: str) -> _Sent:
+        self._metrics.rejected.inc()
+        log.info("rejected %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        future = await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
+        return _Sent(record, [future], None)
+
+    async def _settle(self, sent: list[_Sent]) -> None:
+        """Wait for every send of a batch; handle, per event, the ones that failed.
+
+        A record fault (say, the broker's own size limit is lower than ours) fails every
+        record that shared its batch, so an event's deliveries are sent again one by one
+        first; what still fails sends the event to ``webhooks.rejected`` with the reason.
+        An outage or a bug is raised: the worker stops, nothing of this batch committed.
+        """
+        results = await asyncio.gather(
+            *(f for s in sent for f in s.futures), return_exceptions=True
+        )
+        at = 0
+        for item in sent:
+            failure = next(
+                (r for r in results[at : at + len(item.futures)] if isinstance(r, BaseException)),
+                None,
+            )
+            at += len(item.futures)
+            if failure is None:
+                continue
+            if classify(failure) != "record" or item.deliveries is None:
+                raise failure  # a rejected record that cannot be written: cannot go on
+            failure = await self._resend(item.deliveries)
+            if failure is None:
+                continue
+            retry = await self._reject(item.record, failure_reason(failure))
+            await asyncio.gather(*retry.futures)
+
+    async def _resend(self, deliveries: list[Delivery]) -> BaseException | None:
+        for delivery in deliveries:
+            try:
+                await (await send_delivery(self._producer, delivery))
+            except Exception as exc:
+                if classify(exc) != "record":
+                    raise
+                return exc
+        return None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    sent: list[_Sent]
+
+
+@dataclass(slots=True)
+class _Sent:
+    """The sends one input record caused: its deliveries (None: its rejected record)."""
+
+    record: ConsumerRecord
+    futures: list[asyncio.Future]
+    deliveries: list[Delivery] | None

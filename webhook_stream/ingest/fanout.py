@@ -6,12 +6,14 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
+from webhook_stream.core.errors import RecordTooLarge
 from webhook_stream.core.kafka import RecordBatcher
+from webhook_stream.core.produce import RETRY_FIELDS_ROOM, size_error
 from webhook_stream.core.records import Delivery, Event, delivery_id_for, iso_now, record_headers
 from webhook_stream.core.topics import DELIVERIES
 from webhook_stream.subscriptions.index import SubscriptionIndex
 
-__all__ = ["fan_out", "queue_delivery", "send_delivery"]
+__all__ = ["fan_out", "oversized", "queue_delivery", "send_delivery"]
 
 
 def _headers(delivery: Delivery) -> list[tuple[str, bytes]]:
@@ -27,10 +29,28 @@ async def send_delivery(producer: AIOKafkaProducer, delivery: Delivery) -> async
     )
 
 
-def queue_delivery(batcher: RecordBatcher, delivery: Delivery) -> asyncio.Future:
-    """:func:`send_delivery` through a batcher: the hot path, many deliveries per turn."""
+def queue_delivery(
+    batcher: RecordBatcher, delivery: Delivery, value: bytes | None = None
+) -> asyncio.Future:
+    """:func:`send_delivery` through a batcher: the hot path, many deliveries per turn.
+
+    ``value`` is ``delivery.encode()`` when the caller has it already.
+    """
     return batcher.send(
-        DELIVERIES, delivery.encode(), key=delivery.endpoint_id.encode(), headers=_headers(delivery)
+        DELIVERIES,
+        delivery.encode() if value is None else value,
+        key=delivery.endpoint_id.encode(),
+        headers=_headers(delivery),
+    )
+
+
+def oversized(delivery: Delivery, value: bytes, limit: int) -> RecordTooLarge | None:
+    """Why ``delivery`` (encoded: ``value``) cannot be written, with room for its retries."""
+    room = limit - RETRY_FIELDS_ROOM
+    if len(value) + len(delivery.endpoint_id) * 4 + 200 < room:  # the hot path: no doubt
+        return None
+    return size_error(
+        delivery.endpoint_id.encode(), value, _headers(delivery), room, "delivery record"
     )
 
 

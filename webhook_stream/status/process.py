@@ -177,6 +177,18 @@ class StatusProcess:
         """Owned and ready partitions, store counts, time to catch up after start."""
         return await self._ask("info", {})
 
+    async def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
+        """This worker's share of the dead letters (see :meth:`.PartitionedView.deadletters`)."""
+        return await self._ask("deadletters", {"query": query})
+
+    async def endpoint_stats(self, endpoint_ids: list[str]) -> dict[str, Any]:
+        """This worker's share of per-endpoint counters."""
+        return await self._ask("endpoint_stats", {"endpoint_ids": endpoint_ids})
+
+    async def overview(self, endpoint_ids: list[str] | None) -> dict[str, Any]:
+        """This worker's share of the attempts per minute and dead-letter depth."""
+        return await self._ask("overview", {"endpoint_ids": endpoint_ids})
+
 
 # -- the child ---------------------------------------------------------------------------
 
@@ -190,7 +202,14 @@ async def _serve(answers: Any) -> int:
     settings = replace(Settings(), **needed)
     view = PartitionedView(settings, Path(where["store_path"]), where["own_url"])
     tail = asyncio.create_task(view.run())
-    ops = {"delivery": view.delivery, "attempts": view.attempts, "info": view.info}
+    ops = {
+        "delivery": view.delivery,
+        "attempts": view.attempts,
+        "info": view.info,
+        "deadletters": view.deadletters,
+        "endpoint_stats": view.endpoint_stats,
+        "overview": view.overview,
+    }
     try:
         while True:
             question = asyncio.ensure_future(_read_frame(reader))

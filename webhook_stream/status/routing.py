@@ -6,12 +6,18 @@ from its own store or says it cannot, and never forwards again). A delivery aske
 id alone is looked up locally, then at each other owner. Whatever cannot be answered
 with certainty -- a rebalance, a partition still catching up, an owner that does not
 answer -- is a 503 with ``Retry-After``, never a partial or stale history.
+
+The console's summaries (dead letters, per-endpoint counters, the overview) span every
+partition: each owner answers for the partitions it serves (its *share*, with the list of
+partitions it covers), and the asking worker merges the shares; unless together they cover
+every partition, the answer is a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +26,7 @@ import orjson
 
 from webhook_stream.core.errors import StatusUnavailable
 from webhook_stream.status.process import StatusProcess
+from webhook_stream.status.stats import overview_body
 
 __all__ = ["FORWARDED", "RETRY_AFTER_S", "Answer", "StatusRouter"]
 
@@ -50,7 +57,7 @@ def error(status: int, code: str, message: str, field_name: str | None = None) -
 
 
 def unavailable(reason: str) -> Answer:
-    return error(503, "status_unavailable", f"{reason}; retry in {RETRY_AFTER_S}s")
+    return error(503, "unavailable", f"{reason}; retry in {RETRY_AFTER_S}s")
 
 
 class StatusRouter:
@@ -100,6 +107,74 @@ class StatusRouter:
                 return error(404, "not_found", missing)
             return unavailable("a worker owning status partitions did not answer")
         return self._answer(found, missing)
+
+    # -- summaries over every partition
+    async def deadletters(
+        self, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        """Dead letters, newest first: ``{"items", "next"}`` (``next``: the last key)."""
+        shares = await self._gather("deadletters", (query,), forwarded, path_qs, auth)
+        if isinstance(shares, Answer):
+            return shares
+        merged = sorted(
+            (
+                (k, item)
+                for share in shares
+                for k, item in zip(share["keys"], share["items"], strict=True)
+            ),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        limit = query.get("limit", 50)
+        page = merged[:limit]
+        nxt = page[-1][0] if len(merged) > limit else None
+        return Answer(200, {"items": [item for _, item in page], "next": nxt})
+
+    async def endpoint_stats(
+        self, endpoint_ids: list[str], *, forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        shares = await self._gather("endpoint_stats", (endpoint_ids,), forwarded, path_qs, auth)
+        if isinstance(shares, Answer):
+            return shares
+        by_id = {item["endpoint_id"]: item for share in shares for item in share}
+        return Answer(200, {"items": [by_id[i] for i in endpoint_ids if i in by_id], "next": None})
+
+    async def overview(
+        self, endpoint_ids: list[str] | None, *, forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        shares = await self._gather("overview", (endpoint_ids,), forwarded, path_qs, auth)
+        if isinstance(shares, Answer):
+            return shares
+        return Answer(200, overview_body(shares, int(time.time() * 1000)))
+
+    async def _gather(
+        self, op: str, args: tuple[Any, ...], forwarded: bool, path_qs: str, auth: str
+    ) -> list[Any] | Answer:
+        """Every owner's share of ``op``; an :class:`Answer` when that is not all of it.
+
+        Forwarded: this worker's share alone, as ``{"share", "covered"}``.
+        """
+        try:
+            found = await getattr(self.process, op)(*args)
+        except StatusUnavailable as exc:
+            return unavailable(str(exc))
+        if "ok" not in found:
+            return unavailable(str(found.get("unavailable", "status unavailable")))
+        if forwarded:
+            return Answer(200, {"share": found["ok"], "covered": found["covered"]})
+        answers = await asyncio.gather(
+            *(self._forward(url, path_qs, auth) for url in found["others"])
+        )
+        shares, covered = [found["ok"]], set(found["covered"])
+        for answer in answers:
+            if answer.status != 200 or "share" not in answer.body:
+                return unavailable("a worker owning status partitions did not answer")
+            shares.append(answer.body["share"])
+            covered.update(answer.body["covered"])
+        missing = set(range(found["partitions"])) - covered
+        if missing:
+            return unavailable(f"status partitions {sorted(missing)} are catching up")
+        return shares
 
     @staticmethod
     def _answer(found: dict[str, Any], missing: str) -> Answer:

@@ -6,13 +6,14 @@ Each batch of records and the next offset per (topic, partition) are written in 
 transaction: after a crash or a restart the store resumes where it stopped, and a record
 applied twice (the batch re-read after a crash) is ignored by its (partition, offset) key.
 History is bounded by ``status_retention``, not by memory: SQLite keeps its page cache
-bounded (``_CACHE_KIB``) and the rest on disk.
+bounded (``_CACHE_KIB``) and the rest on disk. Beside the history, per endpoint and minute,
+the attempts that succeeded and failed (the console's rates; the last hour is kept), and
+the dead-lettered deliveries are indexed, so no console query scans the attempts.
+The reads are in :mod:`.queries`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -27,12 +28,15 @@ from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
+#: Bumped when the tables change: a store of another version is rebuilt from Kafka.
+SCHEMA_VERSION = 2
+
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
 #: Attempt outcome -> delivery status.
 _STATUS_OF_OUTCOME = {"succeeded": "succeeded", "retrying": "retrying", "failed": "dead_lettered"}
-#: The attempts route's ``status`` filter -> the outcomes it selects.
-OUTCOMES_OF_STATUS = {"succeeded": ("succeeded",), "failed": ("retrying", "failed")}
+#: Minutes of per-endpoint counts kept (the console shows the last hour).
+MINUTES_KEPT = 61
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (
@@ -41,9 +45,20 @@ CREATE TABLE IF NOT EXISTS applied (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, part INTEGER NOT NULL,
-    status TEXT NOT NULL, status_ms INTEGER NOT NULL, dead_letter BLOB, seen_ms INTEGER NOT NULL
+    status TEXT NOT NULL, status_ms INTEGER NOT NULL, dead_letter BLOB, seen_ms INTEGER NOT NULL,
+    dead_ms INTEGER, tenant TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_seen ON deliveries (seen_ms);
+CREATE INDEX IF NOT EXISTS dead_by_time ON deliveries (dead_ms, id)
+    WHERE status = 'dead_lettered' AND dead_letter IS NOT NULL;
+CREATE INDEX IF NOT EXISTS dead_by_endpoint ON deliveries (endpoint)
+    WHERE status = 'dead_lettered' AND dead_letter IS NOT NULL;
+CREATE TABLE IF NOT EXISTS minutes (
+    endpoint TEXT NOT NULL, minute INTEGER NOT NULL, part INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL, failed INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, minute)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS minutes_by_minute ON minutes (minute, part);
 CREATE TABLE IF NOT EXISTS attempts (
     part INTEGER NOT NULL, off INTEGER NOT NULL, endpoint TEXT NOT NULL,
     delivery TEXT NOT NULL, ts_ms INTEGER NOT NULL, outcome TEXT NOT NULL,
@@ -57,16 +72,18 @@ CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (ts_ms);
 
 
 def encode_cursor(ts_ms: int, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{ts_ms}:{offset}".encode()).decode().rstrip("=")
+    """The position after an attempt, as the page's ``next`` (the API wraps it once more)."""
+    return f"{ts_ms}:{offset}"
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
+def decode_cursor(text: str) -> tuple[int, int]:
     """The (time, offset) a cursor points after; ValueError if it is not one of ours."""
+    ts_ms, sep, offset = text.partition(":")
+    if not sep:
+        raise ValueError("not a cursor from a previous page's 'next'")
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts_ms, offset = text.split(":")
         return int(ts_ms), int(offset)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except ValueError:
         raise ValueError("not a cursor from a previous page's 'next'") from None
 
 
@@ -78,21 +95,25 @@ def _ms_of(iso: Any, fallback: int) -> int:
 
 
 class AttemptQuery:
-    """The filters and page of ``GET /subscriptions/{id}/attempts``, already validated."""
+    """The filters and page of ``GET /subscriptions/{id}/attempts``, already validated.
 
-    __slots__ = ("after", "event_type", "limit", "since_ms", "status", "until_ms")
+    ``outcome`` is exact (succeeded, retrying, failed); ``since_ms``/``until_ms`` are
+    inclusive, on ``attempted_at``.
+    """
+
+    __slots__ = ("after", "event_type", "limit", "outcome", "since_ms", "until_ms")
 
     def __init__(
         self,
         *,
         limit: int = 50,
         after: tuple[int, int] | None = None,
-        status: str | None = None,
+        outcome: str | None = None,
         since_ms: int | None = None,
         until_ms: int | None = None,
         event_type: str | None = None,
     ) -> None:
-        self.limit, self.after, self.status = limit, after, status
+        self.limit, self.after, self.outcome = limit, after, outcome
         self.since_ms, self.until_ms, self.event_type = since_ms, until_ms, event_type
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,40 +126,54 @@ class AttemptQuery:
 
 
 class StatusStore:
-    """SQLite tables of deliveries and attempts, plus the offsets applied."""
+    """SQLite tables of deliveries, attempts and minute counts, plus the offsets applied."""
 
     def __init__(self, path: Path, retention_s: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention_ms = int(retention_s * 1000)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed batch
-        self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-        self._db.executescript(_SCHEMA)
+        self.db = db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed batch
+        db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
+            # A cache of Kafka, not a source of truth: another layout is read again.
+            for (table,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            ).fetchall():
+                db.execute(f'DROP TABLE IF EXISTS "{table}"')
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.executescript(_SCHEMA)
+        self._next = self.next_offsets()
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     # -- offsets
     def next_offsets(self) -> dict[tuple[str, int], int]:
-        rows = self._db.execute("SELECT topic, part, next FROM applied")
+        rows = self.db.execute("SELECT topic, part, next FROM applied")
         return {(topic, part): nxt for topic, part, nxt in rows}
 
     # -- writes
     def apply(self, batch: Iterable[tuple[str, int, Any]]) -> int:
-        """Apply ``(topic, partition, record)`` in one transaction; return how many.
+        """Apply ``(topic, partition, record)`` in one transaction; return how many were new.
 
-        Rows are gathered per statement and written with ``executemany``, and a record's
-        delivery row is inserted and its status set in one upsert (together 20 % less CPU
-        than one statement per row and record, measured).
+        A record below the offset already applied (read again after a crash) is skipped,
+        so counts are never doubled. Rows are gathered per statement and written with
+        ``executemany``, a delivery row inserted and its status set in one upsert (together
+        20 % less CPU than one statement per row and record, measured).
         """
+        applied = self._next
         ends: dict[tuple[str, int], int] = {}
         deliveries: list[tuple[str, str, int, str, int, int]] = []
         attempts: list[tuple[int, int, str, str, int, str, str, bytes]] = []
-        dead: list[tuple[bytes, str]] = []
+        minutes: dict[tuple[str, int], list[int]] = {}
+        dead: list[tuple[bytes, int, str | None, str]] = []
         n = 0
         for topic, part, record in batch:
+            if record.offset < applied.get((topic, part), -1):
+                continue
             ends[(topic, part)] = record.offset + 1
             n += 1
             headers = dict(record.headers or ())
@@ -158,30 +193,43 @@ class StatusStore:
                     doc = orjson.loads(record.value)
                 except orjson.JSONDecodeError:
                     continue
+                ts_ms = _ms_of(doc.get("attempted_at"), at)
+                outcome = doc.get("outcome", outcome)
                 attempts.append(
                     (
                         part,
                         record.offset,
                         endpoint,
                         did,
-                        _ms_of(doc.get("attempted_at"), at),
-                        doc.get("outcome", outcome),
+                        ts_ms,
+                        outcome,
                         doc.get("event_type") or "",
                         record.value,
                     )
                 )
+                counts = minutes.get((endpoint, ts_ms // 60_000))
+                if counts is None:
+                    counts = minutes[(endpoint, ts_ms // 60_000)] = [part, 0, 0]
+                counts[1 if outcome == "succeeded" else 2] += 1
             elif topic == DEADLETTER:
                 status = "dead_lettered"
-                dead.append((record.value, did))
+                try:
+                    doc = orjson.loads(record.value)
+                except orjson.JSONDecodeError:
+                    doc = {}
+                dead_ms = _ms_of(doc.get("dead_lettered_at"), at)
+                dead.append((record.value, dead_ms, doc.get("tenant_id"), did))
             # A record that sets no status (status_ms -1) only creates the row.
             if status is None:
                 deliveries.append((did, endpoint, part, "pending", -1, at))
             else:
                 deliveries.append((did, endpoint, part, status, at, at))
+        if not n:
+            return 0
         # Newest record wins, whatever order the three topics were read in: rows go in
         # time order (stable: the later record of a tie wins, as it would one by one).
         deliveries.sort(key=lambda row: row[5])
-        db = self._db
+        db = self.db
         db.execute("BEGIN")
         try:
             db.executemany(
@@ -197,7 +245,17 @@ class StatusStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 attempts,
             )
-            db.executemany("UPDATE deliveries SET dead_letter = ? WHERE id = ?", dead)
+            db.executemany(
+                "INSERT INTO minutes (endpoint, minute, part, succeeded, failed)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, minute) DO UPDATE"
+                " SET succeeded = succeeded + excluded.succeeded,"
+                " failed = failed + excluded.failed",
+                [(e, m, p, ok, bad) for (e, m), (p, ok, bad) in minutes.items()],
+            )
+            db.executemany(
+                "UPDATE deliveries SET dead_letter = ?, dead_ms = ?, tenant = ? WHERE id = ?",
+                dead,
+            )
             db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
@@ -207,80 +265,32 @@ class StatusStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        for key, nxt in ends.items():
+            applied[key] = max(nxt, applied.get(key, 0))
         return n
 
     def expire(self, now_ms: int | None = None) -> int:
         """Forget what is older than the retention; return the attempts removed."""
-        cutoff = (int(time.time() * 1000) if now_ms is None else now_ms) - self.retention_ms
-        db = self._db
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cutoff = now_ms - self.retention_ms
+        db = self.db
         db.execute("BEGIN")
         removed = db.execute("DELETE FROM attempts WHERE ts_ms < ?", (cutoff,)).rowcount
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
+        db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
         db.execute("COMMIT")
         return removed
 
     def forget(self, partition: int) -> None:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
-        db = self._db
+        db = self.db
         db.execute("BEGIN")
-        db.execute("DELETE FROM attempts WHERE part = ?", (partition,))
-        db.execute("DELETE FROM deliveries WHERE part = ?", (partition,))
-        db.execute("DELETE FROM applied WHERE part = ?", (partition,))
+        for table in ("attempts", "deliveries", "minutes", "applied"):
+            db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
-
-    # -- reads
-    def delivery(self, delivery_id: str, parts: Iterable[int]) -> dict[str, Any] | None:
-        """One delivery, if it belongs to one of ``parts`` (those this worker serves)."""
-        row = self._db.execute(
-            "SELECT endpoint, part, status, dead_letter FROM deliveries WHERE id = ?",
-            (delivery_id,),
-        ).fetchone()
-        if row is None or row[1] not in set(parts):
-            return None
-        endpoint, _, status, dead_letter = row
-        attempts = self._db.execute(
-            "SELECT body FROM attempts WHERE delivery = ? ORDER BY ts_ms, off", (delivery_id,)
-        )
-        body: dict[str, Any] = {
-            "delivery_id": delivery_id,
-            "endpoint_id": endpoint,
-            "status": status,
-            "attempts": [orjson.loads(a) for (a,) in attempts],
-        }
-        if dead_letter is not None:
-            dl = orjson.loads(dead_letter)
-            keep = ("reason", "dead_lettered_at", "last_error")
-            body["dead_letter"] = {k: dl.get(k) for k in keep}
-        return body
-
-    def attempts(self, endpoint_id: str, query: AttemptQuery) -> dict[str, Any]:
-        """A page of the endpoint's attempts, newest first: ``{"items", "next"}``."""
-        sql = ["SELECT ts_ms, off, body FROM attempts WHERE endpoint = ?"]
-        args: list[Any] = [endpoint_id]
-        if query.after is not None:
-            sql.append("AND (ts_ms, off) < (?, ?)")
-            args += list(query.after)
-        if query.status is not None:
-            outcomes = OUTCOMES_OF_STATUS[query.status]
-            sql.append(f"AND outcome IN ({','.join('?' * len(outcomes))})")
-            args += outcomes
-        if query.since_ms is not None:
-            sql.append("AND ts_ms >= ?")
-            args.append(query.since_ms)
-        if query.until_ms is not None:
-            sql.append("AND ts_ms < ?")
-            args.append(query.until_ms)
-        if query.event_type is not None:
-            sql.append("AND event_type = ?")
-            args.append(query.event_type)
-        sql.append("ORDER BY ts_ms DESC, off DESC LIMIT ?")
-        args.append(query.limit + 1)
-        rows = self._db.execute(" ".join(sql), args).fetchall()
-        page = rows[: query.limit]
-        nxt = encode_cursor(page[-1][0], page[-1][1]) if len(rows) > query.limit else None
-        return {"items": [orjson.loads(body) for _, _, body in page], "next": nxt}
+        self._next = self.next_offsets()
 
     def counts(self) -> dict[str, int]:
-        (attempts,) = self._db.execute("SELECT count(*) FROM attempts").fetchone()
-        (deliveries,) = self._db.execute("SELECT count(*) FROM deliveries").fetchone()
+        (attempts,) = self.db.execute("SELECT count(*) FROM attempts").fetchone()
+        (deliveries,) = self.db.execute("SELECT count(*) FROM deliveries").fetchone()
         return {"attempts": attempts, "deliveries": deliveries}

@@ -29,6 +29,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from webhook_stream.core import kafka
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.status import queries
 from webhook_stream.status.owners import OwnerAssignor, partition_of
 from webhook_stream.status.store import AttemptQuery, StatusStore
 
@@ -191,7 +192,7 @@ class PartitionedView:
         routed = self._route(partition_of(endpoint_id, self.partitions), local)
         if routed is not None:
             return routed
-        return {"ok": self.store.attempts(endpoint_id, AttemptQuery.from_dict(query))}
+        return {"ok": queries.attempts(self.store.db, endpoint_id, AttemptQuery.from_dict(query))}
 
     def delivery(self, delivery_id: str, endpoint_id: str | None, local: bool) -> dict[str, Any]:
         if not self.partitions:
@@ -202,7 +203,7 @@ class PartitionedView:
                 return routed
         if self._rebalancing:
             return {"unavailable": "status partitions are being reassigned"}
-        found = self.store.delivery(delivery_id, self._ready)
+        found = queries.delivery(self.store.db, delivery_id, self._ready)
         if found is not None:
             if endpoint_id is not None and found["endpoint_id"] != endpoint_id:
                 return {"missing": True}
@@ -219,6 +220,38 @@ class PartitionedView:
         if len(self.assignor.owners) < self.partitions:
             return {"unavailable": "status partitions are being reassigned"}
         return {"ask": others} if others else {"missing": True}
+
+    # -- queries over every partition: this worker's share, and who holds the rest
+    def _share(self, answer: Any) -> dict[str, Any]:
+        if not self.partitions:
+            return {"unavailable": "the status view is starting"}
+        if self._rebalancing or len(self.assignor.owners) < self.partitions:
+            return {"unavailable": "status partitions are being reassigned"}
+        others = sorted(set(self.assignor.owners.values()) - {self.own_url})
+        ready = sorted(self._ready)
+        return {
+            "ok": answer(ready),
+            "covered": ready,
+            "others": others,
+            "partitions": self.partitions,
+        }
+
+    def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
+        return self._share(lambda ready: queries.deadletters(self.store.db, ready, **query))
+
+    def overview(self, endpoint_ids: list[str] | None) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        return self._share(
+            lambda ready: queries.overview(self.store.db, ready, endpoint_ids, now_ms)
+        )
+
+    def endpoint_stats(self, endpoint_ids: list[str]) -> dict[str, Any]:
+        def mine(ready: list[int]) -> list[dict[str, Any]]:
+            owned = set(ready)
+            ids = [i for i in endpoint_ids if partition_of(i, self.partitions) in owned]
+            return queries.endpoint_stats(self.store.db, ids, int(time.time() * 1000))
+
+        return self._share(mine)
 
     def info(self) -> dict[str, Any]:
         return {

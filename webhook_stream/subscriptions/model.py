@@ -15,6 +15,7 @@ from typing import Any
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import format_duration, parse_duration
+from webhook_stream.subscriptions.secrets import mask_header
 
 __all__ = [
     "MAX_PREVIOUS_SECRETS",
@@ -75,13 +76,20 @@ class Subscription:
     retry_status_codes: frozenset[int] = frozenset()
     rate_limit_per_s: float | None = None
     max_in_flight: int = 1
+    #: ``strict``: no delivery is attempted while an earlier one is unfinished (FIFO
+    #: across retries, ``max_in_flight`` 1); ``best_effort``: order holds while attempts succeed.
+    ordering: str = "best_effort"
     #: ``(secret, expires_at unix seconds)``: rotated-out secrets still signing until expiry.
     previous_secrets: tuple[tuple[str, float], ...] = field(default=(), repr=False)
     created_at: str | None = None
     updated_at: str | None = None
+    #: Bumped by every write through the worker (API, auto-disable): the ETag and the
+    #: compare-and-set token (:mod:`~webhook_stream.subscriptions.writes`).
+    version: int = 0
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
-        """JSON-ready form. With secrets: the stored form; without: what API listings show."""
+        """JSON-ready form. With secrets: the stored form; without: what API reads show
+        (no signing secret, header values masked)."""
         out: dict[str, Any] = {
             "id": self.id,
             "url": self.url,
@@ -91,7 +99,7 @@ class Subscription:
         if include_secrets:
             out["secret"] = self.secret
         out.update(
-            headers=dict(self.headers),
+            headers=dict(self.headers) if include_secrets else self.masked_headers(),
             disabled=self.disabled,
             description=self.description,
             timeout_s=self.timeout_s,
@@ -104,6 +112,7 @@ class Subscription:
             retry_status_codes=sorted(self.retry_status_codes),
             rate_limit_per_s=self.rate_limit_per_s,
             max_in_flight=self.max_in_flight,
+            ordering=self.ordering,
         )
         if include_secrets:
             out["previous_secrets"] = [
@@ -112,7 +121,21 @@ class Subscription:
             ]
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
+        out["version"] = self.version
         return out
+
+    def masked_headers(self) -> dict[str, str]:
+        """Header values as API reads show them: ``****`` and at most the last 4 characters."""
+        return {name: mask_header(value) for name, value in self.headers}
+
+    @property
+    def strict(self) -> bool:
+        return self.ordering == "strict"
+
+    @property
+    def lane_width(self) -> int:
+        """Attempts of this endpoint run at once: one for a strict endpoint."""
+        return 1 if self.ordering == "strict" else self.max_in_flight
 
     def signing_keys(self, now: float) -> list[bytes]:
         """HMAC keys to sign with: the current secret first, then unexpired previous ones."""

@@ -1,26 +1,26 @@
 """The subscription table: every worker reads ``webhooks.subscriptions`` whole.
 
-A group-less consumer reads the compacted topic from the beginning into an indexed
-in-memory :class:`SubscriptionIndex`, and keeps tailing it. Faust GlobalTables lost
-entries and crashed after a worker was killed (notes: faust-on-tansu section 2); this
-is exact on Tansu and on Kafka, because each worker replays the topic itself.
+A :class:`~webhook_stream.core.table.CompactedTable` reads the compacted topic from the
+beginning into an indexed in-memory :class:`SubscriptionIndex`, and keeps tailing it.
+Faust GlobalTables lost entries and crashed after a worker was killed (notes:
+faust-on-tansu section 2); this is exact on Tansu and on Kafka, because each worker
+replays the topic itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import orjson
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from webhook_stream.core import kafka
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.table import CompactedTable
 from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.index import SubscriptionIndex
 from webhook_stream.subscriptions.model import Subscription
@@ -36,22 +36,28 @@ _BULK = 1000
 
 OnInvalid = Callable[[ConsumerRecord, str], Awaitable[None]]
 
+#: Header naming the write request a record of ``webhooks.subscriptions`` answers.
+H_REQUEST = "ws-request-id"
 
-class SubscriptionRegistry:
+
+class SubscriptionRegistry(CompactedTable):
     """Tails ``webhooks.subscriptions`` into ``self.index``; ``ready`` once caught up."""
 
+    topic = SUBSCRIPTIONS
+
     def __init__(self, settings: Settings, on_invalid: OnInvalid | None = None) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._on_invalid = on_invalid
         self._box = SecretBox.from_setting(settings.secret_key)
         self.index = SubscriptionIndex()
-        self.ready = asyncio.Event()
-        self._positions: dict[int, int] = {}
-        self._progress = asyncio.Condition()
-        self._running = True
-
-    def stop(self) -> None:
-        self._running = False
+        #: Refused records met while loading, reported only if still the latest when
+        #: loaded: after a key rotation and ``reseal``, superseded records sealed with a
+        #: removed key stay in the log until compaction, and are not errors.
+        self._refused: dict[str, tuple[ConsumerRecord, InvalidSubscription]] = {}
+        #: Per endpoint: the write request that produced its current record (idempotence
+        #: of a request decided twice across a rebalance), and the version a delete ended.
+        self._last_request: dict[str, str] = {}
+        self._deleted_version: dict[str, int] = {}
 
     def stored_form(self, sub: Subscription) -> bytes:
         """The record value for ``sub`` on ``webhooks.subscriptions`` (secrets sealed if a
@@ -61,68 +67,66 @@ class SubscriptionRegistry:
     def get(self, endpoint_id: str) -> Subscription | None:
         return self.index.get(endpoint_id)
 
-    async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
-        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
+    def after_batch(self, records: int) -> None:
+        if records >= _BULK:
+            # A bulk load (start-up, mass import): the table is long-lived, so take it out
+            # of the collector's full passes (52 ms each with 100,000 subscriptions,
+            # measured) -- CPU flat in subscriptions.
+            gc.freeze()
 
-        def applied() -> bool:
-            return self._positions.get(partition, 0) > offset
+    def last_request(self, endpoint_id: str) -> str | None:
+        """Id of the write request behind ``endpoint_id``'s latest record, if any."""
+        return self._last_request.get(endpoint_id)
 
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
-            except TimeoutError:
-                return False
-        return True
+    def next_version(self, endpoint_id: str) -> int:
+        """The version the next write of ``endpoint_id`` gets (monotonic across deletes)."""
+        sub = self.index.get(endpoint_id)
+        if sub is not None:
+            return sub.version + 1
+        return self._deleted_version.get(endpoint_id, 0) + 1
 
-    async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings)
-        await consumer.start()
-        try:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(SUBSCRIPTIONS) or set()
-            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            log.info("loading subscriptions from %d partitions", len(tps))
-            self._check_ready(end)
-            while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._apply(record)
-                    self._positions[tp.partition] = records[-1].offset + 1
-                if batch:
-                    if sum(len(records) for records in batch.values()) >= _BULK:
-                        # A bulk load (start-up, mass import): the table is long-lived, so
-                        # take it out of the collector's full passes (52 ms each with
-                        # 100,000 subscriptions, measured) -- CPU flat in subscriptions.
-                        gc.freeze()
-                    async with self._progress:
-                        self._progress.notify_all()
-                if not self.ready.is_set():
-                    self._check_ready(end)
-        finally:
-            await consumer.stop()
+    async def loaded(self) -> None:
+        refused, self._refused = self._refused, {}
+        for endpoint_id, (record, exc) in refused.items():
+            await self._report(endpoint_id, record, exc)
+        log.info("subscriptions loaded: %d endpoints", len(self.index))
 
-    def _check_ready(self, end: dict[int, int]) -> None:
-        if all(self._positions.get(p, 0) >= off for p, off in end.items()):
-            log.info("subscriptions loaded: %d endpoints", len(self.index))
-            self.ready.set()
-
-    async def _apply(self, record: ConsumerRecord) -> None:
+    async def apply(self, record: ConsumerRecord) -> None:
         if record.key is None:
             log.warning("subscription record without key at offset %s ignored", record.offset)
             return
         endpoint_id = record.key.decode("utf-8", "replace")
+        self._refused.pop(endpoint_id, None)
+        request = next((v for k, v in record.headers or () if k == H_REQUEST), None)
+        if request is not None:
+            self._last_request[endpoint_id] = request.decode("utf-8", "replace")
+        else:
+            self._last_request.pop(endpoint_id, None)
         if record.value is None:
+            gone = self.index.get(endpoint_id)
+            if gone is not None:
+                self._deleted_version[endpoint_id] = gone.version
             self.index.remove(endpoint_id)
             return
         try:
-            self.index.put(parse_stored(record.value, endpoint_id, self._box))
+            sub = parse_stored(record.value, endpoint_id, self._box)
+            if not sub.version:
+                # Produced directly, without a version: the offset is one every worker
+                # agrees on, survives compaction and exceeds every earlier version.
+                sub = replace(sub, version=record.offset + 1)
+            self.index.put(sub)
+            self._deleted_version.pop(endpoint_id, None)
         except InvalidSubscription as exc:
             # Fail closed: an invalid update removes the endpoint rather than keep a stale one.
             self.index.remove(endpoint_id)
-            log.warning("subscription %r refused and removed: %s", endpoint_id, exc)
-            if self._on_invalid is not None:
-                await self._on_invalid(record, f"invalid_subscription: {exc}")
+            if self.ready.is_set():
+                await self._report(endpoint_id, record, exc)
+            else:
+                self._refused[endpoint_id] = (record, exc)
+
+    async def _report(
+        self, endpoint_id: str, record: ConsumerRecord, exc: InvalidSubscription
+    ) -> None:
+        log.warning("subscription %r refused and removed: %s", endpoint_id, exc)
+        if self._on_invalid is not None:
+            await self._on_invalid(record, f"invalid_subscription: {exc}")

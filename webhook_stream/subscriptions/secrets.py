@@ -1,21 +1,64 @@
-"""Signing secrets of a stored subscription, sealed and opened with the configured keys.
+"""Secrets of a stored subscription, sealed and opened with the configured keys; masks.
 
-The ``secret`` and ``previous_secrets[].secret`` fields of the JSON written to
-``webhooks.subscriptions`` go through :class:`~webhook_stream.core.sealing.SecretBox`.
+The ``secret``, ``previous_secrets[].secret`` and every ``headers`` value of the JSON
+written to ``webhooks.subscriptions`` go through :class:`~webhook_stream.core.sealing.SecretBox`.
+Header values are shown masked (:func:`mask_header`) by every API read; a masked value sent
+back (GET, edit, PATCH) means "keep the current value" (:func:`unmask_headers`), so it is
+never stored as the literal mask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox, open_secret
 
-__all__ = ["open_subscription_secrets", "seal_subscription_secrets"]
+__all__ = [
+    "MASK",
+    "mask_header",
+    "open_subscription_secrets",
+    "refuse_masks",
+    "seal_subscription_secrets",
+    "unmask_headers",
+]
+
+MASK = "****"
+#: Values at least this long show their last 4 characters after the mask.
+_SHOW_TAIL_FROM = 12
+
+
+def mask_header(value: str) -> str:
+    """``****`` plus the last 4 characters of a long value (enough to tell keys apart)."""
+    return MASK + value[-4:] if len(value) >= _SHOW_TAIL_FROM else MASK
+
+
+def unmask_headers(sent: object, current: Mapping[str, str]) -> object:
+    """``sent`` (a PATCH's ``headers``) with masked values replaced by the current ones.
+
+    A value equal to the mask of the current value of the same header (names compared
+    case-insensitively) keeps that value. Any other value starting with ``****`` is left
+    for :func:`refuse_masks`, so a mask is never stored as a header value.
+    """
+    if not isinstance(sent, Mapping):
+        return sent
+    by_name = {name.lower(): value for name, value in current.items()}
+    out: dict[object, object] = {}
+    for name, value in sent.items():
+        now = by_name.get(name.lower()) if isinstance(name, str) else None
+        out[name] = now if now is not None and value == mask_header(now) else value
+    return out
 
 
 def _map_secrets(data: Mapping[str, Any], convert: Any) -> dict[str, Any]:
     out = dict(data)
+    headers = out.get("headers")
+    if isinstance(headers, Mapping):
+        out["headers"] = {
+            name: convert(value) if isinstance(value, str) else value
+            for name, value in headers.items()
+        }
     if isinstance(out.get("secret"), str):
         out["secret"] = convert(out["secret"])
     previous = out.get("previous_secrets")
@@ -30,8 +73,9 @@ def _map_secrets(data: Mapping[str, Any], convert: Any) -> dict[str, Any]:
 
 
 def seal_subscription_secrets(data: Mapping[str, Any], box: SecretBox | None) -> dict[str, Any]:
-    """A copy of a stored subscription dict with ``secret`` and ``previous_secrets[].secret``
-    sealed; unchanged (a copy) when ``box`` is None. Values already sealed are re-keyed."""
+    """A copy of a stored subscription dict with ``secret``, ``previous_secrets[].secret``
+    and header values sealed; unchanged (a copy) when ``box`` is None. Values already sealed
+    are re-keyed with the newest key."""
     if box is None:
         return dict(data)
     return _map_secrets(data, box.reseal)
@@ -40,3 +84,14 @@ def seal_subscription_secrets(data: Mapping[str, Any], box: SecretBox | None) ->
 def open_subscription_secrets(data: Mapping[str, Any], box: SecretBox | None) -> dict[str, Any]:
     """A copy of a stored subscription dict with its secrets in clear (inverse of the above)."""
     return _map_secrets(data, lambda value: open_secret(value, box))
+
+
+def refuse_masks(headers: Iterable[tuple[str, str]]) -> None:
+    """Refuse (400) a header value that is a mask: the real value was not sent."""
+    for name, value in headers:
+        if value.startswith(MASK):
+            raise InvalidSubscription(
+                f"headers.{name}",
+                "looks like a masked value ('****...'); send the real value, or the masked "
+                "value exactly as a read returned it to keep the current one",
+            )

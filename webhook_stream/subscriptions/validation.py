@@ -48,9 +48,11 @@ _FIELDS = frozenset(
         "retry_status_codes",
         "rate_limit_per_s",
         "max_in_flight",
+        "ordering",
         "previous_secrets",
         "created_at",
         "updated_at",
+        "version",
     }
 )
 
@@ -113,10 +115,23 @@ def parse_subscription(
         retry_status_codes=_status_codes(opt("retry_status_codes")),
         rate_limit_per_s=_opt_number(opt("rate_limit_per_s"), "rate_limit_per_s", 100000.0),
         max_in_flight=_opt_int(opt("max_in_flight"), "max_in_flight", 1, 100) or 1,
+        ordering=_ordering(opt("ordering")),
         previous_secrets=_previous_secrets(opt("previous_secrets")),
         created_at=_opt_iso(opt("created_at"), "created_at"),
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
+        version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
     )
+
+
+ORDERINGS = ("best_effort", "strict")
+
+
+def _ordering(value: object) -> str:
+    if value is None:
+        return "best_effort"
+    if value not in ORDERINGS:
+        raise InvalidSubscription("ordering", "must be 'strict' or 'best_effort'")
+    return str(value)
 
 
 def _printable(name: object) -> str:

@@ -1,0 +1,140 @@
+"""Who is asking: the admin token or a tenant token, and what each may see.
+
+The admin token (``WEBHOOK_STREAM_API_TOKEN``) sees every tenant. A tenant token
+(:mod:`.tokenstore`) sees only its tenant: another tenant's objects answer 404 (their
+existence is never revealed), naming another tenant answers 403, and admin-only routes
+answer 403. No configured admin token means the management API refuses, tenant tokens
+included: a deployment without an admin cannot have issued any.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+import orjson
+from faust.web import Request, Response, View
+
+from webhook_stream.api.errors import ApiError, error_response
+from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.subscriptions.urls import CONTROL
+
+__all__ = [
+    "ADMIN",
+    "Principal",
+    "admin_only",
+    "authorized",
+    "check_tenant_id",
+    "json_body",
+    "principal_of",
+]
+
+Handler = Callable[..., Awaitable[Response]]
+
+_PRINCIPAL = "webhook_stream.principal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: ``tenant_id`` None is the admin."""
+
+    tenant_id: str | None = None
+    token_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+    def sees(self, tenant_id: str | None) -> bool:
+        """Whether an object of ``tenant_id`` is visible (a tenant never sees tenant-less ones)."""
+        return self.is_admin or tenant_id == self.tenant_id
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise ApiError("forbidden", "this route needs the admin token")
+
+    def check_tenant(self, tenant_id: object, field: str = "tenant_id") -> None:
+        """403 when a tenant token names another tenant (in a body, query or path)."""
+        if not self.is_admin and tenant_id != self.tenant_id:
+            raise ApiError("forbidden", "a tenant token can only name its own tenant", field)
+
+
+ADMIN = Principal()
+
+
+def principal_of(request: Request) -> Principal:
+    """The principal :func:`authorized` found for ``request``."""
+    return request[_PRINCIPAL]  # type: ignore[no-any-return]
+
+
+def _authenticate(view: View, request: Request) -> Principal:
+    admin = view.app.ws_settings.api_token
+    if not admin:
+        raise ApiError(
+            "api_disabled",
+            "the management API is disabled: set WEBHOOK_STREAM_API_TOKEN on the worker",
+        )
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise ApiError("unauthorized", "missing bearer token (Authorization: Bearer <token>)")
+    if hmac.compare_digest(value.encode(), admin.encode()):
+        return ADMIN
+    tokens = view.app.runtime.tokens
+    found = tokens.authenticate(value, time.time())
+    if found is not None:
+        return Principal(tenant_id=found.tenant_id, token_id=found.id)
+    if not tokens.ready.is_set():
+        raise ApiError("unavailable", "tenant tokens are still loading; retry shortly")
+    raise ApiError("unauthorized", "wrong, revoked or expired bearer token")
+
+
+def authorized(handler: Handler) -> Handler:
+    """Authenticate (constant-time for the admin token), then run ``handler``.
+
+    The principal is on the request (:func:`principal_of`); :class:`ApiError` and
+    :class:`InvalidSubscription` raised by the handler become the one error shape.
+    """
+
+    @wraps(handler)
+    async def check(view: View, request: Request, **kwargs: Any) -> Response:
+        try:
+            request[_PRINCIPAL] = _authenticate(view, request)
+            return await handler(view, request, **kwargs)
+        except ApiError as exc:
+            return error_response(view, exc)
+        except InvalidSubscription as exc:
+            return error_response(view, ApiError("invalid", exc.message, exc.field))
+
+    return check
+
+
+def admin_only(handler: Handler) -> Handler:
+    """:func:`authorized`, and 403 for a tenant token."""
+
+    @wraps(handler)
+    async def check(view: View, request: Request, **kwargs: Any) -> Response:
+        principal_of(request).require_admin()
+        return await handler(view, request, **kwargs)
+
+    return authorized(check)
+
+
+async def json_body(request: Request) -> Any:
+    """The decoded JSON body (``{}`` when empty); 400 naming ``body`` when it is not JSON."""
+    raw = await request.read()
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidSubscription("body", f"not valid JSON ({exc.msg})") from None
+
+
+def check_tenant_id(value: object, field: str = "tenant_id") -> str:
+    """A tenant id as subscriptions accept it: 1-128 characters, no control characters."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or CONTROL.search(value):
+        raise ApiError("invalid", "must be 1-128 characters without control characters", field)
+    return value

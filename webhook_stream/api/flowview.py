@@ -1,0 +1,36 @@
+"""The ``flow`` block of ``GET /subscriptions/{id}``: blocked-by and parked count.
+
+Read from this worker's delivery consumer: exact on the worker that owns the endpoint's
+partition; another worker shows ``"owned": false`` and no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.delivery.consumer import DeliveriesIn
+
+__all__ = ["flow_view"]
+
+
+def flow_view(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
+    if delivery is None:
+        return {"owned": False, "blocked_by": None, "parked": 0}
+    state = delivery.parking.flow.get(endpoint_id)
+    owned = state is not None or _owns(delivery, endpoint_id)
+    blocked = None
+    if state is not None and state.head is not None:
+        blocked = {"delivery_id": state.head, "since": state.since}
+    return {
+        "owned": owned,
+        "blocked_by": blocked,
+        "parked": 0 if state is None else state.parked,
+    }
+
+
+def _owns(delivery: DeliveriesIn, endpoint_id: str) -> bool:
+    partition = delivery.parking.partition_of(endpoint_id)
+    return partition is not None and any(
+        tp.topic == DELIVERIES and tp.partition == partition for tp in delivery.owned
+    )

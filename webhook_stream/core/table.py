@@ -1,0 +1,108 @@
+"""A compacted topic read whole by every worker: the pattern of the subscription table and
+the tenant-token store.
+
+A group-less consumer assigns every partition of the topic, reads it from the beginning and
+keeps tailing it. ``ready`` is set once the end offsets seen at start are applied;
+:meth:`CompactedTable.wait_applied` lets a writer wait for its own record (read your
+writes). Faust GlobalTables lost entries after a worker was killed (notes: faust-on-tansu
+section 2); each worker replaying the topic itself is exact on Tansu and on Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from webhook_stream.core import kafka
+from webhook_stream.core.settings import Settings
+
+__all__ = ["CompactedTable"]
+
+log = logging.getLogger(__name__)
+
+
+class CompactedTable:
+    """Tails ``topic`` into whatever :meth:`apply` builds; subclasses say what a record means."""
+
+    topic: str
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.ready = asyncio.Event()
+        self._positions: dict[int, int] = {}
+        self._progress = asyncio.Condition()
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
+
+    async def apply(self, record: ConsumerRecord) -> None:
+        """One record of the topic, in offset order per partition."""
+        raise NotImplementedError
+
+    async def loaded(self) -> None:
+        """Called once, when the start-time end offsets are applied, before ``ready``."""
+
+    def after_batch(self, records: int) -> None:
+        """Called after each fetch that applied ``records`` records."""
+
+    async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
+        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
+
+        def applied() -> bool:
+            return self._positions.get(partition, 0) > offset
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def caught_up(self, end: dict[int, int], timeout: float) -> bool:
+        """Wait until every partition is applied up to ``end`` (end offsets just read)."""
+
+        def applied() -> bool:
+            return all(self._positions.get(p, 0) >= off for p, off in end.items())
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def run(self) -> None:
+        consumer = kafka.tail_consumer(self._settings)
+        await consumer.start()
+        try:
+            await consumer.topics()  # refresh metadata
+            parts = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+            log.info("loading %s from %d partitions", self.topic, len(tps))
+            await self._check_ready(end)
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self.apply(record)
+                    self._positions[tp.partition] = records[-1].offset + 1
+                if batch:
+                    self.after_batch(sum(len(records) for records in batch.values()))
+                    async with self._progress:
+                        self._progress.notify_all()
+                if not self.ready.is_set():
+                    await self._check_ready(end)
+        finally:
+            await consumer.stop()
+
+    async def _check_ready(self, end: dict[int, int]) -> None:
+        if all(self._positions.get(p, 0) >= off for p, off in end.items()):
+            await self.loaded()
+            self.ready.set()

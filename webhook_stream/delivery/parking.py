@@ -1,0 +1,323 @@
+"""Routing of taken records between endpoint lanes and ``webhooks.parked``.
+
+:class:`Parking` decides, for each record the delivery consumer takes, whether it goes to
+its endpoint's lane, to the lane of a strict endpoint's head, or to ``webhooks.parked``;
+it is also the dispatcher's :class:`FlowHooks` (a strict head failing or finishing). The
+durable state lives in :mod:`webhook_stream.delivery.flow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.records import Delivery
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import DELIVERIES, PARKED
+from webhook_stream.delivery.flow import SRC_HEADER, EndpointFlow, FlowState
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.subscriptions.registry import SubscriptionRegistry
+
+__all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking"]
+
+log = logging.getLogger(__name__)
+
+#: Lane key prefix of a strict head coming back from a retry (its own lane: the
+#: endpoint's lane waits for it).
+HEAD_PREFIX = b"\x00head:"
+
+#: Header of a takeover fence in ``webhooks.parked``: not a delivery, skipped when read.
+FENCE_HEADER = "ws-takeover-fence"
+#: Its key (not an endpoint id: ids cannot hold NUL).
+_FENCE_KEY = b"\x00takeover-fence"
+
+#: (record, tracker entry, is the endpoint's head)
+Item = tuple[ConsumerRecord, list[Any], bool]
+
+
+class Parking:
+    """Flow control of the delivery consumer: one per :class:`DeliveriesIn`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SubscriptionRegistry,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        lanes: Lanes[Item],
+        tracker: OffsetTracker,
+        watch: Callable[[ConsumerRecord, list[Any], asyncio.Future[Any]], None],
+    ) -> None:
+        self._registry = registry
+        self._producer = producer
+        self._metrics = metrics
+        self._lanes = lanes
+        self._tracker = tracker
+        self._watch = watch
+        self.flow = EndpointFlow(settings, producer)
+        self.share = max(
+            1, min(settings.max_pending_per_endpoint, settings.max_pending_deliveries // 4)
+        )
+        self.max_held = settings.max_parked_held
+        #: Parked records read back and not finished.
+        self.held = 0
+        self._lock = asyncio.Lock()
+        #: Per partition: committed ``webhooks.deliveries`` offset at assignment, end of
+        #: ``webhooks.parked`` at assignment, next ``webhooks.parked`` offset to read.
+        self._committed_at_assign: dict[int, int] = {}
+        self._parked_end_at_assign: dict[int, int] = {}
+        self._read_to: dict[int, int] = {}
+        #: Per partition: committed ``webhooks.parked`` offset (every copy below delivered).
+        self._committed_parked: dict[int, int] = {}
+        self._partition_of: dict[str, int] = {}
+
+    # -- assignment ------------------------------------------------------------------------
+
+    async def assigned(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
+        """Before taking records of ``assigned``: where parking stands on them."""
+        parts = sorted({tp.partition for tp in assigned})
+        deliveries = [TopicPartition(DELIVERIES, p) for p in parts]
+        parked = [TopicPartition(PARKED, p) for p in parts]
+        start = await consumer.beginning_offsets(deliveries + parked)
+        end = await self._fence(consumer, parked, start)
+        for p, d_tp, p_tp in zip(parts, deliveries, parked, strict=True):
+            committed_d = await consumer.committed(d_tp)
+            committed_p = await consumer.committed(p_tp)
+            self._committed_at_assign[p] = committed_d if committed_d is not None else start[d_tp]
+            self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
+            self._committed_parked[p] = self._read_to[p]
+            self._parked_end_at_assign[p] = end[p_tp]
+        await self.flow.load(parts)
+        for p in parts:
+            await self.flow.mark_takeover(
+                p, self._parked_end_at_assign[p], self._committed_at_assign[p], self._read_to[p]
+            )
+            log.debug(
+                "takeover p%d: deliveries committed %d, parked committed %d end %d, markers %s",
+                p,
+                self._committed_at_assign[p],
+                self._read_to[p],
+                self._parked_end_at_assign[p],
+                self.flow.markers.get(p),
+            )
+
+    async def _fence(
+        self,
+        consumer: AIOKafkaConsumer,
+        parked: list[TopicPartition],
+        start: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """Where each of ``parked`` ends at this takeover: every copy below was parked before.
+
+        Not ``end_offsets()`` alone: a broker may answer it with less than the true end
+        (Tansu answers the base offset of the partition's last batch plus one), and the
+        copies a dead owner parked in that last batch would then not count as stale and be
+        delivered ahead of the deliveries before them. So a fence record is appended and
+        its acknowledged offset is the end; only a partition the broker calls empty has none.
+        """
+        reported = await consumer.end_offsets(parked)
+        sends = {
+            tp: await self._producer.send(
+                PARKED, None, key=_FENCE_KEY, partition=tp.partition, headers=[(FENCE_HEADER, b"")]
+            )
+            for tp in parked
+            if reported[tp] > start[tp]
+        }
+        end = dict(reported)
+        for tp, fut in sends.items():
+            end[tp] = max(reported[tp], (await fut).offset)
+        return end
+
+    def revoked(self, partitions: set[int] | None) -> None:
+        """Blocked waiters of these partitions give up (their records stay uncommitted)."""
+        self.flow.abandon(partitions)
+        for p in partitions if partitions is not None else list(self._read_to):
+            self._read_to.pop(p, None)
+            self._committed_parked.pop(p, None)
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """The consumer committed ``offsets``: parked copies below them are delivered."""
+        for tp, offset in offsets.items():
+            if tp.topic == PARKED and tp.partition in self._committed_parked:
+                self._committed_parked[tp.partition] = offset
+
+    def partition_of(self, endpoint_id: str) -> int | None:
+        """The partition of a strict endpoint seen here (None: not seen)."""
+        state = self.flow.get(endpoint_id)
+        return state.partition if state is not None else self._partition_of.get(endpoint_id)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        key = record.key or b""
+        endpoint_id = key.decode("utf-8", "replace")
+        sub = self._registry.get(endpoint_id)
+        width = sub.lane_width if sub is not None else 1
+        strict = sub is not None and sub.strict
+        if strict:
+            self._partition_of[endpoint_id] = tp.partition
+        entry = self._tracker.track(tp, record.offset)
+        state = self.flow.get(endpoint_id)
+        if tp.topic == PARKED:
+            self._read_to[tp.partition] = record.offset + 1
+            if _is_fence(record):
+                self._tracker.done(entry)
+                return
+            if self._stale(tp, record):
+                log.debug("parked p%d@%d of %s: stale", tp.partition, record.offset, endpoint_id)
+                self._tracker.done(entry)
+                return
+            self.held += 1
+            if state is not None:
+                state.parked = max(0, state.parked - 1)
+            head = self._is_head(state, record)
+            lane = HEAD_PREFIX + key if head else key
+            self._lanes.submit(lane, 1 if head else width, (record, entry, head), counted=False)
+            return
+        if state is not None:
+            if self._is_head(state, record):
+                self._lanes.submit(HEAD_PREFIX + key, 1, (record, entry, True))
+                return
+            await self._park(tp, record, entry, state)
+            return
+        if self._lanes.size(key) >= self.share:
+            log.info(
+                "endpoint %s holds its share (%d): parking its deliveries", endpoint_id, self.share
+            )
+            gate = await self.flow.start_parking(endpoint_id, tp.partition, strict)
+            state = self.flow.get(endpoint_id)
+            assert state is not None
+            await self._park(tp, record, entry, state, gate)
+            return
+        self._lanes.submit(key, width, (record, entry, False))
+
+    def finished_parked(self, item: Item) -> None:
+        """A record read back from parking finished (or was given up)."""
+        if item[0].topic == PARKED:
+            self.held -= 1
+
+    async def wait_turn(self, item: Item) -> bool:
+        """Before an attempt: wait while the endpoint's head is out. False: give up."""
+        if item[2]:
+            return True
+        endpoint_id = (item[0].key or b"").decode("utf-8", "replace")
+        return await self.flow.wait_released(endpoint_id)
+
+    async def _park(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        entry: list[Any],
+        state: FlowState,
+        gate: asyncio.Future | None = None,
+    ) -> None:
+        async with self._lock:
+            await self._park_locked(tp, record, entry, state, gate)
+
+    async def _park_locked(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        entry: list[Any],
+        state: FlowState,
+        gate: asyncio.Future | None,
+    ) -> None:
+        # One producer, sent in this order under the lock: the partition keeps the order.
+        fut = await self._producer.send(
+            PARKED,
+            record.value,
+            key=record.key,
+            partition=tp.partition,
+            headers=[(SRC_HEADER, str(record.offset).encode())],
+        )
+        state.parked += 1
+        state.sending += 1
+
+        def acked(f: asyncio.Future) -> None:
+            state.sending -= 1
+            if not f.cancelled() and f.exception() is None:
+                state.last_parked = max(state.last_parked, f.result().offset)
+
+        fut.add_done_callback(acked)
+        # The source offset commits once the parked copy and the endpoint's state are durable.
+        self._watch(record, entry, fut if gate is None else asyncio.gather(fut, gate))
+
+    def _stale(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
+        """A copy parked by an earlier owner whose source it never committed."""
+        for name, value in record.headers or ():
+            if name == SRC_HEADER:
+                return self.flow.stale(tp.partition, record.offset, int(value))
+        return False
+
+    @staticmethod
+    def _is_head(state: FlowState | None, record: ConsumerRecord) -> bool:
+        if state is None or state.head is None:
+            return False
+        try:
+            return orjson.loads(record.value).get("delivery_id") == state.head
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
+
+    # -- dispatcher hooks (FlowHooks) ------------------------------------------------------
+
+    async def before_retry(self, delivery: Delivery) -> None:
+        """A strict endpoint's delivery goes to a retry topic: it becomes the head."""
+        endpoint_id = delivery.endpoint_id
+        partition = self._partition_of.get(endpoint_id)
+        if partition is None:
+            return
+        key = endpoint_id.encode()
+        async with self._lock:
+            was_parking = self.flow.parking(endpoint_id)
+            # Synchronously, before any await: what queued behind the head leaves the lane
+            # before anything newer can be parked ahead of it.
+            behind = [] if was_parking else self._lanes.take_queued(key)
+            write = self.flow.block_now(endpoint_id, partition, delivery.delivery_id)
+            state = self.flow.get(endpoint_id)
+            assert state is not None
+            gate = await write if write is not None else None
+            for record, entry, _ in behind:
+                tp = TopicPartition(record.topic, record.partition)
+                await self._park_locked(tp, record, entry, state, gate)
+        if gate is not None:
+            await gate
+
+    async def finished(self, delivery: Delivery) -> asyncio.Future | None:
+        """A delivery succeeded or was dead-lettered: when it is a head, release it."""
+        return await self.flow.release(delivery.endpoint_id, delivery.delivery_id)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """End parking of endpoints with nothing parked; update the gauges.
+
+        Only once every parked copy is delivered *and committed*: a new owner that finds no
+        state delivers the endpoint's new deliveries at once, so copies it would still
+        read back from ``webhooks.parked`` would come after them, out of order.
+        """
+        for endpoint_id, state in list(self.flow.states.items()):
+            committed = self._committed_parked.get(state.partition)
+            if (
+                state.head is None
+                and state.sending == 0
+                and committed is not None
+                and committed > state.last_parked
+                and committed >= self._parked_end_at_assign.get(state.partition, 0)
+                and self._lanes.size(endpoint_id.encode()) == 0
+                and self._lanes.size(HEAD_PREFIX + endpoint_id.encode()) == 0
+            ):
+                log.info("endpoint %s has nothing parked any more", endpoint_id)
+                await self.flow.end_parking(endpoint_id)
+        self._metrics.parked.set(self.flow.parked_total)
+        self._metrics.blocked.set(self.flow.blocked_total)
+
+
+def _is_fence(record: ConsumerRecord) -> bool:
+    return any(name == FENCE_HEADER for name, _ in record.headers or ())

@@ -1,0 +1,264 @@
+"""Deliveries through a forward proxy (``WEBHOOK_STREAM_EGRESS_PROXY``), with httpx.
+
+:class:`HttpxClient` has the interface of :class:`~webhook_stream.http.client.HttpClient`
+(``start``, ``post`` returning an :class:`~webhook_stream.http.client.HttpResult``, ``close``)
+and the same rules: one deadline per attempt, at most ``response_body_max`` body bytes kept
+and at most a second spent reading them once the status is in, redirects never followed,
+``http://`` refused unless insecure targets are allowed, the same per-host connection limit.
+``http://`` targets go to the proxy as absolute-form requests, ``https://`` ones through a
+CONNECT tunnel, TLS verified end to end with the receiver. Hosts in
+``WEBHOOK_STREAM_EGRESS_NO_PROXY`` go through the direct client, with its whole SSRF guard.
+
+SSRF: the proxy resolves and connects, so the worker refuses only what the URL shows
+(forbidden IP literals, ``localhost`` names); the proxy must refuse the rest (README).
+
+Error classes: those of the direct client, and three that name the proxy as the failure,
+all retried like any transport failure::
+
+    proxy_connect  the proxy could not be reached (refused, unreachable, its name unknown)
+    proxy_auth     the proxy answered 407: its credentials are missing or wrong (a
+                   smokescreen refusal of a CONNECT also comes back as a bare 407)
+    proxy_error    the proxy answered with an error of its own (non-2xx to CONNECT other than
+                   407, or a response it generated itself): it could not or would not reach
+                   the receiver
+
+A forwarded ``http://`` response counts as the proxy's own when it carries the proxy's error
+header (``x-smokescreen-error``, ``x-squid-error``), or is a 502/503/504 with
+``proxy-agent``; otherwise the status is the receiver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+import httpx
+
+from webhook_stream.core.settings import Settings
+from webhook_stream.http.client import (
+    HttpClient,
+    HttpResult,
+    _parse_target,
+    _Refused,
+    parse_retry_after,
+)
+from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress, check_proxied_host
+
+__all__ = ["HttpxClient", "egress_client"]
+
+_BODY_BUDGET_S = 1.0
+_KEEPALIVE_S = 30.0
+_ERROR_HEADERS = ("x-smokescreen-error", "x-squid-error")
+
+
+def egress_client(settings: Settings) -> HttpClient | HttpxClient:
+    """The worker's client: the direct one, or the proxied one when a proxy is set."""
+    return HttpxClient(settings) if settings.egress_proxy else HttpClient(settings)
+
+
+def bypasses_proxy(host: str, no_proxy: tuple[str, ...]) -> bool:
+    """True when ``host`` is, or is a subdomain of, an entry of ``no_proxy``."""
+    host = host.rstrip(".").lower()
+    return any(host == entry or host.endswith("." + entry) for entry in no_proxy)
+
+
+class HttpxClient:
+    """POSTs through the egress proxy; create once per worker, :meth:`start`, :meth:`close`.
+
+    ``tls`` replaces the system trust store (tests); it also serves the direct client used
+    for ``egress_no_proxy`` hosts.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: AddressPolicy | None = None,
+        require_https: bool | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        if not settings.egress_proxy:
+            raise ValueError("HttpxClient needs WEBHOOK_STREAM_EGRESS_PROXY")
+        self._settings = settings
+        self._policy = policy or AddressPolicy.from_settings(settings)
+        self._require_https = (
+            not settings.allow_insecure_targets if require_https is None else require_https
+        )
+        self._tls = tls
+        self._client: httpx.AsyncClient | None = None
+        self._direct = (
+            HttpClient(settings, policy=self._policy, require_https=require_https, tls=tls)
+            if settings.egress_no_proxy
+            else None
+        )
+        self._hosts: dict[tuple[str, int, bool], list] = {}  # key -> [semaphore, users]
+        # An absolute-form request carries the proxy's credentials. proxy.py passes them on
+        # to the receiver on every request after a kept-alive connection's first (measured,
+        # tests/http/test_proxied.py): with credentials, each http:// request gets its own
+        # proxy connection. https:// targets send them in CONNECT only; tunnels are kept.
+        self._one_shot = "@" in settings.egress_proxy
+
+    async def start(self) -> None:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()  # verifies certificate and host name
+        pool = self._settings.http_pool_size
+        transport = httpx.AsyncHTTPTransport(
+            proxy=httpx.Proxy(str(self._settings.egress_proxy)),
+            verify=self._tls,
+            limits=httpx.Limits(
+                max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=_KEEPALIVE_S
+            ),
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,  # HTTP_PROXY and friends do not override the setting
+        )
+        for name in ("accept", "accept-encoding", "connection", "user-agent"):
+            del self._client.headers[name]  # send what the direct client sends, no more
+        if self._direct is not None:
+            await self._direct.start()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+        if self._direct is not None:
+            await self._direct.close()
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> HttpResult:
+        """POST once. Never raises for HTTP, proxy or transport failures: they become ``error``."""
+        assert self._client is not None, "HttpxClient.start() was not awaited"
+        started = time.perf_counter()
+        if self._require_https and not url.startswith("https://"):
+            return HttpResult(None, b"", "insecure_url", None, 0.0)
+        try:
+            target = _parse_target(url, self._policy)
+            if self._direct is not None and bypasses_proxy(
+                target.host, self._settings.egress_no_proxy
+            ):
+                return await self._direct.post(url, body, headers, timeout)
+            check_proxied_host(url, self._policy)
+            _check_headers(headers)
+            if self._one_shot and not target.tls:
+                headers = {**headers, "connection": "close"}
+        except ForbiddenAddress:
+            return HttpResult(None, b"", "forbidden_address", None, time.perf_counter() - started)
+        except _Refused as exc:
+            return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        slot = self._hosts.setdefault(
+            target.key, [asyncio.Semaphore(self._settings.http_pool_per_host), 0]
+        )
+        slot[1] += 1
+        response: httpx.Response | None = None
+        held = False
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await slot[0].acquire()
+                    held = True
+                    request = self._client.build_request(
+                        "POST", url, content=body, headers=headers, timeout=timeout
+                    )
+                    response = await self._client.send(request, stream=True)
+            except (TimeoutError, httpx.HTTPError, OSError) as exc:
+                error = _error_class(exc, target.tls)
+                return HttpResult(None, b"", error, None, time.perf_counter() - started)
+            kept = await self._read_body(response, deadline)
+            status = response.status_code
+            error = None
+            if _from_proxy(response):
+                status, error = None, "proxy_error"
+            elif status == 407:
+                status, error = None, "proxy_auth"
+            return HttpResult(
+                status=status,
+                body=kept,
+                error=error,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                duration_s=time.perf_counter() - started,
+            )
+        finally:
+            if response is not None:
+                await response.aclose()  # a body not read to its end closes the connection
+            if held:
+                slot[0].release()
+            slot[1] -= 1
+            if slot[1] == 0:
+                del self._hosts[target.key]
+
+    async def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
+        """At most ``response_body_max`` bytes, for at most the body budget."""
+        keep = self._settings.response_body_max
+        kept = bytearray()
+        budget = min(_BODY_BUDGET_S, deadline - asyncio.get_running_loop().time())
+        if budget <= 0:
+            return b""
+        try:
+            async with asyncio.timeout(budget):
+                async for chunk in response.aiter_raw():
+                    kept += chunk[: keep - len(kept)]
+                    if len(kept) >= keep:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass  # the status decides; what arrived is kept
+        return bytes(kept)
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise _Refused("invalid_header")
+        try:
+            name.encode("latin-1")
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise _Refused("invalid_header") from None
+
+
+def _from_proxy(response: httpx.Response) -> bool:
+    """A response the proxy generated: its error headers (smokescreen strips its own from
+    upstream responses; a refusal is a 407 with it), or a gateway error with ``proxy-agent``."""
+    headers = response.headers
+    if any(name in headers for name in _ERROR_HEADERS):
+        return response.status_code >= 400
+    return response.status_code in (502, 503, 504) and "proxy-agent" in headers
+
+
+def _caused_by_tls(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError | ssl.CertificateError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _error_class(exc: BaseException, tls: bool) -> str:
+    if isinstance(exc, httpx.ProxyError):  # the proxy's answer to CONNECT: "407 ...", "502 ..."
+        return "proxy_auth" if str(exc).startswith("407") else "proxy_error"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "proxy_connect"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if _caused_by_tls(exc):
+        # Through a tunnel the handshake is the receiver's; to an http:// target the only
+        # TLS is the proxy's own (an https:// proxy URL).
+        return "tls" if tls else "proxy_connect"
+    if isinstance(exc, httpx.ConnectError):
+        return "proxy_connect"  # every connection the client opens is to the proxy
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection_reset" if "disconnected" in str(exc) else "protocol"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError | OSError):
+        return "connection_reset"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return "invalid_url"
+    if isinstance(exc, httpx.LocalProtocolError):
+        return "invalid_header"
+    return "transport"

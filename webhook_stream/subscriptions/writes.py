@@ -1,0 +1,330 @@
+"""Subscription writes that hold across workers: one decider per endpoint id.
+
+Kafka has no compare-and-set. So every write the worker makes to ``webhooks.subscriptions``
+(API create, patch, delete, rotate; the automatic disable) is a *request* on
+``webhooks.subscription_requests``, keyed by endpoint id. The consumer group
+``<app_id>-subscription-writes`` gives each partition of it exactly one owner, which decides
+its requests one at a time: it first reads ``webhooks.subscriptions`` to its end (a write by
+the previous owner, or a record produced directly, counts), checks the request against the
+current version (exists? ``If-Match``?), writes the new record with the next version, and
+announces the outcome on ``webhooks.subscription_results``, where the asking worker waits.
+
+The owner also does what needs the current record: a PATCH's merge, with its masked
+header values resolved against the current ones (a mask sent back keeps the value, any
+other ``****...`` is refused), the tenant check of a tenant token's write, and the
+compare-and-set of an automatic disable. Secrets never travel in clear
+(:mod:`.write_requests`).
+
+Only decided writes reach the compacted topic, so a worker replaying it from the start
+(after compaction too) ends in the same state as one that watched it live. The failure
+modes (a partition moving while its old owner is mid-request) are in README, "Operating it".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from webhook_stream.core import kafka
+from webhook_stream.core.errors import InvalidSubscription, WriteRefused
+from webhook_stream.core.records import EndpointStatusRecord, iso_now
+from webhook_stream.core.sealing import SecretKeyError
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import (
+    ENDPOINT_STATUS,
+    SUBSCRIPTION_REQUESTS,
+    SUBSCRIPTION_RESULTS,
+    SUBSCRIPTIONS,
+)
+from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
+from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
+from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.write_requests import (
+    WriteRequest,
+    WriteResult,
+    open_body,
+    request_box,
+)
+
+__all__ = ["SubscriptionWriter", "WriteClient", "WriteRequest", "WriteResult"]
+
+log = logging.getLogger(__name__)
+
+_LOOKS_SEALED = "a value looks sealed ('enc:v1:...'); send it in clear"
+
+#: How long the owner waits for its table to reach the topic's end before it refuses.
+_CATCH_UP_TIMEOUT = 10.0
+
+
+def _stale(current: Subscription, if_version: int | None) -> None:
+    if if_version is not None and current.version != if_version:
+        raise WriteRefused(
+            412,
+            f"subscription {current.id!r} is at version {current.version}, not {if_version}",
+            "If-Match",
+        )
+
+
+class SubscriptionWriter:
+    """The owner side: decides the requests of the partitions this worker was given."""
+
+    def __init__(
+        self, settings: Settings, registry: SubscriptionRegistry, producer: AIOKafkaProducer
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._producer = producer
+        self._box = request_box(settings)
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
+
+    async def run(self) -> None:
+        await self._registry.ready.wait()
+        consumer = kafka.group_consumer(self._settings, "subscription-writes")
+        ends = kafka.tail_consumer(self._settings)
+        consumer.subscribe([SUBSCRIPTION_REQUESTS])
+        await ends.start()
+        await consumer.start()
+        try:
+            await ends.topics()
+            parts = ends.partitions_for_topic(SUBSCRIPTIONS) or set()
+            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._handle(ends, tps, record)
+                        # One at a time: a successor decides again at most the request
+                        # in hand, which the request id on its record makes idempotent.
+                        done = {tp: OffsetAndMetadata(record.offset + 1, "")}
+                        try:
+                            await consumer.commit(done)
+                        except (CommitFailedError, IllegalStateError) as exc:
+                            log.warning("subscription-writes commit failed: %s", exc)
+        finally:
+            await consumer.stop()
+            await ends.stop()
+
+    async def _handle(self, ends: Any, tps: list[TopicPartition], record: ConsumerRecord) -> None:
+        try:
+            request = WriteRequest.decode(record.value)
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            log.warning("undecodable subscription write request at offset %s", record.offset)
+            return
+        try:
+            end = {tp.partition: off for tp, off in (await ends.end_offsets(tps)).items()}
+            if not await self._registry.caught_up(end, _CATCH_UP_TIMEOUT):
+                raise WriteRefused(503, "the subscription table is behind; retry")
+            result = await self._decide(request, open_body(request.body, self._box))
+        except WriteRefused as exc:
+            result = WriteResult(request.request_id, exc.status, exc.message, exc.field)
+        except InvalidSubscription as exc:
+            result = WriteResult(request.request_id, 400, exc.message, exc.field)
+        except KafkaError as exc:
+            log.warning("subscription write %s failed: %r", request.request_id, exc)
+            result = WriteResult(request.request_id, 503, "could not write to Kafka; retry")
+        if not result.ok:
+            log.info(
+                "subscription %s %s refused (%d): %s",
+                request.op,
+                request.endpoint_id,
+                result.status,
+                result.message,
+            )
+        await self._producer.send_and_wait(
+            SUBSCRIPTION_RESULTS, result.encode(), key=request.request_id.encode()
+        )
+
+    async def _decide(self, req: WriteRequest, body: dict[str, Any] | None) -> WriteResult:
+        key = req.endpoint_id
+        current = self._registry.get(key)
+        if self._registry.last_request(key) == req.request_id:
+            # Decided before a rebalance, not committed: answer the same again.
+            status = 201 if req.op == "create" else 200
+            version = None if current is None else current.version
+            return WriteResult(req.request_id, status, version=version)
+        if req.op == "create" and current is not None:
+            raise WriteRefused(409, f"subscription {key!r} already exists", "id")
+        if current is not None and req.tenant is not None and current.tenant_id != req.tenant:
+            current = None  # another tenant's endpoint is as absent (404) to a tenant token
+        now = iso_now()
+        version = self._registry.next_version(key)
+        status = 200
+        new: Subscription | None
+        if req.op == "create":
+            sub = self._parse(body or {}, key)
+            refuse_masks(sub.headers)
+            if req.tenant is not None and sub.tenant_id != req.tenant:
+                raise WriteRefused(403, "a tenant token can only name its own tenant", "tenant_id")
+            new, status = replace(sub, version=version, created_at=now, updated_at=now), 201
+        elif current is None:
+            raise WriteRefused(404, f"no subscription {key!r}")
+        elif req.op == "patch":
+            _stale(current, req.if_version)
+            new = replace(self._merge(current, body or {}), version=version, updated_at=now)
+        elif req.op == "rotate":
+            _stale(current, req.if_version)
+            grace = float((body or {}).get("grace_s", self._settings.secret_rotation_grace))
+            # The API chose the new secret, so that even a slow answer can show it.
+            rotated = current.rotate_secret(
+                now=time.time(), grace_s=grace, new_secret=(body or {}).get("secret")
+            )
+            new = replace(rotated, version=version, updated_at=now)
+        elif req.op == "disable":
+            # Compare-and-set on the version the failures were counted against: a user's
+            # change since then (a fixed URL, a re-enable) wins; nothing is undone.
+            _stale(current, req.if_version)
+            if current.disabled:
+                return WriteResult(req.request_id, 200, version=current.version)
+            new = replace(current, disabled=True, version=version, updated_at=now)
+        else:  # delete
+            _stale(current, req.if_version)
+            new = None
+        try:
+            value = None if new is None else self._registry.stored_form(new)
+        except (SecretKeyError, ValueError):
+            raise WriteRefused(400, _LOOKS_SEALED) from None
+        meta = await self._producer.send_and_wait(
+            SUBSCRIPTIONS,
+            value,
+            key=key.encode(),
+            headers=[(H_REQUEST, req.request_id.encode())],
+        )
+        # The next request for this id must see this write.
+        await self._registry.wait_applied(meta.partition, meta.offset, _CATCH_UP_TIMEOUT)
+        if req.op == "disable" and new is not None:
+            await self._announce_disabled(new, body or {}, now)
+        return WriteResult(
+            req.request_id,
+            status,
+            version=None if new is None else new.version,
+            partition=meta.partition,
+            offset=meta.offset,
+        )
+
+    def _parse(self, data: dict[str, Any], key: str) -> Subscription:
+        """Validated as the API validates (raises InvalidSubscription: a 400)."""
+        return parse_subscription(
+            data, allow_insecure=self._settings.allow_insecure_targets, endpoint_id=key
+        )
+
+    def _merge(self, current: Subscription, changes: dict[str, Any]) -> Subscription:
+        """``changes`` (a PATCH body) merged into the current record."""
+        changes = dict(changes)
+        if "tenant_id" in changes and changes["tenant_id"] != current.tenant_id:
+            # Moving an endpoint (with its secret) to another tenant would let it receive
+            # that tenant's events: delete and create instead.
+            raise WriteRefused(
+                400, "cannot be changed; delete and create the endpoint instead", "tenant_id"
+            )
+        if "headers" in changes:  # a masked value sent back keeps the current one
+            changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
+        merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
+        if "headers" in changes:
+            refuse_masks(merged.headers)
+        return merged
+
+    async def _announce_disabled(self, sub: Subscription, body: dict[str, Any], at: str) -> None:
+        """Tell ``webhooks.endpoint_status``: only a disable that took effect is announced."""
+        record = EndpointStatusRecord(
+            endpoint_id=sub.id,
+            tenant_id=sub.tenant_id,
+            status="disabled",
+            reason=str(body.get("reason", "unknown")),
+            consecutive_failures=int(body.get("consecutive_failures", 0)),
+            first_failure_at=body.get("first_failure_at"),
+            at=at,
+        )
+        await self._producer.send_and_wait(ENDPOINT_STATUS, record.encode(), key=sub.id.encode())
+
+
+class WriteClient:
+    """The asking side: send a request, wait for its result and for the record to apply."""
+
+    def __init__(
+        self, settings: Settings, registry: SubscriptionRegistry, producer: AIOKafkaProducer
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._producer = producer
+        self._box = request_box(settings)
+        self._pending: dict[str, asyncio.Future[WriteResult]] = {}
+        self.ready = asyncio.Event()
+        self._running = True
+
+    def stop(self) -> None:
+        self._running = False
+
+    async def send(self, request: WriteRequest) -> asyncio.Future[Any]:
+        """Hand ``request`` to its owner without waiting for the decision (auto-disable)."""
+        return await self._producer.send(
+            SUBSCRIPTION_REQUESTS, request.encode(self._box), key=request.endpoint_id.encode()
+        )
+
+    async def submit(
+        self, request: WriteRequest, timeout: float
+    ) -> tuple[WriteResult | None, bool]:
+        """``(result, visible)``: the owner's decision (None if none came within
+        ``timeout``) and whether this worker's table has applied the write since. Raises
+        :class:`WriteRefused` (503) when the request could not be handed to Kafka."""
+        deadline = time.monotonic() + timeout
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._pending[request.request_id] = future
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+            await (await self.send(request))
+            result = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return None, False
+        except KafkaError as exc:
+            log.warning("subscription write %s not sent: %r", request.request_id, exc)
+            raise WriteRefused(503, "could not hand the write to Kafka; retry") from None
+        finally:
+            self._pending.pop(request.request_id, None)
+        if not result.ok or result.offset is None or result.partition is None:
+            return result, True
+        visible = await self._registry.wait_applied(
+            result.partition, result.offset, max(0.1, deadline - time.monotonic())
+        )
+        return result, visible
+
+    async def run(self) -> None:
+        consumer = kafka.tail_consumer(self._settings)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = consumer.partitions_for_topic(SUBSCRIPTION_RESULTS) or set()
+            tps = [TopicPartition(SUBSCRIPTION_RESULTS, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)  # fix the start before the first request
+            self.ready.set()
+            while self._running:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for records in batch.values():
+                    for record in records:
+                        self._resolve(record)
+        finally:
+            await consumer.stop()
+
+    def _resolve(self, record: ConsumerRecord) -> None:
+        rid = (record.key or b"").decode("utf-8", "replace")
+        future = self._pending.get(rid)
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(WriteResult.decode(record.value))
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            log.warning("undecodable subscription write result for %s", rid)
