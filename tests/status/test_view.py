@@ -232,7 +232,7 @@ async def test_status_view_process_answers_and_stops(
                 return False
 
         await eventually(answers, timeout=30)
-        query = {"limit": 5, "after": None, "status": None}
+        query = {"limit": 5, "after": None, "outcome": None}
         page = await view.attempts("no_such_endpoint", query, local=False)
         assert page == {"ok": {"items": [], "next": None}}
         info = await view.info()  # the only member: it owns and serves every partition
@@ -264,3 +264,84 @@ async def test_a_view_that_cannot_start_is_restarted_ever_more_slowly(
     finally:
         view.stop()
         await asyncio.wait_for(task, 15)
+
+
+async def console_view(worker: Worker, ids: list[str]) -> dict | None:
+    """Dead letters (paged by 3), per-endpoint counters and the overview, as one worker says.
+
+    None while any of them answers 503 (partitions moving or catching up).
+    """
+    async with worker.api() as client:
+        dead, after = [], None
+        while True:
+            params = {"limit": "3", **({"after": after} if after else {})}
+            r = await client.get("/deadletters", params=params)
+            if r.status_code == 503:
+                assert r.headers["Retry-After"] == "2"
+                return None
+            assert r.status_code == 200, r.text
+            dead += [i["delivery_id"] for i in r.json()["items"]]
+            after = r.json()["next"]
+            if after is None:
+                break
+        stats = await client.get("/endpoint-stats", params={"ids": ",".join(ids)})
+        overview = await client.get("/overview")
+        if 503 in (stats.status_code, overview.status_code):
+            return None
+        per_endpoint = {
+            s["endpoint_id"]: (s["succeeded_last_hour"], s["failed_last_hour"], s["dead_letters"])
+            for s in stats.json()["items"]
+        }
+        o = overview.json()
+        return {
+            "dead": dead,
+            "stats": per_endpoint,
+            "overview": (o["succeeded_last_hour"], o["failed_last_hour"], o["dead_letters"]),
+        }
+
+
+async def test_console_summaries_are_whole_from_every_worker(
+    own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Dead letters, endpoint counters and the overview span every status partition.
+
+    Each worker holds only its partitions' history; asked anything, it merges every owner's
+    share, so both workers give the same, complete answer (or a 503, never a part)."""
+    workers = [Worker(own_broker.url, tmp_path / n, env=ENV).start() for n in "ab"]
+    failing = ENDPOINTS[:4]
+    try:
+        for w in workers:
+            await w.wait_ready()
+        for ep in ENDPOINTS:
+            if ep in failing:
+                receiver.script[f"/{ep}"] = lambda _req: 500
+            await workers[0].create_subscription(
+                id=ep, url=receiver.url(f"/{ep}"), event_types=["sv.*"], max_attempts=1
+            )
+        sent = await send_round(own_kafka, 1, per_round=5)
+        total = len(sent) * len(ENDPOINTS)
+        await eventually(lambda: all_received(receiver, len(sent)), timeout=60)
+        want = {
+            "dead": sorted(delivery_id_for(e, ep) for e in sent for ep in failing),
+            "stats": {
+                ep: (0, len(sent), len(sent)) if ep in failing else (len(sent), 0, 0)
+                for ep in ENDPOINTS
+            },
+            "overview": (total - len(failing) * len(sent), len(failing) * len(sent), 20),
+        }
+
+        async def whole(w: Worker) -> bool:
+            got = await console_view(w, ENDPOINTS)
+            if got is None:
+                return False
+            assert len(got["dead"]) == len(set(got["dead"])), got["dead"]  # no repeats
+            return {**got, "dead": sorted(got["dead"])} == want
+
+        for w in workers:
+            await eventually(lambda w=w: whole(w), timeout=60)
+        # One copy of the history, split between the two.
+        shares = [stored_attempts(w) for w in workers]
+        assert sum(shares) == total and min(shares) > 0, shares
+    finally:
+        for w in workers:
+            w.stop()

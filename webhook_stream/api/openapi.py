@@ -202,6 +202,14 @@ OPERATIONS: list[Operation] = [
         "Status of one delivery",
         "any",
         {200: ("The delivery and its attempts", "DeliveryStatus")},
+        parameters=[
+            _q(
+                "endpoint_id",
+                {"type": "string"},
+                "The delivery's endpoint, if known: asks the owner of its status partition "
+                "directly instead of every worker.",
+            )
+        ],
         tag="deliveries",
     ),
     Operation(

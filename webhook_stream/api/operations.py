@@ -86,8 +86,8 @@ CONSOLE_OPERATIONS: list[Operation] = [
             *PAGE_PARAMETERS,
         ],
         tag="deliveries",
-        description="From the status view's index of dead-lettered deliveries (the status "
-        "window), not a scan of `webhooks.deadletter`. A replayed one leaves the list. "
+        description="From the status stores' index of dead-lettered deliveries (kept for "
+        "`STATUS_RETENTION`), not a scan of `webhooks.deadletter`. A replayed one leaves the list. "
         "A tenant token lists only its own tenant's.",
     ),
     Operation(
@@ -103,7 +103,7 @@ CONSOLE_OPERATIONS: list[Operation] = [
                 "Comma-separated endpoint ids (at most 100); another tenant's are left out.",
             )
         ],
-        description="From per-endpoint counters the status view keeps (one-minute buckets).",
+        description="From per-endpoint minute counts in the status stores (the last hour).",
     ),
     Operation(
         "/overview",
