@@ -1,6 +1,9 @@
-"""Status: delivery states and the attempt log behind the status routes.
+"""Status: delivery states, the attempt log and the console's summaries.
 
-Owns the view built from ``webhooks.deliveries``, ``webhooks.attempts`` and
-``webhooks.deadletter`` (:mod:`.view`) and the child process of each worker that runs it
-and answers queries over a pipe (:mod:`.process`). May import ``core`` only.
+Owns each worker's share of the history: the status partitions the ``<app_id>-status``
+group gives it (:mod:`.owners`), tailed into a SQLite store on disk (:mod:`.view`,
+:mod:`.store`, read by :mod:`.queries`) by a child process of the worker that answers over
+a pipe (:mod:`.process`), and the routing of a query to the owner of its partition, or to
+every owner with their shares merged (:mod:`.routing`, :mod:`.stats`). May import ``core``
+only.
 """

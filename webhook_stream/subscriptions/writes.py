@@ -91,7 +91,7 @@ class SubscriptionWriter:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
-        consumer = kafka.group_consumer(self._settings, "subscription-writes")
+        consumer = kafka.group_consumer(self._settings, "subscription-writes", background=True)
         ends = kafka.tail_consumer(self._settings)
         consumer.subscribe([SUBSCRIPTION_REQUESTS])
         await ends.start()
@@ -300,7 +300,7 @@ class WriteClient:
         return result, visible
 
     async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings)
+        consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
             await consumer.topics()
