@@ -196,15 +196,15 @@ async def _deliveries_committed(kafka: Kafka) -> bool:
     return bool(records) and all((committed[r.partition] or -1) > r.offset for r in records)
 
 
-async def test_kill_minus_9_redelivers_under_five_percent(
+async def test_kill_minus_9_redelivers_under_two_percent(
     own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
 ) -> None:
-    """Two workers, 12,000 deliveries, one killed at 25 %: its uncommitted tail is small.
+    """Two workers, 12,000 deliveries, one killed at 25 %: under 2 % are delivered again.
 
-    Before the commit task this run repeated 7.9 %. Issue 16's target is 2 %, which is NOT
-    met yet: on an idle machine it repeats 1.5-3.9 %, nearly all of it deliveries the killed
-    worker had finished beyond its partitions' committed prefix (one endpoint's lane ahead
-    of another's in the same partition). See the issue note; this bound guards the gain."""
+    Issue 16's target. Before the commit task this run repeated 7.9 %, with it 1.5-3.9 %:
+    nearly all deliveries the killed worker had finished beyond its partitions' committed
+    prefix (one endpoint's lane ahead of another's in the same partition). Those are now
+    listed in webhooks.delivery_progress and skipped by the next owner."""
     a = Worker(own_broker.url, tmp_path / "a", env=CRASH_ENV).start()
     b = Worker(own_broker.url, tmp_path / "b", env=CRASH_ENV).start()
     try:
@@ -245,7 +245,7 @@ async def test_kill_minus_9_redelivers_under_five_percent(
         # fan-out had not committed, fanned out twice.
         print(f"first copy before the kill: {early}, after it: {dups - early}")
         print(f"kill -9 at 25 %: {dups} of {expected} delivered again ({dups / expected:.2%})")
-        assert dups < expected * 0.05, dups
+        assert dups < expected * 0.02, dups
     finally:
         a.stop()
         b.stop()

@@ -6,7 +6,9 @@
   :attr:`Lanes.full` (back-pressure without starving the consumer's poll loop).
 * :class:`OffsetTracker` says, per partition, up to which offset every record taken is
   finished: records finish out of order across endpoints, and committing past an
-  unfinished one would lose it on a crash.
+  unfinished one would lose it on a crash. It also lists the records finished *beyond*
+  that prefix (:meth:`OffsetTracker.done_beyond`), which
+  :mod:`~webhook_stream.delivery.progress` makes durable so a next owner skips them.
 """
 
 from __future__ import annotations
@@ -32,12 +34,21 @@ class OffsetTracker:
     def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
         self._pending: dict[TopicPartition, deque[list[Any]]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        #: Partitions with a skippable record finished beyond the prefix since
+        #: :meth:`take_grown` last said so.
+        self._grown: set[TopicPartition] = set()
         #: Called with how many records a :meth:`done` made committable.
         self._on_advance = on_advance
 
     def track(self, tp: TopicPartition, offset: int) -> list[Any]:
-        """Note a record taken; pass the returned entry to :meth:`done` when it is finished."""
-        entry = [tp, offset, False]
+        """Note a record taken; pass the returned entry to :meth:`done` when it is finished.
+
+        An entry is ``[tp, offset, done, skippable]``. Set ``entry[3] = True`` (before
+        :meth:`done`) when the record was *attempted*: its outcome records are what made it
+        done, so a next owner may skip it. A record only parked may not be skipped (its
+        copy in ``webhooks.parked`` counts as stale to a next owner that reads it again).
+        """
+        entry = [tp, offset, False, False]
         queue = self._pending.get(tp)
         if queue is None:
             queue = self._pending[tp] = deque()
@@ -48,7 +59,10 @@ class OffsetTracker:
         entry[2] = True
         queue = self._pending.get(entry[0])
         if not queue or not queue[0][2]:
-            return  # waits for an earlier record, or its partition was revoked meanwhile
+            # Waits for an earlier record, or its partition was revoked meanwhile.
+            if queue and entry[3]:
+                self._grown.add(entry[0])
+            return
         last, n = -1, 0
         while queue and queue[0][2]:
             last = queue.popleft()[1]
@@ -62,6 +76,25 @@ class OffsetTracker:
         ready, self._ready = self._ready, {}
         return ready
 
+    def done_beyond(self, tp: TopicPartition) -> list[int]:
+        """Offsets of ``tp``'s skippable records finished beyond its committable prefix."""
+        queue = self._pending.get(tp)
+        return [e[1] for e in queue if e[2] and e[3]] if queue else []
+
+    def head(self, tp: TopicPartition) -> int | None:
+        """The first unfinished offset of ``tp`` taken (where its committed prefix ends)."""
+        queue = self._pending.get(tp)
+        return queue[0][1] if queue else None
+
+    def take_grown(self) -> set[TopicPartition]:
+        """Partitions whose :meth:`done_beyond` gained offsets since the last call."""
+        grown, self._grown = self._grown, set()
+        return {tp for tp in grown if tp in self._pending}
+
+    def regrow(self, tps: Iterable[TopicPartition]) -> None:
+        """Give back what :meth:`take_grown` said (their progress was not written)."""
+        self._grown.update(tp for tp in tps if tp in self._pending)
+
     def restore(self, offsets: dict[TopicPartition, int]) -> None:
         """Give back offsets a failed commit took, unless newer ones are ready meanwhile."""
         for tp, offset in offsets.items():
@@ -73,6 +106,7 @@ class OffsetTracker:
         for tp in tps:
             self._pending.pop(tp, None)
             self._ready.pop(tp, None)
+            self._grown.discard(tp)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._pending.values())

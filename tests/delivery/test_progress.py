@@ -1,0 +1,92 @@
+"""Unit tests of the done-set behind ``webhooks.delivery_progress``: tracker and encoding."""
+
+from __future__ import annotations
+
+import orjson
+from aiokafka import TopicPartition
+
+from webhook_stream.delivery.lanes import OffsetTracker
+from webhook_stream.delivery.progress import decode_ranges, encode_ranges
+
+TP = TopicPartition("webhooks.deliveries", 0)
+OTHER = TopicPartition("webhooks.parked", 0)
+
+
+def attempted(tracker: OffsetTracker, entry: list) -> None:
+    entry[3] = True
+    tracker.done(entry)
+
+
+def test_done_beyond_lists_only_attempted_records_past_the_prefix() -> None:
+    tracker = OffsetTracker()
+    entries = {o: tracker.track(TP, o) for o in range(10, 20)}
+    assert tracker.done_beyond(TP) == []
+    attempted(tracker, entries[12])
+    attempted(tracker, entries[13])
+    tracker.done(entries[15])  # parked only: not skippable
+    attempted(tracker, entries[17])
+    assert tracker.done_beyond(TP) == [12, 13, 17]
+    assert tracker.head(TP) == 10
+    assert tracker.take_grown() == {TP}
+    assert tracker.take_grown() == set()  # unchanged since: nothing to write
+    # The prefix moves over 10..13: those are committable, no longer "beyond".
+    attempted(tracker, entries[10])
+    attempted(tracker, entries[11])
+    assert tracker.committable() == {TP: 14}
+    assert tracker.done_beyond(TP) == [17]
+    assert tracker.head(TP) == 14
+    # Finishing the head is not growth beyond the prefix.
+    assert tracker.take_grown() == set()
+    assert tracker.done_beyond(OTHER) == []
+
+
+def test_grown_is_given_back_and_forgotten_with_the_partition() -> None:
+    tracker = OffsetTracker()
+    first, second = tracker.track(TP, 0), tracker.track(TP, 1)
+    other = [tracker.track(OTHER, 0), tracker.track(OTHER, 1)]
+    attempted(tracker, second)
+    attempted(tracker, other[1])
+    grown = tracker.take_grown()
+    assert grown == {TP, OTHER}
+    tracker.regrow(grown)  # the progress record was not written
+    assert tracker.take_grown() == {TP, OTHER}
+    tracker.regrow(grown)
+    tracker.forget([OTHER])
+    assert tracker.take_grown() == {TP}
+    assert tracker.done_beyond(OTHER) == []
+    attempted(tracker, first)
+    assert tracker.done_beyond(TP) == []
+    assert tracker.committable() == {TP: 2}
+
+
+def test_ranges_round_trip() -> None:
+    offsets = [5, 3, 4, 9, 10, 11, 20, 4]
+    ranges = encode_ranges(offsets)
+    assert ranges == [[3, 6], [9, 12], [20, 21]]
+    wire = orjson.loads(orjson.dumps(ranges))
+    assert decode_ranges(wire) == {3, 4, 5, 9, 10, 11, 20}
+    assert encode_ranges([]) == []
+    assert decode_ranges([]) == set()
+
+
+def test_decoding_keeps_offsets_at_or_past_the_committed_one() -> None:
+    assert decode_ranges([[3, 6], [9, 12]], at_least=5) == {5, 9, 10, 11}
+    assert decode_ranges([[3, 6]], at_least=6) == set()
+
+
+def test_decoding_ignores_what_is_not_a_range_and_is_bounded() -> None:
+    junk = [[1, 3], "x", [4], [5, "6"], None, [7.0, 9], [True, 2], [10, 11]]
+    assert decode_ranges(junk) == {1, 2, 10}
+    assert decode_ranges({"a": 1}) == set()
+    assert decode_ranges(None) == set()
+    assert len(decode_ranges([[0, 10**12]], limit=1000)) == 1000
+    assert decode_ranges([[0, 5], [10, 15]], limit=7) == {0, 1, 2, 3, 4, 10, 11}
+
+
+def test_encoding_within_a_budget_drops_the_highest_offsets() -> None:
+    offsets = list(range(0, 10_000, 2))  # no two adjacent: one range each
+    ranges = encode_ranges(offsets, budget=1000)
+    assert ranges == encode_ranges(offsets)[: len(ranges)]
+    assert 0 < len(ranges) < len(offsets)
+    assert len(orjson.dumps(ranges)) <= 1000
+    assert ranges[0] == [0, 1]
