@@ -48,7 +48,7 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
-from webhook_stream.delivery.parking import Item, Parking
+from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
@@ -255,8 +255,12 @@ class DeliveriesIn:
     async def _attempt(self, item: Item) -> None:
         record, entry, _ = item
         # Attempted: once done, its outcome records are durable and a next owner may skip it
-        # (a record only parked may not be: see delivery/progress.py).
+        # (a record only parked may not be: see delivery/progress.py), as may the source of
+        # a parked copy attempted here.
         entry[3] = True
+        src = source_offset(record) if record.topic == PARKED else None
+        if src is not None:
+            entry.append((TopicPartition(DELIVERIES, record.partition), src))
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:

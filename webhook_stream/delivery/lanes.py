@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -47,6 +48,8 @@ class OffsetTracker:
         :meth:`done`) when the record was *attempted*: its outcome records are what made it
         done, so a next owner may skip it. A record only parked may not be skipped (its
         copy in ``webhooks.parked`` counts as stale to a next owner that reads it again).
+        An attempted copy may name its source: ``entry.append((source_tp, offset))``; once
+        the copy is done, the source counts as attempted too (it is finished for good).
         """
         entry = [tp, offset, False, False]
         queue = self._pending.get(tp)
@@ -57,6 +60,8 @@ class OffsetTracker:
 
     def done(self, entry: list[Any]) -> None:
         entry[2] = True
+        if entry[3] and len(entry) > 4:
+            self._attempted(*entry[4])
         queue = self._pending.get(entry[0])
         if not queue or not queue[0][2]:
             # Waits for an earlier record, or its partition was revoked meanwhile.
@@ -70,6 +75,17 @@ class OffsetTracker:
         self._ready[entry[0]] = last + 1
         if self._on_advance is not None:
             self._on_advance(n)
+
+    def _attempted(self, tp: TopicPartition, offset: int) -> None:
+        """The record at ``offset`` of ``tp`` was attempted (through a copy of it)."""
+        queue = self._pending.get(tp)
+        if not queue or offset < queue[0][1]:
+            return  # committable already (or not taken here)
+        i = bisect_left(queue, offset, key=_offset_of)  # a partition's entries are in order
+        if i < len(queue) and queue[i][1] == offset:
+            queue[i][3] = True
+            if queue[i][2]:
+                self._grown.add(tp)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets that advanced since the last call (each: every record below is finished)."""
@@ -110,6 +126,10 @@ class OffsetTracker:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._pending.values())
+
+
+def _offset_of(entry: list[Any]) -> int:
+    return entry[1]
 
 
 class _Lane:
