@@ -65,18 +65,22 @@ def encode_ranges(offsets: Iterable[int], budget: int | None = None) -> list[lis
     Over the budget, the highest ranges are left out (they are the least likely to matter:
     the next owner's lanes reach them last).
     """
+    ordered = iter(sorted(offsets))
+    first = next(ordered, None)
+    if first is None:
+        return []
     ranges: list[list[int]] = []
-    for offset in sorted(set(offsets)):
-        if ranges and ranges[-1][1] == offset:
-            ranges[-1][1] = offset + 1
-        else:
-            ranges.append([offset, offset + 1])
+    start = last = first
+    for offset in ordered:  # once per offset, on every commit: kept lean
+        if offset > last + 1:
+            ranges.append([start, last + 1])
+            start = offset
+        last = offset
+    ranges.append([start, last + 1])
     if budget is not None:
-        used = 2
-        for i, (start, end) in enumerate(ranges):
-            used += len(str(start)) + len(str(end)) + 4  # "[a,b],"
-            if used > budget:
-                return ranges[:i]
+        # No range is longer in JSON than its two largest offsets and "[,],".
+        most = max(0, (budget - 2) // (2 * len(str(last + 1)) + 4))
+        del ranges[most:]
     return ranges
 
 
