@@ -1,12 +1,20 @@
-"""Unit tests of the done-set behind ``webhooks.delivery_progress``: tracker and encoding."""
+"""Unit tests of the done-set behind ``webhooks.delivery_progress``: tracker, encoding, writer."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
+from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import DELIVERY_PROGRESS
 from webhook_stream.delivery.lanes import OffsetTracker
-from webhook_stream.delivery.progress import decode_ranges, encode_ranges
+from webhook_stream.delivery.progress import Progress, decode_ranges, encode_ranges
 
 TP = TopicPartition("webhooks.deliveries", 0)
 OTHER = TopicPartition("webhooks.parked", 0)
@@ -129,3 +137,32 @@ def test_a_source_marked_before_it_is_done_counts_once_done() -> None:
     tracker.done(source)
     assert tracker.done_beyond(TP) == [1]
     assert tracker.take_grown() == {TP}
+
+
+async def test_a_record_carries_what_the_last_owner_finished_and_is_not_reached_yet() -> None:
+    sent: list[tuple[bytes, int]] = []
+
+    class Producer:
+        async def send(self, topic: str, value: bytes, *, key: bytes, partition: int) -> Any:
+            sent.append((value, partition))
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(SimpleNamespace(offset=41))
+            return done
+
+    tracker = OffsetTracker()
+    progress = Progress(Settings(), Producer(), tracker, Metrics())  # type: ignore[arg-type]
+    progress.skips[TP] = {30, 31, 40}  # listed by the last owner, not taken yet
+    entries = [tracker.track(TP, o) for o in range(20, 25)]
+    attempted(tracker, entries[2])
+    marks = TopicPartition(DELIVERY_PROGRESS, 0)
+    offsets = await progress.write(tracker.take_grown(), {marks})
+    assert offsets == {marks: OffsetAndMetadata(42, "")}
+    ((value, partition),) = sent
+    assert partition == 0
+    assert orjson.loads(value) == {
+        "deliveries": {"committed": 20, "done": [[22, 23], [30, 32], [40, 41]]}
+    }
+    # Not ours (no partition of the progress topic assigned): nothing written.
+    attempted(tracker, entries[3])
+    assert await progress.write(tracker.take_grown(), set()) == {}
+    assert len(sent) == 1

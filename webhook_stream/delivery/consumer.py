@@ -235,7 +235,9 @@ class DeliveriesIn:
                 if tp in self.owned:
                     for record in records:
                         if skip(tp, record.offset):  # finished by the last owner
-                            self._tracker.done(self._tracker.track(tp, record.offset))
+                            entry = self._tracker.track(tp, record.offset)
+                            entry[3] = True  # still finished: listed again if beyond
+                            self._tracker.done(entry)
                         else:
                             await parking.take(tp, record)
                 elif records and tp in consumer.assignment():

@@ -16,7 +16,8 @@ them, but Tansu (the embedded broker) drops it. So the committer writes them her
   so that it may commit there; it keeps those partitions paused and never reads them.
 * a new owner reads the record below that committed offset (bounded by a timeout; without
   it, it only repeats more) and skips the listed offsets at or past its committed ones:
-  each is taken and finished at once, not delivered again.
+  each is taken and finished at once, not delivered again. Its own records list them too
+  while they are beyond its prefix or not reached yet (a next owner reads only the newest).
 
 Only *attempted* records are listed (their attempt, retry, dead-letter or rejected
 records made them done). A record that was only parked is not: a next owner that reads its
@@ -148,7 +149,9 @@ class Progress:
             value: dict[str, dict[str, Any]] = {}
             for name, topic in _SOURCES:
                 source = TopicPartition(topic, n)
-                done = self._tracker.done_beyond(source)
+                # With what the last owner finished and this one has not reached yet: the
+                # next owner reads only the newest record.
+                done = self._tracker.done_beyond(source) + list(self.skips.get(source, ()))
                 if done:
                     value[name] = {
                         "committed": self._tracker.head(source),
@@ -183,19 +186,15 @@ class Progress:
         return True
 
     async def load(self, consumer: AIOKafkaConsumer, parts: list[int]) -> None:
-        """Before taking records of ``parts``: the offsets their last owner finished."""
+        """Before taking records of ``parts``: the offsets their last owner finished.
+
+        Bounded in time; on any failure it goes on without them (more is repeated).
+        """
         for n in parts:
             for _, topic in _SOURCES:
                 self.skips.pop(TopicPartition(topic, n), None)
-        want: dict[TopicPartition, int] = {}
-        for n in parts:
-            committed = await consumer.committed(_progress_tp(n))
-            if committed:
-                want[_progress_tp(n)] = committed - 1
-        if not want:
-            return
         try:
-            found = await asyncio.wait_for(self._read(want), _READ_TIMEOUT)
+            found = await asyncio.wait_for(self._load(consumer, parts), _READ_TIMEOUT)
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning(
                 "could not read %s (%r): deliveries finished by the last owner are repeated",
@@ -203,8 +202,23 @@ class Progress:
                 exc,
             )
             return
-        for n, value in sorted(found.items()):
-            skipped = 0
+        for n, skipped in sorted(found.items()):
+            log.info(
+                "takeover of partition %d: %d deliveries its last owner finished are skipped",
+                n,
+                skipped,
+            )
+
+    async def _load(self, consumer: AIOKafkaConsumer, parts: list[int]) -> dict[int, int]:
+        want: dict[TopicPartition, int] = {}
+        for n in parts:
+            committed = await consumer.committed(_progress_tp(n))
+            if committed:
+                want[_progress_tp(n)] = committed - 1
+        if not want:
+            return {}
+        counts: dict[int, int] = {}
+        for n, value in (await self._read(want)).items():
             for name, topic in _SOURCES:
                 source = TopicPartition(topic, n)
                 entry = value.get(name) if isinstance(value, dict) else None
@@ -214,13 +228,8 @@ class Progress:
                 offsets = decode_ranges(entry.get("done"), at_least=committed)
                 if offsets:
                     self.skips[source] = offsets
-                    skipped += len(offsets)
-            if skipped:
-                log.info(
-                    "takeover of partition %d: %d deliveries its last owner finished are skipped",
-                    n,
-                    skipped,
-                )
+                    counts[n] = counts.get(n, 0) + len(offsets)
+        return counts
 
     async def _read(self, want: dict[TopicPartition, int]) -> dict[int, object]:
         """The first record at or after ``want[tp]`` of each ``tp`` (compaction may have
