@@ -61,6 +61,11 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.takeover_skipped = Counter(
+            "webhook_takeover_skipped",
+            "Deliveries a new owner skipped: its partition's last owner had finished them.",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

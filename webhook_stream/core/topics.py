@@ -15,6 +15,7 @@ __all__ = [
     "ATTEMPTS",
     "DEADLETTER",
     "DELIVERIES",
+    "DELIVERY_PROGRESS",
     "ENDPOINT_FLOW",
     "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
@@ -45,6 +46,9 @@ TOKENS = "webhooks.tokens"
 PARKED = "webhooks.parked"
 #: Compacted: per endpoint with parked deliveries, its strict head (if any).
 ENDPOINT_FLOW = "webhooks.endpoint_flow"
+#: Compacted, internal: per partition of ``webhooks.deliveries``, the offsets its owner
+#: finished beyond the committed prefix (read by the next owner, which skips them).
+DELIVERY_PROGRESS = "webhooks.delivery_progress"
 ENDPOINT_HEALTH = "webhooks.endpoint_health"
 SUBSCRIPTION_REQUESTS = "webhooks.subscription_requests"
 SUBSCRIPTION_RESULTS = "webhooks.subscription_results"
@@ -89,6 +93,13 @@ def plan(settings: Settings) -> list[TopicSpec]:
         # Must outlive the longest head-of-line wait (a strict head's whole schedule).
         TopicSpec(PARKED, p, keep(30), "deliveries waiting behind a blocked or busy endpoint"),
         TopicSpec(ENDPOINT_FLOW, p, {"cleanup.policy": "compact"}, "strict heads, parking"),
+        # Partition n belongs to the owner of deliveries n (same group, range assignment).
+        TopicSpec(
+            DELIVERY_PROGRESS,
+            p,
+            {"cleanup.policy": "compact"},
+            "deliveries finished beyond each partition's committed offset",
+        ),
         TopicSpec(
             ENDPOINT_HEALTH, p, {"cleanup.policy": "compact"}, "failure streaks per endpoint"
         ),

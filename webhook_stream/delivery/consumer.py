@@ -21,6 +21,8 @@ Guarantees:
   range assignment: partition *n* of both topics has one owner).
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
+* what was finished beyond the committed prefix is written to ``webhooks.delivery_progress``
+  with each commit, and a next owner skips it (:mod:`~webhook_stream.delivery.progress`).
 """
 
 from __future__ import annotations
@@ -43,10 +45,11 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, PARKED, REJECTED
+from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
-from webhook_stream.delivery.parking import Item, Parking
+from webhook_stream.delivery.parking import Item, Parking, source_offset
+from webhook_stream.delivery.progress import Progress
 from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -72,7 +75,7 @@ class _Listener(kafka.JoinedListener):
             log.critical("could not take over partitions %s: %r", assigned, exc)
             self._owner.crash(exc)
             return
-        self._owner.owned.update(assigned)
+        self._owner.owned.update(tp for tp in assigned if tp.topic != DELIVERY_PROGRESS)
         # Each endpoint's failure streak continues from what its last owner wrote: read in
         # the background (records fetched meanwhile must be taken, not dropped); attempts
         # wait for it (Dispatcher.process).
@@ -118,6 +121,7 @@ class DeliveriesIn:
             settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
         )
         dispatcher.hooks = self.parking
+        self.progress = Progress(settings, producer, self._tracker, metrics)
         self.listener = _Listener(self)
 
     def stop(self) -> None:
@@ -131,10 +135,12 @@ class DeliveriesIn:
             self._settings,
             "deliver",
             max_poll_records=self._batch,
-            # Partition n of webhooks.deliveries and of webhooks.parked: one owner.
+            # Partition n of webhooks.deliveries, .parked and .delivery_progress: one owner.
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        consumer.subscribe([DELIVERIES, PARKED], listener=self.listener)
+        # webhooks.delivery_progress only to commit there (aiokafka commits only assigned
+        # partitions): kept paused, never read.
+        consumer.subscribe([DELIVERIES, PARKED, DELIVERY_PROGRESS], listener=self.listener)
         await consumer.start()
         committer = asyncio.create_task(self._commit_forever())
         try:
@@ -148,8 +154,15 @@ class DeliveriesIn:
             await consumer.stop()
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
-        if self._consumer is not None:
-            await self.parking.assigned(self._consumer, assigned)
+        consumer = self._consumer
+        if consumer is None:
+            return
+        progress = [tp for tp in assigned if tp.topic == DELIVERY_PROGRESS]
+        if progress:
+            consumer.pause(*progress)
+        work = [tp for tp in assigned if tp.topic != DELIVERY_PROGRESS]
+        await self.parking.assigned(consumer, work)
+        await self.progress.load(consumer, sorted({tp.partition for tp in work}))
 
     async def _adopt_legacy_offsets(self) -> None:
         """Continue where the Faust-agent version of the worker left off.
@@ -202,7 +215,8 @@ class DeliveriesIn:
             # nothing. Pausing drops prefetched records, so only when it lasts; every
             # round, as a rebalance meanwhile brings partitions that are not paused.
             assignment = consumer.assignment()
-            pause = set()
+            pause = {tp for tp in assignment if tp.topic == DELIVERY_PROGRESS}
+            work = assignment - pause
             if self.lanes.full:
                 pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
             if parking.held >= max(1, parking.max_held - self._batch):
@@ -212,14 +226,20 @@ class DeliveriesIn:
                 consumer.pause(*(pause - paused))
             if paused - pause:
                 consumer.resume(*(paused - pause))
-            all_paused = bool(assignment) and pause >= assignment
+            all_paused = bool(work) and pause >= work
             batch = await consumer.getmany(
                 timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
+            skip = self.progress.skip
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
-                        await parking.take(tp, record)
+                        if skip(tp, record.offset):  # finished by the last owner
+                            entry = self._tracker.track(tp, record.offset)
+                            entry[3] = True  # still finished: listed again if beyond
+                            self._tracker.done(entry)
+                        else:
+                            await parking.take(tp, record)
                 elif records and tp in consumer.assignment():
                     # Fetched while its assignment is still being taken over (flow state
                     # loading): read it again once owned.
@@ -236,6 +256,13 @@ class DeliveriesIn:
 
     async def _attempt(self, item: Item) -> None:
         record, entry, _ = item
+        # Attempted: once done, its outcome records are durable and a next owner may skip it
+        # (a record only parked may not be: see delivery/progress.py), as may the source of
+        # a parked copy attempted here.
+        entry[3] = True
+        src = source_offset(record) if record.topic == PARKED else None
+        if src is not None:
+            entry.append((TopicPartition(DELIVERIES, record.partition), src))
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -303,6 +330,7 @@ class DeliveriesIn:
         self.owned.difference_update(revoked)
         log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
         self.parking.revoked({tp.partition for tp in revoked})
+        self.progress.revoked(revoked)
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
         await self._commit()
@@ -325,13 +353,23 @@ class DeliveriesIn:
         # One at a time: two commits of one partition must not land out of order.
         async with self._commit_lock:
             offsets = self._tracker.committable()
+            # A partition's done set may grow while its prefix stands still: commit then too.
+            grown = self._tracker.take_grown()
             self._uncommitted = 0
-            if not offsets or self._consumer is None:
+            consumer = self._consumer
+            if not (offsets or grown) or consumer is None:
+                return
+            commit = {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+            try:
+                commit.update(await self.progress.write(grown, consumer.assignment()))
+            except KafkaError as exc:
+                # Only a hint for the next owner: the prefixes are committed without it.
+                log.warning("could not write %s (%r)", DELIVERY_PROGRESS, exc)
+                self._tracker.regrow(grown)
+            if not commit:
                 return
             try:
-                await self._consumer.commit(
-                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}
-                )
+                await consumer.commit(commit)
                 log.debug("committed %s", offsets)
                 self.parking.committed(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
@@ -341,3 +379,4 @@ class DeliveriesIn:
                 # Not committed now: committed with the next prefix (or redone, same id).
                 log.warning("delivery commit failed (%r); retried with the next one", exc)
                 self._tracker.restore(offsets)
+                self._tracker.regrow(grown)

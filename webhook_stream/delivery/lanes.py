@@ -6,13 +6,16 @@
   :attr:`Lanes.full` (back-pressure without starving the consumer's poll loop).
 * :class:`OffsetTracker` says, per partition, up to which offset every record taken is
   finished: records finish out of order across endpoints, and committing past an
-  unfinished one would lose it on a crash.
+  unfinished one would lose it on a crash. It also lists the records finished *beyond*
+  that prefix (:meth:`OffsetTracker.done_beyond`), which
+  :mod:`~webhook_stream.delivery.progress` makes durable so a next owner skips them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -32,12 +35,23 @@ class OffsetTracker:
     def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
         self._pending: dict[TopicPartition, deque[list[Any]]] = {}
         self._ready: dict[TopicPartition, int] = {}
+        #: Partitions with a skippable record finished beyond the prefix since
+        #: :meth:`take_grown` last said so.
+        self._grown: set[TopicPartition] = set()
         #: Called with how many records a :meth:`done` made committable.
         self._on_advance = on_advance
 
     def track(self, tp: TopicPartition, offset: int) -> list[Any]:
-        """Note a record taken; pass the returned entry to :meth:`done` when it is finished."""
-        entry = [tp, offset, False]
+        """Note a record taken; pass the returned entry to :meth:`done` when it is finished.
+
+        An entry is ``[tp, offset, done, skippable]``. Set ``entry[3] = True`` (before
+        :meth:`done`) when the record was *attempted*: its outcome records are what made it
+        done, so a next owner may skip it. A record only parked may not be skipped (its
+        copy in ``webhooks.parked`` counts as stale to a next owner that reads it again).
+        An attempted copy may name its source: ``entry.append((source_tp, offset))``; once
+        the copy is done, the source counts as attempted too (it is finished for good).
+        """
+        entry = [tp, offset, False, False]
         queue = self._pending.get(tp)
         if queue is None:
             queue = self._pending[tp] = deque()
@@ -46,9 +60,14 @@ class OffsetTracker:
 
     def done(self, entry: list[Any]) -> None:
         entry[2] = True
+        if entry[3] and len(entry) > 4:
+            self._attempted(*entry[4])
         queue = self._pending.get(entry[0])
         if not queue or not queue[0][2]:
-            return  # waits for an earlier record, or its partition was revoked meanwhile
+            # Waits for an earlier record, or its partition was revoked meanwhile.
+            if queue and entry[3]:
+                self._grown.add(entry[0])
+            return
         last, n = -1, 0
         while queue and queue[0][2]:
             last = queue.popleft()[1]
@@ -57,10 +76,40 @@ class OffsetTracker:
         if self._on_advance is not None:
             self._on_advance(n)
 
+    def _attempted(self, tp: TopicPartition, offset: int) -> None:
+        """The record at ``offset`` of ``tp`` was attempted (through a copy of it)."""
+        queue = self._pending.get(tp)
+        if not queue or offset < queue[0][1]:
+            return  # committable already (or not taken here)
+        i = bisect_left(queue, offset, key=_offset_of)  # a partition's entries are in order
+        if i < len(queue) and queue[i][1] == offset:
+            queue[i][3] = True
+            if queue[i][2]:
+                self._grown.add(tp)
+
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets that advanced since the last call (each: every record below is finished)."""
         ready, self._ready = self._ready, {}
         return ready
+
+    def done_beyond(self, tp: TopicPartition) -> list[int]:
+        """Offsets of ``tp``'s skippable records finished beyond its committable prefix."""
+        queue = self._pending.get(tp)
+        return [e[1] for e in queue if e[2] and e[3]] if queue else []
+
+    def head(self, tp: TopicPartition) -> int | None:
+        """The first unfinished offset of ``tp`` taken (where its committed prefix ends)."""
+        queue = self._pending.get(tp)
+        return queue[0][1] if queue else None
+
+    def take_grown(self) -> set[TopicPartition]:
+        """Partitions whose :meth:`done_beyond` gained offsets since the last call."""
+        grown, self._grown = self._grown, set()
+        return {tp for tp in grown if tp in self._pending}
+
+    def regrow(self, tps: Iterable[TopicPartition]) -> None:
+        """Give back what :meth:`take_grown` said (their progress was not written)."""
+        self._grown.update(tp for tp in tps if tp in self._pending)
 
     def restore(self, offsets: dict[TopicPartition, int]) -> None:
         """Give back offsets a failed commit took, unless newer ones are ready meanwhile."""
@@ -73,9 +122,14 @@ class OffsetTracker:
         for tp in tps:
             self._pending.pop(tp, None)
             self._ready.pop(tp, None)
+            self._grown.discard(tp)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._pending.values())
+
+
+def _offset_of(entry: list[Any]) -> int:
+    return entry[1]
 
 
 class _Lane:

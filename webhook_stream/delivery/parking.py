@@ -25,7 +25,7 @@ from webhook_stream.delivery.flow import SRC_HEADER, EndpointFlow, FlowState
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
-__all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking"]
+__all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +251,8 @@ class Parking:
 
     def _stale(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """A copy parked by an earlier owner whose source it never committed."""
-        for name, value in record.headers or ():
-            if name == SRC_HEADER:
-                return self.flow.stale(tp.partition, record.offset, int(value))
-        return False
+        src = source_offset(record)
+        return src is not None and self.flow.stale(tp.partition, record.offset, src)
 
     @staticmethod
     def _is_head(state: FlowState | None, record: ConsumerRecord) -> bool:
@@ -317,6 +315,14 @@ class Parking:
                 await self.flow.end_parking(endpoint_id)
         self._metrics.parked.set(self.flow.parked_total)
         self._metrics.blocked.set(self.flow.blocked_total)
+
+
+def source_offset(record: ConsumerRecord) -> int | None:
+    """The ``webhooks.deliveries`` offset a parked copy was parked from (None: not a copy)."""
+    for name, value in record.headers or ():
+        if name == SRC_HEADER:
+            return int(value)
+    return None
 
 
 def _is_fence(record: ConsumerRecord) -> bool:
