@@ -340,6 +340,22 @@ class Kafka:
             topic, value, key=key, headers=list(headers) if headers else None
         )
 
+    async def deliveries_committed(self, group: str = "webhook-stream-deliver") -> bool:
+        """Every record on ``webhooks.deliveries`` is below ``group``'s committed offset."""
+        records = await self.read_all("webhooks.deliveries")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            committed = {
+                r.partition: await consumer.committed(TopicPartition(r.topic, r.partition))
+                for r in records
+            }
+        finally:
+            await consumer.stop()
+        return bool(records) and all((committed[r.partition] or -1) > r.offset for r in records)
+
     async def read_all(self, topic: str) -> list[Any]:
         """Every record currently in ``topic`` (all partitions)."""
         consumer = AIOKafkaConsumer(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from tests.support import Kafka, Receiver, Worker, event, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
@@ -167,7 +167,7 @@ async def test_delivery_waiting_in_retry_topic_survives_a_crash(
         # Kill once the retry record is durably in a retry topic and the original delivery
         # is committed, so the only way to a second call is the retry itself.
         await eventually(lambda: _in_retry_topic(own_kafka), timeout=10)
-        await eventually(lambda: _deliveries_committed(own_kafka), timeout=10)
+        await eventually(own_kafka.deliveries_committed, timeout=10)
         w.kill()
         w.start()
         await w.wait_ready()
@@ -180,24 +180,6 @@ async def test_delivery_waiting_in_retry_topic_survives_a_crash(
 
 async def _in_retry_topic(kafka: Kafka) -> bool:
     return bool(await kafka.read_all("webhooks.retry.2s"))
-
-
-async def _deliveries_committed(kafka: Kafka) -> bool:
-    records = await kafka.read_all("webhooks.deliveries")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        group_id="webhook-stream-deliver",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        committed = {
-            r.partition: await consumer.committed(TopicPartition(r.topic, r.partition))
-            for r in records
-        }
-    finally:
-        await consumer.stop()
-    return bool(records) and all((committed[r.partition] or -1) > r.offset for r in records)
 
 
 async def test_kill_minus_9_redelivers_under_two_percent(
