@@ -105,6 +105,33 @@ def test_delivery_status_newest_record_wins_and_only_served_partitions(tmp_path:
     assert queries.delivery(store.db, did, {1}) is None and store.next_offsets() == {}
 
 
+def test_one_batch_ends_as_the_same_records_applied_one_by_one(tmp_path: Path) -> None:
+    """The store folds a delivery's rows of one batch into one: the result must not differ
+    from upserting them one by one in time order (how a batch is defined to apply)."""
+    t = time.time()
+    rows = []
+    for n in range(6):
+        did, ep = f"msg_{n}", f"ep{n % 2}"
+        pending = [(H_DELIVERY, did.encode())]
+        rows.append((DELIVERIES, n % 2, Rec(n, ep.encode(), b"{}", int((t + n) * 1000), pending)))
+        rows.append((ATTEMPTS, n % 2, attempt(10 * n + 1, ep, did, "retrying", t + n + 0.5)))
+        rows.append((ATTEMPTS, n % 2, attempt(10 * n + 2, ep, did, "succeeded", t + n + 0.5)))
+    rows.append((ATTEMPTS, 1, attempt(10, "ep1", "msg_1", "retrying", t - 5)))  # older, last
+    one = StatusStore(tmp_path / "one.sqlite3", retention_s=3600)
+    each = StatusStore(tmp_path / "each.sqlite3", retention_s=3600)
+    one.apply(rows[:3])  # a row that already exists when its next records come
+    each.apply(rows[:3])
+    one.apply(rows[3:])
+    for row in sorted(rows[3:], key=lambda row: row[2].timestamp):
+        each.apply([row])
+
+    def table(store: StatusStore) -> list[tuple[Any, ...]]:
+        return store.db.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
+
+    assert table(one) == table(each)
+    assert {r[3] for r in table(one)} == {"succeeded"}
+
+
 def test_retention_expires_old_rows(tmp_path: Path) -> None:
     store = StatusStore(tmp_path / "s.sqlite3", retention_s=60)
     now = time.time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -51,23 +52,15 @@ class CompactedTable:
 
     async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
         """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
-
-        def applied() -> bool:
-            return self._positions.get(partition, 0) > offset
-
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
-            except TimeoutError:
-                return False
-        return True
+        return await self._wait(lambda: self._positions.get(partition, 0) > offset, timeout)
 
     async def caught_up(self, end: dict[int, int], timeout: float) -> bool:
         """Wait until every partition is applied up to ``end`` (end offsets just read)."""
+        return await self._wait(
+            lambda: all(self._positions.get(p, 0) >= off for p, off in end.items()), timeout
+        )
 
-        def applied() -> bool:
-            return all(self._positions.get(p, 0) >= off for p, off in end.items())
-
+    async def _wait(self, applied: Callable[[], bool], timeout: float) -> bool:
         async with self._progress:
             try:
                 await asyncio.wait_for(self._progress.wait_for(applied), timeout)

@@ -94,6 +94,20 @@ def _ms_of(iso: Any, fallback: int) -> int:
         return fallback
 
 
+def _fold(
+    rows: list[tuple[str, str, int, str, int, int]],
+) -> list[tuple[str, str, int, str, int, int]]:
+    """One row per delivery id, as if ``rows`` (in time order) were upserted one by one."""
+    folded: dict[str, tuple[str, str, int, str, int, int]] = {}
+    for row in rows:
+        first = folded.get(row[0])
+        if first is None:
+            folded[row[0]] = row
+        elif row[4] >= 0 and row[4] >= first[4]:
+            folded[row[0]] = (*first[:3], row[3], row[4], first[5])
+    return list(folded.values())
+
+
 class AttemptQuery:
     """The filters and page of ``GET /subscriptions/{id}/attempts``, already validated.
 
@@ -227,8 +241,11 @@ class StatusStore:
         if not n:
             return 0
         # Newest record wins, whatever order the three topics were read in: rows go in
-        # time order (stable: the later record of a tie wins, as it would one by one).
+        # time order (stable: the later record of a tie wins, as it would one by one),
+        # and one delivery's rows in a batch are folded into one (its first sighting, its
+        # newest status): a delivery and its attempt usually arrive in the same batch.
         deliveries.sort(key=lambda row: row[5])
+        deliveries = _fold(deliveries)
         db = self.db
         db.execute("BEGIN")
         try:

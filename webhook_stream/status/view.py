@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER)
 _EXPIRE_EVERY = 60.0
 _MAX_BATCH = 2000
+#: How long a small batch waits for more records before it is written (status lags by it).
+_LINGER = 0.1
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -64,6 +66,7 @@ class PartitionedView:
         self._consumer: Any = None
         self._running = True
         self._rebalancing = True
+        self._epoch = 0  # moves at every revocation and assignment
         self._ready: set[int] = set()  # owned and applied up to the end seen at assignment
         self._pos: dict[TopicPartition, int] = {}
         self._target: dict[TopicPartition, int] = {}
@@ -87,6 +90,7 @@ class PartitionedView:
         return out
 
     def revoked(self) -> None:
+        self._epoch += 1
         self._rebalancing = True
         self._ready = set()
 
@@ -117,6 +121,7 @@ class PartitionedView:
             self._pos[tp] = start
             self._target[tp] = ends[tp]  # at most start when the end offset trails
         self._ready = set()
+        self._epoch += 1
         self._rebalancing = False
         self._check_ready()
         log.info(
@@ -153,8 +158,7 @@ class PartitionedView:
         try:
             await consumer.start()
             while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=_MAX_BATCH)
-                batch = {tp: records for tp, records in batch.items() if tp in self._pos}
+                batch = await self._gather(consumer)
                 if batch:
                     rows = [(tp.topic, tp.partition, r) for tp, rs in batch.items() for r in rs]
                     self.records_read += self.store.apply(rows)
@@ -170,6 +174,27 @@ class PartitionedView:
         finally:
             await consumer.stop()
             self.store.close()
+
+    async def _gather(self, consumer: Any) -> dict[TopicPartition, list[Any]]:
+        """One store transaction's records: what came, plus what comes within ``_LINGER``.
+
+        Each transaction's commit is most of the store's cost at small batches (measured:
+        46 us per delivery at 500 records, 30 at 2,000), and a worker's share of a busy
+        cluster arrives a few hundred records per fetch.
+        """
+        batch = await consumer.getmany(timeout_ms=500, max_records=_MAX_BATCH)
+        n, epoch = sum(map(len, batch.values())), self._epoch
+        deadline = time.monotonic() + _LINGER
+        while batch and n < _MAX_BATCH and (left := deadline - time.monotonic()) > 0:
+            more = await consumer.getmany(
+                timeout_ms=max(1, int(left * 1000)), max_records=_MAX_BATCH - n
+            )
+            if self._epoch != epoch:
+                return {}  # reassigned meanwhile: every partition was sought to the store's offset
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                n += len(records)
+        return {tp: records for tp, records in batch.items() if tp in self._pos}
 
     # -- queries: each answers {"ok": ...}, {"forward": url}, {"ask": [urls]},
     # {"missing": True} or {"unavailable": reason}.
