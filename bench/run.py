@@ -152,6 +152,26 @@ class Bench:
             await asyncio.sleep(0.1)
         raise RuntimeError(f"the worker was not healthy with {min_subs} subscriptions in time")
 
+    async def status_caught_up(self, worker: Worker, endpoint_ids: list[str]) -> float:
+        """Seconds until every endpoint's attempt log answers 200 through ``worker``."""
+        t0 = time.monotonic()
+        auth = {"Authorization": f"Bearer {self.token}"}
+        waiting = list(endpoint_ids)
+        while waiting:
+            if time.monotonic() - t0 > self.args.phase_timeout:
+                raise Stalled(f"status of {len(waiting)} endpoints still unavailable")
+            for ep in list(waiting):
+                url = f"{worker.url}/subscriptions/{ep}/attempts?limit=1"
+                async with self.http.get(url, headers=auth) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        waiting.remove(ep)
+                    elif resp.status != 503:
+                        raise Stalled(f"GET {url}: {resp.status}")
+            if waiting:
+                await asyncio.sleep(0.2)
+        return time.monotonic() - t0
+
     async def metrics(self, worker: Worker) -> dict[str, float]:
         async with self.http.get(worker.url + "/metrics") as resp:
             text = (await resp.read()).decode()
@@ -348,6 +368,12 @@ class Bench:
         warm = self.events("xwarm", c, lambda i: f"bench.x.e{i % c}")
         await load.produce(self.producer, EVENTS_TOPIC, warm)
         await self.wait_receipts("x", n + c, first, 120)
+        # The new workers' status stores read the history of the partitions they were
+        # given (a one-off per scale-out, seconds): the clock starts once every endpoint's
+        # attempt log answers 200 (503 while its partition is catching up).
+        caught_up = await self.status_caught_up(first, [f"ep_x_{i}" for i in range(c)])
+        self.say(f"  status stores of the new workers caught up after {caught_up:.1f}s")
+        self.raw["scale_out_status_caught_up_s"] = caught_up
         idle.append(await idle_cores(cluster))
         cpu0 = sum(cpu_seconds(w.pid) for w in cluster)
         three = await self.case(first, "x", n, type_of, n, ids="x3")

