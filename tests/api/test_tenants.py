@@ -101,6 +101,12 @@ async def test_two_tenants_each_see_only_their_own_on_every_route(
             assert code(theirs) == "not_found"
             assert theirs.text.replace(ep_b, "?") == missing.text.replace("ep_missing", "?")
         assert (await b.get(f"/subscriptions/{ep_b}")).json()["description"] is None
+        # Ids are one namespace: another tenant's id is taken like its own, and says no more.
+        body = {"url": receiver.url("/ta"), "event_types": [etype]}
+        theirs = await a.post("/subscriptions", json={**body, "id": ep_b})
+        mine = await a.post("/subscriptions", json={**body, "id": ep_a})
+        assert theirs.status_code == 409 == mine.status_code, theirs.text
+        assert theirs.text.replace(ep_b, "?") == mine.text.replace(ep_a, "?")
 
         # Its own: read, change; tenant_id cannot change (400 naming it), not even by admin.
         assert (await a.get(f"/subscriptions/{ep_a}")).status_code == 200

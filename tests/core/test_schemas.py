@@ -72,6 +72,8 @@ def test_every_schema_parses_and_has_distinct_fingerprint() -> None:
         "attempt",
         "deadletter",
         "delivery",
+        "delivery_progress",
+        "endpoint_flow",
         "event",
         "event_envelope",
         "rejected",

@@ -19,8 +19,9 @@ from aiokafka import TopicPartition
 from tests.support import Kafka, Receiver, Worker, event, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core import kafka as ws_kafka
+from webhook_stream.core.schemas import validation_errors
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED
+from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, ENDPOINT_FLOW, PARKED
 from webhook_stream.delivery.progress import decode_ranges
 
 CRASH_ENV = {"WEBHOOK_STREAM_PARTITIONS": "8"}
@@ -292,6 +293,16 @@ async def test_a_new_owner_skips_what_the_killed_one_finished_beyond_its_prefix(
         )
         assert skipped >= len(beyond)  # and the fast endpoint's copies read back from parking
         check_order_by_first_arrival(receiver, ["/fast", "/slow"])
+        # What the worker wrote to its internal topics has a schema (schemas/*.avsc).
+        for topic, schema in (
+            (DELIVERY_PROGRESS, "delivery_progress"),
+            (ENDPOINT_FLOW, "endpoint_flow"),
+        ):
+            written = [orjson.loads(r.value) for r in await own_kafka.read_all(topic) if r.value]
+            assert written, topic
+            assert [e for v in written for e in validation_errors(schema, v)] == [], topic
+            if topic == ENDPOINT_FLOW:  # both kinds: endpoint states and takeover markers
+                assert {type(v) for v in written} == {dict, list}
     finally:
         release.set()
         w.stop()

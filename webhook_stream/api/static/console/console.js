@@ -8,6 +8,7 @@
 (() => {
   const TOKEN_KEY = "webhook-stream-token";
   const PAGE_SIZE = 25;
+  const DELIVERY_LOOKUPS = 10; // a delivery not found yet is looked up this often, 0.5 s apart
   const state = { token: null, who: null, timers: [], generation: 0 };
 
   // ------------------------------------------------------------------ DOM helpers
@@ -78,8 +79,8 @@
     box.textContent = "";
     if (err instanceof ApiError) {
       box.append(h("strong", { text: err.status ? "Error " + err.status : "Error" }), " ",
-        h("code", { text: err.code }), ": ", err.message,
-        err.field ? h("span", { class: "muted", text: " (field: " + err.field + ")" }) : null);
+        h("code", { text: err.code }), ": ", err.message);
+      if (err.field) box.append(h("span", { class: "muted", text: " (field: " + err.field + ")" }));
     } else {
       box.textContent = "Error: " + (err && err.message ? err.message : String(err));
     }
@@ -486,7 +487,21 @@
   // ------------------------------------------------------------------ one delivery
 
   async function pageDelivery(main, id, gen) {
-    const d = await api("GET", "/deliveries/" + enc(id));
+    let d;
+    for (let tries = 1; ; tries++) {
+      try {
+        d = await api("GET", "/deliveries/" + enc(id));
+        break;
+      } catch (err) {
+        // The status store reads a delivery from Kafka a moment after it was queued (a test
+        // event just sent): a 404 is looked up again for a few seconds before it is shown.
+        if (!(err instanceof ApiError) || err.status !== 404 || tries >= DELIVERY_LOOKUPS) throw err;
+        if (!current(gen)) return;
+        main.replaceChildren(h("p", { class: "muted", id: "delivery-waiting", text: "Not in the status yet; looking again…" }));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        if (!current(gen)) return;
+      }
+    }
     if (!current(gen)) return;
     const rows = d.attempts.map((a) => h("tr", { dataset: { outcome: a.outcome } },
       timeCell(a.attempted_at),
