@@ -71,8 +71,11 @@ class _Listener(kafka.JoinedListener):
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         try:
             await self._owner.assigned(assigned)
-        except Exception as exc:  # noqa: BLE001 - not owning them is safe; stop the worker
-            log.critical("could not take over partitions %s: %r", assigned, exc)
+        except Exception as exc:  # not owning them is safe; stop the worker
+            if not self._owner.running:  # stopping meanwhile: they are given up anyway
+                log.info("takeover of %s left unfinished: the worker is stopping", assigned)
+                return
+            log.critical("could not take over partitions %s: %r", assigned, exc, exc_info=exc)
             self._owner.crash(exc)
             return
         self._owner.owned.update(tp for tp in assigned if tp.topic != DELIVERY_PROGRESS)
@@ -128,6 +131,10 @@ class DeliveriesIn:
         """Take nothing new; :meth:`run` drains what it holds, commits and returns."""
         self._running = False
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
     async def run(self) -> None:
         await self._registry.ready.wait()
         await self._adopt_legacy_offsets()
@@ -155,7 +162,7 @@ class DeliveriesIn:
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not self._running:
             return
         progress = [tp for tp in assigned if tp.topic == DELIVERY_PROGRESS]
         if progress:

@@ -96,6 +96,8 @@ class Parking:
             self._parked_end_at_assign[p] = end[p_tp]
         await self.flow.load(parts)
         for p in parts:
+            if p not in self._read_to:
+                continue  # given up meanwhile: the worker is stopping (revoked(None))
             await self.flow.mark_takeover(
                 p, self._parked_end_at_assign[p], self._committed_at_assign[p], self._read_to[p]
             )
