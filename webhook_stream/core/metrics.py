@@ -66,6 +66,11 @@ class Metrics:
             "Deliveries a new owner skipped: its partition's last owner had finished them.",
             registry=r,
         )
+        self.undecodable = Counter(
+            "webhook_undecodable_batches",
+            "Runs of records skipped because they could not be decoded (to webhooks.rejected).",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

@@ -320,6 +320,8 @@ class RejectedRecord:
     #: Part of the original (value, headers, key) was left out to fit the record limit;
     #: fetch it from ``source`` while the input topic retains it.
     truncated: bool = False
+    #: Reason ``undecodable``: the last offset skipped (``source.offset`` is the first).
+    last_offset: int | None = None
 
     def encode(self) -> bytes:
         b64 = base64.b64encode
@@ -335,5 +337,6 @@ class RejectedRecord:
                 "rejected_at": self.rejected_at,
                 "value_bytes": self.value_bytes,
                 "truncated": self.truncated,
+                "last_offset": self.last_offset,
             }
         )

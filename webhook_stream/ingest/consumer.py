@@ -9,6 +9,8 @@ At least once: a batch's offsets are committed only after every delivery and rej
 record produced from it has been acknowledged by the broker. An event whose delivery
 records would not fit the record limit goes to ``webhooks.rejected`` (``too_large``)
 instead; a send that fails for one record is handled for that event (:meth:`_settle`).
+Records that cannot be decoded at all (a corrupt batch, an unknown codec) are skipped to
+``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
@@ -83,13 +85,16 @@ class EventsIn:
         committer = asyncio.create_task(self._commit_chunks(consumer, chunks))
         try:
             while self._running and not committer.done():
-                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=1000)
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 sent: list[_Sent] = []
                 n = 0
                 for tp, records in batch.items():
                     for record in records:
-                        handled = await self._handle(record)
+                        if isinstance(record, fetch.Undecodable):
+                            handled = await self._skip(record)
+                        else:
+                            handled = await self._handle(record)
                         if handled is not None:
                             sent.append(handled)
                         offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -149,6 +154,15 @@ class EventsIn:
         future = await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
         return _Sent(record, [future], None)
 
+    async def _skip(self, skipped: fetch.Undecodable) -> _Sent:
+        """Records no decoder could read go to ``webhooks.rejected``; reading goes on."""
+        self._metrics.undecodable.inc()
+        self._metrics.rejected.inc()
+        future = await fetch.reject_undecodable(
+            self._producer, skipped, self._settings.max_record_bytes
+        )
+        return _Sent(skipped, [future], None)
+
     async def _settle(self, sent: list[_Sent]) -> None:
         """Wait for every send of a batch; handle, per event, the ones that failed.
 
@@ -198,6 +212,6 @@ class _Chunk:
 class _Sent:
     """The sends one input record caused: its deliveries (None: its rejected record)."""
 
-    record: ConsumerRecord
+    record: ConsumerRecord | fetch.Undecodable
     futures: list[asyncio.Future]
     deliveries: list[Delivery] | None
