@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record._crc32c import crc as crc32c
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -48,3 +49,24 @@ async def produce_raw(producer: AIOKafkaProducer, topic: str, partition: int, ra
     )
     ((_, parts),) = response.topics
     return parts[0][1]
+
+
+async def stored_codecs(
+    producer: AIOKafkaProducer, topic: str, partition: int, first: int, last: int
+) -> set[int]:
+    """The codecs (attribute bits 0-2) of the stored batches holding offsets first..last."""
+    tp = TopicPartition(topic, partition)
+    await producer.partitions_for(topic)
+    node = producer.client.cluster.leader_for_partition(tp)
+    request = FetchRequest(200, 1, 50 << 20, 0, [(topic, [(partition, first, 50 << 20)])])
+    response = await producer.client.send(node, request)
+    ((_, ((_, error, _, *data),)),) = response.topics
+    assert error == 0, error
+    raw, at, codecs = data[-1], 0, set()
+    while at + 27 <= len(raw):
+        base, length = struct.unpack_from(">qi", raw, at)
+        last_in_batch = base + struct.unpack_from(">i", raw, at + 23)[0]
+        if last_in_batch >= first and base <= last:
+            codecs.add(struct.unpack_from(">h", raw, at + _ATTRIBUTES_AT)[0] & 7)
+        at += 12 + length
+    return codecs

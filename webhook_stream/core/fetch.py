@@ -22,6 +22,7 @@ pinned; ``tests/core/test_fetch.py`` fails if they move.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections import defaultdict
@@ -83,17 +84,19 @@ async def getmany(
     one :class:`Undecodable`. Callers handle it as a record they refuse (reject it, count
     it) and commit past it like any record.
     """
-    before = _positions(consumer)
+    before = await _settled_positions(consumer, timeout_ms)
     try:
         return await consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
     except _NOT_DATA:
         raise
-    except Exception as exc:
+    except Exception:
         # Records aiokafka drained from other partitions in this call are gone: read again.
+        # (A partition assigned during the call has no position from before it; that
+        # narrow case is not covered.)
         for tp, position in before.items():
             if _position(consumer, tp) not in (None, position):
                 consumer.seek(tp, position)
-        wanted = [tp for tp in before if not partitions or tp in partitions]
+        wanted = [tp for tp in _positions(consumer) if not partitions or tp in partitions]
         found = await _probe(consumer, wanted)
         if not found:
             raise
@@ -105,13 +108,13 @@ async def getmany(
                 continue
             skipped = records[-1]
             log.warning(
-                "skipping undecodable records %s[%d]@%d..%d (%s; the consumer raised %r)",
+                "skipping undecodable records %s[%d]@%d..%d to %s: %s",
                 tp.topic,
                 tp.partition,
                 skipped.first_offset,
                 skipped.offset,
+                REJECTED,
                 skipped.error,
-                exc,
             )
             consumer.seek(tp, skipped.offset + 1)
         return found
@@ -139,9 +142,10 @@ def decode_partition(
     except Exception as exc:  # noqa: BLE001 - whatever decoding raises is about the data
         first = records.next_fetch_offset
         last, batch = _batch_around(raw, first)
-        return got, Undecodable(
-            tp.topic, tp.partition, first, last, f"{type(exc).__name__}: {exc}"[:500], batch
-        )
+        error = str(exc)
+        if not error.startswith(type(exc).__name__):
+            error = f"{type(exc).__name__}: {error}"
+        return got, Undecodable(tp.topic, tp.partition, first, last, error[:500], batch)
     return got, None
 
 
@@ -188,6 +192,31 @@ def _positions(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         for tp, state in assignment._tp_state.items()
         if state.has_valid_position and not state.paused
     }
+
+
+async def _settled_positions(
+    consumer: AIOKafkaConsumer, timeout_ms: int
+) -> dict[TopicPartition, int]:
+    """The positions of the assigned partitions, once those being looked up are known.
+
+    Just assigned, a partition's position is looked up (committed offset, reset) by the
+    fetcher; waited for here, so that a call which raises finds every partition's start.
+    """
+    assignment = _assignment(consumer)
+    if assignment is None:
+        return {}
+    pending = [
+        tp
+        for tp, state in assignment._tp_state.items()
+        if not state.has_valid_position and not state.paused
+    ]
+    if pending:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(consumer.position(tp) for tp in pending), return_exceptions=True),
+                timeout=max(timeout_ms, 100) / 1000,
+            )
+    return _positions(consumer)
 
 
 def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
