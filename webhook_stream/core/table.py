@@ -17,7 +17,7 @@ from collections.abc import Callable
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.settings import Settings
 
 __all__ = ["CompactedTable"]
@@ -82,10 +82,11 @@ class CompactedTable:
             log.info("loading %s from %d partitions", self.topic, len(tps))
             await self._check_ready(end)
             while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
                     for record in records:
-                        await self.apply(record)
+                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
+                            await self.apply(record)
                     self._positions[tp.partition] = records[-1].offset + 1
                 if batch:
                     self.after_batch(sum(len(records) for records in batch.values()))

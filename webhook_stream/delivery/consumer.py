@@ -40,7 +40,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -234,14 +234,16 @@ class DeliveriesIn:
             if paused - pause:
                 consumer.resume(*(paused - pause))
             all_paused = bool(work) and pause >= work
-            batch = await consumer.getmany(
-                timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
+            batch = await fetch.getmany(
+                consumer, timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
             skip = self.progress.skip
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
-                        if skip(tp, record.offset):  # finished by the last owner
+                        if isinstance(record, fetch.Undecodable):
+                            await self._undecodable(tp, record)
+                        elif skip(tp, record.offset):  # finished by the last owner
                             entry = self._tracker.track(tp, record.offset)
                             entry[3] = True  # still finished: listed again if beyond
                             self._tracker.done(entry)
@@ -250,7 +252,8 @@ class DeliveriesIn:
                 elif records and tp in consumer.assignment():
                     # Fetched while its assignment is still being taken over (flow state
                     # loading): read it again once owned.
-                    consumer.seek(tp, records[0].offset)
+                    first = records[0]
+                    consumer.seek(tp, getattr(first, "first_offset", first.offset))
             self._metrics.pending.set(self.lanes.pending + self.parking.held)
             await parking.sweep()
 
@@ -292,6 +295,25 @@ class DeliveriesIn:
         """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
         self._sending.add(fut)
         fut.add_done_callback(partial(self._sent, record, entry))
+
+    async def _undecodable(self, tp: TopicPartition, skipped: fetch.Undecodable) -> None:
+        """Skipped records go to webhooks.rejected; committed past once that is written."""
+        self._metrics.undecodable.inc()
+        entry = self._tracker.track(tp, skipped.offset)
+        limit = self._settings.max_record_bytes
+        fut = await fetch.reject_undecodable(self._producer, skipped, limit)
+        self._sending.add(fut)
+        fut.add_done_callback(partial(self._undecodable_sent, entry))
+
+    def _undecodable_sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+        self._sending.discard(fut)
+        if fut.cancelled():
+            return
+        if fut.exception() is None:
+            self._tracker.done(entry)
+        else:
+            log.critical("could not write %s: %r", REJECTED, fut.exception())
+            self._crash(fut.exception())
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
         return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)

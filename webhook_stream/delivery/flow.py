@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import FlowStateUnavailable
 from webhook_stream.core.records import iso_now
 from webhook_stream.core.settings import Settings
@@ -253,9 +253,11 @@ class EndpointFlow:
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
             while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await consumer.getmany(timeout_ms=500)
+                batch = await fetch.getmany(consumer, timeout_ms=500)
                 for tp, records in batch.items():
                     for record in records:
+                        if isinstance(record, fetch.Undecodable):
+                            continue  # logged, skipped
                         key = (record.key or b"").decode("utf-8", "replace")
                         if key.startswith(_MARKER):
                             self.markers[tp.partition] = _markers_of(record.value)

@@ -24,7 +24,7 @@ from datetime import datetime
 import orjson
 from aiokafka import TopicPartition
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ENDPOINT_HEALTH
@@ -165,10 +165,11 @@ class EndpointHealth:
             async with self._progress:
                 self._progress.notify_all()
             while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
                 for tp, records in batch.items():
                     for record in records:
-                        self._apply(record.key, record.value)
+                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
+                            self._apply(record.key, record.value)
                     self._positions[tp.partition] = records[-1].offset + 1
                 if batch:
                     async with self._progress:

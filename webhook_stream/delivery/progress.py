@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED
@@ -242,10 +242,13 @@ class Progress:
             for tp, offset in want.items():
                 reader.seek(tp, offset)
             while len(found) < len(want):
-                batch = await reader.getmany(timeout_ms=500)
+                batch = await fetch.getmany(reader, timeout_ms=500)
                 for tp, records in batch.items():
                     for record in records:
                         if tp.partition in found or record.offset < want[tp]:
+                            continue
+                        if isinstance(record, fetch.Undecodable):
+                            found[tp.partition] = None  # as an unreadable record (logged)
                             continue
                         try:
                             found[tp.partition] = orjson.loads(record.value or b"null")

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent, WebhookStreamError
 from webhook_stream.core.records import H_DELIVERY, H_STATUS, DeadLetterRecord, Delivery
 from webhook_stream.core.settings import Settings, parse_duration
@@ -94,11 +94,13 @@ async def scan(
         until_ms = None if until is None else int(until * 1000)
         remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            batch = await fetch.getmany(consumer, *remaining, timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= end[tp]:
                         break
+                    if isinstance(record, fetch.Undecodable):
+                        continue  # logged; the fan-out rejected it when it read it
                     if until_ms is None or record.timestamp <= until_ms:
                         yield record
                 if await consumer.position(tp) >= end[tp]:

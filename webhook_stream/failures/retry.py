@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.settings import Settings
@@ -60,7 +60,7 @@ def move_target(remaining_s: float, delays: tuple[float, ...]) -> float:
 
 @dataclass(slots=True)
 class _Waiting:
-    record: ConsumerRecord
+    record: ConsumerRecord | fetch.Undecodable
     due_ms: int
     forwarded: bool = False
 
@@ -104,13 +104,20 @@ class RetryScheduler:
         await consumer.start()
         try:
             while self._running:
-                batch = await consumer.getmany(timeout_ms=self._wait_ms(), max_records=2000)
+                batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
+                skipped = False
                 for tp, records in batch.items():
                     buf = self._buffers.setdefault(tp, deque())
-                    buf.extend(_Waiting(r, _due_ms(r)) for r in records)
+                    for r in records:
+                        if isinstance(r, fetch.Undecodable):
+                            await self._undecodable(r)
+                            skipped = True
+                            buf.append(_Waiting(r, 0, forwarded=True))  # committed past
+                        else:
+                            buf.append(_Waiting(r, _due_ms(r)))
                 self._pause_full()
                 forwarded = await self._forward_due()
-                if await self._move_blocking() or forwarded:
+                if await self._move_blocking() or forwarded or skipped:
                     await self.commit()
                 self._resume_drained()
                 self._report_backlog()
@@ -177,6 +184,11 @@ class RetryScheduler:
             failed = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
+
+    async def _undecodable(self, skipped: fetch.Undecodable) -> None:
+        self._metrics.undecodable.inc()
+        limit = self._settings.max_record_bytes
+        await (await fetch.reject_undecodable(self._producer, skipped, limit))
 
     async def _refused(self, rec: ConsumerRecord, exc: BaseException) -> None:
         """One record that could not be forwarded goes to webhooks.rejected; else raise."""

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from webhook_stream.core.fetch import Undecodable
 from webhook_stream.core.records import H_DELIVERY, H_STATUS
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 
@@ -198,6 +199,8 @@ class StatusStore:
                 continue
             ends[(topic, part)] = record.offset + 1
             n += 1
+            if isinstance(record, Undecodable):
+                continue  # skipped past (the delivery consumer rejects it); offsets applied
             headers = dict(record.headers or ())
             raw_id = headers.get(H_DELIVERY)
             if raw_id is None or record.key is None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 from webhook_stream.status import queries
@@ -182,12 +182,12 @@ class PartitionedView:
         46 us per delivery at 500 records, 30 at 2,000), and a worker's share of a busy
         cluster arrives a few hundred records per fetch.
         """
-        batch = await consumer.getmany(timeout_ms=500, max_records=_MAX_BATCH)
+        batch = await fetch.getmany(consumer, timeout_ms=500, max_records=_MAX_BATCH)
         n, epoch = sum(map(len, batch.values())), self._epoch
         deadline = time.monotonic() + _LINGER
         while batch and n < _MAX_BATCH and (left := deadline - time.monotonic()) > 0:
-            more = await consumer.getmany(
-                timeout_ms=max(1, int(left * 1000)), max_records=_MAX_BATCH - n
+            more = await fetch.getmany(
+                consumer, timeout_ms=max(1, int(left * 1000)), max_records=_MAX_BATCH - n
             )
             if self._epoch != epoch:
                 return {}  # reassigned meanwhile: every partition was sought to the store's offset

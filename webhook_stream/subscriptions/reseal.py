@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.sealing import SETTING, SecretBox, SecretKeyError
 from webhook_stream.core.settings import Settings
@@ -74,9 +74,11 @@ async def _read(
         latest: _Latest = {}
         remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            batch = await fetch.getmany(consumer, *remaining, timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
+                    if isinstance(record, fetch.Undecodable):
+                        continue  # logged; nothing in it to re-seal
                     if record.offset >= end[tp] or record.key is None:
                         continue
                     if (tp.partition, record.offset) in skip:

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import kafka
+from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import InvalidSubscription, WriteRefused
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.sealing import SecretKeyError
@@ -101,10 +101,11 @@ class SubscriptionWriter:
             parts = ends.partitions_for_topic(SUBSCRIPTIONS) or set()
             tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
             while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=100)
                 for tp, records in batch.items():
                     for record in records:
-                        await self._handle(ends, tps, record)
+                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
+                            await self._handle(ends, tps, record)
                         # One at a time: a successor decides again at most the request
                         # in hand, which the request id on its record makes idempotent.
                         done = {tp: OffsetAndMetadata(record.offset + 1, "")}
@@ -312,10 +313,11 @@ class WriteClient:
                 await consumer.position(tp)  # fix the start before the first request
             self.ready.set()
             while self._running:
-                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=1000)
                 for records in batch.values():
                     for record in records:
-                        self._resolve(record)
+                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
+                            self._resolve(record)
         finally:
             await consumer.stop()
 
