@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -11,8 +13,8 @@ from tests.batches import batch, produce_raw
 from tests.support import eventually, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core import fetch
-from webhook_stream.core.fetch import Undecodable, decode_partition
-from webhook_stream.core.records import RejectedRecord, SourceRef
+from webhook_stream.core.fetch import Undecodable, decode_partition, undecodable_record
+from webhook_stream.core.produce import record_size
 from webhook_stream.core.schemas import conforms
 
 TP = TopicPartition("events.t", 0)
@@ -58,17 +60,21 @@ def test_an_unreadable_header_skips_one_offset_at_a_time() -> None:
     assert (skipped.first_offset, skipped.offset, skipped.raw) == (7, 7, b"")
 
 
-def test_the_rejected_record_with_last_offset_conforms() -> None:
-    skipped = Undecodable("events.t", 3, 12, 14, "UnsupportedCodecError: codec 7", b"\x01" * 50)
-    record = RejectedRecord(
-        reason="undecodable: x",
-        source=SourceRef("events.t", 3, 12),
-        key=None,
-        value=skipped.raw,
-        headers=[],
-        last_offset=14,
-    )
-    assert conforms("rejected", orjson.loads(record.encode()))
+@pytest.mark.parametrize("size", [50, 3_000_000])
+def test_the_rejected_record_conforms_and_fits(size: int) -> None:
+    raw = bytes(range(256)) * (size // 256) + b"\x01" * (size % 256)
+    skipped = Undecodable("events.t", 3, 12, 14, "UnsupportedCodecError: codec 7", raw)
+    limit = 1_048_576
+    value = undecodable_record(skipped, limit)
+    assert record_size(None, value) <= limit
+    record = orjson.loads(value)
+    assert conforms("rejected", record)
+    assert record["reason"] == "undecodable: UnsupportedCodecError: codec 7"
+    assert record["source"] == {"topic": "events.t", "partition": 3, "offset": 12}
+    assert record["last_offset"] == 14 and record["value_bytes"] == size
+    kept = base64.b64decode(record["value_b64"])
+    assert raw.startswith(kept) and record["truncated"] == (len(kept) < size)
+    assert kept == raw if size < limit // 2 else len(kept) > limit // 2  # most of the room
 
 
 async def test_getmany_skips_a_bad_batch_and_loses_no_other_partitions_records(

@@ -40,7 +40,14 @@ from webhook_stream.core.produce import record_size
 from webhook_stream.core.records import RejectedRecord, SourceRef
 from webhook_stream.core.topics import REJECTED
 
-__all__ = ["UNDECODABLE", "Undecodable", "decode_partition", "getmany", "reject_undecodable"]
+__all__ = [
+    "UNDECODABLE",
+    "Undecodable",
+    "decode_partition",
+    "getmany",
+    "reject_undecodable",
+    "undecodable_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +159,15 @@ def decode_partition(
 async def reject_undecodable(
     producer: AIOKafkaProducer, skipped: Undecodable, limit: int
 ) -> asyncio.Future[Any]:
-    """Queue the ``webhooks.rejected`` record of ``skipped``; returns the send's future.
+    """Queue the ``webhooks.rejected`` record of ``skipped``; returns the send's future."""
+    return await producer.send(REJECTED, undecodable_record(skipped, limit))
 
-    ``value`` is the raw batch (cut to fit ``limit``); ``source.offset`` is the first offset
-    skipped, ``last_offset`` the last.
+
+def undecodable_record(skipped: Undecodable, limit: int) -> bytes:
+    """The ``webhooks.rejected`` value for ``skipped``, at most ``limit`` bytes as a record.
+
+    ``value_b64`` is the raw batch (a prefix, ``truncated``, when it does not fit);
+    ``source.offset`` is the first offset skipped, ``last_offset`` the last.
     """
     rejected = RejectedRecord(
         reason=f"{UNDECODABLE}: {skipped.error}"[:1024],
@@ -167,12 +179,12 @@ async def reject_undecodable(
         last_offset=skipped.offset,
     )
     encoded = rejected.encode()
-    if record_size(None, encoded) > limit:
-        room = limit - record_size(None, rejected.encode()) - _SLACK
-        rejected.value = skipped.raw[: max(0, room) * 3 // 4]
-        rejected.truncated = True
-        encoded = rejected.encode()
-    return await producer.send(REJECTED, encoded)
+    if record_size(None, encoded) <= limit:
+        return encoded
+    rejected.value, rejected.truncated = b"", True
+    room = limit - record_size(None, rejected.encode()) - _SLACK
+    rejected.value = skipped.raw[: max(0, room) * 3 // 4]  # base64 grows it by a third
+    return rejected.encode()
 
 
 # ----------------------------------------------------------------------------- internals
