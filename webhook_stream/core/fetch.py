@@ -103,7 +103,7 @@ async def getmany(
         for tp, position in before.items():
             if _position(consumer, tp) not in (None, position):
                 consumer.seek(tp, position)
-        wanted = [tp for tp in _positions(consumer) if not partitions or tp in partitions]
+        wanted = [tp for tp in _positions(consumer)[0] if not partitions or tp in partitions]
         found = await _probe(consumer, wanted)
         if not found:
             raise
@@ -195,17 +195,6 @@ def _assignment(consumer: AIOKafkaConsumer) -> Any:
     return None if subscription is None else subscription.assignment
 
 
-def _positions(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-    assignment = _assignment(consumer)
-    if assignment is None:
-        return {}
-    return {
-        tp: state.position
-        for tp, state in assignment._tp_state.items()
-        if state.has_valid_position and not state.paused
-    }
-
-
 async def _settled_positions(
     consumer: AIOKafkaConsumer, timeout_ms: int
 ) -> dict[TopicPartition, int]:
@@ -214,21 +203,36 @@ async def _settled_positions(
     Just assigned, a partition's position is looked up (committed offset, reset) by the
     fetcher; waited for here, so that a call which raises finds every partition's start.
     """
-    assignment = _assignment(consumer)
-    if assignment is None:
-        return {}
-    pending = [
-        tp
-        for tp, state in assignment._tp_state.items()
-        if not state.has_valid_position and not state.paused
-    ]
+    positions, pending = _positions(consumer)
     if pending:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(consumer.position(tp) for tp in pending), return_exceptions=True),
                 timeout=max(timeout_ms, 100) / 1000,
             )
-    return _positions(consumer)
+        positions, _ = _positions(consumer)
+    return positions
+
+
+def _positions(
+    consumer: AIOKafkaConsumer,
+) -> tuple[dict[TopicPartition, int], list[TopicPartition]]:
+    """Positions of the unpaused assigned partitions, and those without one yet.
+
+    On every call of the hot paths: one pass over aiokafka's partition states.
+    """
+    positions: dict[TopicPartition, int] = {}
+    pending: list[TopicPartition] = []
+    assignment = _assignment(consumer)
+    if assignment is not None:
+        for tp, state in assignment._tp_state.items():
+            if state._paused:
+                continue
+            if state._position is None:
+                pending.append(tp)
+            else:
+                positions[tp] = state._position
+    return positions, pending
 
 
 def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
