@@ -100,12 +100,13 @@ async def getmany(
         # Records aiokafka drained from other partitions in this call are gone: read again.
         # (A partition assigned during the call has no position from before it; that
         # narrow case is not covered.)
-        for tp, position in before.items():
-            if _position(consumer, tp) not in (None, position):
-                consumer.seek(tp, position)
+        after, _ = _positions(consumer)
+        _seek_to(consumer, before)
         wanted = [tp for tp in _positions(consumer)[0] if not partitions or tp in partitions]
         found = await _probe(consumer, wanted)
         if not found:
+            # Not about data (aiokafka loses nothing then, and may have moved on: keep that).
+            _seek_to(consumer, after)
             raise
         for tp, records in found.items():
             if max_records is not None and len(records) > max_records:
@@ -115,12 +116,11 @@ async def getmany(
                 continue
             skipped = records[-1]
             log.warning(
-                "skipping undecodable records %s[%d]@%d..%d to %s: %s",
+                "skipping undecodable records %s[%d]@%d..%d: %s",
                 tp.topic,
                 tp.partition,
                 skipped.first_offset,
                 skipped.offset,
-                REJECTED,
                 skipped.error,
             )
             consumer.seek(tp, skipped.offset + 1)
@@ -233,6 +233,12 @@ def _positions(
             else:
                 positions[tp] = state._position
     return positions, pending
+
+
+def _seek_to(consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
+    for tp, position in positions.items():
+        if _position(consumer, tp) not in (None, position):
+            consumer.seek(tp, position)
 
 
 def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
