@@ -108,12 +108,9 @@ async def getmany(
             # Not about data (aiokafka loses nothing then, and may have moved on: keep that).
             _seek_to(consumer, after)
             raise
+        # aiokafka raised before it had max_records of a partition: each list found is
+        # no longer than that (their sum can be, when several partitions fail at once).
         for tp, records in found.items():
-            if max_records is not None and len(records) > max_records:
-                # The skip comes with a later call (which raises again and lands here).
-                del records[max_records:]
-                consumer.seek(tp, records[-1].offset + 1)
-                continue
             skipped = records[-1]
             log.warning(
                 "skipping undecodable records %s[%d]@%d..%d: %s",
