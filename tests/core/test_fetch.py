@@ -49,6 +49,17 @@ def test_records_before_a_bad_batch_are_kept_and_its_offsets_named(bad: bytes, e
     assert (skipped.first_offset, skipped.offset) == (13, 14)
 
 
+def test_a_corrupt_last_offset_never_skips_readable_records() -> None:
+    bad = bytearray(_at(batch([b"x1", b"x2"], codec=7), 12))
+    bad[23:27] = (10**6).to_bytes(4, "big")  # lastOffsetDelta: a million records
+    raw = bytes(bad) + _at(batch([b"after"]), 14)
+    records, skipped = decode_partition(TP, raw, fetch_offset=12)
+    assert records == [] and skipped is not None
+    assert (skipped.first_offset, skipped.offset) == (12, 13)  # up to the next batch
+    records, skipped = decode_partition(TP, bytes(bad), fetch_offset=12, end=14)
+    assert skipped is not None and skipped.offset == 13  # up to the end of the log
+
+
 def test_an_unreadable_header_skips_one_offset_at_a_time() -> None:
     raw = _at(batch([b"a"]), 5)
     broken = raw[:8] + (10**6).to_bytes(4, "big") + raw[12:] + b"\x00" * 70

@@ -130,12 +130,14 @@ def decode_partition(
     fetch_offset: int,
     aborted: list[Any] | None = None,
     isolation_level: int = 0,
+    end: int | None = None,
 ) -> tuple[list[ConsumerRecord], Undecodable | None]:
     """Decode fetched bytes of ``tp`` as aiokafka does: its records up to the first failure.
 
     Returns the records and, when decoding failed, the offsets skipped: from the first
     offset not returned to the last offset of the batch it failed in (just that offset when
-    the batch's header is unreadable).
+    the batch's header is unreadable). A header's claim never reaches past the next batch
+    or ``end`` (the partition's high watermark).
     """
     records = PartitionRecords(
         tp, MemoryRecords(raw), aborted, fetch_offset, None, None, True, isolation_level
@@ -145,7 +147,7 @@ def decode_partition(
         got.extend(records)
     except Exception as exc:  # noqa: BLE001 - whatever decoding raises is about the data
         first = records.next_fetch_offset
-        last, batch = _batch_around(raw, first)
+        last, batch = _batch_around(raw, first, end)
         error = str(exc)
         if not error.startswith(type(exc).__name__):
             error = f"{type(exc).__name__}: {error}"
@@ -273,7 +275,7 @@ async def _probe(
             log.warning("could not fetch again from node %s to find a bad batch: %r", node, exc)
             continue
         for topic, parts in response.topics:
-            for partition, error_code, _highwater, *data in parts:
+            for partition, error_code, highwater, *data in parts:
                 tp = TopicPartition(topic, partition)
                 if error_code != 0:
                     continue  # the consumer's own fetch reports that
@@ -283,7 +285,7 @@ async def _probe(
                 elif response.API_VERSION >= 4:
                     aborted = data[-2]
                 records, skipped = decode_partition(
-                    tp, data[-1], offsets[tp], aborted, fetcher._isolation_level
+                    tp, data[-1], offsets[tp], aborted, fetcher._isolation_level, highwater
                 )
                 if skipped is not None:
                     found[tp] = [*records, skipped]
@@ -295,26 +297,32 @@ _HEAD = struct.Struct(">qi")
 _LAST_OFFSET_DELTA = struct.Struct(">i")
 
 
-def _batch_around(raw: bytes, offset: int) -> tuple[int, bytes]:
+def _batch_around(raw: bytes, offset: int, end: int | None = None) -> tuple[int, bytes]:
     """The last offset and bytes of the first batch in ``raw`` that reaches ``offset``.
 
     Read from the headers alone, so it works where decoding does not. A header that
     cannot be read gives ``(offset, b"")``: one offset at a time, reading still moves on.
+    A corrupt header's last offset is believed only up to the next batch's base offset
+    and ``end``: a skip never passes records that can be read, nor the end of the log.
     """
     at = 0
     try:
         while at + _HEAD.size + 5 <= len(raw):
             base, length = _HEAD.unpack_from(raw, at)
-            end = at + _HEAD.size + length
+            stop = at + _HEAD.size + length
             magic = raw[at + 16]
-            if length <= 0 or end > len(raw) or magic > 2:
+            if length <= 0 or stop > len(raw) or magic > 2:
                 break
             # v2: lastOffsetDelta after leaderEpoch(4) magic(1) crc(4) attributes(2).
             # v0/v1: the (wrapper) message's offset is its last.
             last = base + _LAST_OFFSET_DELTA.unpack_from(raw, at + 23)[0] if magic == 2 else base
             if last >= offset:
-                return last, raw[at:end]
-            at = end
+                if stop + _HEAD.size <= len(raw):
+                    last = min(last, _HEAD.unpack_from(raw, stop)[0] - 1)
+                if end is not None:
+                    last = min(last, end - 1)
+                return max(last, offset), raw[at:stop]
+            at = stop
     except (struct.error, IndexError):
         pass
     return offset, b""
