@@ -66,6 +66,17 @@ class Metrics:
             "Deliveries a new owner skipped: its partition's last owner had finished them.",
             registry=r,
         )
+        self.stalls = Counter(
+            "webhook_stalls",
+            "Times the worker's event loop stood still long enough to count as a stall.",
+            registry=r,
+        )
+        self.ownership_dropped = Counter(
+            "webhook_ownership_dropped",
+            "Work dropped, not done, because ownership of its partition lapsed (a stall).",
+            ["loop"],
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

@@ -23,6 +23,9 @@ Guarantees:
   committed, and the rest left to the next owner of the partition.
 * what was finished beyond the committed prefix is written to ``webhooks.delivery_progress``
   with each commit, and a next owner skips it (:mod:`~webhook_stream.delivery.progress`).
+* stalls (:mod:`~webhook_stream.core.lease`): records are taken, and attempts started,
+  only while the group membership's lease is valid; after a stall everything waits for
+  the coordinator, and what was held for partitions the re-join took away is dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
+from webhook_stream.core.errors import OwnershipLost
+from webhook_stream.core.lease import Lease, describe
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -126,10 +131,15 @@ class DeliveriesIn:
         dispatcher.hooks = self.parking
         self.progress = Progress(settings, producer, self._tracker, metrics)
         self.listener = _Listener(self)
+        #: The group membership's right to act (issue 29: a stalled worker acts on nothing).
+        self.lease = Lease(f"{settings.app_id}-deliver", settings.session_timeout)
+        #: Deliveries dropped since the last revocation because their partition was lost.
+        self._dropped = 0
 
     def stop(self) -> None:
         """Take nothing new; :meth:`run` drains what it holds, commits and returns."""
         self._running = False
+        self.lease.changed()  # what waits for a lapsed lease is dropped, not waited for
 
     @property
     def running(self) -> bool:
@@ -148,7 +158,9 @@ class DeliveriesIn:
         # webhooks.delivery_progress only to commit there (aiokafka commits only assigned
         # partitions): kept paused, never read.
         consumer.subscribe([DELIVERIES, PARKED, DELIVERY_PROGRESS], listener=self.listener)
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
@@ -237,6 +249,13 @@ class DeliveriesIn:
             batch = await consumer.getmany(
                 timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
+            if not self.lease.valid():
+                # Membership in doubt (a stall): take nothing; read again if still owned.
+                for tp, records in batch.items():
+                    if records and tp in consumer.assignment():
+                        consumer.seek(tp, records[0].offset)
+                await self.lease.wait_change(poll_ms / 1000)
+                continue
             skip = self.progress.skip
             for tp, records in batch.items():
                 if tp in self.owned:
@@ -256,10 +275,29 @@ class DeliveriesIn:
 
     async def _deliver(self, item: Item) -> None:
         try:
-            if await self.parking.wait_turn(item):
-                await self._attempt(item)
+            while await self._owned(item) and await self.parking.wait_turn(item):
+                try:
+                    await self._attempt(item)
+                    return
+                except OwnershipLost:
+                    continue  # the lease lapsed just before the send: wait for it again
         finally:
             self.parking.finished_parked(item)
+
+    async def _owned(self, item: Item) -> bool:
+        """Wait while the lease is expired; False (dropped) once the partition is lost."""
+        if self.lease.valid():
+            return True
+        tp = TopicPartition(item[0].topic, item[0].partition)
+        if await self.lease.hold(lambda: self._running and tp in self.owned):
+            return True
+        self._dropped += 1
+        self._metrics.ownership_dropped.labels("delivery").inc()
+        return False
+
+    def _may_send(self) -> None:
+        if not self.lease.valid():
+            raise OwnershipLost(self.lease.name)
 
     async def _attempt(self, item: Item) -> None:
         record, entry, _ = item
@@ -268,7 +306,7 @@ class DeliveriesIn:
         # a parked copy attempted here.
         entry[3] = True
         src = source_offset(record) if record.topic == PARKED else None
-        if src is not None:
+        if src is not None and len(entry) == 4:  # once: an attempt may wait and come again
             entry.append((TopicPartition(DELIVERIES, record.partition), src))
         try:
             delivery = Delivery.decode(record.value)
@@ -277,7 +315,9 @@ class DeliveriesIn:
             sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
             try:
-                sends = await self._dispatcher.process(delivery)
+                sends = await self._dispatcher.process(delivery, self._may_send)
+            except OwnershipLost:
+                raise
             except Exception as exc:
                 if classify(exc) != "record":
                     raise
@@ -336,10 +376,21 @@ class DeliveriesIn:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
         log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        lapsed = not self.lease.valid()
+        self.lease.changed()  # deliveries waiting for the lease: theirs are lost now
         self.parking.revoked({tp.partition for tp in revoked})
         self.progress.revoked(revoked)
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
+        if lapsed or self._dropped:
+            log.warning(
+                "%s: membership lapsed (a stall?); dropped %d held deliveries of the "
+                "revoked partitions %s, not delivered: their next owner delivers them",
+                self.lease.name,
+                self._dropped,
+                describe(revoked),
+            )
+            self._dropped = 0
         await self._commit()
         self._tracker.forget(revoked)
 
