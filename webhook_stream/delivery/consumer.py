@@ -249,17 +249,15 @@ class DeliveriesIn:
             batch = await consumer.getmany(
                 timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
-            if not self.lease.valid():
-                # Membership in doubt (a stall): take nothing; read again if still owned.
-                for tp, records in batch.items():
-                    if records and tp in consumer.assignment():
-                        consumer.seek(tp, records[0].offset)
-                await self.lease.wait_change(poll_ms / 1000)
-                continue
             skip = self.progress.skip
+            back: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
+                        if back or not self.lease.valid():
+                            # Membership in doubt (a stall): take nothing more.
+                            back[tp] = record.offset
+                            break
                         if skip(tp, record.offset):  # finished by the last owner
                             entry = self._tracker.track(tp, record.offset)
                             entry[3] = True  # still finished: listed again if beyond
@@ -270,6 +268,12 @@ class DeliveriesIn:
                     # Fetched while its assignment is still being taken over (flow state
                     # loading): read it again once owned.
                     consumer.seek(tp, records[0].offset)
+            if back:
+                for tp, offset in back.items():  # read again once confirmed, if still owned
+                    if tp in consumer.assignment():
+                        consumer.seek(tp, offset)
+                await self.lease.wait_change(poll_ms / 1000)
+                continue
             self._metrics.pending.set(self.lanes.pending + self.parking.held)
             await parking.sweep()
 
@@ -376,7 +380,7 @@ class DeliveriesIn:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
         log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
-        lapsed = not self.lease.valid()
+        lapsed = bool(revoked) and not self.lease.valid()
         self.lease.changed()  # deliveries waiting for the lease: theirs are lost now
         self.parking.revoked({tp.partition for tp in revoked})
         self.progress.revoked(revoked)

@@ -77,7 +77,7 @@ class _Listener(kafka.JoinedListener):
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         scheduler = self._scheduler
-        lapsed = not scheduler.lease.valid()
+        lapsed = bool(revoked) and not scheduler.lease.valid()
         await scheduler.commit()
         dropped = sum(scheduler.drop(tp) for tp in revoked)
         if lapsed:

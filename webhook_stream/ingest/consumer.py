@@ -9,6 +9,9 @@ At least once: a batch's offsets are committed only after every delivery and rej
 record produced from it has been acknowledged by the broker. An event whose delivery
 records would not fit the record limit goes to ``webhooks.rejected`` (``too_large``)
 instead; a send that fails for one record is handled for that event (:meth:`_settle`).
+
+Nothing is fanned out while the group membership's lease is expired (a stall:
+:mod:`~webhook_stream.core.lease`): the partition's next owner does it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.errors import RejectedEvent
+from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -61,6 +65,7 @@ class EventsIn:
         self._metrics = metrics
         self._running = True
         self.listener = kafka.JoinedListener()
+        self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
@@ -75,7 +80,9 @@ class EventsIn:
             max_poll_records=1000,
         )
         consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
@@ -87,8 +94,14 @@ class EventsIn:
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 sent: list[_Sent] = []
                 n = 0
+                back: dict[TopicPartition, int] = {}
                 for tp, records in batch.items():
                     for record in records:
+                        if back or not self.lease.valid():
+                            # Membership in doubt (a stall): another member may be fanning
+                            # these out by now. Read again once confirmed, if still owned.
+                            back[tp] = record.offset
+                            break
                         handled = await self._handle(record)
                         if handled is not None:
                             sent.append(handled)
@@ -103,6 +116,11 @@ class EventsIn:
                             await asyncio.sleep(0)  # let HTTP responses in meanwhile
                 if offsets:
                     await chunks.put(_Chunk(offsets, sent))
+                if back:
+                    for tp, offset in back.items():
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, offset)
+                    await self.lease.wait_change(0.5)
             if not committer.done():
                 await chunks.put(None)  # stopping: commit what was handled, then return
             await committer  # raises what stopped it (an outage, a bug)
