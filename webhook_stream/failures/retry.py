@@ -188,9 +188,9 @@ class RetryScheduler:
         sends = []
         for buf in self._buffers.values():
             for waiting in buf:
-                if not self.lease.valid():
-                    break  # lapsed meanwhile (a stall between two sends)
                 if not waiting.forwarded and waiting.due_ms <= now_ms:
+                    if not self.lease.valid():
+                        break  # lapsed meanwhile (a stall between two sends)
                     rec = waiting.record
                     sends.append((rec, await self._send(rec)))
                     waiting.forwarded = True
@@ -232,7 +232,7 @@ class RetryScheduler:
                     continue
                 remaining_ms = waiting.due_ms - now_ms
                 if remaining_ms <= horizon_ms or not self.lease.valid():
-                    break  # due soon: the commit waits for it
+                    break  # due soon (or the lease lapsed): the commit waits for it
                 stale = now_ms - waiting.record.timestamp > stale_ms
                 if not behind and not stale:
                     break
