@@ -6,7 +6,18 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from webhook_stream.core.lease import Lease, StallWatch, expiry, lease_margin, stall_gap
+import pytest
+from aiokafka import TopicPartition
+
+from webhook_stream.core.errors import OwnershipLost
+from webhook_stream.core.lease import (
+    Lease,
+    StallWatch,
+    describe,
+    expiry,
+    lease_margin,
+    stall_gap,
+)
 
 
 class Clock:
@@ -40,6 +51,8 @@ def test_the_lease_expires_by_the_clock_without_anything_running() -> None:
     assert lease.valid()
     clock.t += 0.2  # 8.1 s after the heartbeat was sent: the coordinator may evict soon
     assert not lease.valid()
+    with pytest.raises(OwnershipLost):
+        lease.check()  # what a lane calls right before its request leaves
 
 
 def test_an_older_confirmation_never_shortens_the_lease_but_a_new_generation_resets_it() -> None:
@@ -149,3 +162,10 @@ async def test_the_stall_watch_reports_a_late_tick_once() -> None:
     watch.stop()
     await asyncio.wait_for(task, 1)
     assert len(gaps) == 1 and 29.9 < gaps[0] <= 30.0
+
+
+def test_partitions_are_named_per_topic_in_the_warning() -> None:
+    tps = [TopicPartition("webhooks.parked", 5), TopicPartition("webhooks.deliveries", 5)]
+    tps.append(TopicPartition("webhooks.deliveries", 4))
+    assert describe(tps) == "webhooks.deliveries[4, 5] webhooks.parked[5]"
+    assert describe([]) == "none"

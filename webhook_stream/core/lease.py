@@ -32,7 +32,18 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Lease", "StallWatch", "describe", "expiry", "lease_margin", "now", "stall_gap"]
+from webhook_stream.core.errors import OwnershipLost
+
+__all__ = [
+    "Lease",
+    "StallWatch",
+    "describe",
+    "expiry",
+    "lease_margin",
+    "now",
+    "report_dropped",
+    "stall_gap",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +95,11 @@ class Lease:
 
     def valid(self) -> bool:
         return self._clock() < self.valid_until
+
+    def check(self) -> None:
+        """Raise :class:`OwnershipLost` unless valid: right before an action."""
+        if self._clock() >= self.valid_until:
+            raise OwnershipLost(self.name)
 
     def confirm(self, sent_at: float, generation: int) -> None:
         """The coordinator confirmed the membership for a request sent at ``sent_at``."""
@@ -215,6 +231,18 @@ class StallWatch:
             if gap >= self._threshold:
                 self._on_stall(gap)
             last = at
+
+
+def report_dropped(lease: Lease, dropped: int, what: str, partitions: Iterable[Any]) -> None:
+    """The WARNING of a revocation that came after the lease lapsed."""
+    log.warning(
+        "%s: membership lapsed (a stall?); %d %s of the revoked partitions %s dropped, not "
+        "done: their next owner does them",
+        lease.name,
+        dropped,
+        what,
+        describe(partitions),
+    )
 
 
 def describe(partitions: Iterable[Any]) -> str:

@@ -45,7 +45,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.errors import OwnershipLost
-from webhook_stream.core.lease import Lease, describe
+from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -268,7 +268,7 @@ class DeliveriesIn:
                     # Fetched while its assignment is still being taken over (flow state
                     # loading): read it again once owned.
                     consumer.seek(tp, records[0].offset)
-            if back:
+            if back or not self.lease.valid():  # not even a sweep (it writes flow state)
                 for tp, offset in back.items():  # read again once confirmed, if still owned
                     if tp in consumer.assignment():
                         consumer.seek(tp, offset)
@@ -299,10 +299,6 @@ class DeliveriesIn:
         self._metrics.ownership_dropped.labels("delivery").inc()
         return False
 
-    def _may_send(self) -> None:
-        if not self.lease.valid():
-            raise OwnershipLost(self.lease.name)
-
     async def _attempt(self, item: Item) -> None:
         record, entry, _ = item
         # Attempted: once done, its outcome records are durable and a next owner may skip it
@@ -319,7 +315,7 @@ class DeliveriesIn:
             sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
             try:
-                sends = await self._dispatcher.process(delivery, self._may_send)
+                sends = await self._dispatcher.process(delivery, self.lease.check)
             except OwnershipLost:
                 raise
             except Exception as exc:
@@ -387,13 +383,7 @@ class DeliveriesIn:
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
         if lapsed or self._dropped:
-            log.warning(
-                "%s: membership lapsed (a stall?); dropped %d held deliveries of the "
-                "revoked partitions %s, not delivered: their next owner delivers them",
-                self.lease.name,
-                self._dropped,
-                describe(revoked),
-            )
+            report_dropped(self.lease, self._dropped, "held deliveries", revoked)
             self._dropped = 0
         await self._commit()
         self._tracker.forget(revoked)

@@ -37,7 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import kafka
-from webhook_stream.core.lease import Lease, describe
+from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.settings import Settings
@@ -146,13 +146,7 @@ class RetryScheduler:
     def dropped(self, due: int, revoked: list[TopicPartition]) -> None:
         """Partitions revoked after the lease lapsed: what was due here is left to them."""
         self._metrics.ownership_dropped.labels("retry").inc(due)
-        log.warning(
-            "%s: membership lapsed (a stall?); %d due retries of the revoked partitions %s "
-            "not forwarded: their next owner forwards them",
-            self.lease.name,
-            due,
-            describe(revoked),
-        )
+        report_dropped(self.lease, due, "due retries", revoked)
 
     async def commit(self) -> None:
         """Commit, per partition, the prefix of records already forwarded."""
