@@ -22,6 +22,7 @@ from mode import Service
 from webhook_stream.api.tokenstore import TokenStore
 from webhook_stream.core import kafka, kafka_auth
 from webhook_stream.core.errors import KafkaSecurityError
+from webhook_stream.core.lease import StallWatch, describe
 from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 _REDACTED_KEYS = ("secret", "previous_secrets", "headers")
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
+#: The stall watch's tick, and the gap between ticks reported as a stall.
+_STALL_TICK = 0.5
+_STALL_REPORTED = 2.0
 
 
 def _exit_now(waited: float) -> None:
@@ -95,7 +99,7 @@ class Runtime(Service):
             producer, max_record_bytes=self.settings.max_record_bytes
         )
         self.writes = writes = WriteClient(self.settings, self.registry, producer)
-        writer = SubscriptionWriter(self.settings, self.registry, producer)
+        writer = SubscriptionWriter(self.settings, self.registry, producer, self.metrics)
         dispatcher = Dispatcher(
             self.settings, self.registry, self.http, producer, batcher, self.metrics, writes
         )
@@ -113,7 +117,9 @@ class Runtime(Service):
             self._broker_lost,
             self.settings.broker,
         )
+        stalls = StallWatch(_STALL_TICK, _STALL_REPORTED, self._stalled)
         self._loops = [
+            stalls,
             self.registry,
             self.tokens,
             writes,
@@ -182,6 +188,22 @@ class Runtime(Service):
             timer = threading.Timer(wait, _exit_now, (wait,))
             timer.daemon = True
             timer.start()
+
+    def _stalled(self, gap: float) -> None:
+        """The event loop stood still for ``gap`` seconds (reported after the fact)."""
+        self.metrics.stalls.inc()
+        held = self.delivery.owned if self.delivery is not None else set()
+        lapsed = self.delivery is not None and not self.delivery.lease.valid()
+        log.warning(
+            "the worker stalled for %.1fs (session timeout %gs): %s; partitions held: %s",
+            gap,
+            self.settings.session_timeout,
+            "its group leases lapsed, nothing is taken or attempted until the coordinator "
+            "confirms the membership, and what belongs to partitions it lost is dropped"
+            if lapsed
+            else "its group leases still hold",
+            describe(held),
+        )
 
     def _broker_lost(self, exc: BaseException) -> None:
         # Nothing can be committed without a broker, so there is nothing to drain for.

@@ -19,6 +19,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               ``field``; retriable only when ``code`` is unavailable
     ├── FlowStateUnavailable        webhooks.endpoint_flow could not be read on assignment;
     │                               the worker stops rather than break strict order (retriable)
+    ├── OwnershipLost               the group membership lapsed (a stall) before an action
+    │                               on an owned partition: not done; its next owner does it
     ├── WriteRefused                a subscription write was refused by its owner (exists,
     │                               missing, stale version: not retriable; table behind
     │                               or Kafka unavailable: 503, retriable)
@@ -75,6 +77,10 @@ class StatusUnavailable(WebhookStreamError):
     """The status view process is starting, restarting or did not answer in time."""
 
     retriable = True
+
+
+class OwnershipLost(WebhookStreamError):
+    """The lease on a partition expired before an action on it (core.lease): not taken."""
 
 
 class FlowStateUnavailable(WebhookStreamError):

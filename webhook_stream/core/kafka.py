@@ -295,3 +295,24 @@ async def commit_as(settings: Settings, group_id: str, offsets: dict[TopicPartit
         log.warning("could not commit offsets for group %s: %r", group_id, exc)
     finally:
         await consumer.stop()
+
+
+async def adopt_committed(settings: Settings, group: str, previous: str, topic: str) -> bool:
+    """A ``group`` with no offsets on ``topic`` starts at ``previous``'s committed ones.
+
+    For a group that replaces another (an upgrade): starting empty, it would replay every
+    retained record from the earliest one. True when offsets were adopted.
+    """
+    if await committed(settings, group, topic):
+        return False
+    legacy = await committed(settings, previous, topic)
+    if not legacy:
+        return False
+    await commit_as(settings, group, legacy)
+    log.warning(
+        "group %s starts at group %s's committed offsets on %s (upgrade from 0.1)",
+        group,
+        previous,
+        topic,
+    )
+    return True

@@ -71,6 +71,17 @@ class Metrics:
             "Runs of records skipped because they could not be decoded (to webhooks.rejected).",
             registry=r,
         )
+        self.stalls = Counter(
+            "webhook_stalls",
+            "Times the worker's event loop stood still long enough to count as a stall.",
+            registry=r,
+        )
+        self.ownership_dropped = Counter(
+            "webhook_ownership_dropped",
+            "Work dropped, not done, because ownership of its partition lapsed (a stall).",
+            ["loop"],
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

@@ -23,6 +23,9 @@ Guarantees:
   committed, and the rest left to the next owner of the partition.
 * what was finished beyond the committed prefix is written to ``webhooks.delivery_progress``
   with each commit, and a next owner skips it (:mod:`~webhook_stream.delivery.progress`).
+* stalls (:mod:`~webhook_stream.core.lease`): records are taken, and attempts started,
+  only while the group membership's lease is valid; after a stall everything waits for
+  the coordinator, and what was held for partitions the re-join took away is dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import fetch, kafka
+from webhook_stream.core.errors import OwnershipLost
+from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -126,10 +131,15 @@ class DeliveriesIn:
         dispatcher.hooks = self.parking
         self.progress = Progress(settings, producer, self._tracker, metrics)
         self.listener = _Listener(self)
+        #: The group membership's right to act (issue 29: a stalled worker acts on nothing).
+        self.lease = Lease(f"{settings.app_id}-deliver", settings.session_timeout)
+        #: Deliveries dropped since the last revocation because their partition was lost.
+        self._dropped = 0
 
     def stop(self) -> None:
         """Take nothing new; :meth:`run` drains what it holds, commits and returns."""
         self._running = False
+        self.lease.changed()  # what waits for a lapsed lease is dropped, not waited for
 
     @property
     def running(self) -> bool:
@@ -137,7 +147,10 @@ class DeliveriesIn:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
-        await self._adopt_legacy_offsets()
+        # Up to 0.1, deliveries were read by Faust's group <app_id>: continue from its offsets.
+        await kafka.adopt_committed(
+            self._settings, f"{self._settings.app_id}-deliver", self._settings.app_id, DELIVERIES
+        )
         self._consumer = consumer = kafka.group_consumer(
             self._settings,
             "deliver",
@@ -148,7 +161,9 @@ class DeliveriesIn:
         # webhooks.delivery_progress only to commit there (aiokafka commits only assigned
         # partitions): kept paused, never read.
         consumer.subscribe([DELIVERIES, PARKED, DELIVERY_PROGRESS], listener=self.listener)
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
@@ -170,27 +185,6 @@ class DeliveriesIn:
         work = [tp for tp in assigned if tp.topic != DELIVERY_PROGRESS]
         await self.parking.assigned(consumer, work)
         await self.progress.load(consumer, sorted({tp.partition for tp in work}))
-
-    async def _adopt_legacy_offsets(self) -> None:
-        """Continue where the Faust-agent version of the worker left off.
-
-        Up to 0.1, deliveries were read by Faust's group ``<app_id>``. This group starts
-        empty and would replay every retained delivery from the earliest one, so while it
-        has no offsets on the topic, it takes the old group's.
-        """
-        settings = self._settings
-        new, old = f"{settings.app_id}-deliver", settings.app_id
-        if await kafka.committed(settings, new, DELIVERIES):
-            return
-        legacy = await kafka.committed(settings, old, DELIVERIES)
-        if legacy:
-            await kafka.commit_as(settings, new, legacy)
-            log.warning(
-                "group %s starts at group %s's committed offsets on %s (upgrade from 0.1)",
-                new,
-                old,
-                DELIVERIES,
-            )
 
     def _advanced(self, n: int) -> None:
         self._uncommitted += n
@@ -238,9 +232,14 @@ class DeliveriesIn:
                 consumer, timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
             )
             skip = self.progress.skip
+            back: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
                 if tp in self.owned:
                     for record in records:
+                        if back or not self.lease.valid():
+                            # Membership in doubt (a stall): take nothing more.
+                            back[tp] = getattr(record, "first_offset", record.offset)
+                            break
                         if isinstance(record, fetch.Undecodable):
                             await self._undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner
@@ -254,15 +253,36 @@ class DeliveriesIn:
                     # loading): read it again once owned.
                     first = records[0]
                     consumer.seek(tp, getattr(first, "first_offset", first.offset))
+            if back or not self.lease.valid():  # not even a sweep (it writes flow state)
+                for tp, offset in back.items():  # read again once confirmed, if still owned
+                    if tp in consumer.assignment():
+                        consumer.seek(tp, offset)
+                await self.lease.wait_change(poll_ms / 1000)
+                continue
             self._metrics.pending.set(self.lanes.pending + self.parking.held)
             await parking.sweep()
 
     async def _deliver(self, item: Item) -> None:
         try:
-            if await self.parking.wait_turn(item):
-                await self._attempt(item)
+            while await self._owned(item) and await self.parking.wait_turn(item):
+                try:
+                    await self._attempt(item)
+                    return
+                except OwnershipLost:
+                    continue  # the lease lapsed just before the send: wait for it again
         finally:
             self.parking.finished_parked(item)
+
+    async def _owned(self, item: Item) -> bool:
+        """Wait while the lease is expired; False (dropped) once the partition is lost."""
+        if self.lease.valid():
+            return True
+        tp = TopicPartition(item[0].topic, item[0].partition)
+        if await self.lease.hold(lambda: self._running and tp in self.owned):
+            return True
+        self._dropped += 1
+        self._metrics.ownership_dropped.labels("delivery").inc()
+        return False
 
     async def _attempt(self, item: Item) -> None:
         record, entry, _ = item
@@ -271,7 +291,7 @@ class DeliveriesIn:
         # a parked copy attempted here.
         entry[3] = True
         src = source_offset(record) if record.topic == PARKED else None
-        if src is not None:
+        if src is not None and len(entry) == 4:  # once: an attempt may wait and come again
             entry.append((TopicPartition(DELIVERIES, record.partition), src))
         try:
             delivery = Delivery.decode(record.value)
@@ -280,7 +300,9 @@ class DeliveriesIn:
             sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
             try:
-                sends = await self._dispatcher.process(delivery)
+                sends = await self._dispatcher.process(delivery, self.lease.check)
+            except OwnershipLost:
+                raise
             except Exception as exc:
                 if classify(exc) != "record":
                     raise
@@ -358,10 +380,15 @@ class DeliveriesIn:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
         self.owned.difference_update(revoked)
         log.debug("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        lapsed = bool(revoked) and not self.lease.valid()
+        self.lease.changed()  # deliveries waiting for the lease: theirs are lost now
         self.parking.revoked({tp.partition for tp in revoked})
         self.progress.revoked(revoked)
         timeout = min(self._settings.shutdown_timeout, self._settings.rebalance_timeout * 0.8)
         await self.quiesce(timeout)
+        if lapsed or self._dropped:
+            report_dropped(self.lease, self._dropped, "held deliveries", revoked)
+            self._dropped = 0
         await self._commit()
         self._tracker.forget(revoked)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -86,8 +87,14 @@ class Dispatcher:
         #: Flow control (set by the delivery consumer); None runs without it.
         self.hooks: FlowHooks | None = None
 
-    async def process(self, delivery: Delivery) -> list[asyncio.Future]:
-        """Run one attempt (or refuse it); return the sends to await before acking."""
+    async def process(
+        self, delivery: Delivery, before_send: Callable[[], None] | None = None
+    ) -> list[asyncio.Future]:
+        """Run one attempt (or refuse it); return the sends to await before acking.
+
+        ``before_send`` is called right before the request leaves (after every wait): it
+        raises (:class:`~webhook_stream.core.errors.OwnershipLost`) to call it off.
+        """
         if not self.health.synced:
             await self.health.wait_synced()  # after an assignment: streaks read back first
         sub = self._registry.get(delivery.endpoint_id)
@@ -101,6 +108,8 @@ class Dispatcher:
             # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
             await self._buckets.acquire(sub.id, sub.rate_limit_per_s)
         url, body, headers = self._prepare(sub, delivery)
+        if before_send is not None:
+            before_send()
         self._metrics.in_flight.inc()
         try:
             result = await self._http.post(

@@ -17,6 +17,10 @@ The prefix is committed, so a restart does not forward it all again, and the par
 never held for hours. A record that has waited in one topic for more than twice that
 topic's delay is moved the same way, so no wait (a per-endpoint step longer than every
 retry topic) outlives a topic's retention (at least four times its delay).
+
+Nothing is forwarded or moved while the group membership's lease
+(:mod:`~webhook_stream.core.lease`) is expired: a worker resuming from a stall would
+otherwise forward records another member has forwarded meanwhile.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import fetch, kafka
+from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.settings import Settings
@@ -71,9 +76,12 @@ class _Listener(kafka.JoinedListener):
         self._scheduler = scheduler
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._scheduler.commit()
-        for tp in revoked:
-            self._scheduler.drop(tp)
+        scheduler = self._scheduler
+        lapsed = bool(revoked) and not scheduler.lease.valid()
+        await scheduler.commit()
+        dropped = sum(scheduler.drop(tp) for tp in revoked)
+        if lapsed:
+            scheduler.dropped(dropped, revoked)
 
 
 class RetryScheduler:
@@ -90,6 +98,7 @@ class RetryScheduler:
         self._delays = tuple(sorted(set(settings.retry_schedule)))
         self._topic_delay = {retry_topic(d): d for d in self._delays}
         self.listener = _Listener(self)
+        self.lease = Lease(f"{settings.app_id}-retry", settings.session_timeout)
 
     def stop(self) -> None:
         """Commit what was forwarded and return from :meth:`run`."""
@@ -101,7 +110,9 @@ class RetryScheduler:
         )
         consumer.subscribe(topics=list(self._topic_delay), listener=self.listener)
         self._consumer = consumer
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         try:
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
@@ -116,6 +127,10 @@ class RetryScheduler:
                         else:
                             buf.append(_Waiting(r, _due_ms(r)))
                 self._pause_full()
+                if not self.lease.valid():
+                    # Membership in doubt (a stall): hold everything until it is confirmed.
+                    await self.lease.wait_change(_MAX_IDLE_MS / 1000)
+                    continue
                 forwarded = await self._forward_due()
                 if await self._move_blocking() or forwarded or skipped:
                     await self.commit()
@@ -125,10 +140,20 @@ class RetryScheduler:
             self._consumer = None
             await consumer.stop()
 
-    def drop(self, tp: TopicPartition) -> None:
-        """Forget a revoked partition; its uncommitted records go to the new owner."""
-        self._buffers.pop(tp, None)
+    def drop(self, tp: TopicPartition) -> int:
+        """Forget a revoked partition; its uncommitted records go to the new owner.
+
+        Returns how many of them were due (would have been forwarded but for the loss).
+        """
+        buf = self._buffers.pop(tp, None)
         self._paused.discard(tp)
+        now_ms = time.time() * 1000
+        return sum(1 for w in buf or () if not w.forwarded and w.due_ms <= now_ms)
+
+    def dropped(self, due: int, revoked: list[TopicPartition]) -> None:
+        """Partitions revoked after the lease lapsed: what was due here is left to them."""
+        self._metrics.ownership_dropped.labels("retry").inc(due)
+        report_dropped(self.lease, due, "due retries", revoked)
 
     async def commit(self) -> None:
         """Commit, per partition, the prefix of records already forwarded."""
@@ -165,6 +190,8 @@ class RetryScheduler:
         for buf in self._buffers.values():
             for waiting in buf:
                 if not waiting.forwarded and waiting.due_ms <= now_ms:
+                    if not self.lease.valid():
+                        break  # lapsed meanwhile (a stall between two sends)
                     rec = waiting.record
                     sends.append((rec, await self._send(rec)))
                     waiting.forwarded = True
@@ -210,8 +237,8 @@ class RetryScheduler:
                     behind -= 1
                     continue
                 remaining_ms = waiting.due_ms - now_ms
-                if remaining_ms <= horizon_ms:
-                    break  # due soon: the commit waits for it
+                if remaining_ms <= horizon_ms or not self.lease.valid():
+                    break  # due soon (or the lease lapsed): the commit waits for it
                 stale = now_ms - waiting.record.timestamp > stale_ms
                 if not behind and not stale:
                     break

@@ -11,6 +11,9 @@ records would not fit the record limit goes to ``webhooks.rejected`` (``too_larg
 instead; a send that fails for one record is handled for that event (:meth:`_settle`).
 Records that cannot be decoded at all (a corrupt batch, an unknown codec) are skipped to
 ``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`).
+
+Nothing is fanned out while the group membership's lease is expired (a stall:
+:mod:`~webhook_stream.core.lease`): the partition's next owner does it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
+from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
@@ -63,6 +67,7 @@ class EventsIn:
         self._metrics = metrics
         self._running = True
         self.listener = kafka.JoinedListener()
+        self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
@@ -77,7 +82,9 @@ class EventsIn:
             max_poll_records=1000,
         )
         consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
@@ -89,8 +96,14 @@ class EventsIn:
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 sent: list[_Sent] = []
                 n = 0
+                back: dict[TopicPartition, int] = {}
                 for tp, records in batch.items():
                     for record in records:
+                        if back or not self.lease.valid():
+                            # Membership in doubt (a stall): another member may be fanning
+                            # these out by now. Read again once confirmed, if still owned.
+                            back[tp] = getattr(record, "first_offset", record.offset)
+                            break
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:
@@ -108,6 +121,11 @@ class EventsIn:
                             await asyncio.sleep(0)  # let HTTP responses in meanwhile
                 if offsets:
                     await chunks.put(_Chunk(offsets, sent))
+                if back:
+                    for tp, offset in back.items():
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, offset)
+                    await self.lease.wait_change(0.5)
             if not committer.done():
                 await chunks.put(None)  # stopping: commit what was handled, then return
             await committer  # raises what stopped it (an outage, a bug)

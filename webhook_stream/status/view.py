@@ -14,6 +14,10 @@ changelog on Tansu is never compacted (recovery replays all of it) and multi-wor
 recovery crashed with ``ConsistencyError`` (notes: faust-on-tansu sections 2 and 7). The
 same pattern -- a local store per owned partition, the applied offset beside it, owners
 learnt through the group assignment -- is built here on SQLite.
+
+While the group membership's lease (:mod:`~webhook_stream.core.lease`) is expired -- the
+process stalled, and another member may serve its partitions by now, further ahead --
+nothing is applied and every query answers "unavailable, retry", as in a rebalance.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from webhook_stream.core import fetch, kafka
+from webhook_stream.core.lease import Lease
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 from webhook_stream.status import queries
@@ -75,6 +80,7 @@ class PartitionedView:
         self.caught_up_after: float | None = None
         self.records_read = 0
         self._started = time.monotonic()
+        self.lease = Lease(f"{settings.app_id}-status", settings.session_timeout)
 
     def stop(self) -> None:
         self._running = False
@@ -156,9 +162,19 @@ class PartitionedView:
         consumer.subscribe(list(TOPICS), listener=_Listener(self))
         expire_at = time.monotonic() + _EXPIRE_EVERY
         try:
+            began = self.lease.clock()
             await consumer.start()
+            self.lease.attach(consumer, began)
             while self._running:
                 batch = await self._gather(consumer)
+                if batch and not self.lease.valid():
+                    # A stall: apply nothing until the membership is confirmed (then
+                    # read again, or sought to the store's offset by a reassignment).
+                    for tp, records in batch.items():
+                        if tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                    await self.lease.wait_change(0.5)
+                    continue
                 if batch:
                     rows = [(tp.topic, tp.partition, r) for tp, rs in batch.items() for r in rs]
                     self.records_read += self.store.apply(rows)
@@ -198,12 +214,17 @@ class PartitionedView:
 
     # -- queries: each answers {"ok": ...}, {"forward": url}, {"ask": [urls]},
     # {"missing": True} or {"unavailable": reason}.
+    @property
+    def _unsettled(self) -> bool:
+        """Rebalancing, or the membership in doubt (a stall): serve nothing."""
+        return self._rebalancing or not self.lease.valid()
+
     def _route(self, partition: int, local: bool) -> dict[str, Any] | None:
         """None when this worker serves ``partition`` now; else what to answer."""
-        if partition in self._ready and not self._rebalancing:
+        if partition in self._ready and not self._unsettled:
             return None
         owner = self.assignor.owners.get(partition)
-        if self._rebalancing or owner is None:
+        if self._unsettled or owner is None:
             return {"unavailable": "status partitions are being reassigned"}
         if owner == self.own_url:
             return {"unavailable": f"status partition {partition} is catching up"}
@@ -226,7 +247,7 @@ class PartitionedView:
             routed = self._route(partition_of(endpoint_id, self.partitions), local)
             if routed is not None:
                 return routed
-        if self._rebalancing:
+        if self._unsettled:
             return {"unavailable": "status partitions are being reassigned"}
         found = queries.delivery(self.store.db, delivery_id, self._ready)
         if found is not None:
@@ -250,7 +271,7 @@ class PartitionedView:
     def _share(self, answer: Any) -> dict[str, Any]:
         if not self.partitions:
             return {"unavailable": "the status view is starting"}
-        if self._rebalancing or len(self.assignor.owners) < self.partitions:
+        if self._unsettled or len(self.assignor.owners) < self.partitions:
             return {"unavailable": "status partitions are being reassigned"}
         others = sorted(set(self.assignor.owners.values()) - {self.own_url})
         ready = sorted(self._ready)

@@ -18,6 +18,11 @@ compare-and-set of an automatic disable. Secrets never travel in clear
 Only decided writes reach the compacted topic, so a worker replaying it from the start
 (after compaction too) ends in the same state as one that watched it live. The failure
 modes (a partition moving while its old owner is mid-request) are in README, "Operating it".
+
+An owner decides only while its group membership's lease holds
+(:mod:`~webhook_stream.core.lease`), checked again right before the record is written: an
+owner that stalled and lost the partition meanwhile must not decide a request its
+successor has decided (perhaps before later ones, which its stale decision would undo).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from webhook_stream.core import fetch, kafka
-from webhook_stream.core.errors import InvalidSubscription, WriteRefused
+from webhook_stream.core.errors import InvalidSubscription, OwnershipLost, WriteRefused
+from webhook_stream.core.lease import Lease
+from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.sealing import SecretKeyError
 from webhook_stream.core.settings import Settings
@@ -78,13 +85,19 @@ class SubscriptionWriter:
     """The owner side: decides the requests of the partitions this worker was given."""
 
     def __init__(
-        self, settings: Settings, registry: SubscriptionRegistry, producer: AIOKafkaProducer
+        self,
+        settings: Settings,
+        registry: SubscriptionRegistry,
+        producer: AIOKafkaProducer,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._producer = producer
+        self._metrics = metrics
         self._box = request_box(settings)
         self._running = True
+        self.lease = Lease(f"{settings.app_id}-subscription-writes", settings.session_timeout)
 
     def stop(self) -> None:
         self._running = False
@@ -95,7 +108,9 @@ class SubscriptionWriter:
         ends = kafka.tail_consumer(self._settings)
         consumer.subscribe([SUBSCRIPTION_REQUESTS])
         await ends.start()
+        began = self.lease.clock()
         await consumer.start()
+        self.lease.attach(consumer, began)
         try:
             await ends.topics()
             parts = ends.partitions_for_topic(SUBSCRIPTIONS) or set()
@@ -104,8 +119,14 @@ class SubscriptionWriter:
                 batch = await fetch.getmany(consumer, timeout_ms=500, max_records=100)
                 for tp, records in batch.items():
                     for record in records:
-                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
-                            await self._handle(ends, tps, record)
+                        if isinstance(record, fetch.Undecodable):
+                            pass  # logged and skipped by fetch.getmany
+                        elif not await self._handle(ends, tps, record):
+                            # Lapsed: read it again once confirmed, if still ours.
+                            if tp in consumer.assignment():
+                                consumer.seek(tp, record.offset)
+                            await self.lease.wait_change(0.5)
+                            break
                         # One at a time: a successor decides again at most the request
                         # in hand, which the request id on its record makes idempotent.
                         done = {tp: OffsetAndMetadata(record.offset + 1, "")}
@@ -117,12 +138,15 @@ class SubscriptionWriter:
             await consumer.stop()
             await ends.stop()
 
-    async def _handle(self, ends: Any, tps: list[TopicPartition], record: ConsumerRecord) -> None:
+    async def _handle(self, ends: Any, tps: list[TopicPartition], record: ConsumerRecord) -> bool:
+        """Decide ``record``; False: not decided, the lease lapsed (nothing written)."""
+        if not self.lease.valid():
+            return False
         try:
             request = WriteRequest.decode(record.value)
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             log.warning("undecodable subscription write request at offset %s", record.offset)
-            return
+            return True
         try:
             end = {tp.partition: off for tp, off in (await ends.end_offsets(tps)).items()}
             if not await self._registry.caught_up(end, _CATCH_UP_TIMEOUT):
@@ -135,6 +159,18 @@ class SubscriptionWriter:
         except KafkaError as exc:
             log.warning("subscription write %s failed: %r", request.request_id, exc)
             result = WriteResult(request.request_id, 503, "could not write to Kafka; retry")
+        except OwnershipLost:
+            log.warning(
+                "%s: membership lapsed (a stall?) while deciding the write request at "
+                "%s[%d]@%d: not written; decided again only if the partition is still ours",
+                self.lease.name,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+            if self._metrics is not None:
+                self._metrics.ownership_dropped.labels("subscription_writes").inc()
+            return False
         if not result.ok:
             log.info(
                 "subscription %s %s refused (%d): %s",
@@ -146,6 +182,7 @@ class SubscriptionWriter:
         await self._producer.send_and_wait(
             SUBSCRIPTION_RESULTS, result.encode(), key=request.request_id.encode()
         )
+        return True
 
     async def _decide(self, req: WriteRequest, body: dict[str, Any] | None) -> WriteResult:
         key = req.endpoint_id
@@ -196,6 +233,8 @@ class SubscriptionWriter:
             value = None if new is None else self._registry.stored_form(new)
         except (SecretKeyError, ValueError):
             raise WriteRefused(400, _LOOKS_SEALED) from None
+        if not self.lease.valid():  # decided on what may be stale: a successor decides
+            raise OwnershipLost(self.lease.name)
         meta = await self._producer.send_and_wait(
             SUBSCRIPTIONS,
             value,
