@@ -89,6 +89,7 @@ class Runtime(Service):
             raise
         await ensure_topics(self.settings)
         self.tracer = tracer = tracing.from_env()
+        self.metrics.lag.interval = self.settings.lag_interval
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
@@ -127,6 +128,7 @@ class Runtime(Service):
             retry,
             status,
             watch,
+            self.metrics.lag,
         ]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 

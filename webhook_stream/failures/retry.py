@@ -102,6 +102,7 @@ class RetryScheduler:
         consumer.subscribe(topics=list(self._topic_delay), listener=self.listener)
         self._consumer = consumer
         await consumer.start()
+        self._metrics.lag.watch(f"{self._settings.app_id}-retry", consumer)
         try:
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
@@ -123,6 +124,7 @@ class RetryScheduler:
                 self._report_backlog()
         finally:
             self._consumer = None
+            self._metrics.lag.unwatch(f"{self._settings.app_id}-retry")
             await consumer.stop()
 
     def drop(self, tp: TopicPartition) -> None:

@@ -81,6 +81,7 @@ class EventsIn:
         )
         consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
         await consumer.start()
+        self._metrics.lag.watch(f"{self._settings.app_id}-fanout", consumer)
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
@@ -116,6 +117,7 @@ class EventsIn:
             await committer  # raises what stopped it (an outage, a bug)
         finally:
             committer.cancel()
+            self._metrics.lag.unwatch(f"{self._settings.app_id}-fanout")
             await consumer.stop()
 
     async def _commit_chunks(
