@@ -150,8 +150,12 @@ class Runtime(Service):
             await self.batcher.close()
         if self.producer is not None:
             await self.producer.stop()
-        # Off the loop: exporting what is buffered may wait on the collector.
-        await asyncio.to_thread(self.tracer.shutdown)
+        if self.tracer.enabled:
+            # Off the loop, bounded: exporting what is buffered may wait on the collector.
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.tracer.shutdown), 5.0)
+            except TimeoutError:
+                log.warning("spans still buffered at exit were not exported within 5s")
 
     def _status_process(self) -> StatusProcess:
         """The status view child, its store file and the URL other workers forward to."""

@@ -172,3 +172,12 @@ def test_safe_url_drops_userinfo_query_and_fragment() -> None:
     full, host, port = tracing._safe_url("https://u:pw@hooks.example.com/p/a?token=s3cret#f")
     assert (full, host, port) == ("https://hooks.example.com/p/a", "hooks.example.com", 443)
     assert tracing._safe_url("http://[::1]:8080/x?y=1")[0] == "http://[::1]:8080/x"
+
+
+def test_safe_url_redacts_token_like_path_segments() -> None:
+    slack = "https://hooks.slack.com/services/T0AAAA1/B0BBBB2/Xk29fjslQp3nd8Ws91mZqr7T"
+    assert tracing._safe_url(slack)[0] == (
+        "https://hooks.slack.com/services/T0AAAA1/B0BBBB2/REDACTED"
+    )
+    plain = "https://example.com/webhooks/orders-created-v2/incoming"
+    assert tracing._safe_url(plain)[0] == plain

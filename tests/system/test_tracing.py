@@ -30,6 +30,9 @@ PARENT_SPAN = "00f067aa0ba902b7"
 TP = f"00-{TRACE_ID}-{PARENT_SPAN}-01"
 TS = "rojo=00f067aa0ba902b7"
 SECRET_QUERY = "token=q-s3cret-please-ignore"
+#: A token in the path, as Slack, Discord and Teams webhook URLs carry theirs.
+PATH_TOKEN = "Xk29fjslQp3nd8Ws91mZqr7T"
+HOOK = f"/o/{PATH_TOKEN}"
 
 
 def answers(*statuses: int):
@@ -180,9 +183,9 @@ async def test_spans_exported_over_otlp(
         assert "tracing on" in worker.log_text()
         ep = uid("ep")
         etype = uid("traced") + ".x"
-        receiver.script["/o"] = answers(503, 400)  # attempt 1 retried, 2 dead-lettered
+        receiver.script[HOOK] = answers(503, 400)  # attempt 1 retried, 2 dead-lettered
         created = await worker.create_subscription(
-            id=ep, url=receiver.url("/o") + "?" + SECRET_QUERY, event_types=[etype]
+            id=ep, url=receiver.url(HOOK) + "?" + SECRET_QUERY, event_types=[etype]
         )
         value = orjson.dumps(event(etype, id=uid("e")))
         await asyncio.to_thread(
@@ -192,12 +195,12 @@ async def test_spans_exported_over_otlp(
             value,
             [("traceparent", TP.encode()), ("tracestate", TS.encode())],
         )
-        await receiver.wait_count("/o", 2, timeout=30)
+        await receiver.wait_count(HOOK, 2, timeout=30)
         await own_kafka.wait_records(
             "webhooks.deadletter", lambda r: json_of(r)["endpoint_id"] == ep
         )
         await replay_deadletter(worker, ep)
-        calls = await receiver.wait_count("/o", 3, timeout=30)
+        calls = await receiver.wait_count(HOOK, 3, timeout=30)
 
         # Every attempt is in the event's trace; the span id it names is its attempt's.
         sent = [parts(c.headers["traceparent"]) for c in calls]
@@ -224,7 +227,7 @@ async def test_spans_exported_over_otlp(
             assert post["parent"] == fanout["span_id"] and post["kind"] == 3  # CLIENT
             a = post["attrs"]
             assert a["http.request.method"] == "POST"
-            assert a["url.full"] == receiver.url("/o"), a["url.full"]
+            assert a["url.full"] == receiver.url("/o/REDACTED"), a["url.full"]
             assert a["server.address"] == "127.0.0.1" and a["server.port"] == receiver.port
             assert a["webhook.id"] == webhook_id and a["webhook.endpoint_id"] == ep
             assert (a["webhook.attempt"], a["http.response.status_code"]) == (attempt, status)
@@ -237,13 +240,14 @@ async def test_spans_exported_over_otlp(
         assert {"service.name": "webhook-stream-test"}.items() <= sink.resources[0].items()
         # Nothing secret in any attribute: not the URL's query, not the signing secret.
         blob = orjson.dumps(sink.spans).decode()
-        assert "q-s3cret" not in blob and created["secret"] not in blob
+        assert "q-s3cret" not in blob and PATH_TOKEN not in blob
+        assert created["secret"] not in blob
         # The worker's log line about the dead-lettered delivery names its trace and span.
         assert f"trace_id={TRACE_ID} span_id={sent[1][1]}" in worker.log_text()
 
         # An event without trace context starts a new trace, rooted at its fan-out.
         await own_kafka.send("events.otel", event(etype, id=uid("e")))
-        fresh = await receiver.wait_count("/o", 4, timeout=30)
+        fresh = await receiver.wait_count(HOOK, 4, timeout=30)
         new_trace, new_span, _ = parts(fresh[3].headers["traceparent"])
         assert new_trace != TRACE_ID and "tracestate" not in fresh[3].headers
         root = await eventually(lambda: sink.where(trace_id=new_trace, name="process events.otel"))

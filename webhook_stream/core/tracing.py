@@ -47,6 +47,8 @@ TRACESTATE = "tracestate"
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 # W3C: at most 32 list members of printable ASCII; 512 characters is what SDKs keep.
 _TRACESTATE = re.compile(r"[\x20-\x7e]{1,512}")
+# A path segment that looks like a token (Slack, Discord and Teams put theirs in the path).
+_TOKENISH = re.compile(r"(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_\-.~%]{20,}")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -173,7 +175,8 @@ OFF = Tracer()
 
 
 def _safe_url(url: str) -> tuple[str, str | None, int | None]:
-    """``url`` without userinfo, query and fragment (they may hold secrets); host; port."""
+    """``url`` without userinfo, query and fragment, and with token-like path segments
+    (20+ characters, letters and digits) as ``REDACTED``: they may be secrets. Host; port."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -185,7 +188,10 @@ def _safe_url(url: str) -> tuple[str, str | None, int | None]:
     if port is not None:
         netloc = f"{netloc}:{port}"
     default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{netloc}{parts.path}", host, port or default
+    path = "/".join(
+        "REDACTED" if _TOKENISH.fullmatch(seg) else seg for seg in parts.path.split("/")
+    )
+    return f"{parts.scheme}://{netloc}{path}", host, port or default
 
 
 class _SdkTracer(Tracer):
