@@ -92,6 +92,7 @@ async def test_trace_context_carried_with_tracing_off(
     calls = await receiver.wait_count("/t", 3, timeout=30)
     assert [(c.headers["traceparent"], c.headers["tracestate"]) for c in calls] == [(TP, TS)] * 3
     assert len({c.headers["webhook-id"] for c in calls}) == 1
+    assert "tracing on" not in worker.log_text()
 
 
 # --------------------------------------------------------------------------- tracing on
