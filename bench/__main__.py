@@ -147,6 +147,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 6d (in-process, no broker or worker) and print it",
     )
     p.add_argument(
+        "--tracing-only",
+        action="store_true",
+        help="run only row 5t: worker CPU per delivery with tracing off and on (OTLP)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),

@@ -39,6 +39,7 @@ from .flow import phase_isolation, phase_strict
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
+from .tracing import phase_tracing
 
 EVENTS_TOPIC = "events.bench"
 BASELINE_TOPIC = "bench.baseline"  # not events.*: the worker must not consume it
@@ -199,11 +200,12 @@ class Bench:
             doc = load.event_doc(f"evt_{case}_{i}", type_of(i), i)
             yield f"k{i}".encode(), orjson.dumps(doc)
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, env: dict[str, str] | None = None) -> Worker:
         # Every bench endpoint is on the receiver's one host; the ceiling holds C
         # connections to it, so the worker may too (its default is 16 per host).
         extra = {"WEBHOOK_STREAM_HTTP_POOL_PER_HOST": str(self.args.concurrency)}
         extra.update(kv.split("=", 1) for kv in self.args.worker_env)
+        extra.update(env or {})
         worker = Worker(
             self.bootstrap_url,
             self.workdir / f"w{len(self.workers)}",
@@ -275,6 +277,9 @@ class Bench:
 
     async def phases(self) -> None:
         a = self.args
+        if a.tracing_only:
+            await phase_tracing(self)
+            return
         if a.globs:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from webhook_stream.api.tokenstore import TokenStore
-from webhook_stream.core import kafka, kafka_auth
+from webhook_stream.core import kafka, kafka_auth, tracing
 from webhook_stream.core.errors import KafkaSecurityError
 from webhook_stream.core.lease import StallWatch, describe
 from webhook_stream.core.liveness import BrokerWatch
@@ -78,6 +78,8 @@ class Runtime(Service):
         self._loops: list[Any] = []
         self._joined: list[asyncio.Event] = []
         self._loop_tasks: set[asyncio.Task[None]] = set()
+        #: OFF unless OTEL_TRACES_EXPORTER asks for spans (then the SDK is loaded).
+        self.tracer: tracing.Tracer = tracing.OFF
 
     async def on_start(self) -> None:
         # aiokafka's debug lines were built and discarded on every fetch and send (measured
@@ -90,6 +92,8 @@ class Runtime(Service):
             log.critical("stopping the worker: %s", exc)
             raise
         await ensure_topics(self.settings)
+        self.tracer = tracer = tracing.from_env()
+        self.metrics.lag.interval = self.settings.lag_interval
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
@@ -101,12 +105,12 @@ class Runtime(Service):
         self.writes = writes = WriteClient(self.settings, self.registry, producer)
         writer = SubscriptionWriter(self.settings, self.registry, producer, self.metrics)
         dispatcher = Dispatcher(
-            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes
+            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes, tracer
         )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics)
+        events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics, tracer)
         retry = RetryScheduler(self.settings, producer, self.metrics)
         status = self._status_process()
         self.status = StatusRouter(status)
@@ -130,6 +134,7 @@ class Runtime(Service):
             retry,
             status,
             watch,
+            self.metrics.lag,
         ]
         self._loop_tasks = {asyncio.create_task(self._supervised(loop)) for loop in self._loops}
 
@@ -151,6 +156,12 @@ class Runtime(Service):
             await self.batcher.close()
         if self.producer is not None:
             await self.producer.stop()
+        if self.tracer.enabled:
+            # Off the loop, bounded: exporting what is buffered may wait on the collector.
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.tracer.shutdown), 5.0)
+            except TimeoutError:
+                log.warning("spans still buffered at exit were not exported within 5s")
 
     def _status_process(self) -> StatusProcess:
         """The status view child, its store file and the URL other workers forward to."""

@@ -35,6 +35,7 @@ METRICS = {
     "webhook_events_total",
     "webhook_in_flight",
     "webhook_retry_backlog",
+    "webhook_consumer_lag",
 }
 
 
@@ -412,6 +413,7 @@ def test_dashboard():
     assert 'webhook_deliveries_total{outcome="dead_lettered"}' in joined
     assert "sum by (topic) (webhook_retry_backlog)" in joined
     assert "sum(webhook_in_flight)" in joined
+    assert "sum by (group) (webhook_consumer_lag)" in joined
     assert "sum by (result) (rate(webhook_events_total[1m]))" in joined
     for phi in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({phi}, sum by (le) (rate(webhook_attempt_duration" in joined

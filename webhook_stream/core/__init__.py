@@ -3,7 +3,8 @@
 Owns the one frozen :class:`~webhook_stream.core.settings.Settings`, the exception tree
 (:mod:`~webhook_stream.core.errors`), every record written to Kafka and its headers
 (:mod:`~webhook_stream.core.records`), the topic plan, the Kafka client factories and the
-batching producer, the Prometheus metrics, the group-membership lease (a stalled process
-acts on nothing it may have lost) and the sealing of secrets at rest. May import
-nothing else of webhook-stream.
+batching producer, the Prometheus metrics (consumer lag: :mod:`~webhook_stream.core.lag`),
+the group-membership lease (a stalled process acts on nothing it may have lost), trace
+context and spans (:mod:`~webhook_stream.core.tracing`) and the sealing of secrets at rest.
+May import nothing else of webhook-stream.
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from webhook_stream.core.lag import LagWatch
+
 __all__ = ["Metrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -85,6 +87,15 @@ class Metrics:
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )
+        self.consumer_lag = Gauge(
+            "webhook_consumer_lag",
+            "Records behind the end of each partition this worker's group consumers own "
+            "(end offset minus committed offset).",
+            ["group", "topic", "partition"],
+            registry=r,
+        )
+        #: Samples consumer_lag for the consumers each loop registers (runtime runs it).
+        self.lag = LagWatch(self.consumer_lag)
         # The labelled children, created once: `labels()` on every delivery costs a lock
         # and a lookup.
         self.succeeded = self.deliveries.labels("succeeded")

@@ -39,9 +39,17 @@ H_DELIVERY = "ws-delivery-id"
 H_STATUS = "ws-status"
 
 
-def record_headers(delivery_id: str, status: str) -> list[tuple[str, bytes]]:
-    """The ``ws-*`` headers of a delivery, attempt or dead-letter record."""
-    return [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+def record_headers(
+    delivery_id: str, status: str, traceparent: str | None = None, tracestate: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The ``ws-*`` headers of a delivery, attempt or dead-letter record, and its trace
+    context as W3C headers (what Kafka instrumentations of its consumers read)."""
+    headers = [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+    if traceparent is not None:
+        headers.append(("traceparent", traceparent.encode()))
+        if tracestate is not None:
+            headers.append(("tracestate", tracestate.encode()))
+    return headers
 
 
 _second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
@@ -108,6 +116,10 @@ class Event:
     data: str  # JSON text
     source: SourceRef
     tenant_id: str | None = None
+    #: W3C trace context the event came with (headers or CloudEvents extension). Not part
+    #: of the event's record: each delivery carries its own (:attr:`Delivery.traceparent`).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +172,10 @@ class Delivery:
     due_at_ms: int | None = None
     #: Why this delivery exists: ``event``, ``retry``, ``replay`` or ``test``.
     origin: str = "event"
+    #: W3C trace context every attempt continues (sent as ``traceparent``/``tracestate``):
+    #: the event's own, or its fan-out span's when tracing is on.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +191,8 @@ class Delivery:
             "last_error": self.last_error,
             "due_at_ms": self.due_at_ms,
             "origin": self.origin,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
         }
 
     def encode(self) -> bytes:
@@ -196,6 +214,8 @@ class Delivery:
             last_error=d.get("last_error"),
             due_at_ms=d.get("due_at_ms"),
             origin=d.get("origin", "event"),
+            traceparent=d.get("traceparent"),
+            tracestate=d.get("tracestate"),
         )
 
 
@@ -260,6 +280,8 @@ class DeadLetterRecord:
             "created_at": d.created_at,
             "dead_lettered_at": self.dead_lettered_at,
             "reason": self.reason,
+            "traceparent": d.traceparent,
+            "tracestate": d.tracestate,
         }
 
     def encode(self) -> bytes:
@@ -276,6 +298,8 @@ class DeadLetterRecord:
             event=Event.from_dict(d["event"]),
             created_at=d.get("created_at") or iso_now(),
             origin="replay",
+            traceparent=d.get("traceparent"),
+            tracestate=d.get("tracestate"),
         )
 
 

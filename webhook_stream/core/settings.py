@@ -173,6 +173,8 @@ class Settings:
     fetch_max_wait: float = 0.02
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
+    #: How often ``webhook_consumer_lag`` is sampled (two broker requests per group).
+    lag_interval: float = 10.0
     #: Default HTTP timeout per attempt (an endpoint's ``timeout_s`` wins).
     http_timeout: float = 10.0
     #: Connection pool: total connections and connections per host.

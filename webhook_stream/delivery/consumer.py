@@ -164,6 +164,8 @@ class DeliveriesIn:
         began = self.lease.clock()
         await consumer.start()
         self.lease.attach(consumer, began)
+        group = f"{self._settings.app_id}-deliver"
+        self._metrics.lag.watch(group, consumer, frozenset((DELIVERIES, PARKED)))
         committer = asyncio.create_task(self._commit_forever())
         try:
             await self._loop(consumer)
@@ -173,6 +175,7 @@ class DeliveriesIn:
             self.parking.revoked(None)
             await self.quiesce(self._settings.shutdown_timeout)
             await self._commit()
+            self._metrics.lag.unwatch(group)
             await consumer.stop()
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:

@@ -28,7 +28,8 @@ from webhook_stream.core.records import (
     to_iso,
 )
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_HEALTH, retry_topic
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, ENDPOINT_HEALTH, retry_topic
+from webhook_stream.core.tracing import OFF, AttemptSpan, Tracer, log_ids
 from webhook_stream.core.version import __version__
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
@@ -70,8 +71,10 @@ class Dispatcher:
         batcher: RecordBatcher,
         metrics: Metrics,
         writes: WriteClient,
+        tracer: Tracer = OFF,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer
         self._registry = registry
         self._http = http
         self._producer = producer
@@ -107,9 +110,17 @@ class Dispatcher:
         if sub.rate_limit_per_s:
             # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
             await self._buckets.acquire(sub.id, sub.rate_limit_per_s)
-        url, body, headers = self._prepare(sub, delivery)
         if before_send is not None:
-            before_send()
+            before_send()  # the lease, checked last before the request leaves
+        span = self._tracer.attempt(
+            sub.url,
+            delivery.delivery_id,
+            sub.id,
+            delivery.attempts + 1,
+            delivery.traceparent,
+            delivery.tracestate,
+        )
+        url, body, headers = self._prepare(sub, delivery, span)
         self._metrics.in_flight.inc()
         try:
             result = await self._http.post(
@@ -117,9 +128,11 @@ class Dispatcher:
             )
         finally:
             self._metrics.in_flight.dec()
-        return await self._handle(sub, delivery, result)
+        return await self._handle(sub, delivery, result, span)
 
-    def _prepare(self, sub: Subscription, delivery: Delivery) -> tuple[str, bytes, dict[str, str]]:
+    def _prepare(
+        self, sub: Subscription, delivery: Delivery, span: AttemptSpan | None = None
+    ) -> tuple[str, bytes, dict[str, str]]:
         body = delivery.event.webhook_body()
         now = time.time()
         timestamp = int(now)
@@ -135,10 +148,24 @@ class Dispatcher:
                 ),
             }
         )
+        # Tracing on: the attempt span's context; off: the event's, as it came.
+        traceparent, tracestate = (
+            (delivery.traceparent, delivery.tracestate)
+            if span is None
+            else (span.traceparent, span.tracestate)
+        )
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
+            if tracestate is not None:
+                headers["tracestate"] = tracestate
         return sub.url, body, headers
 
     async def _handle(
-        self, sub: Subscription, delivery: Delivery, result: HttpResult
+        self,
+        sub: Subscription,
+        delivery: Delivery,
+        result: HttpResult,
+        span: AttemptSpan | None = None,
     ) -> list[asyncio.Future]:
         now = iso_now()
         delivery.attempts += 1
@@ -166,7 +193,7 @@ class Dispatcher:
             if sub.strict and self.hooks is not None:
                 # Everything behind it waits, durably, before it leaves.
                 await self.hooks.before_retry(delivery)
-            sends.append(await self._schedule_retry(delivery, step, result))
+            sends.append(await self._schedule_retry(delivery, step, result, span))
         else:
             label = "failed"
             reason = "fatal_status" if outcome is Outcome.FATAL else "exhausted"
@@ -174,7 +201,9 @@ class Dispatcher:
                 reason = (
                     "forbidden_address" if result.error == "forbidden_address" else "invalid_target"
                 )
-            sends.extend(await self._finish(delivery, reason))
+            sends.extend(await self._finish(delivery, reason, span))
+        if span is not None:
+            span.finish(result.status, label, result.error, delivery.attempts)
         sends.append(await self._log_attempt(delivery, result, label, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
         if (result.error or "").startswith("proxy_"):
@@ -217,7 +246,7 @@ class Dispatcher:
         return [await self._writes.send(WriteRequest(sub.id, "disable", sub.version, body))]
 
     async def _schedule_retry(
-        self, delivery: Delivery, step: float, result: HttpResult
+        self, delivery: Delivery, step: float, result: HttpResult, span: AttemptSpan | None
     ) -> asyncio.Future:
         delay = retry_delay(
             step,
@@ -229,21 +258,49 @@ class Dispatcher:
         delivery.origin = "retry"
         topic = retry_topic(choose_retry_delay_topic(delay, self._topic_delays))
         self._metrics.retried.inc()
+        if self._tracer.enabled:
+            self._moved(delivery, topic, "retry", span)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "delivery %s to %s retrying in %.1fs via %s (%s)",
+                delivery.delivery_id,
+                delivery.endpoint_id,
+                delay,
+                topic,
+                log_ids(delivery.traceparent if span is None else span.traceparent),
+            )
         return await self._producer.send(
             topic, delivery.encode(), key=delivery.endpoint_id.encode()
         )
 
-    async def _finish(self, delivery: Delivery, reason: str) -> list[asyncio.Future]:
+    async def _finish(
+        self, delivery: Delivery, reason: str, span: AttemptSpan | None = None
+    ) -> list[asyncio.Future]:
         self._metrics.dead_lettered.inc()
+        if self._tracer.enabled:
+            self._moved(delivery, DEADLETTER, reason, span)
         log.info(
-            "delivery %s to %s dead-lettered: %s",
+            "delivery %s to %s dead-lettered: %s (%s)",
             delivery.delivery_id,
             delivery.endpoint_id,
             reason,
+            log_ids(delivery.traceparent if span is None else span.traceparent),
         )
         sends = [await dead_letter(self._producer, delivery, reason)]
         await self._released(delivery, sends)
         return sends
+
+    def _moved(self, delivery: Delivery, topic: str, reason: str, span: AttemptSpan | None) -> None:
+        """The move's span: a child of the attempt that caused it, else of the delivery."""
+        parent = (
+            (delivery.traceparent, delivery.tracestate)
+            if span is None
+            else (
+                span.traceparent,
+                span.tracestate,
+            )
+        )
+        self._tracer.moved(topic, delivery.delivery_id, reason, *parent)
 
     async def _released(self, delivery: Delivery, sends: list[asyncio.Future]) -> None:
         if self.hooks is not None:

@@ -113,6 +113,7 @@ class RetryScheduler:
         began = self.lease.clock()
         await consumer.start()
         self.lease.attach(consumer, began)
+        self._metrics.lag.watch(f"{self._settings.app_id}-retry", consumer)
         try:
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
@@ -138,6 +139,7 @@ class RetryScheduler:
                 self._report_backlog()
         finally:
             self._consumer = None
+            self._metrics.lag.unwatch(f"{self._settings.app_id}-retry")
             await consumer.stop()
 
     def drop(self, tp: TopicPartition) -> int:

@@ -33,6 +33,7 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.tracing import OFF, Tracer
 from webhook_stream.ingest.decoding import parse_record
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
 from webhook_stream.ingest.rejected import reject
@@ -59,8 +60,10 @@ class EventsIn:
         batcher: kafka.RecordBatcher,
         registry: SubscriptionRegistry,
         metrics: Metrics,
+        tracer: Tracer = OFF,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer
         self._producer = producer
         self._batcher = batcher
         self._registry = registry
@@ -85,6 +88,7 @@ class EventsIn:
         began = self.lease.clock()
         await consumer.start()
         self.lease.attach(consumer, began)
+        self._metrics.lag.watch(f"{self._settings.app_id}-fanout", consumer)
         log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
@@ -131,6 +135,7 @@ class EventsIn:
             await committer  # raises what stopped it (an outage, a bug)
         finally:
             committer.cancel()
+            self._metrics.lag.unwatch(f"{self._settings.app_id}-fanout")
             await consumer.stop()
 
     async def _commit_chunks(
@@ -153,6 +158,20 @@ class EventsIn:
         if not deliveries:
             self._metrics.no_match.inc()
             return None
+        if self._tracer.enabled:
+            # The fan-out span, child of the event's context (or a new trace): every
+            # delivery of the event, and so each of its attempts, continues it.
+            traceparent, tracestate = self._tracer.fanout(
+                record.topic,
+                record.partition,
+                record.offset,
+                event.type,
+                len(deliveries),
+                event.traceparent,
+                event.tracestate,
+            )
+            for delivery in deliveries:
+                delivery.traceparent, delivery.tracestate = traceparent, tracestate
         limit = self._settings.max_record_bytes
         values = [d.encode() for d in deliveries]
         for delivery, value in zip(deliveries, values, strict=True):

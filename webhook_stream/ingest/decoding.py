@@ -40,6 +40,7 @@ import orjson
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.records import Event, SourceRef, derived_event_id, iso_now, to_iso
 from webhook_stream.core.schemas import SINGLE_OBJECT_MAGIC, decode_single_object
+from webhook_stream.core.tracing import valid_traceparent, valid_tracestate
 
 __all__ = ["MAX_ATTR_LEN", "parse_event", "parse_record"]
 
@@ -88,6 +89,7 @@ def parse_event(
         attrs = _from_json(value)
     raw_id, raw_type, raw_tenant, raw_time, data = attrs
     source = SourceRef(topic, partition, offset)
+    traceparent, tracestate = _trace_context(hdrs, value)
     return Event(
         id=_event_id(raw_id, source),
         type=_event_type(raw_type),
@@ -95,7 +97,33 @@ def parse_event(
         data=orjson.dumps(data).decode(),
         source=source,
         tenant_id=_tenant_id(raw_tenant),
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
+
+
+def _trace_context(hdrs: Mapping[str, bytes], value: bytes | None) -> tuple[str | None, str | None]:
+    """The event's W3C trace context: the ``traceparent`` record header (what Kafka
+    instrumentations write), else the CloudEvents distributed-tracing extension
+    (``ce_traceparent`` in binary mode, ``traceparent`` in structured mode). A malformed
+    value is dropped, never rejected: tracing must not cost an event its delivery."""
+    for parent, state in (("traceparent", "tracestate"), ("ce_traceparent", "ce_tracestate")):
+        if parent in hdrs:
+            traceparent = valid_traceparent(hdrs[parent])
+            if traceparent is not None:
+                return traceparent, valid_tracestate(hdrs.get(state))
+    # Structured mode: only events that name the attribute pay for a second parse.
+    if value and value[:1] == b"{" and b'"traceparent"' in value and "ce_specversion" not in hdrs:
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None, None
+        if isinstance(obj, dict) and "specversion" in obj:
+            parent, state = obj.get("traceparent"), obj.get("tracestate")
+            traceparent = valid_traceparent(parent) if isinstance(parent, str) else None
+            if traceparent is not None:
+                return traceparent, valid_tracestate(state) if isinstance(state, str) else None
+    return None, None
 
 
 # (id, type, tenant_id, occurred_at, data); validated by the caller.

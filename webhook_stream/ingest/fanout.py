@@ -18,7 +18,10 @@ __all__ = ["fan_out", "oversized", "queue_delivery", "send_delivery"]
 
 def _headers(delivery: Delivery) -> list[tuple[str, bytes]]:
     return record_headers(
-        delivery.delivery_id, "replay" if delivery.origin == "replay" else "pending"
+        delivery.delivery_id,
+        "replay" if delivery.origin == "replay" else "pending",
+        delivery.traceparent,
+        delivery.tracestate,
     )
 
 
@@ -64,7 +67,8 @@ def fan_out(
     """Deliveries for every endpoint whose pattern and tenant match ``event``.
 
     Disabled endpoints are included: the delivery path dead-letters them with reason
-    ``endpoint_disabled`` so nothing vanishes silently.
+    ``endpoint_disabled`` so nothing vanishes silently. Each carries the event's trace
+    context.
     """
     now = iso_now()
     return [
@@ -75,6 +79,8 @@ def fan_out(
             event=event,
             created_at=now,
             origin=origin,
+            traceparent=event.traceparent,
+            tracestate=event.tracestate,
         )
         for sub in index.match(event.type, event.tenant_id)
         if only_endpoint is None or sub.id == only_endpoint
