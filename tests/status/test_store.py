@@ -186,7 +186,7 @@ def test_dead_letters_paged_scoped_and_left_when_replayed(tmp_path: Path) -> Non
     store.apply([(DELIVERIES, 0, Rec(0, b"ep_a", b"{}", int((now + 20) * 1000), replayed))])
     left = queries.deadletters(store.db, [0], limit=10)
     assert [i["delivery_id"] for i in left["items"]] == [f"msg_{i}" for i in (3, 2, 1, 0)]
-    stats = queries.endpoint_stats(store.db, ["ep_a"], int(now * 1000))
+    stats = queries.endpoint_stats(store.db, [("ep_a", "")], int(now * 1000))
     assert stats[0]["dead_letters"] == 4
 
 
@@ -202,7 +202,9 @@ def test_minute_counts_endpoint_stats_and_overview(tmp_path: Path) -> None:
     store.apply(batch)
     store.apply(batch)  # read again after a crash: counted once
     now_ms = int(now * 1000)
-    one, two, none = queries.endpoint_stats(store.db, ["ep1", "ep2", "ep_none"], now_ms)
+    one, two, none = queries.endpoint_stats(
+        store.db, [("ep1", ""), ("ep2", ""), ("ep_none", "")], now_ms
+    )
     assert (one["succeeded_last_hour"], one["failed_last_hour"]) == (6, 2)
     assert one["success_rate"] == 0.75 and one["last_attempt"]["delivery_id"] == "m7"
     assert (two["succeeded_last_hour"], two["failed_last_hour"]) == (0, 1)
@@ -215,13 +217,13 @@ def test_minute_counts_endpoint_stats_and_overview(tmp_path: Path) -> None:
     body = overview_body(shares, now_ms)
     assert (body["succeeded_last_hour"], body["failed_last_hour"]) == (6, 3)
     assert len(body["minutes"]) == 60 and body["minutes"][-1]["succeeded"] == 6
-    only = overview_body([queries.overview(store.db, [2, 3], ["ep2"], now_ms)], now_ms)
+    only = overview_body([queries.overview(store.db, [2, 3], [("ep2", "")], now_ms)], now_ms)
     assert (only["succeeded_last_hour"], only["failed_last_hour"]) == (0, 1)
     store.close()
     reopened = StatusStore(path, retention_s=3600)  # counts survive a restart
-    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 6
+    assert queries.endpoint_stats(reopened.db, [("ep1", "")], now_ms)[0]["succeeded_last_hour"] == 6
     assert reopened.expire(now_ms + 2 * 3600_000) >= 0
-    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 0
+    assert queries.endpoint_stats(reopened.db, [("ep1", "")], now_ms)[0]["succeeded_last_hour"] == 0
 
 
 def test_a_store_of_another_layout_is_rebuilt(tmp_path: Path) -> None:

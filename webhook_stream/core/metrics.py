@@ -69,6 +69,11 @@ class Metrics:
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )
+        self.status_queries_pending = Gauge(
+            "webhook_status_queries_pending",
+            "Status queries sent to the status view process and not yet answered.",
+            registry=r,
+        )
         # The labelled children, created once: `labels()` on every delivery costs a lock
         # and a lookup.
         self.succeeded = self.deliveries.labels("succeeded")

@@ -19,6 +19,7 @@ import orjson
 
 __all__ = [
     "H_DELIVERY",
+    "H_INCARNATION",
     "H_STATUS",
     "AttemptRecord",
     "DeadLetterRecord",
@@ -37,11 +38,18 @@ __all__ = [
 # Kafka headers on what the worker writes; the status view reads only these.
 H_DELIVERY = "ws-delivery-id"
 H_STATUS = "ws-status"
+#: The endpoint's incarnation (``Subscription.incarnation``); absent on older records.
+H_INCARNATION = "ws-incarnation"
 
 
-def record_headers(delivery_id: str, status: str) -> list[tuple[str, bytes]]:
+def record_headers(
+    delivery_id: str, status: str, incarnation: str | None = None
+) -> list[tuple[str, bytes]]:
     """The ``ws-*`` headers of a delivery, attempt or dead-letter record."""
-    return [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+    headers = [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+    if incarnation is not None:
+        headers.append((H_INCARNATION, incarnation.encode()))
+    return headers
 
 
 _second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
@@ -160,6 +168,9 @@ class Delivery:
     due_at_ms: int | None = None
     #: Why this delivery exists: ``event``, ``retry``, ``replay`` or ``test``.
     origin: str = "event"
+    #: The incarnation of the endpoint it was made for (None: an endpoint without one,
+    #: or a record written before incarnations existed).
+    incarnation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +186,7 @@ class Delivery:
             "last_error": self.last_error,
             "due_at_ms": self.due_at_ms,
             "origin": self.origin,
+            "incarnation": self.incarnation,
         }
 
     def encode(self) -> bytes:
@@ -196,6 +208,7 @@ class Delivery:
             last_error=d.get("last_error"),
             due_at_ms=d.get("due_at_ms"),
             origin=d.get("origin", "event"),
+            incarnation=d.get("incarnation"),
         )
 
 
@@ -217,6 +230,7 @@ class AttemptRecord:
     duration_ms: float
     response_body: str
     attempted_at: str
+    incarnation: str | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -233,6 +247,7 @@ class AttemptRecord:
                 "duration_ms": self.duration_ms,
                 "response_body": self.response_body,
                 "attempted_at": self.attempted_at,
+                "incarnation": self.incarnation,
             }
         )
 
@@ -260,6 +275,7 @@ class DeadLetterRecord:
             "created_at": d.created_at,
             "dead_lettered_at": self.dead_lettered_at,
             "reason": self.reason,
+            "incarnation": d.incarnation,
         }
 
     def encode(self) -> bytes:
@@ -276,6 +292,7 @@ class DeadLetterRecord:
             event=Event.from_dict(d["event"]),
             created_at=d.get("created_at") or iso_now(),
             origin="replay",
+            incarnation=d.get("incarnation"),
         )
 
 

@@ -27,5 +27,5 @@ async def dead_letter(
         DEADLETTER,
         record.encode(),
         key=delivery.endpoint_id.encode(),
-        headers=record_headers(delivery.delivery_id, "dead_lettered"),
+        headers=record_headers(delivery.delivery_id, "dead_lettered", delivery.incarnation),
     )

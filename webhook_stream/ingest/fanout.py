@@ -18,7 +18,9 @@ __all__ = ["fan_out", "oversized", "queue_delivery", "send_delivery"]
 
 def _headers(delivery: Delivery) -> list[tuple[str, bytes]]:
     return record_headers(
-        delivery.delivery_id, "replay" if delivery.origin == "replay" else "pending"
+        delivery.delivery_id,
+        "replay" if delivery.origin == "replay" else "pending",
+        delivery.incarnation,
     )
 
 
@@ -75,6 +77,7 @@ def fan_out(
             event=event,
             created_at=now,
             origin=origin,
+            incarnation=sub.incarnation,
         )
         for sub in index.match(event.type, event.tenant_id)
         if only_endpoint is None or sub.id == only_endpoint

@@ -53,6 +53,7 @@ _FIELDS = frozenset(
         "created_at",
         "updated_at",
         "version",
+        "incarnation",
     }
 )
 
@@ -120,7 +121,16 @@ def parse_subscription(
         created_at=_opt_iso(opt("created_at"), "created_at"),
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
+        incarnation=_incarnation(opt("incarnation")),
     )
+
+
+def _incarnation(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidSubscription("incarnation", "must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+    return value
 
 
 ORDERINGS = ("best_effort", "strict")

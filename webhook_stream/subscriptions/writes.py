@@ -44,7 +44,7 @@ from webhook_stream.core.topics import (
     SUBSCRIPTION_RESULTS,
     SUBSCRIPTIONS,
 )
-from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.model import Subscription, new_incarnation
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
 from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
 from webhook_stream.subscriptions.validation import parse_subscription
@@ -167,7 +167,16 @@ class SubscriptionWriter:
             refuse_masks(sub.headers)
             if req.tenant is not None and sub.tenant_id != req.tenant:
                 raise WriteRefused(403, "a tenant token can only name its own tenant", "tenant_id")
-            new, status = replace(sub, version=version, created_at=now, updated_at=now), 201
+            # A new incarnation: whatever an earlier endpoint of this id left in the
+            # status stores (another tenant's, maybe) is not this one's history.
+            new = replace(
+                sub,
+                version=version,
+                created_at=now,
+                updated_at=now,
+                incarnation=new_incarnation(),
+            )
+            status = 201
         elif current is None:
             raise WriteRefused(404, f"no subscription {key!r}")
         elif req.op == "patch":
@@ -230,6 +239,7 @@ class SubscriptionWriter:
             )
         if "headers" in changes:  # a masked value sent back keeps the current one
             changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
+        changes.pop("incarnation", None)  # set at creation only
         merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
         if "headers" in changes:
             refuse_masks(merged.headers)
