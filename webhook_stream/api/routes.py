@@ -72,7 +72,7 @@ def _error(view: View, status: int, message: str, field: str | None = None) -> R
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    return await json_body(request)
+    return await json_body(request, view.app.ws_settings.web_client_timeout)
 
 
 class _Base(View):
