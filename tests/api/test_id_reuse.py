@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 
 from tests.support import SECRETS_USED, TOKEN, Kafka, Receiver, Worker, event, eventually, uid
 from webhook_stream.core.records import delivery_id_for
@@ -160,3 +161,43 @@ async def test_replay_dry_runs_count_only_the_callers_records_and_hide_topics(
         assert r.status_code == 200 and r.json()["scanned"] == 0, r.text
         r = await a.post("/replay", json={"source": "deadletter", "dry_run": True})
         assert r.status_code == 200 and r.json()["scanned"] == 0, r.text
+
+
+async def test_the_earlier_endpoints_pending_retry_never_reaches_the_new_one(
+    worker: Worker, kafka: Kafka, receiver: Receiver
+) -> None:
+    """Same tenant: its tenant check cannot tell the two endpoints apart, the incarnation does."""
+    tb = uid("tenant-b")
+    tok_b = (await worker.issue_token(tb))["token"]
+    ep = uid("ep_retry_reuse")
+    etype = uid("rr") + ".created"
+    topic = "events." + uid("rr")
+    path_old, path_new = "/" + uid("old"), "/" + uid("new")
+    receiver.script[path_old] = 500
+    async with _client(worker, tok_b) as b:
+        await _create(
+            b,
+            {
+                "id": ep,
+                "url": receiver.url(path_old),
+                "event_types": [etype],
+                "retry_schedule": ["5s"],
+                "max_attempts": 2,
+            },
+        )
+        evt_old = uid("evt")
+        await kafka.send(topic, event(etype, {"for": "old"}, id=evt_old, tenant_id=tb))
+        await receiver.wait_count(path_old, 1)  # failed: its retry is due in 5 s
+        assert (await b.delete(f"/subscriptions/{ep}")).status_code == 200
+        await _create(b, {"id": ep, "url": receiver.url(path_new), "event_types": [etype]})
+        # The retry comes due, finds another incarnation and is dead-lettered, not sent.
+        found = await kafka.wait_records(
+            "webhooks.deadletter",
+            lambda r: orjson.loads(r.value)["delivery_id"] == delivery_id_for(evt_old, ep),
+        )
+        assert orjson.loads(found[0].value)["reason"] == "endpoint_missing"
+        evt_new = uid("evt")
+        await kafka.send(topic, event(etype, {"for": "new"}, id=evt_new, tenant_id=tb))
+        got = await receiver.wait_count(path_new, 1)
+        assert [r.json["id"] for r in got] == [evt_new]
+        assert len(receiver.at(path_old)) == 1
