@@ -49,7 +49,11 @@ from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
 from webhook_stream.subscriptions.model import Subscription, generate_secret
-from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
+from webhook_stream.subscriptions.secrets import (
+    check_headers_follow_url,
+    refuse_masks,
+    unmask_headers,
+)
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.writes import WriteRequest
 
@@ -340,7 +344,8 @@ def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> No
             "tenant_id", "cannot be changed; delete and create the endpoint instead"
         )
     merged = {**sub.to_dict(include_secrets=True), **changes}
-    if "headers" in changes:
+    moved = check_headers_follow_url(sub.url, dict(sub.headers), changes)
+    if "headers" in changes and not moved:
         # A mask is refused by the owner only, which resolves it against the current
         # values: this copy may not have applied a change the caller has already read.
         merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))

@@ -46,7 +46,11 @@ from webhook_stream.core.topics import (
 )
 from webhook_stream.subscriptions.model import Subscription, new_incarnation
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
-from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
+from webhook_stream.subscriptions.secrets import (
+    check_headers_follow_url,
+    refuse_masks,
+    unmask_headers,
+)
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.write_requests import (
     WriteRequest,
@@ -237,7 +241,8 @@ class SubscriptionWriter:
             raise WriteRefused(
                 400, "cannot be changed; delete and create the endpoint instead", "tenant_id"
             )
-        if "headers" in changes:  # a masked value sent back keeps the current one
+        moved = check_headers_follow_url(current.url, dict(current.headers), changes)
+        if "headers" in changes and not moved:  # a masked value sent back keeps the current one
             changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
         changes.pop("incarnation", None)  # set at creation only
         merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
