@@ -9,7 +9,14 @@ from typing import Any
 
 import orjson
 
-from webhook_stream.core.records import H_DELIVERY, H_STATUS, to_iso
+from webhook_stream.core.records import (
+    H_DELIVERY,
+    H_INCARNATION,
+    H_STATUS,
+    DeadLetterRecord,
+    Delivery,
+    to_iso,
+)
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 from webhook_stream.status import queries
 from webhook_stream.status.owners import spread
@@ -254,3 +261,74 @@ def test_spread_is_balanced_and_sticky_to_data() -> None:
     assert {p for p, m in back.items() if m == "c"} >= {6, 7}
     # one member owns everything
     assert set(spread(4, ["a"], {"a": {}}).values()) == {"a"}
+
+
+def test_history_is_per_incarnation_and_old_records_read_as_none(tmp_path: Path) -> None:
+    """Records of two incarnations of one endpoint id (and one without any, as written
+    before incarnations existed) never mix: one delivery id in both is two rows."""
+    store = StatusStore(tmp_path / "s.sqlite3", retention_s=3600)
+    now = time.time()
+
+    def of(rec: Rec, inc: str | None) -> Rec:
+        if inc is not None:
+            rec.headers.append((H_INCARNATION, inc.encode()))
+        return rec
+
+    dead = {"delivery_id": "msg_x", "tenant_id": "b", "dead_lettered_at": to_iso(now + 1)}
+    batch = [
+        (ATTEMPTS, 1, of(attempt(0, "ep", "msg_x", "failed", now), "inc_b")),
+        (
+            DEADLETTER,
+            1,
+            of(
+                Rec(
+                    0,
+                    b"ep",
+                    orjson.dumps(dead),
+                    int(now * 1000) + 1,
+                    [(H_DELIVERY, b"msg_x"), (H_STATUS, b"dead_lettered")],
+                ),
+                "inc_b",
+            ),
+        ),
+        (ATTEMPTS, 1, of(attempt(1, "ep", "msg_x", "succeeded", now + 2), "inc_a")),
+        (ATTEMPTS, 1, of(attempt(2, "ep", "msg_old", "succeeded", now + 3), None)),
+    ]
+    store.apply(batch)
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "inc_a")) == [1]
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "inc_b")) == [0]
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "")) == [2]
+    a, b = queries.endpoint_stats(store.db, [("ep", "inc_a"), ("ep", "inc_b")], int(now * 1000))
+    assert (a["succeeded_last_hour"], a["failed_last_hour"], a["dead_letters"]) == (1, 0, 0)
+    assert (b["succeeded_last_hour"], b["failed_last_hour"], b["dead_letters"]) == (0, 1, 1)
+    # The newest incarnation's row answers for the shared delivery id, with its attempts.
+    found = queries.delivery(store.db, "msg_x", [1])
+    assert found is not None and found["incarnation"] == "inc_a"
+    assert [x["attempt"] for x in found["attempts"]] == [1] and found["status"] == "succeeded"
+    only_a = queries.overview(store.db, [1], [("ep", "inc_a")], int(now * 1000))
+    assert only_a["dead_letters"] == 0 and sum(m[2] for m in only_a["minutes"]) == 0
+    listed = queries.deadletters(store.db, [1], scopes=[("ep", "inc_a")])
+    assert listed["items"] == []
+    listed = queries.deadletters(store.db, [1], scopes=[("ep", "inc_b")])
+    assert [d["delivery_id"] for d in listed["items"]] == ["msg_x"]
+
+
+def test_records_without_an_incarnation_still_decode() -> None:
+    old = {
+        "delivery_id": "msg_1",
+        "endpoint_id": "ep",
+        "tenant_id": None,
+        "event": {
+            "id": "e1",
+            "type": "t.x",
+            "occurred_at": to_iso(0),
+            "data": "{}",
+            "source": {"topic": "events.x", "partition": 0, "offset": 0},
+        },
+        "created_at": to_iso(0),
+    }
+    assert Delivery.decode(orjson.dumps(old)).incarnation is None
+    dead = {**old, "reason": "x", "dead_lettered_at": to_iso(0)}
+    assert DeadLetterRecord.to_delivery(orjson.dumps(dead)).incarnation is None
+    again = Delivery.decode(Delivery.decode(orjson.dumps(old)).encode())
+    assert again.incarnation is None
