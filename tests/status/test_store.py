@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from webhook_stream.core.records import (
     H_DELIVERY,
@@ -17,9 +18,11 @@ from webhook_stream.core.records import (
     Delivery,
     to_iso,
 )
+from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 from webhook_stream.status import queries
 from webhook_stream.status.owners import spread
+from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.stats import overview_body
 from webhook_stream.status.store import AttemptQuery, StatusStore, decode_cursor
 
@@ -332,3 +335,25 @@ def test_records_without_an_incarnation_still_decode() -> None:
     assert DeadLetterRecord.to_delivery(orjson.dumps(dead)).incarnation is None
     again = Delivery.decode(Delivery.decode(orjson.dumps(old)).encode())
     assert again.incarnation is None
+
+
+async def test_a_question_that_cannot_be_sent_leaves_nothing_pending(tmp_path: Path) -> None:
+    """An unencodable question (an integer over 64 bits) fails before it is registered."""
+    process = StatusProcess(Settings(), str(tmp_path / "s.sqlite3"), "http://127.0.0.1:1")
+    written: list[bytes] = []
+
+    class Stdin:
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    class Proc:
+        stdin = Stdin()
+
+    process._proc = Proc()  # type: ignore[assignment]
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            await process._ask("attempts", {"query": {"after": [2**70, 1]}})
+    assert process._waiting == {} and process.pending() == 0 and written == []
