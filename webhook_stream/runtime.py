@@ -81,7 +81,19 @@ class Runtime(Service):
         #: OFF unless OTEL_TRACES_EXPORTER asks for spans (then the SDK is loaded).
         self.tracer: tracing.Tracer = tracing.OFF
 
+    def _configure_web(self) -> None:
+        """Before the web server starts: listen on exactly ``web_host`` (Faust would bind
+        ``web_bind``, 0.0.0.0 by default) and close connections without a whole request
+        within ``web_client_timeout`` (slow or idle clients; aiohttp's default is an hour)."""
+        conf = self.app.conf
+        conf.web_bind = conf.web_host
+        web = getattr(self.app, "web", None)
+        runner = getattr(web, "_runner", None)
+        if runner is not None:
+            runner._kwargs["keepalive_timeout"] = self.settings.web_client_timeout
+
     async def on_start(self) -> None:
+        self._configure_web()
         # aiokafka's debug lines were built and discarded on every fetch and send (measured
         # at 8 % of the worker's CPU under load); they are never wanted in a worker.
         logging.getLogger("aiokafka").setLevel(max(logging.INFO, log.getEffectiveLevel()))

@@ -8,11 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
-from webhook_stream.core.records import H_DELIVERY, H_STATUS, to_iso
+from webhook_stream.core.records import (
+    H_DELIVERY,
+    H_INCARNATION,
+    H_STATUS,
+    DeadLetterRecord,
+    Delivery,
+    to_iso,
+)
+from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 from webhook_stream.status import queries
 from webhook_stream.status.owners import spread
+from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.stats import overview_body
 from webhook_stream.status.store import AttemptQuery, StatusStore, decode_cursor
 
@@ -186,7 +196,7 @@ def test_dead_letters_paged_scoped_and_left_when_replayed(tmp_path: Path) -> Non
     store.apply([(DELIVERIES, 0, Rec(0, b"ep_a", b"{}", int((now + 20) * 1000), replayed))])
     left = queries.deadletters(store.db, [0], limit=10)
     assert [i["delivery_id"] for i in left["items"]] == [f"msg_{i}" for i in (3, 2, 1, 0)]
-    stats = queries.endpoint_stats(store.db, ["ep_a"], int(now * 1000))
+    stats = queries.endpoint_stats(store.db, [("ep_a", "")], int(now * 1000))
     assert stats[0]["dead_letters"] == 4
 
 
@@ -202,7 +212,9 @@ def test_minute_counts_endpoint_stats_and_overview(tmp_path: Path) -> None:
     store.apply(batch)
     store.apply(batch)  # read again after a crash: counted once
     now_ms = int(now * 1000)
-    one, two, none = queries.endpoint_stats(store.db, ["ep1", "ep2", "ep_none"], now_ms)
+    one, two, none = queries.endpoint_stats(
+        store.db, [("ep1", ""), ("ep2", ""), ("ep_none", "")], now_ms
+    )
     assert (one["succeeded_last_hour"], one["failed_last_hour"]) == (6, 2)
     assert one["success_rate"] == 0.75 and one["last_attempt"]["delivery_id"] == "m7"
     assert (two["succeeded_last_hour"], two["failed_last_hour"]) == (0, 1)
@@ -215,13 +227,13 @@ def test_minute_counts_endpoint_stats_and_overview(tmp_path: Path) -> None:
     body = overview_body(shares, now_ms)
     assert (body["succeeded_last_hour"], body["failed_last_hour"]) == (6, 3)
     assert len(body["minutes"]) == 60 and body["minutes"][-1]["succeeded"] == 6
-    only = overview_body([queries.overview(store.db, [2, 3], ["ep2"], now_ms)], now_ms)
+    only = overview_body([queries.overview(store.db, [2, 3], [("ep2", "")], now_ms)], now_ms)
     assert (only["succeeded_last_hour"], only["failed_last_hour"]) == (0, 1)
     store.close()
     reopened = StatusStore(path, retention_s=3600)  # counts survive a restart
-    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 6
+    assert queries.endpoint_stats(reopened.db, [("ep1", "")], now_ms)[0]["succeeded_last_hour"] == 6
     assert reopened.expire(now_ms + 2 * 3600_000) >= 0
-    assert queries.endpoint_stats(reopened.db, ["ep1"], now_ms)[0]["succeeded_last_hour"] == 0
+    assert queries.endpoint_stats(reopened.db, [("ep1", "")], now_ms)[0]["succeeded_last_hour"] == 0
 
 
 def test_a_store_of_another_layout_is_rebuilt(tmp_path: Path) -> None:
@@ -252,3 +264,96 @@ def test_spread_is_balanced_and_sticky_to_data() -> None:
     assert {p for p, m in back.items() if m == "c"} >= {6, 7}
     # one member owns everything
     assert set(spread(4, ["a"], {"a": {}}).values()) == {"a"}
+
+
+def test_history_is_per_incarnation_and_old_records_read_as_none(tmp_path: Path) -> None:
+    """Records of two incarnations of one endpoint id (and one without any, as written
+    before incarnations existed) never mix: one delivery id in both is two rows."""
+    store = StatusStore(tmp_path / "s.sqlite3", retention_s=3600)
+    now = time.time()
+
+    def of(rec: Rec, inc: str | None) -> Rec:
+        if inc is not None:
+            rec.headers.append((H_INCARNATION, inc.encode()))
+        return rec
+
+    dead = {"delivery_id": "msg_x", "tenant_id": "b", "dead_lettered_at": to_iso(now + 1)}
+    batch = [
+        (ATTEMPTS, 1, of(attempt(0, "ep", "msg_x", "failed", now), "inc_b")),
+        (
+            DEADLETTER,
+            1,
+            of(
+                Rec(
+                    0,
+                    b"ep",
+                    orjson.dumps(dead),
+                    int(now * 1000) + 1,
+                    [(H_DELIVERY, b"msg_x"), (H_STATUS, b"dead_lettered")],
+                ),
+                "inc_b",
+            ),
+        ),
+        (ATTEMPTS, 1, of(attempt(1, "ep", "msg_x", "succeeded", now + 2), "inc_a")),
+        (ATTEMPTS, 1, of(attempt(2, "ep", "msg_old", "succeeded", now + 3), None)),
+    ]
+    store.apply(batch)
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "inc_a")) == [1]
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "inc_b")) == [0]
+    assert ids(queries.attempts(store.db, "ep", AttemptQuery(), "")) == [2]
+    a, b = queries.endpoint_stats(store.db, [("ep", "inc_a"), ("ep", "inc_b")], int(now * 1000))
+    assert (a["succeeded_last_hour"], a["failed_last_hour"], a["dead_letters"]) == (1, 0, 0)
+    assert (b["succeeded_last_hour"], b["failed_last_hour"], b["dead_letters"]) == (0, 1, 1)
+    # The newest incarnation's row answers for the shared delivery id, with its attempts.
+    found = queries.delivery(store.db, "msg_x", [1])
+    assert found is not None and found["incarnation"] == "inc_a"
+    assert [x["attempt"] for x in found["attempts"]] == [1] and found["status"] == "succeeded"
+    only_a = queries.overview(store.db, [1], [("ep", "inc_a")], int(now * 1000))
+    assert only_a["dead_letters"] == 0 and sum(m[2] for m in only_a["minutes"]) == 0
+    listed = queries.deadletters(store.db, [1], scopes=[("ep", "inc_a")])
+    assert listed["items"] == []
+    listed = queries.deadletters(store.db, [1], scopes=[("ep", "inc_b")])
+    assert [d["delivery_id"] for d in listed["items"]] == ["msg_x"]
+
+
+def test_records_without_an_incarnation_still_decode() -> None:
+    old = {
+        "delivery_id": "msg_1",
+        "endpoint_id": "ep",
+        "tenant_id": None,
+        "event": {
+            "id": "e1",
+            "type": "t.x",
+            "occurred_at": to_iso(0),
+            "data": "{}",
+            "source": {"topic": "events.x", "partition": 0, "offset": 0},
+        },
+        "created_at": to_iso(0),
+    }
+    assert Delivery.decode(orjson.dumps(old)).incarnation is None
+    dead = {**old, "reason": "x", "dead_lettered_at": to_iso(0)}
+    assert DeadLetterRecord.to_delivery(orjson.dumps(dead)).incarnation is None
+    again = Delivery.decode(Delivery.decode(orjson.dumps(old)).encode())
+    assert again.incarnation is None
+
+
+async def test_a_question_that_cannot_be_sent_leaves_nothing_pending(tmp_path: Path) -> None:
+    """An unencodable question (an integer over 64 bits) fails before it is registered."""
+    process = StatusProcess(Settings(), str(tmp_path / "s.sqlite3"), "http://127.0.0.1:1")
+    written: list[bytes] = []
+
+    class Stdin:
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    class Proc:
+        stdin = Stdin()
+
+    process._proc = Proc()  # type: ignore[assignment]
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            await process._ask("attempts", {"query": {"after": [2**70, 1]}})
+    assert process._waiting == {} and process.pending() == 0 and written == []

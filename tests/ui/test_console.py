@@ -11,7 +11,7 @@ import re
 from urllib.parse import quote
 
 import httpx
-from playwright.async_api import BrowserContext, Page, Route, expect
+from playwright.async_api import BrowserContext, Dialog, Page, Route, expect
 
 from tests.support import SECRETS_USED, TENANT_TOKENS_USED, TOKEN, eventually
 from tests.ui.browser import new_page, require_chromium
@@ -301,6 +301,74 @@ async def test_the_console_edits_disables_and_enables_without_if_match(
     assert r.json()["description"] == "Orders, edited in the console"
     assert r.json()["disabled"] is False
     errors.assert_none()
+    await page.close()
+
+
+async def test_a_link_with_another_token_asks_before_switching_the_session(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    sc = scenario
+    page, errors = await new_page(browser)
+    await sign_in_by_link(page, sc, sc.tokens["acme"])
+    await expect(page.locator("#who")).to_have_text("tenant acme")
+    asked: list[str] = []
+
+    async def decline(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", decline)
+    # Declined: still acme, in the page and in the tab's storage.
+    await go(page, "#token=" + quote(sc.tokens["globex"], safe=""))
+    await eventually(lambda: asked, timeout=10)
+    assert "tenant acme" in asked[0] and sc.tokens["globex"] not in asked[0]
+    await expect(page.locator("#endpoints tbody tr[data-id]")).to_have_count(3)
+    await expect(page.locator("#who")).to_have_text("tenant acme")
+    assert "token" not in page.url
+    stored = await page.evaluate("sessionStorage.getItem('webhook-stream-token')")
+    assert stored == sc.tokens["acme"]
+    # A reload with another token in the link asks too (the stored session is acme's).
+    await page.goto(f"{sc.worker.url}/ui/#token={quote(sc.tokens['globex'], safe='')}")
+    await eventually(lambda: len(asked) == 2, timeout=10)
+    await expect(page.locator("#who")).to_have_text("tenant acme")
+    page.remove_listener("dialog", decline)
+
+    async def accept(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await go(page, "#token=" + quote(sc.tokens["globex"], safe=""))
+    await expect(page.locator("#who")).to_have_text("tenant globex")
+    assert len(asked) == 3
+    # The same token again is no switch: nothing to ask.
+    await go(page, "#token=" + quote(sc.tokens["globex"], safe=""))
+    await expect(page.locator("#who")).to_have_text("tenant globex")
+    assert len(asked) == 3
+    errors.assert_none()
+    await page.close()
+
+
+async def test_the_api_docs_render_under_their_content_security_policy(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    """/docs has the console's headers (CSP, no framing); Swagger UI still renders."""
+    page, errors = await new_page(browser)
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    response = await page.goto(f"{scenario.worker.url}/docs")
+    assert response is not None
+    headers = await response.all_headers()
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "webhook-stream management API"
+    )
+    await expect(page.locator(".opblock").first).to_be_visible()
+    # No CSP refusal (Chromium logs each as a console error, which fails this); the one
+    # 404 is the browser's own /favicon.ico (not a request of the page).
+    assert missing == [], missing
+    errors.assert_none(404)
     await page.close()
 
 

@@ -9,7 +9,10 @@ included: a deployment without an admin cannot have issued any.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,11 +20,13 @@ from functools import wraps
 from typing import Any
 
 import orjson
+from aiohttp import web
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, error_response
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.subscriptions.urls import CONTROL
+from webhook_stream.subscriptions.validation import tenant_id_problem
 
 __all__ = [
     "ADMIN",
@@ -35,7 +40,14 @@ __all__ = [
 
 Handler = Callable[..., Awaitable[Response]]
 
+log = logging.getLogger(__name__)
+
 _PRINCIPAL = "webhook_stream.principal"
+#: (handler, exception type) whose traceback was logged already.
+_FAILED: set[tuple[str, str]] = set()
+#: What a bearer token may hold: visible ASCII (RFC 6750's b64token, and any admin token
+#: an operator can type); anything else is refused before it is compared or looked up.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]{1,4096}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,9 @@ def _authenticate(view: View, request: Request) -> Principal:
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
         raise ApiError("unauthorized", "missing bearer token (Authorization: Bearer <token>)")
+    if not _TOKEN_CHARS.fullmatch(value):
+        # Never echoed: it may be a token with a typo.
+        raise ApiError("unauthorized", "malformed bearer token", "Authorization")
     if hmac.compare_digest(value.encode(), admin.encode()):
         return ADMIN
     tokens = view.app.runtime.tokens
@@ -109,6 +124,18 @@ def authorized(handler: Handler) -> Handler:
             return error_response(view, exc)
         except InvalidSubscription as exc:
             return error_response(view, ApiError("invalid", exc.message, exc.field))
+        except (asyncio.CancelledError, web.HTTPException):
+            raise
+        except Exception as exc:
+            # A bug, not the client's fault: still the one error shape, and a client that
+            # finds it cannot fill the log (the traceback once per route and kind).
+            seen = (handler.__qualname__, type(exc).__name__)
+            if seen in _FAILED:
+                log.error("%s failed again: %s", seen[0], seen[1])
+            else:
+                _FAILED.add(seen)
+                log.exception("%s failed", seen[0])
+            return error_response(view, ApiError("internal", "internal error"))
 
     return check
 
@@ -124,9 +151,15 @@ def admin_only(handler: Handler) -> Handler:
     return authorized(check)
 
 
-async def json_body(request: Request) -> Any:
-    """The decoded JSON body (``{}`` when empty); 400 naming ``body`` when it is not JSON."""
-    raw = await request.read()
+async def json_body(request: Request, timeout: float = 20.0) -> Any:
+    """The decoded JSON body (``{}`` when empty); 400 naming ``body`` when it is not JSON,
+    413 when it is too large, 408 when it does not arrive within ``timeout`` seconds."""
+    try:
+        raw = await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise ApiError("request_timeout", "the body did not arrive in time", "body") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError("too_large", "the body is too large", "body") from None
     try:
         return orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError as exc:
@@ -134,7 +167,11 @@ async def json_body(request: Request) -> Any:
 
 
 def check_tenant_id(value: object, field: str = "tenant_id") -> str:
-    """A tenant id as subscriptions accept it: 1-128 characters, no control characters."""
+    """A tenant id as subscriptions accept it: 1-128 characters, no control or invisible
+    characters, NFC (:func:`~webhook_stream.subscriptions.validation.tenant_id_problem`)."""
     if not isinstance(value, str) or not 1 <= len(value) <= 128 or CONTROL.search(value):
         raise ApiError("invalid", "must be 1-128 characters without control characters", field)
+    problem = tenant_id_problem(value)
+    if problem is not None:
+        raise ApiError("invalid", problem, field)
     return value

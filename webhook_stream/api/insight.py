@@ -92,7 +92,15 @@ def _tenant_scope(principal: Principal, query: Mapping[str, str]) -> tuple[str |
     return principal.tenant_id, True
 
 
+def _scope_of(sub: Any) -> list[str]:
+    """``[endpoint id, incarnation]`` as the status store keys an endpoint's history."""
+    return [sub.id, sub.incarnation or ""]
+
+
 def register_insight_views(app: Any) -> None:
+    def tenant_scopes(tenant: str | None) -> list[list[str]]:
+        return [_scope_of(s) for s in app.runtime.registry.index.all() if s.tenant_id == tenant]
+
     def visible_sub(request: Request, endpoint_id: str) -> Any:
         sub = app.runtime.registry.get(endpoint_id)
         if sub is None or not principal_of(request).sees(sub.tenant_id):
@@ -114,10 +122,17 @@ def register_insight_views(app: Any) -> None:
             limit, after = parse_page(query)
             tenant, scoped = _tenant_scope(principal_of(request), query)
             endpoint = query.get("endpoint_id") or None
-            if endpoint is not None and visible_sub(request, endpoint) is None:
+            sub = None if endpoint is None else visible_sub(request, endpoint)
+            if endpoint is not None and sub is None:
                 raise ApiError("not_found", f"no subscription {endpoint!r}", "endpoint_id")
+            # The current incarnations only: a deleted endpoint's dead letters (or those of
+            # an earlier endpoint of the same id) are in the admin's unfiltered list only.
+            scopes = [_scope_of(sub)] if sub is not None else None
+            if scopes is None and scoped:
+                scopes = tenant_scopes(tenant)
             wanted = {
                 "endpoint_id": endpoint,
+                "scopes": scopes,
                 "tenant_id": tenant,
                 "scoped": scoped,
                 "since_ms": time_param(query, "since"),
@@ -143,11 +158,13 @@ def register_insight_views(app: Any) -> None:
                     f"{MAX_IDS_LENGTH} characters",
                     "ids",
                 )
-            # Another tenant's (or a missing) endpoint is left out, as if it did not exist.
-            ids = [i for i in ids if visible_sub(request, i) is not None]
-            if not ids:
+            # Another tenant's (or a missing) endpoint is left out, as if it did not exist;
+            # each one's counters are of its current incarnation.
+            subs = [s for s in (visible_sub(request, i) for i in ids) if s is not None]
+            if not subs:
                 return self.json({"items": [], "next": None})
-            answer = await router_of(app.runtime).endpoint_stats(ids, **forwarding(request))
+            scopes = [_scope_of(s) for s in subs]
+            answer = await router_of(app.runtime).endpoint_stats(scopes, **forwarding(request))
             return status_response(self, request, answer)
 
     @app.page("/overview")
@@ -155,10 +172,8 @@ def register_insight_views(app: Any) -> None:
         @authorized
         async def get(self, request: Request) -> Response:
             tenant, scoped = _tenant_scope(principal_of(request), request.query)
-            ids = None
-            if scoped:
-                ids = [s.id for s in app.runtime.registry.index.all() if s.tenant_id == tenant]
-            answer = await router_of(app.runtime).overview(ids, **forwarding(request))
+            scopes = tenant_scopes(tenant) if scoped else None
+            answer = await router_of(app.runtime).overview(scopes, **forwarding(request))
             if answer.status == 200 and "share" not in answer.body:
                 answer = Answer(200, {"tenant_id": tenant, **answer.body})
             return status_response(self, request, answer)

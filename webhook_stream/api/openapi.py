@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from webhook_stream.api.errors import WWW_AUTHENTICATE
 from webhook_stream.api.openapi_schemas import PAGE_PARAMETERS, schemas
 from webhook_stream.api.operations import (
     ATTEMPT_PARAMETERS,
@@ -274,6 +275,14 @@ _ERRORS = {
 }
 
 
+def _error_headers(status: int) -> dict[str, Any]:
+    """The headers every answer of ``status`` carries (a 401's challenge)."""
+    if status == 401:
+        challenge = {"type": "string", "const": WWW_AUTHENTICATE}
+        return {"headers": {"WWW-Authenticate": {"required": True, "schema": challenge}}}
+    return {}
+
+
 def registered_routes(router: Any) -> set[tuple[str, str]]:
     """``(path, METHOD)`` of every route of an aiohttp router."""
     out = set()
@@ -383,7 +392,8 @@ def build_document(routes: Iterable[tuple[str, str]] | None = None) -> dict[str,
             },
             "schemas": schemas(),
             "responses": {
-                f"E{status}": {"description": text, **error} for status, text in _ERRORS.items()
+                f"E{status}": {"description": text, **error, **_error_headers(status)}
+                for status, text in _ERRORS.items()
             },
         },
     }

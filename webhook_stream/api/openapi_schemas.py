@@ -115,7 +115,7 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
-SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version")
+SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version", "incarnation")
 
 
 def schemas() -> dict[str, Any]:
@@ -132,6 +132,13 @@ def schemas() -> dict[str, Any]:
                 "readOnly": True,
                 "description": "Goes up by one with every write (API or automatic disable), "
                 "across deletes too; the `ETag` of reads and what `If-Match` compares.",
+            },
+            "incarnation": {
+                **_nullable({"type": "string"}),
+                "readOnly": True,
+                "description": "Set when the endpoint is created: an id deleted and created "
+                "again is another incarnation and starts with an empty history "
+                "(attempts, delivery status, stats, overview, dead letters).",
             },
             "flow": _obj(
                 {

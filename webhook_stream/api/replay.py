@@ -7,6 +7,7 @@ from typing import Any
 from webhook_stream.api.auth import Principal
 from webhook_stream.api.errors import ApiError
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.core.records import Delivery
 from webhook_stream.failures.replay import (
     ReplaySummary,
     parse_time,
@@ -77,14 +78,25 @@ async def run_replay(settings: Any, runtime: Any, body: Any, principal: Principa
         "endpoint": endpoint,
         "tenant": tenant,
         "dry_run": body.get("dry_run") is True,
+        # A tenant's counts are of its own records only, and say nothing of which topics
+        # exist.
+        "scoped": not principal.is_admin,
         **times,
     }
     if source == "deadletter":
+        registry = runtime.registry
+
+        def live(found: Delivery) -> bool:
+            """Of an endpoint that exists, in the incarnation it was dead-lettered from."""
+            sub = registry.get(found.endpoint_id)
+            return sub is not None and sub.incarnation == found.incarnation
+
         return await replay_deadletter(
             settings,
             runtime.producer,
             force=body.get("force") is True,
             delivery=delivery,
+            live=live,
             **common,
         )
     topic = body.get("topic")

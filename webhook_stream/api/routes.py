@@ -19,7 +19,13 @@ from faust.web import Request, Response, View
 from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
 from webhook_stream.api.console import register_console_views
 from webhook_stream.api.docs import register_doc_views
-from webhook_stream.api.errors import ApiError, code_for, error_body
+from webhook_stream.api.errors import (
+    ApiError,
+    code_for,
+    error_body,
+    json_errors,
+    quiet_client_protocol_errors,
+)
 from webhook_stream.api.flowview import flow_view
 from webhook_stream.api.insight import (
     forwarding,
@@ -43,14 +49,25 @@ from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
 from webhook_stream.subscriptions.model import Subscription, generate_secret
-from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
+from webhook_stream.subscriptions.secrets import (
+    check_headers_follow_url,
+    refuse_masks,
+    unmask_headers,
+)
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.writes import WriteRequest
 
 __all__ = ["register_views"]
 
 #: Fields the server sets; ``version`` moves with ``If-Match``, not in a body.
-_SERVER_FIELDS = ("secret", "previous_secrets", "created_at", "updated_at", "version")
+_SERVER_FIELDS = (
+    "secret",
+    "previous_secrets",
+    "created_at",
+    "updated_at",
+    "version",
+    "incarnation",
+)
 
 
 def _error(view: View, status: int, message: str, field: str | None = None) -> Response:
@@ -59,7 +76,7 @@ def _error(view: View, status: int, message: str, field: str | None = None) -> R
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    return await json_body(request)
+    return await json_body(request, view.app.ws_settings.web_client_timeout)
 
 
 class _Base(View):
@@ -89,6 +106,8 @@ class _Base(View):
 
 def register_views(app: Any) -> None:
     """Attach every route to ``app``."""
+    app.web.web_app.middlewares.append(json_errors)
+    quiet_client_protocol_errors()
     register_doc_views(app)
     register_token_views(app)
     register_console_views(app)
@@ -112,6 +131,9 @@ def register_views(app: Any) -> None:
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             app.runtime.metrics.subscriptions.set(len(app.runtime.registry.index))
+            if app.runtime.status is not None:
+                pending = app.runtime.status.process.pending()
+                app.runtime.metrics.status_queries_pending.set(pending)
             return self.bytes(
                 app.runtime.metrics.render(),
                 content_type="text/plain; version=0.0.4",
@@ -140,6 +162,8 @@ def register_views(app: Any) -> None:
             principal = self.principal(request)
             try:
                 data = await _json_body(self, request)
+                if isinstance(data, dict) and "incarnation" in data:
+                    raise InvalidSubscription("incarnation", "is set by the server")
                 if isinstance(data, dict) and "id" not in data:
                     data = {**data, "id": "ep_" + secrets.token_hex(8)}
                 if isinstance(data, dict):
@@ -228,7 +252,8 @@ def register_views(app: Any) -> None:
     class Attempts(_Base):
         @authorized
         async def get(self, request: Request, endpoint_id: str) -> Response:
-            if self.visible(request, endpoint_id) is None:
+            sub = self.visible(request, endpoint_id)
+            if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
             query = request.query
             limit, after = parse_page(query)
@@ -248,7 +273,13 @@ def register_views(app: Any) -> None:
                 until_ms=time_param(query, "until"),
             )
             router = router_of(self.runtime)
-            answer = await router.attempts(endpoint_id, wanted.to_dict(), **forwarding(request))
+            # This incarnation's only: an earlier endpoint of the same id is not this one.
+            answer = await router.attempts(
+                endpoint_id,
+                wanted.to_dict(),
+                incarnation=sub.incarnation or "",
+                **forwarding(request),
+            )
             return status_response(self, request, answer)
 
     @app.page("/deliveries/{delivery_id}")
@@ -264,11 +295,16 @@ def register_views(app: Any) -> None:
             return status_response(self, request, answer)
 
         def _sees_delivery(self, request: Request, found: dict[str, Any]) -> bool:
+            """The caller's, and of the endpoint's current incarnation: a delivery of an
+            earlier endpoint with the same id is nobody's now (the admin still sees those
+            of an id that does not exist any more)."""
             principal = self.principal(request)
-            if principal.is_admin:
-                return True
             sub = self.find(found.get("endpoint_id") or "")
-            return sub is not None and principal.sees(sub.tenant_id)
+            if sub is None:
+                return principal.is_admin
+            return principal.sees(sub.tenant_id) and (sub.incarnation or None) == (
+                found.get("incarnation") or None
+            )
 
     @app.page("/replay")
     class Replay(_Base):
@@ -308,7 +344,8 @@ def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> No
             "tenant_id", "cannot be changed; delete and create the endpoint instead"
         )
     merged = {**sub.to_dict(include_secrets=True), **changes}
-    if "headers" in changes:
+    moved = check_headers_follow_url(sub.url, dict(sub.headers), changes)
+    if "headers" in changes and not moved:
         # A mask is refused by the owner only, which resolves it against the current
         # values: this copy may not have applied a change the caller has already read.
         merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
@@ -343,4 +380,5 @@ def make_test_delivery(sub: Subscription) -> Delivery:
         event=event,
         created_at=now,
         origin="test",
+        incarnation=sub.incarnation,
     )

@@ -46,8 +46,8 @@ def _description(value: object) -> str | None:
     return value
 
 
-async def _parse_request(request: Request) -> dict[str, Any]:
-    body = await json_body(request)
+async def _parse_request(request: Request, timeout: float) -> dict[str, Any]:
+    body = await json_body(request, timeout)
     if not isinstance(body, dict):
         raise ApiError("invalid", "must be a JSON object", "body")
     for name in body:
@@ -81,7 +81,7 @@ def register_token_views(app: Any) -> None:
         @admin_only
         async def post(self, request: Request, tenant_id: str) -> Response:
             check_tenant_id(tenant_id)
-            fields = await _parse_request(request)
+            fields = await _parse_request(request, app.ws_settings.web_client_timeout)
             stored, token = TenantToken.issue(tenant_id, **fields)
             visible = await self.write(stored.id, stored.stored_form())
             # The token is shown once, here; only its SHA-256 is kept.

@@ -96,6 +96,11 @@ class Metrics:
         )
         #: Samples consumer_lag for the consumers each loop registers (runtime runs it).
         self.lag = LagWatch(self.consumer_lag)
+        self.status_queries_pending = Gauge(
+            "webhook_status_queries_pending",
+            "Status queries sent to the status view process and not yet answered.",
+            registry=r,
+        )
         # The labelled children, created once: `labels()` on every delivery costs a lock
         # and a lookup.
         self.succeeded = self.deliveries.labels("succeeded")

@@ -19,6 +19,7 @@ import orjson
 
 __all__ = [
     "H_DELIVERY",
+    "H_INCARNATION",
     "H_STATUS",
     "AttemptRecord",
     "DeadLetterRecord",
@@ -37,14 +38,23 @@ __all__ = [
 # Kafka headers on what the worker writes; the status view reads only these.
 H_DELIVERY = "ws-delivery-id"
 H_STATUS = "ws-status"
+#: The endpoint's incarnation (``Subscription.incarnation``); absent on older records.
+H_INCARNATION = "ws-incarnation"
 
 
 def record_headers(
-    delivery_id: str, status: str, traceparent: str | None = None, tracestate: str | None = None
+    delivery_id: str,
+    status: str,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+    *,
+    incarnation: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """The ``ws-*`` headers of a delivery, attempt or dead-letter record, and its trace
     context as W3C headers (what Kafka instrumentations of its consumers read)."""
     headers = [(H_DELIVERY, delivery_id.encode()), (H_STATUS, status.encode())]
+    if incarnation is not None:
+        headers.append((H_INCARNATION, incarnation.encode()))
     if traceparent is not None:
         headers.append(("traceparent", traceparent.encode()))
         if tracestate is not None:
@@ -176,6 +186,9 @@ class Delivery:
     #: the event's own, or its fan-out span's when tracing is on.
     traceparent: str | None = None
     tracestate: str | None = None
+    #: The incarnation of the endpoint it was made for (None: an endpoint without one,
+    #: or a record written before incarnations existed).
+    incarnation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +206,7 @@ class Delivery:
             "origin": self.origin,
             "traceparent": self.traceparent,
             "tracestate": self.tracestate,
+            "incarnation": self.incarnation,
         }
 
     def encode(self) -> bytes:
@@ -216,6 +230,7 @@ class Delivery:
             origin=d.get("origin", "event"),
             traceparent=d.get("traceparent"),
             tracestate=d.get("tracestate"),
+            incarnation=d.get("incarnation"),
         )
 
 
@@ -237,6 +252,7 @@ class AttemptRecord:
     duration_ms: float
     response_body: str
     attempted_at: str
+    incarnation: str | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -253,6 +269,7 @@ class AttemptRecord:
                 "duration_ms": self.duration_ms,
                 "response_body": self.response_body,
                 "attempted_at": self.attempted_at,
+                "incarnation": self.incarnation,
             }
         )
 
@@ -282,6 +299,7 @@ class DeadLetterRecord:
             "reason": self.reason,
             "traceparent": d.traceparent,
             "tracestate": d.tracestate,
+            "incarnation": d.incarnation,
         }
 
     def encode(self) -> bytes:
@@ -300,6 +318,7 @@ class DeadLetterRecord:
             origin="replay",
             traceparent=d.get("traceparent"),
             tracestate=d.get("tracestate"),
+            incarnation=d.get("incarnation"),
         )
 
 

@@ -144,9 +144,14 @@ class Settings:
     kafka_sasl_oauth_token_provider: str = ""
     #: Faust application id; also the prefix of consumer group ids.
     app_id: str = "webhook-stream"
-    #: HTTP API port (the worker's ``--web-port`` flag wins) and bind address.
+    #: HTTP API port (the worker's ``--web-port`` flag wins) and bind address: the API
+    #: listens on exactly this address (the worker's ``--web-host`` flag wins).
     web_port: int = 6066
     web_host: str = "0.0.0.0"
+    #: Seconds an API connection may stay without a whole request: idle between requests
+    #: (keep-alive), or still sending a request's head; then it is closed. A request's body
+    #: must arrive within as long again (else 408).
+    web_client_timeout: float = 20.0
     #: Bearer token for the management API; empty = management API refuses.
     api_token: Secret = field(default_factory=lambda: Secret(""))
     #: Default retry schedule: one ``webhooks.retry.<delay>`` topic per step.

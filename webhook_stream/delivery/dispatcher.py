@@ -101,7 +101,12 @@ class Dispatcher:
         if not self.health.synced:
             await self.health.wait_synced()  # after an assignment: streaks read back first
         sub = self._registry.get(delivery.endpoint_id)
-        if sub is None:
+        if sub is None or (
+            delivery.incarnation is not None and delivery.incarnation != sub.incarnation
+        ):
+            # An id deleted and created again (maybe by another tenant) is another
+            # endpoint: the earlier one's deliveries never reach it. (A record without
+            # an incarnation, written before there were any, goes to the endpoint as it is.)
             return await self._finish(delivery, "endpoint_missing")
         if sub.tenant_id != delivery.tenant_id:
             return await self._finish(delivery, "tenant_mismatch")
@@ -324,12 +329,13 @@ class Dispatcher:
             duration_ms=round(result.duration_s * 1000, 3),
             response_body=result.body.decode("utf-8", "replace"),
             attempted_at=at,
+            incarnation=delivery.incarnation,
         )
         return self._batcher.send(
             ATTEMPTS,
             record.encode(),
             key=delivery.endpoint_id.encode(),
-            headers=record_headers(delivery.delivery_id, outcome),
+            headers=record_headers(delivery.delivery_id, outcome, incarnation=delivery.incarnation),
         )
 
     def _observe_end_to_end(self, delivery: Delivery) -> None:

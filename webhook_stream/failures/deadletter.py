@@ -28,6 +28,10 @@ async def dead_letter(
         record.encode(),
         key=delivery.endpoint_id.encode(),
         headers=record_headers(
-            delivery.delivery_id, "dead_lettered", delivery.traceparent, delivery.tracestate
+            delivery.delivery_id,
+            "dead_lettered",
+            delivery.traceparent,
+            delivery.tracestate,
+            incarnation=delivery.incarnation,
         ),
     )

@@ -69,15 +69,26 @@ def parse_time(text: str, now: float | None = None) -> float:
 
 
 async def scan(
-    settings: Settings, topic: str, since: float | None, until: float | None
+    settings: Settings,
+    topic: str,
+    since: float | None,
+    until: float | None,
+    *,
+    missing_ok: bool = False,
 ) -> AsyncIterator[Any]:
-    """Records of ``topic`` with timestamps in [since, until], up to the end at call time."""
+    """Records of ``topic`` with timestamps in [since, until], up to the end at call time.
+
+    ``missing_ok``: a topic that does not exist has no records (a tenant is not told
+    which topics exist), else it is a :class:`ReplayError`.
+    """
     consumer = kafka.tail_consumer(settings, max_poll_records=5000)
     await consumer.start()
     try:
         await consumer.topics()
         parts = consumer.partitions_for_topic(topic)
         if not parts:
+            if missing_ok:
+                return
             raise ReplayError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
@@ -110,13 +121,15 @@ async def scan(
 
 
 async def _counted(
-    scanning: AsyncIterator[Any], summary: ReplaySummary, progress: Progress | None
+    scanning: AsyncIterator[Any], summary: ReplaySummary, progress: Progress | None, count: bool
 ) -> AsyncIterator[Any]:
-    """``scanning``, counting each record into ``summary`` and reporting progress."""
+    """``scanning``, counting each record into ``summary`` (unless ``count`` is False: the
+    caller counts only its own) and reporting progress."""
     async for record in scanning:
-        summary.scanned += 1
-        if progress and summary.scanned % _PROGRESS_EVERY == 0:
-            progress(summary)
+        if count:
+            summary.scanned += 1
+            if progress and summary.scanned % _PROGRESS_EVERY == 0:
+                progress(summary)
         yield record
 
 
@@ -152,14 +165,20 @@ async def replay_deadletter(
     force: bool = False,
     progress: Progress | None = None,
     delivery: str | None = None,
+    scoped: bool = False,
+    live: Callable[[Delivery], bool] | None = None,
 ) -> ReplaySummary:
     """Re-queue dead-lettered deliveries (latest record per delivery id) to their endpoints.
 
     ``delivery`` replays that one delivery id only (the console's "Replay" on one row).
+    ``live`` keeps only deliveries of endpoints as they are now (the API: of the current
+    incarnation of the id). ``scoped`` (a tenant's request): ``scanned`` counts only the
+    records that pass the filters, so nothing of other tenants shows.
     """
     summary = ReplaySummary(dry_run=dry_run)
     latest: dict[str, Delivery] = {}
-    async for record in _counted(scan(settings, DEADLETTER, since, until), summary, progress):
+    scanning = scan(settings, DEADLETTER, since, until, missing_ok=scoped)
+    async for record in _counted(scanning, summary, progress, not scoped):
         try:
             found = DeadLetterRecord.to_delivery(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -171,6 +190,10 @@ async def replay_deadletter(
             continue
         if delivery is not None and found.delivery_id != delivery:
             continue
+        if live is not None and not live(found):
+            continue
+        if scoped:
+            summary.scanned += 1
         latest[found.delivery_id] = found
     if tenant is None and endpoint is None:
         tenants = {d.tenant_id for d in latest.values()}
@@ -196,19 +219,27 @@ async def replay_events(
     tenant: str | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    scoped: bool = False,
 ) -> ReplaySummary:
-    """Fan a time range of ``topic`` out again, optionally to one endpoint or tenant only."""
+    """Fan a time range of ``topic`` out again, optionally to one endpoint or tenant only.
+
+    ``scoped`` (a tenant's request): ``scanned`` counts the tenant's events only, and a
+    topic that does not exist is as empty (a tenant is not told which topics exist).
+    """
     if not re.match(settings.events_pattern, topic):
         raise ReplayError(f"{topic!r} is not an events topic ({settings.events_pattern})")
     if endpoint is None and tenant is None and len({s.tenant_id for s in index}) > 1:
         raise ReplayError("endpoints belong to several tenants: pass --tenant (or --endpoint)")
     summary = ReplaySummary(dry_run=dry_run)
     todo: list[Delivery] = []
-    async for record in _counted(scan(settings, topic, since, until), summary, progress):
+    scanning = scan(settings, topic, since, until, missing_ok=scoped)
+    async for record in _counted(scanning, summary, progress, not scoped):
         try:
             event = parse_record(record, settings.max_event_bytes)
         except RejectedEvent:
             continue  # it went to webhooks.rejected the first time
         if tenant is None or event.tenant_id == tenant:
+            if scoped:
+                summary.scanned += 1
             todo.extend(fan_out(event, index, only_endpoint=endpoint, origin="replay"))
     return await _requeue(producer, todo, summary)

@@ -198,7 +198,7 @@ class HttpClient:
         """POST once. Never raises for HTTP or transport failures: they become ``error``."""
         assert self._tls is not None, "HttpClient.start() was not awaited"
         started = time.perf_counter()
-        if self._require_https and not url.startswith("https://"):
+        if self._require_https and url[:8].lower() != "https://":
             return HttpResult(None, b"", "insecure_url", None, 0.0)
         try:
             target = self._target(url)

@@ -22,6 +22,7 @@ def _headers(delivery: Delivery) -> list[tuple[str, bytes]]:
         "replay" if delivery.origin == "replay" else "pending",
         delivery.traceparent,
         delivery.tracestate,
+        incarnation=delivery.incarnation,
     )
 
 
@@ -81,6 +82,7 @@ def fan_out(
             origin=origin,
             traceparent=event.traceparent,
             tracestate=event.tracestate,
+            incarnation=sub.incarnation,
         )
         for sub in index.match(event.type, event.tenant_id)
         if only_endpoint is None or sub.id == only_endpoint

@@ -148,9 +148,12 @@ class StatusProcess:
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             raise StatusUnavailable("the status view process is not running")
         request_id = next(self._ids)
+        # Encoded before anything is registered: a question that cannot be sent (an
+        # integer over 64 bits) leaves nothing behind.
+        frame = _frame(orjson.dumps([request_id, op, args]))
         future = self._waiting[request_id] = asyncio.get_running_loop().create_future()
-        proc.stdin.write(_frame(orjson.dumps([request_id, op, args])))
         try:
+            proc.stdin.write(frame)
             return await asyncio.wait_for(future, _ANSWER_TIMEOUT)
         except TimeoutError:
             raise StatusUnavailable("the status view did not answer in time") from None
@@ -166,12 +169,16 @@ class StatusProcess:
         )
 
     async def attempts(
-        self, endpoint_id: str, query: dict[str, Any], *, local: bool
+        self, endpoint_id: str, query: dict[str, Any], *, local: bool, incarnation: str = ""
     ) -> dict[str, Any]:
-        """A page of attempts, or where to ask (see :meth:`.PartitionedView.attempts`)."""
-        return await self._ask(
-            "attempts", {"endpoint_id": endpoint_id, "query": query, "local": local}
-        )
+        """A page of the incarnation's attempts, or where to ask
+        (see :meth:`.PartitionedView.attempts`)."""
+        args = {"endpoint_id": endpoint_id, "query": query, "local": local}
+        return await self._ask("attempts", {**args, "incarnation": incarnation})
+
+    def pending(self) -> int:
+        """Questions waiting for an answer (each is removed when answered or given up)."""
+        return len(self._waiting)
 
     async def info(self) -> dict[str, Any]:
         """Owned and ready partitions, store counts, time to catch up after start."""
@@ -181,13 +188,13 @@ class StatusProcess:
         """This worker's share of the dead letters (see :meth:`.PartitionedView.deadletters`)."""
         return await self._ask("deadletters", {"query": query})
 
-    async def endpoint_stats(self, endpoint_ids: list[str]) -> dict[str, Any]:
-        """This worker's share of per-endpoint counters."""
-        return await self._ask("endpoint_stats", {"endpoint_ids": endpoint_ids})
+    async def endpoint_stats(self, scopes: list[list[str]]) -> dict[str, Any]:
+        """This worker's share of the counters of ``[endpoint id, incarnation]`` pairs."""
+        return await self._ask("endpoint_stats", {"scopes": scopes})
 
-    async def overview(self, endpoint_ids: list[str] | None) -> dict[str, Any]:
+    async def overview(self, scopes: list[list[str]] | None) -> dict[str, Any]:
         """This worker's share of the attempts per minute and dead-letter depth."""
-        return await self._ask("overview", {"endpoint_ids": endpoint_ids})
+        return await self._ask("overview", {"scopes": scopes})
 
 
 # -- the child ---------------------------------------------------------------------------

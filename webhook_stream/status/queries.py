@@ -19,6 +19,11 @@ from webhook_stream.status.store import AttemptQuery, encode_cursor
 
 __all__ = ["attempts", "dead_key", "deadletters", "delivery", "endpoint_stats", "overview"]
 
+#: One endpoint incarnation: (endpoint id, incarnation or '' for none).
+Scope = tuple[str, str]
+#: Rows of a list of :data:`Scope` given as one JSON parameter.
+_SCOPES = "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
+
 #: Fields of a dead-letter record a listing shows (not the event's data).
 _DEAD_FIELDS = (
     "delivery_id",
@@ -32,6 +37,7 @@ _DEAD_FIELDS = (
     "created_at",
     "dead_lettered_at",
     "reason",
+    "incarnation",
 )
 _LAST_FIELDS = ("delivery_id", "attempted_at", "outcome", "status_code", "error")
 #: Bound parameters per ``IN (...)`` (SQLite allows a few thousand).
@@ -44,20 +50,24 @@ def _in(values: Iterable[Any]) -> tuple[str, list[Any]]:
 
 
 def delivery(db: sqlite3.Connection, delivery_id: str, parts: Iterable[int]) -> dict | None:
-    """One delivery, if it belongs to one of ``parts``."""
+    """One delivery, if it belongs to one of ``parts``: of the endpoint's latest
+    incarnation that has it (the caller checks it is the current one)."""
     row = db.execute(
-        "SELECT endpoint, part, status, dead_letter FROM deliveries WHERE id = ?",
+        "SELECT endpoint, part, status, dead_letter, inc FROM deliveries WHERE id = ?"
+        " ORDER BY seen_ms DESC LIMIT 1",
         (delivery_id,),
     ).fetchone()
     if row is None or row[1] not in set(parts):
         return None
-    endpoint, _, status, dead_letter = row
+    endpoint, _, status, dead_letter, inc = row
     found = db.execute(
-        "SELECT body FROM attempts WHERE delivery = ? ORDER BY ts_ms, off", (delivery_id,)
+        "SELECT body FROM attempts WHERE delivery = ? AND inc = ? ORDER BY ts_ms, off",
+        (delivery_id, inc),
     )
     body: dict[str, Any] = {
         "delivery_id": delivery_id,
         "endpoint_id": endpoint,
+        "incarnation": inc or None,
         "status": status,
         "attempts": [orjson.loads(a) for (a,) in found],
     }
@@ -67,10 +77,12 @@ def delivery(db: sqlite3.Connection, delivery_id: str, parts: Iterable[int]) -> 
     return body
 
 
-def attempts(db: sqlite3.Connection, endpoint_id: str, query: AttemptQuery) -> dict[str, Any]:
-    """A page of the endpoint's attempts, newest first: ``{"items", "next"}``."""
-    sql = ["SELECT ts_ms, off, body FROM attempts WHERE endpoint = ?"]
-    args: list[Any] = [endpoint_id]
+def attempts(
+    db: sqlite3.Connection, endpoint_id: str, query: AttemptQuery, incarnation: str = ""
+) -> dict[str, Any]:
+    """A page of the incarnation's attempts, newest first: ``{"items", "next"}``."""
+    sql = ["SELECT ts_ms, off, body FROM attempts WHERE endpoint = ? AND inc = ?"]
+    args: list[Any] = [endpoint_id, incarnation]
     if query.after is not None:
         sql.append("AND (ts_ms, off) < (?, ?)")
         args += list(query.after)
@@ -104,6 +116,7 @@ def deadletters(
     parts: Iterable[int],
     *,
     endpoint_id: str | None = None,
+    scopes: list[Scope] | None = None,
     tenant_id: str | None = None,
     scoped: bool = False,
     since_ms: int | None = None,
@@ -113,8 +126,9 @@ def deadletters(
 ) -> dict[str, Any]:
     """Up to ``limit + 1`` deliveries now dead-lettered, newest first: ``{"items", "keys"}``.
 
-    ``scoped`` keeps only ``tenant_id``'s (None: tenant-less ones). ``after`` is a
-    :func:`dead_key`. Served from a partial index of the dead-lettered rows.
+    ``scoped`` keeps only ``tenant_id``'s (None: tenant-less ones); ``scopes`` (when given)
+    only those endpoint incarnations. ``after`` is a :func:`dead_key`. Served from a
+    partial index of the dead-lettered rows.
     """
     where, args = _in(parts)
     sql = [
@@ -124,6 +138,9 @@ def deadletters(
     if endpoint_id is not None:
         sql.append("AND endpoint = ?")
         args.append(endpoint_id)
+    if scopes is not None:
+        sql.append(f"AND (endpoint, inc) IN ({_SCOPES})")
+        args.append(orjson.dumps(scopes).decode())
     if scoped:
         sql.append("AND tenant IS ?")
         args.append(tenant_id)
@@ -151,25 +168,27 @@ def deadletters(
 
 
 def endpoint_stats(
-    db: sqlite3.Connection, endpoint_ids: list[str], now_ms: int
+    db: sqlite3.Connection, scopes: list[Scope], now_ms: int
 ) -> list[dict[str, Any]]:
-    """Per endpoint: attempts of the last hour, success rate, last attempt, dead letters."""
+    """Per endpoint incarnation: attempts of the last hour, success rate, last attempt,
+    dead letters."""
     first = now_ms // 60_000 - BUCKETS + 1
     out = []
-    for endpoint_id in endpoint_ids:
+    for endpoint_id, inc in scopes:
         succeeded, failed = db.execute(
             "SELECT coalesce(sum(succeeded), 0), coalesce(sum(failed), 0) FROM minutes"
-            " WHERE endpoint = ? AND minute >= ?",
-            (endpoint_id, first),
+            " WHERE endpoint = ? AND inc = ? AND minute >= ?",
+            (endpoint_id, inc, first),
         ).fetchone()
         last_row = db.execute(
-            "SELECT body FROM attempts WHERE endpoint = ? ORDER BY ts_ms DESC, off DESC LIMIT 1",
-            (endpoint_id,),
+            "SELECT body FROM attempts WHERE endpoint = ? AND inc = ?"
+            " ORDER BY ts_ms DESC, off DESC LIMIT 1",
+            (endpoint_id, inc),
         ).fetchone()
         (dead,) = db.execute(
             "SELECT count(*) FROM deliveries INDEXED BY dead_by_endpoint WHERE endpoint = ?"
-            " AND status = 'dead_lettered' AND dead_letter IS NOT NULL",
-            (endpoint_id,),
+            " AND inc = ? AND status = 'dead_lettered' AND dead_letter IS NOT NULL",
+            (endpoint_id, inc),
         ).fetchone()
         last = None
         if last_row is not None:
@@ -190,16 +209,16 @@ def endpoint_stats(
 
 
 def overview(
-    db: sqlite3.Connection, parts: Iterable[int], endpoint_ids: list[str] | None, now_ms: int
+    db: sqlite3.Connection, parts: Iterable[int], scopes: list[Scope] | None, now_ms: int
 ) -> dict[str, Any]:
     """This store's share: ``{"minutes": [[minute, succeeded, failed], ...], "dead_letters"}``.
 
-    ``endpoint_ids`` None is every endpoint of ``parts``; else those endpoints only.
+    ``scopes`` None is every endpoint of ``parts``; else those endpoint incarnations only.
     """
     first = now_ms // 60_000 - BUCKETS + 1
     series: dict[int, list[int]] = {}
     dead = 0
-    if endpoint_ids is None:
+    if scopes is None:
         where, args = _in(parts)
         rows = db.execute(
             "SELECT minute, sum(succeeded), sum(failed) FROM minutes"  # noqa: S608 - only placeholders
@@ -214,20 +233,20 @@ def overview(
         _add(series, rows)
     else:
         owned = set(parts)
-        for i in range(0, len(endpoint_ids), _CHUNK):
-            where, args = _in(endpoint_ids[i : i + _CHUNK])
+        for i in range(0, len(scopes), _CHUNK):
+            chunk = orjson.dumps(scopes[i : i + _CHUNK]).decode()
             rows = db.execute(
                 "SELECT minute, sum(succeeded), sum(failed) FROM minutes"  # noqa: S608 - only placeholders
-                f" WHERE endpoint IN {where} AND minute >= ? AND part IN {_in(owned)[0]}"
-                " GROUP BY minute",
-                [*args, first, *owned],
+                f" WHERE (endpoint, inc) IN ({_SCOPES}) AND minute >= ?"
+                f" AND part IN {_in(owned)[0]} GROUP BY minute",
+                [chunk, first, *owned],
             ).fetchall()
             _add(series, rows)
             (n,) = db.execute(
-                "SELECT count(*) FROM deliveries INDEXED BY dead_by_endpoint WHERE endpoint"  # noqa: S608 - only placeholders
-                f" IN {where} AND status = 'dead_lettered' AND dead_letter IS NOT NULL"
-                f" AND part IN {_in(owned)[0]}",
-                [*args, *owned],
+                "SELECT count(*) FROM deliveries INDEXED BY dead_by_endpoint"  # noqa: S608 - only placeholders
+                f" WHERE (endpoint, inc) IN ({_SCOPES}) AND status = 'dead_lettered'"
+                f" AND dead_letter IS NOT NULL AND part IN {_in(owned)[0]}",
+                [chunk, *owned],
             ).fetchone()
             dead += n
     return {"minutes": [[m, s, f] for m, (s, f) in sorted(series.items())], "dead_letters": dead}

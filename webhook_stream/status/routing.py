@@ -72,10 +72,20 @@ class StatusRouter:
             await self._session.close()
 
     async def attempts(
-        self, endpoint_id: str, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
+        self,
+        endpoint_id: str,
+        query: dict[str, Any],
+        *,
+        forwarded: bool,
+        path_qs: str,
+        auth: str,
+        incarnation: str = "",
     ) -> Answer:
+        """A page of attempts of the endpoint's ``incarnation`` ('' for none)."""
         try:
-            found = await self.process.attempts(endpoint_id, query, local=forwarded)
+            found = await self.process.attempts(
+                endpoint_id, query, local=forwarded, incarnation=incarnation
+            )
         except StatusUnavailable as exc:
             return unavailable(str(exc))
         if "forward" in found:
@@ -131,18 +141,21 @@ class StatusRouter:
         return Answer(200, {"items": [item for _, item in page], "next": nxt})
 
     async def endpoint_stats(
-        self, endpoint_ids: list[str], *, forwarded: bool, path_qs: str, auth: str
+        self, scopes: list[list[str]], *, forwarded: bool, path_qs: str, auth: str
     ) -> Answer:
-        shares = await self._gather("endpoint_stats", (endpoint_ids,), forwarded, path_qs, auth)
+        """Counters of ``[endpoint id, incarnation]`` pairs (one incarnation per id)."""
+        shares = await self._gather("endpoint_stats", (scopes,), forwarded, path_qs, auth)
         if isinstance(shares, Answer):
             return shares
         by_id = {item["endpoint_id"]: item for share in shares for item in share}
-        return Answer(200, {"items": [by_id[i] for i in endpoint_ids if i in by_id], "next": None})
+        items = [by_id[e] for e, _ in scopes if e in by_id]
+        return Answer(200, {"items": items, "next": None})
 
     async def overview(
-        self, endpoint_ids: list[str] | None, *, forwarded: bool, path_qs: str, auth: str
+        self, scopes: list[list[str]] | None, *, forwarded: bool, path_qs: str, auth: str
     ) -> Answer:
-        shares = await self._gather("overview", (endpoint_ids,), forwarded, path_qs, auth)
+        """Attempts per minute and dead letters of these endpoint incarnations (None: all)."""
+        shares = await self._gather("overview", (scopes,), forwarded, path_qs, auth)
         if isinstance(shares, Answer):
             return shares
         return Answer(200, overview_body(shares, int(time.time() * 1000)))

@@ -9,7 +9,9 @@ History is bounded by ``status_retention``, not by memory: SQLite keeps its page
 bounded (``_CACHE_KIB``) and the rest on disk. Beside the history, per endpoint and minute,
 the attempts that succeeded and failed (the console's rates; the last hour is kept), and
 the dead-lettered deliveries are indexed, so no console query scans the attempts.
-The reads are in :mod:`.queries`.
+Every row carries the endpoint's incarnation (header ``ws-incarnation``, '' on older
+records): the reads ask for one incarnation, so an endpoint id deleted and created again
+(by anyone) starts with an empty history. The reads are in :mod:`.queries`.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import Any
 import orjson
 
 from webhook_stream.core.fetch import Undecodable
-from webhook_stream.core.records import H_DELIVERY, H_STATUS
+from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
 #: Bumped when the tables change: a store of another version is rebuilt from Kafka.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
@@ -47,28 +49,29 @@ CREATE TABLE IF NOT EXISTS applied (
     PRIMARY KEY (topic, part)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, part INTEGER NOT NULL,
+    id TEXT NOT NULL, endpoint TEXT NOT NULL, part INTEGER NOT NULL,
     status TEXT NOT NULL, status_ms INTEGER NOT NULL, dead_letter BLOB, seen_ms INTEGER NOT NULL,
-    dead_ms INTEGER, tenant TEXT
+    dead_ms INTEGER, tenant TEXT, inc TEXT NOT NULL,
+    PRIMARY KEY (id, inc)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_seen ON deliveries (seen_ms);
 CREATE INDEX IF NOT EXISTS dead_by_time ON deliveries (dead_ms, id)
     WHERE status = 'dead_lettered' AND dead_letter IS NOT NULL;
-CREATE INDEX IF NOT EXISTS dead_by_endpoint ON deliveries (endpoint)
+CREATE INDEX IF NOT EXISTS dead_by_endpoint ON deliveries (endpoint, inc)
     WHERE status = 'dead_lettered' AND dead_letter IS NOT NULL;
 CREATE TABLE IF NOT EXISTS minutes (
-    endpoint TEXT NOT NULL, minute INTEGER NOT NULL, part INTEGER NOT NULL,
+    endpoint TEXT NOT NULL, inc TEXT NOT NULL, minute INTEGER NOT NULL, part INTEGER NOT NULL,
     succeeded INTEGER NOT NULL, failed INTEGER NOT NULL,
-    PRIMARY KEY (endpoint, minute)
+    PRIMARY KEY (endpoint, inc, minute)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS minutes_by_minute ON minutes (minute, part);
 CREATE TABLE IF NOT EXISTS attempts (
     part INTEGER NOT NULL, off INTEGER NOT NULL, endpoint TEXT NOT NULL,
     delivery TEXT NOT NULL, ts_ms INTEGER NOT NULL, outcome TEXT NOT NULL,
-    event_type TEXT NOT NULL, body BLOB NOT NULL,
+    event_type TEXT NOT NULL, body BLOB NOT NULL, inc TEXT NOT NULL,
     PRIMARY KEY (part, off)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attempts_by_endpoint ON attempts (endpoint, ts_ms, off);
+CREATE INDEX IF NOT EXISTS attempts_by_endpoint ON attempts (endpoint, inc, ts_ms, off);
 CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery);
 CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (ts_ms);
 """
@@ -85,9 +88,12 @@ def decode_cursor(text: str) -> tuple[int, int]:
     if not sep:
         raise ValueError("not a cursor from a previous page's 'next'")
     try:
-        return int(ts_ms), int(offset)
+        position = int(ts_ms), int(offset)
     except ValueError:
         raise ValueError("not a cursor from a previous page's 'next'") from None
+    if not all(-(2**63) <= n < 2**63 for n in position):  # SQLite's (and JSON's) integers
+        raise ValueError("not a cursor from a previous page's 'next'")
+    return position
 
 
 def _ms_of(iso: Any, fallback: int) -> int:
@@ -97,17 +103,20 @@ def _ms_of(iso: Any, fallback: int) -> int:
         return fallback
 
 
-def _fold(
-    rows: list[tuple[str, str, int, str, int, int]],
-) -> list[tuple[str, str, int, str, int, int]]:
-    """One row per delivery id, as if ``rows`` (in time order) were upserted one by one."""
-    folded: dict[str, tuple[str, str, int, str, int, int]] = {}
+_Row = tuple[str, str, int, str, int, int, str]
+
+
+def _fold(rows: list[_Row]) -> list[_Row]:
+    """One row per (delivery id, incarnation), as if ``rows`` (in time order) were
+    upserted one by one."""
+    folded: dict[tuple[str, str], _Row] = {}
     for row in rows:
-        first = folded.get(row[0])
+        key = (row[0], row[6])
+        first = folded.get(key)
         if first is None:
-            folded[row[0]] = row
+            folded[key] = row
         elif row[4] >= 0 and row[4] >= first[4]:
-            folded[row[0]] = (*first[:3], row[3], row[4], first[5])
+            folded[key] = (*first[:3], row[3], row[4], first[5], row[6])
     return list(folded.values())
 
 
@@ -189,10 +198,10 @@ class StatusStore:
         """
         applied = self._next
         ends: dict[tuple[str, int], int] = {}
-        deliveries: list[tuple[str, str, int, str, int, int]] = []
-        attempts: list[tuple[int, int, str, str, int, str, str, bytes]] = []
-        minutes: dict[tuple[str, int], list[int]] = {}
-        dead: list[tuple[bytes, int, str | None, str]] = []
+        deliveries: list[_Row] = []
+        attempts: list[tuple[int, int, str, str, int, str, str, bytes, str]] = []
+        minutes: dict[tuple[str, str, int], list[int]] = {}
+        dead: list[tuple[bytes, int, str | None, str, str]] = []
         n = 0
         for topic, part, record in batch:
             if record.offset < applied.get((topic, part), -1):
@@ -206,6 +215,8 @@ class StatusStore:
             if raw_id is None or record.key is None:
                 continue
             did = raw_id.decode()
+            # The endpoint's incarnation ('' on records written before there were any).
+            inc = headers.get(H_INCARNATION, b"").decode("utf-8", "replace")
             at = record.timestamp
             endpoint = record.key.decode("utf-8", "replace")
             status: str | None = None
@@ -230,11 +241,12 @@ class StatusStore:
                         outcome,
                         doc.get("event_type") or "",
                         record.value,
+                        inc,
                     )
                 )
-                counts = minutes.get((endpoint, ts_ms // 60_000))
+                counts = minutes.get((endpoint, inc, ts_ms // 60_000))
                 if counts is None:
-                    counts = minutes[(endpoint, ts_ms // 60_000)] = [part, 0, 0]
+                    counts = minutes[(endpoint, inc, ts_ms // 60_000)] = [part, 0, 0]
                 counts[1 if outcome == "succeeded" else 2] += 1
             elif topic == DEADLETTER:
                 status = "dead_lettered"
@@ -243,12 +255,12 @@ class StatusStore:
                 except orjson.JSONDecodeError:
                     doc = {}
                 dead_ms = _ms_of(doc.get("dead_lettered_at"), at)
-                dead.append((record.value, dead_ms, doc.get("tenant_id"), did))
+                dead.append((record.value, dead_ms, doc.get("tenant_id"), did, inc))
             # A record that sets no status (status_ms -1) only creates the row.
             if status is None:
-                deliveries.append((did, endpoint, part, "pending", -1, at))
+                deliveries.append((did, endpoint, part, "pending", -1, at, inc))
             else:
-                deliveries.append((did, endpoint, part, status, at, at))
+                deliveries.append((did, endpoint, part, status, at, at, inc))
         if not n:
             return 0
         # Newest record wins, whatever order the three topics were read in: rows go in
@@ -261,27 +273,28 @@ class StatusStore:
         db.execute("BEGIN")
         try:
             db.executemany(
-                "INSERT INTO deliveries (id, endpoint, part, status, status_ms, seen_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                "INSERT INTO deliveries (id, endpoint, part, status, status_ms, seen_ms, inc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, inc) DO UPDATE"
                 " SET status = excluded.status, status_ms = excluded.status_ms"
                 " WHERE excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms",
                 deliveries,
             )
             db.executemany(
                 "INSERT OR IGNORE INTO attempts"
-                " (part, off, endpoint, delivery, ts_ms, outcome, event_type, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " (part, off, endpoint, delivery, ts_ms, outcome, event_type, body, inc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 attempts,
             )
             db.executemany(
-                "INSERT INTO minutes (endpoint, minute, part, succeeded, failed)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (endpoint, minute) DO UPDATE"
+                "INSERT INTO minutes (endpoint, inc, minute, part, succeeded, failed)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, inc, minute) DO UPDATE"
                 " SET succeeded = succeeded + excluded.succeeded,"
                 " failed = failed + excluded.failed",
-                [(e, m, p, ok, bad) for (e, m), (p, ok, bad) in minutes.items()],
+                [(e, i, m, p, ok, bad) for (e, i, m), (p, ok, bad) in minutes.items()],
             )
             db.executemany(
-                "UPDATE deliveries SET dead_letter = ?, dead_ms = ?, tenant = ? WHERE id = ?",
+                "UPDATE deliveries SET dead_letter = ?, dead_ms = ?, tenant = ?"
+                " WHERE id = ? AND inc = ?",
                 dead,
             )
             db.executemany(

@@ -232,13 +232,18 @@ class PartitionedView:
             return {"unavailable": f"status partition {partition} moved to another worker"}
         return {"forward": owner}
 
-    def attempts(self, endpoint_id: str, query: dict[str, Any], local: bool) -> dict[str, Any]:
+    def attempts(
+        self, endpoint_id: str, query: dict[str, Any], local: bool, incarnation: str = ""
+    ) -> dict[str, Any]:
         if not self.partitions:
             return {"unavailable": "the status view is starting"}
         routed = self._route(partition_of(endpoint_id, self.partitions), local)
         if routed is not None:
             return routed
-        return {"ok": queries.attempts(self.store.db, endpoint_id, AttemptQuery.from_dict(query))}
+        found = queries.attempts(
+            self.store.db, endpoint_id, AttemptQuery.from_dict(query), incarnation
+        )
+        return {"ok": found}
 
     def delivery(self, delivery_id: str, endpoint_id: str | None, local: bool) -> dict[str, Any]:
         if not self.partitions:
@@ -285,17 +290,17 @@ class PartitionedView:
     def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
         return self._share(lambda ready: queries.deadletters(self.store.db, ready, **query))
 
-    def overview(self, endpoint_ids: list[str] | None) -> dict[str, Any]:
+    def overview(self, scopes: list[list[str]] | None) -> dict[str, Any]:
+        """``scopes``: ``[endpoint id, incarnation or '']`` pairs; None is every endpoint."""
         now_ms = int(time.time() * 1000)
-        return self._share(
-            lambda ready: queries.overview(self.store.db, ready, endpoint_ids, now_ms)
-        )
+        pairs = None if scopes is None else [(e, i) for e, i in scopes]
+        return self._share(lambda ready: queries.overview(self.store.db, ready, pairs, now_ms))
 
-    def endpoint_stats(self, endpoint_ids: list[str]) -> dict[str, Any]:
+    def endpoint_stats(self, scopes: list[list[str]]) -> dict[str, Any]:
         def mine(ready: list[int]) -> list[dict[str, Any]]:
             owned = set(ready)
-            ids = [i for i in endpoint_ids if partition_of(i, self.partitions) in owned]
-            return queries.endpoint_stats(self.store.db, ids, int(time.time() * 1000))
+            pairs = [(e, i) for e, i in scopes if partition_of(e, self.partitions) in owned]
+            return queries.endpoint_stats(self.store.db, pairs, int(time.time() * 1000))
 
         return self._share(mine)
 

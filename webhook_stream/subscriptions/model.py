@@ -22,11 +22,17 @@ __all__ = [
     "SECRET_PREFIX",
     "Subscription",
     "generate_secret",
+    "new_incarnation",
     "validate_secret",
 ]
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 MAX_PREVIOUS_SECRETS = 10
+
+
+def new_incarnation() -> str:
+    """A fresh incarnation id for an endpoint being created."""
+    return "inc_" + secrets.token_hex(8)
 
 
 def generate_secret() -> str:
@@ -86,6 +92,9 @@ class Subscription:
     #: Bumped by every write through the worker (API, auto-disable): the ETag and the
     #: compare-and-set token (:mod:`~webhook_stream.subscriptions.writes`).
     version: int = 0
+    #: Set when the endpoint is created (``inc_`` + random): a deleted id created again is
+    #: another incarnation, and its history (status, attempts, stats) starts empty.
+    incarnation: str | None = None
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         """JSON-ready form. With secrets: the stored form; without: what API reads show
@@ -122,6 +131,7 @@ class Subscription:
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
         out["version"] = self.version
+        out["incarnation"] = self.incarnation
         return out
 
     def masked_headers(self) -> dict[str, str]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox, open_secret
 
 __all__ = [
     "MASK",
+    "check_headers_follow_url",
     "mask_header",
     "open_subscription_secrets",
     "refuse_masks",
@@ -32,6 +34,45 @@ _SHOW_TAIL_FROM = 12
 def mask_header(value: str) -> str:
     """``****`` plus the last 4 characters of a long value (enough to tell keys apart)."""
     return MASK + value[-4:] if len(value) >= _SHOW_TAIL_FROM else MASK
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", url, None)
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme))
+
+
+def check_headers_follow_url(
+    current_url: str, current_headers: Mapping[str, str], changes: Mapping[str, Any]
+) -> bool:
+    """Whether a PATCH (``changes``) moves the endpoint to another origin (scheme, host,
+    port). Its header values (credentials, often) are not carried there: such a PATCH
+    must give ``headers`` again, in clear (``{}`` drops them); a masked value is refused.
+    """
+    if "url" not in changes or not isinstance(changes["url"], str):
+        return False
+    if _origin(changes["url"]) == _origin(current_url):
+        return False
+    if not current_headers:
+        return True
+    sent = changes.get("headers")
+    if sent is None:
+        raise InvalidSubscription(
+            "headers",
+            "the URL moves to another host: give the header values again ({} drops them)",
+        )
+    if isinstance(sent, Mapping):
+        for name, value in sent.items():
+            if isinstance(value, str) and value.startswith(MASK):
+                raise InvalidSubscription(
+                    f"headers.{name}",
+                    "the URL moves to another host: give the value itself, not its mask",
+                )
+    return True
 
 
 def unmask_headers(sent: object, current: Mapping[str, str]) -> object:

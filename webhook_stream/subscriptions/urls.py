@@ -37,6 +37,8 @@ def validate_url(value: object, allow_insecure: bool) -> str:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise InvalidSubscription(f, "must be an absolute http(s) URL")
+    # Stored with the scheme in lower case (``HTTPS://`` is https), as delivery reads it.
+    value = scheme + value[len(parts.scheme) :]
     if scheme == "http" and not allow_insecure:
         raise InvalidSubscription(f, "must use https")
     if "@" in parts.netloc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from webhook_stream.subscriptions.model import (
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
 from webhook_stream.subscriptions.urls import CONTROL, validate_url
 
-__all__ = ["parse_stored", "parse_subscription"]
+__all__ = ["parse_stored", "parse_subscription", "tenant_id_problem"]
 
 _MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z, the most datetime can show
 
@@ -53,6 +54,7 @@ _FIELDS = frozenset(
         "created_at",
         "updated_at",
         "version",
+        "incarnation",
     }
 )
 
@@ -105,7 +107,7 @@ def parse_subscription(
         url=validate_url(opt("url"), allow_insecure),
         event_types=_event_types(opt("event_types")),
         secret=generate_secret() if secret is None else validate_secret(secret, "secret"),
-        tenant_id=_opt_str(opt("tenant_id"), "tenant_id", 128, free_text=False),
+        tenant_id=_tenant_id(opt("tenant_id")),
         headers=_headers(opt("headers")),
         disabled=_bool(opt("disabled"), "disabled"),
         description=_opt_str(opt("description"), "description", 1024, free_text=True),
@@ -120,7 +122,16 @@ def parse_subscription(
         created_at=_opt_iso(opt("created_at"), "created_at"),
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
+        incarnation=_incarnation(opt("incarnation")),
     )
+
+
+def _incarnation(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidSubscription("incarnation", "must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+    return value
 
 
 ORDERINGS = ("best_effort", "strict")
@@ -200,8 +211,43 @@ def _headers(value: object) -> tuple[tuple[str, str], ...]:
             raise InvalidSubscription(f, "value must be at most 4096 characters")
         if _BAD_HEADER_VALUE.search(header_value):
             raise InvalidSubscription(f, "value must not contain CR, LF, NUL or control characters")
+        try:
+            header_value.encode("latin-1")  # what delivery sends (RFC 9110 field values)
+        except UnicodeEncodeError:
+            raise InvalidSubscription(
+                f, "value must be Latin-1 text (delivery cannot send other characters)"
+            ) from None
         out.append((name, header_value))
     return tuple(out)
+
+
+#: Characters no tenant id may hold: controls, format characters (zero-width joiners and
+#: spaces, bidi marks), separators other than the plain space, private use, unassigned.
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+def tenant_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a tenant id, or None.
+
+    Two tenant ids that look the same must be the same: NFC-normalised text only, with
+    no invisible characters (zero-width, bidi, control) and no spaces but single inner
+    ones. Refused rather than normalised, so that no id silently becomes another tenant's.
+    """
+    if unicodedata.normalize("NFC", value) != value:
+        return "must be NFC-normalised Unicode"
+    if value != value.strip() or "  " in value:
+        return "must not start or end with spaces or hold two in a row"
+    for ch in value:
+        if unicodedata.category(ch) in _INVISIBLE or (ch.isspace() and ch != " "):
+            return f"must not contain invisible characters (U+{ord(ch):04X})"
+    return None
+
+
+def _tenant_id(value: object) -> str | None:
+    tenant = _opt_str(value, "tenant_id", 128, free_text=False)
+    if tenant is not None and (problem := tenant_id_problem(tenant)) is not None:
+        raise InvalidSubscription("tenant_id", problem)
+    return tenant
 
 
 def _bool(value: object, f: str) -> bool:

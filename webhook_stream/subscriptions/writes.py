@@ -51,9 +51,13 @@ from webhook_stream.core.topics import (
     SUBSCRIPTION_RESULTS,
     SUBSCRIPTIONS,
 )
-from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.model import Subscription, new_incarnation
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
-from webhook_stream.subscriptions.secrets import refuse_masks, unmask_headers
+from webhook_stream.subscriptions.secrets import (
+    check_headers_follow_url,
+    refuse_masks,
+    unmask_headers,
+)
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.write_requests import (
     WriteRequest,
@@ -205,7 +209,16 @@ class SubscriptionWriter:
             refuse_masks(sub.headers)
             if req.tenant is not None and sub.tenant_id != req.tenant:
                 raise WriteRefused(403, "a tenant token can only name its own tenant", "tenant_id")
-            new, status = replace(sub, version=version, created_at=now, updated_at=now), 201
+            # A new incarnation: whatever an earlier endpoint of this id left in the
+            # status stores (another tenant's, maybe) is not this one's history.
+            new = replace(
+                sub,
+                version=version,
+                created_at=now,
+                updated_at=now,
+                incarnation=new_incarnation(),
+            )
+            status = 201
         elif current is None:
             raise WriteRefused(404, f"no subscription {key!r}")
         elif req.op == "patch":
@@ -268,8 +281,10 @@ class SubscriptionWriter:
             raise WriteRefused(
                 400, "cannot be changed; delete and create the endpoint instead", "tenant_id"
             )
-        if "headers" in changes:  # a masked value sent back keeps the current one
+        moved = check_headers_follow_url(current.url, dict(current.headers), changes)
+        if "headers" in changes and not moved:  # a masked value sent back keeps the current one
             changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
+        changes.pop("incarnation", None)  # set at creation only
         merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
         if "headers" in changes:
             refuse_masks(merged.headers)

@@ -688,12 +688,25 @@
     try { return decodeURIComponent(m[1]); } catch (e) { return m[1]; }
   }
 
+  // A sign-in link for another token in a tab already signed in: ask first, so that a
+  // link from someone else never silently swaps the session (and what it acts as).
+  function mayReplace(current, fresh) {
+    if (!current || current === fresh) return true;
+    const who = state.who ? (state.who.admin ? "admin" : "tenant " + state.who.tenant_id) : null;
+    return window.confirm(
+      "This link signs in with another token." +
+      (who ? " You are signed in as " + who + "." : "") +
+      " Sign out of the current session and use the new token?");
+  }
+
   function boot() {
-    const token = tokenFromHash() || sessionStorage.getItem(TOKEN_KEY);
+    const stored = sessionStorage.getItem(TOKEN_KEY);
+    const linked = tokenFromHash();
+    const token = linked && mayReplace(stored, linked) ? linked : stored;
     $("#signout").addEventListener("click", () => signOut());
     window.addEventListener("hashchange", () => {
       const fresh = tokenFromHash();  // a sign-in link opened in a tab already signed in
-      if (fresh) signIn(fresh);
+      if (fresh && mayReplace(state.token, fresh)) signIn(fresh);
       else if (state.who) route();
     });
     if (token) signIn(token);
