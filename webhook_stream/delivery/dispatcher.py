@@ -128,9 +128,15 @@ class Dispatcher:
         url, body, headers = self._prepare(sub, delivery, span)
         self._metrics.in_flight.inc()
         try:
+            # Checked again by the client right before the bytes leave: a stall while this
+            # attempt waited for a connection must not send it after the resume.
             result = await self._http.post(
-                url, body, headers, sub.timeout_s or self._settings.http_timeout
+                url, body, headers, sub.timeout_s or self._settings.http_timeout, before_send
             )
+        except BaseException:
+            if span is not None:
+                span.finish(None, "not_sent", None, delivery.attempts + 1)
+            raise
         finally:
             self._metrics.in_flight.dec()
         return await self._handle(sub, delivery, result, span)

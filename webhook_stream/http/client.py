@@ -34,6 +34,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -193,9 +194,18 @@ class HttpClient:
         await self._resolver.close()
 
     async def post(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        before_write: Callable[[], None] | None = None,
     ) -> HttpResult:
-        """POST once. Never raises for HTTP or transport failures: they become ``error``."""
+        """POST once. Never raises for HTTP or transport failures: they become ``error``.
+
+        ``before_write`` runs right before the request's bytes are written, after every
+        wait (pool, connect); what it raises calls the request off and propagates.
+        """
         assert self._tls is not None, "HttpClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and url[:8].lower() != "https://":
@@ -214,7 +224,7 @@ class HttpClient:
                 async with asyncio.timeout_at(deadline):
                     conn = await self._pool.acquire(target.key)
                     slot = True
-                    conn = await self._send(target, conn, data)
+                    conn = await self._send(target, conn, data, before_write)
             except (TimeoutError, _Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
@@ -251,7 +261,13 @@ class HttpClient:
             found = self._targets[url] = _parse_target(url, self._policy)
         return found
 
-    async def _send(self, target: _Target, conn: Connection | None, data: bytes) -> Connection:
+    async def _send(
+        self,
+        target: _Target,
+        conn: Connection | None,
+        data: bytes,
+        before_write: Callable[[], None] | None = None,
+    ) -> Connection:
         """Send on ``conn`` (or a new connection); return it once the response head is in.
 
         A reused connection the peer closed while it was idle fails without a byte of
@@ -259,6 +275,8 @@ class HttpClient:
         """
         keep = self._settings.response_body_max
         if conn is not None:
+            if before_write is not None:
+                before_write()
             try:
                 await conn.request(data, keep)
                 return conn
@@ -268,6 +286,8 @@ class HttpClient:
                     raise
         conn = await self._open(target)
         try:
+            if before_write is not None:
+                before_write()
             await conn.request(data, keep)
         except BaseException:
             conn.close()  # never handed back to the pool: close it here

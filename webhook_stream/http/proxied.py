@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -127,9 +128,18 @@ class HttpxClient:
             await self._direct.close()
 
     async def post(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        before_write: Callable[[], None] | None = None,
     ) -> HttpResult:
-        """POST once. Never raises for HTTP, proxy or transport failures: they become ``error``."""
+        """POST once. Never raises for HTTP, proxy or transport failures: they become ``error``.
+
+        ``before_write`` runs right before the request is sent, after the per-host wait;
+        what it raises calls the request off and propagates.
+        """
         assert self._client is not None, "HttpxClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and not url.startswith("https://"):
@@ -139,7 +149,7 @@ class HttpxClient:
             if self._direct is not None and bypasses_proxy(
                 target.host, self._settings.egress_no_proxy
             ):
-                return await self._direct.post(url, body, headers, timeout)
+                return await self._direct.post(url, body, headers, timeout, before_write)
             check_proxied_host(url, self._policy)
             _check_headers(headers)
             if self._one_shot and not target.tls:
@@ -164,6 +174,8 @@ class HttpxClient:
                     request = self._client.build_request(
                         "POST", url, content=body, headers=headers, timeout=timeout
                     )
+                    if before_write is not None:
+                        before_write()
                     response = await self._client.send(request, stream=True)
             except (TimeoutError, httpx.HTTPError, OSError) as exc:
                 error = _error_class(exc, target.tls)
