@@ -24,6 +24,7 @@ CODES: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
+    "limit_exceeded": 409,
     "precondition_failed": 412,
     "unavailable": 503,
 }

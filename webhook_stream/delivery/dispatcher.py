@@ -29,6 +29,7 @@ from webhook_stream.core.records import (
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, ENDPOINT_HEALTH, retry_topic
 from webhook_stream.core.version import __version__
+from webhook_stream.delivery.budgets import TenantSlots
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from webhook_stream.delivery.ratelimit import TokenBuckets
@@ -78,6 +79,11 @@ class Dispatcher:
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
+        self._tenant_slots = TenantSlots(settings.max_in_flight_per_tenant)
+        #: Endpoint id -> set when its subscription changes (deleted, disabled, new rate):
+        #: a lane waiting for it (rate limit, tenant slot) looks again at once.
+        self._changes: dict[str, asyncio.Event] = {}
+        registry.listeners.append(self._changed)
         self._writes = writes
         self.health = EndpointHealth(settings)
         #: Endpoint id -> the version a disable was requested for: refused from now on
@@ -90,25 +96,79 @@ class Dispatcher:
         """Run one attempt (or refuse it); return the sends to await before acking."""
         if not self.health.synced:
             await self.health.wait_synced()  # after an assignment: streaks read back first
-        sub = self._registry.get(delivery.endpoint_id)
-        if sub is None:
-            return await self._finish(delivery, "endpoint_missing")
-        if sub.tenant_id != delivery.tenant_id:
-            return await self._finish(delivery, "tenant_mismatch")
-        if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
-            return await self._finish(delivery, "endpoint_disabled")
-        if sub.rate_limit_per_s:
-            # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
-            await self._buckets.acquire(sub.id, sub.rate_limit_per_s)
-        url, body, headers = self._prepare(sub, delivery)
-        self._metrics.in_flight.inc()
+        tenant = delivery.tenant_id
+        while True:
+            sub = self._registry.get(delivery.endpoint_id)
+            if sub is None:
+                return await self._finish(delivery, "endpoint_missing")
+            if sub.tenant_id != tenant:
+                return await self._finish(delivery, "tenant_mismatch")
+            if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
+                return await self._finish(delivery, "endpoint_disabled")
+            rate = sub.rate_limit_per_s
+            if rate:
+                # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
+                wait = self._buckets.reserve(sub.id, rate)
+                if wait > 0 and await self._woken(sub.id, wait):
+                    self._buckets.refund(sub.id, rate)
+                    continue  # changed while waiting (deleted, disabled, new rate)
+            # One tenant's hanging receivers never take every connection of the worker.
+            if tenant is None or await self._slot(sub.id, tenant):
+                break
+            if rate:
+                self._buckets.refund(sub.id, rate)
         try:
-            result = await self._http.post(
-                url, body, headers, sub.timeout_s or self._settings.http_timeout
-            )
+            url, body, headers = self._prepare(sub, delivery)
+            self._metrics.in_flight.inc()
+            try:
+                result = await self._http.post(
+                    url, body, headers, sub.timeout_s or self._settings.http_timeout
+                )
+            finally:
+                self._metrics.in_flight.dec()
         finally:
-            self._metrics.in_flight.dec()
+            if tenant is not None:
+                self._tenant_slots.release(tenant)
         return await self._handle(sub, delivery, result)
+
+    def _changed(self, endpoint_id: str) -> None:
+        event = self._changes.pop(endpoint_id, None)
+        if event is not None:
+            event.set()
+
+    async def _woken(self, endpoint_id: str, seconds: float) -> bool:
+        """Wait ``seconds``; True when the endpoint's subscription changed meanwhile."""
+        event = self._changes.get(endpoint_id)
+        if event is None:
+            event = self._changes[endpoint_id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _slot(self, endpoint_id: str, tenant: str) -> bool:
+        """Take one of the tenant's attempt slots; False (none taken) if the endpoint changed."""
+        slots = self._tenant_slots
+        if slots.busy(tenant) < slots.limit:
+            await slots.acquire(tenant)  # free: does not wait
+            return True
+        event = self._changes.get(endpoint_id)
+        if event is None:
+            event = self._changes[endpoint_id] = asyncio.Event()
+        taking = asyncio.ensure_future(slots.acquire(tenant))
+        changed = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((taking, changed), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            changed.cancel()
+            _give_up(taking, slots, tenant)
+            raise
+        changed.cancel()
+        if taking.done() and not taking.cancelled() and taking.exception() is None:
+            return True
+        _give_up(taking, slots, tenant)
+        return False
 
     def _prepare(self, sub: Subscription, delivery: Delivery) -> tuple[str, bytes, dict[str, str]]:
         body = delivery.event.webhook_body()
@@ -272,3 +332,17 @@ class Dispatcher:
         except ValueError:
             return
         self._metrics.end_to_end.observe(max(0.0, time.time() - occurred))
+
+
+def _give_up(taking: asyncio.Future[None], slots: TenantSlots, tenant: str) -> None:
+    """Cancel a slot request; should it have been granted anyway, the slot goes back."""
+
+    def settled(task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            slots.release(tenant)
+
+    if taking.done():
+        settled(taking)
+    else:
+        taking.cancel()
+        taking.add_done_callback(settled)
