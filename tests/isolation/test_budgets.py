@@ -93,9 +93,11 @@ def test_no_sequence_lets_a_tenant_or_endpoint_exceed_its_budget(
 ) -> None:
     b = Budgets(total, max(1, total // 4), max(1, total // 2), 10)
     held: dict[tuple[str | None, int], int] = {}
+    rates: dict[tuple[str | None, int], float | None] = {}
     parked = 0
     for tenant, endpoint, rate, arrive in steps:
         key = (tenant, endpoint)
+        rate = rates.setdefault(key, rate)  # an endpoint has one rate (a PATCH: see below)
         if not arrive:
             if held.get(key):
                 held[key] -= 1
@@ -104,6 +106,8 @@ def test_no_sequence_lets_a_tenant_or_endpoint_exceed_its_budget(
         tenant_held = sum(n for (t, _), n in held.items() if t == tenant)
         verdict = admit(b, share, held.get(key, 0), tenant, tenant_held)
         if verdict is Admit.LANE:
+            # Admitted only below the share in effect (a lowered rate parks the next one).
+            assert held.get(key, 0) < share
             held[key] = held.get(key, 0) + 1
         else:
             parked += 1
