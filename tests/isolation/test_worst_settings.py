@@ -21,6 +21,7 @@ from aiohttp import web
 from tests.isolation.conftest import Iso
 from tests.isolation.test_limits import WORST
 from tests.support import Received, Receiver, eventually
+from webhook_stream.subscriptions.model import generate_secret
 from webhook_stream.subscriptions.validation import MIN_RATE_LIMIT_PER_S
 
 #: Set when the module is done: hanging and dripping handlers end.
@@ -198,3 +199,53 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row:
         assert calls() == 100, calls()
     for endpoint_id in ids:
         await iso.delete(endpoint_id)
+
+
+async def test_refused_values_answer_400_naming_the_field(iso: Iso) -> None:
+    base = {"url": iso.attacker.url("/x"), "event_types": ["a.*"], "tenant_id": "atk_bad"}
+    cases = {
+        "rate_limit_per_s": {"rate_limit_per_s": 1e-9},
+        "retry_schedule": {"retry_schedule": ["7d"] * 20},
+        "max_attempts": {"retry_schedule": ["1d"], "max_attempts": 50},
+        "headers": {"headers": {f"X-{i}": "v" * 4000 for i in range(5)}},
+    }
+    async with iso.worker.api() as client:
+        for field, body in cases.items():
+            r = await client.post("/subscriptions", json={**base, **body})
+            assert r.status_code == 400, r.text
+            error = r.json()["error"]
+            assert error["code"] == "invalid" and error["field"].startswith(field), error
+            assert error["message"]
+
+
+async def test_a_tenant_at_max_endpoints_per_tenant_gets_409(iso: Iso) -> None:
+    limit = 1000  # the production default of WEBHOOK_STREAM_MAX_ENDPOINTS_PER_TENANT
+    before = (await iso.health())["subscriptions"]
+    for i in range(limit):  # produced straight to the topic: the count is the table's
+        sub = {
+            "id": f"many_{i}",
+            "url": "https://hooks.example.com/x",
+            "event_types": ["many.*"],
+            "tenant_id": "many",
+            "secret": generate_secret(),
+        }
+        await iso.kafka.send("webhooks.subscriptions", sub, key=sub["id"])
+
+    async def loaded() -> bool:
+        return (await iso.health())["subscriptions"] >= before + limit
+
+    await eventually(loaded, timeout=30, interval=0.3)
+    body = {"url": iso.attacker.url("/x"), "event_types": ["many.*"], "tenant_id": "many"}
+    async with iso.worker.api() as client:
+        r = await client.post("/subscriptions", json=body)
+        assert r.status_code == 409, r.text
+        assert r.json()["error"]["code"] == "limit_exceeded"
+        assert r.json()["error"]["field"] == "tenant_id"
+        # Another tenant is not counted against it.
+        r = await client.post("/subscriptions", json={**body, "tenant_id": "few"})
+        assert r.status_code == 201, r.text
+        await client.delete(f"/subscriptions/{r.json()['id']}")
+        r = await client.delete("/subscriptions/many_0")
+        assert r.status_code in (200, 202), r.text
+        r = await client.post("/subscriptions", json=body)  # room again
+        assert r.status_code == 201, r.text
