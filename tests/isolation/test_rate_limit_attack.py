@@ -8,6 +8,7 @@ deliveries and another tenant's event had not arrived after 60 s.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from tests.isolation.conftest import Iso
@@ -81,3 +82,71 @@ async def test_slowest_rate_limits_hold_nothing_others_need_and_a_delete_release
     lat = await iso.victim_latencies(3)
     assert max(lat) < 5.0, lat
     assert len([r for r in iso.attacker.requests if r.path.startswith("/rate/")]) == ENDPOINTS
+
+
+async def test_disabling_wakes_the_waiting_lanes_at_once(iso: Iso) -> None:
+    ids = [f"atk_dis_{i}" for i in range(3)]
+    for i, endpoint_id in enumerate(ids):
+        await iso.create(
+            id=endpoint_id,
+            url=iso.attacker.url(f"/dis/{i}"),
+            event_types=["atk.dis"],
+            tenant_id="atk_dis",
+            rate_limit_per_s=MIN_RATE_LIMIT_PER_S,
+        )
+    await iso.flood("atk_dis", "atk.dis", 300)
+    await eventually(
+        lambda: len({r.path for r in iso.attacker.requests if r.path.startswith("/dis/")}) == 3,
+        timeout=30,
+    )
+    dead_before = await iso.metric("webhook_deliveries_total", '{outcome="dead_lettered"}')
+    # Each lane now sleeps 100 s for its next token; a disable must not wait for it.
+    async with iso.worker.api() as client:
+        for endpoint_id in ids:
+            r = await client.patch(f"/subscriptions/{endpoint_id}", json={"disabled": True})
+            assert r.status_code in (200, 202), r.text
+
+    async def released() -> bool:
+        dead = await iso.metric("webhook_deliveries_total", '{outcome="dead_lettered"}')
+        pending = await iso.metric("webhook_pending_deliveries")
+        return dead - dead_before >= 3 * 300 - 3 and pending == 0
+
+    await eventually(released, timeout=20, interval=0.3)
+    assert len([r for r in iso.attacker.requests if r.path.startswith("/dis/")]) == 3
+
+
+async def test_deleting_ends_an_attempt_hanging_on_its_receiver(iso: Iso) -> None:
+    release = asyncio.Event()
+
+    async def hang(_: object) -> int:
+        await release.wait()
+        return 200
+
+    iso.attacker.script["/hang"] = hang
+    try:
+        await iso.create(
+            id="atk_hang",
+            url=iso.attacker.url("/hang"),
+            event_types=["atk.hang"],
+            tenant_id="atk_hang",
+            timeout_s=60,
+            max_in_flight=5,
+        )
+        await iso.flood("atk_hang", "atk.hang", 20)
+        await eventually(lambda: len(iso.attacker.at("/hang")) >= 5, timeout=30)
+        assert await iso.metric("webhook_in_flight") >= 5
+        t0 = time.monotonic()
+        await iso.delete("atk_hang")
+
+        async def ended() -> bool:
+            return (
+                await iso.metric("webhook_in_flight") == 0
+                and await iso.metric("webhook_pending_deliveries") == 0
+            )
+
+        await eventually(ended, timeout=10, interval=0.2)
+        # Not the 60 s of its timeout_s.
+        assert time.monotonic() - t0 < 10
+        assert len(iso.attacker.at("/hang")) == 5
+    finally:
+        release.set()

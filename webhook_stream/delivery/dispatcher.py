@@ -83,6 +83,10 @@ class Dispatcher:
         #: Endpoint id -> set when its subscription changes (deleted, disabled, new rate):
         #: a lane waiting for it (rate limit, tenant slot) looks again at once.
         self._changes: dict[str, asyncio.Event] = {}
+        #: Endpoint id -> lane tasks with an attempt in flight: cancelled when it is deleted
+        #: or disabled (a hanging receiver holds nothing after that), then in _abandoned.
+        self._posting: dict[str, set[asyncio.Task[object]]] = {}
+        self._abandoned: set[asyncio.Task[object]] = set()
         registry.listeners.append(self._changed)
         self._writes = writes
         self.health = EndpointHealth(settings)
@@ -117,6 +121,10 @@ class Dispatcher:
                 break
             if rate:
                 self._buckets.refund(sub.id, rate)
+        task = asyncio.current_task()
+        assert task is not None
+        posting = self._posting.setdefault(sub.id, set())
+        posting.add(task)
         try:
             url, body, headers = self._prepare(sub, delivery)
             self._metrics.in_flight.inc()
@@ -124,9 +132,21 @@ class Dispatcher:
                 result = await self._http.post(
                     url, body, headers, sub.timeout_s or self._settings.http_timeout
                 )
+            except asyncio.CancelledError:
+                if task not in self._abandoned:
+                    raise
+                self._abandoned.discard(task)
+                task.uncancel()
+                gone = self._registry.get(sub.id) is None
+                return await self._finish(
+                    delivery, "endpoint_missing" if gone else "endpoint_disabled"
+                )
             finally:
                 self._metrics.in_flight.dec()
         finally:
+            posting.discard(task)
+            if not posting:
+                self._posting.pop(sub.id, None)
             if tenant is not None:
                 self._tenant_slots.release(tenant)
         return await self._handle(sub, delivery, result)
@@ -135,6 +155,13 @@ class Dispatcher:
         event = self._changes.pop(endpoint_id, None)
         if event is not None:
             event.set()
+        posting = self._posting.get(endpoint_id)
+        if posting:
+            sub = self._registry.get(endpoint_id)
+            if sub is None or sub.disabled:
+                for task in posting - self._abandoned:
+                    self._abandoned.add(task)
+                    task.cancel()
 
     async def _woken(self, endpoint_id: str, seconds: float) -> bool:
         """Wait ``seconds``; True when the endpoint's subscription changed meanwhile."""
