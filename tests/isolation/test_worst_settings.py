@@ -68,6 +68,8 @@ class Row:
     calls: int = 1
     #: Each endpoint on a receiver of its own host (127.0.0.2, ...).
     own_hosts: bool = False
+    #: The endpoints aim at the victim's receiver (its host and port), another path.
+    victim_host: bool = False
 
 
 ROWS = [
@@ -80,16 +82,25 @@ ROWS = [
         _hang,
         endpoints=2,
         events=150,
-        calls=16,  # HTTP_POOL_PER_HOST: the rest wait for a connection to that host
+        calls=8,  # half of HTTP_POOL_PER_HOST per tenant and host: the rest wait
     ),
     Row(
-        "max_in_flight on eight hosts: 128 hanging calls wanted (tenant in-flight cap)",
-        {"timeout_s": 60, "max_in_flight": 16},
+        "max_in_flight on sixteen hosts: 128 hanging calls wanted (tenant in-flight cap)",
+        {"timeout_s": 60, "max_in_flight": 8},
         _hang,
-        endpoints=8,
+        endpoints=16,
         events=50,
         calls=100,
         own_hosts=True,
+    ),
+    Row(
+        "url: the other tenant's receiver host, a path that hangs (per-host share)",
+        {"timeout_s": 60, "max_in_flight": 100},
+        _hang,
+        endpoints=2,
+        events=100,
+        calls=8,  # half of HTTP_POOL_PER_HOST (16): the victim keeps the other half
+        victim_host=True,
     ),
     Row("rate_limit_per_s at the floor", {"rate_limit_per_s": MIN_RATE_LIMIT_PER_S}),
     Row(
@@ -143,7 +154,7 @@ async def _released_at_end(iso: Iso) -> Any:
 
 
 def _id(row: Row) -> str:
-    name = row.name if row.name.startswith("receiver") else row.name.split(":")[0]
+    name = row.name if row.name.startswith(("receiver", "url")) else row.name.split(":")[0]
     return re.sub(r"\W+", "_", name)[:48].strip("_")
 
 
@@ -152,9 +163,12 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row:
     n = ROWS.index(row)
     tenant, path = f"atk{n}", f"/atk{n}"
     # Receivers of its own (a hanging one of an earlier row keeps its host's connections).
-    shared = await Receiver().start()
+    if row.victim_host:
+        shared = iso.victim
+    else:
+        shared = await Receiver().start()
+        _hosts.append(shared)
     shared.script[path] = row.script
-    _hosts.append(shared)
     ids, receivers = [], [shared]
     for i in range(row.endpoints):
         endpoint_id = row.settings.get("id", f"atk{n}") + f"_{i}"
@@ -194,9 +208,11 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row:
     print(f"{row.name}: victim {max(lat) * 1000:.0f} ms max")
     assert max(lat) < 5.0, (row.name, lat)
     if row.own_hosts:
-        # Eight endpoints want 128 calls at once (16 each, one host each); the tenant
+        # Sixteen endpoints want 128 calls at once (8 each, one host each); the tenant
         # gets MAX_IN_FLIGHT_PER_TENANT (100), and none of them has ended yet.
         assert calls() == 100, calls()
+    if row.victim_host:
+        assert calls() == 8, calls()
     for endpoint_id in ids:
         await iso.delete(endpoint_id)
 

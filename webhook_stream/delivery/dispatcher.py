@@ -14,6 +14,7 @@ import logging
 import time
 from datetime import datetime
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaProducer
 
@@ -80,6 +81,10 @@ class Dispatcher:
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
         self._tenant_slots = TenantSlots(settings.max_in_flight_per_tenant)
+        # A tenant holds at most half of the connections to one host, so endpoints aimed
+        # at another tenant's receiver host (hanging there) leave it the other half.
+        self._host_slots = TenantSlots(max(1, settings.http_pool_per_host // 2))
+        self._hosts: dict[str, str] = {}
         #: Endpoint id -> set when its subscription changes (deleted, disabled, new rate):
         #: a lane waiting for it (rate limit, tenant slot) looks again at once.
         self._changes: dict[str, asyncio.Event] = {}
@@ -117,8 +122,13 @@ class Dispatcher:
                     self._buckets.refund(sub.id, rate)
                     continue  # changed while waiting (deleted, disabled, new rate)
             # One tenant's hanging receivers never take every connection of the worker.
-            if tenant is None or await self._slot(sub.id, tenant):
+            if tenant is None:
                 break
+            if await self._slot(sub.id, self._tenant_slots, tenant):
+                host = self._host_key(tenant, sub.url)
+                if await self._slot(sub.id, self._host_slots, host):
+                    break
+                self._tenant_slots.release(tenant)
             if rate:
                 self._buckets.refund(sub.id, rate)
         task = asyncio.current_task()
@@ -148,6 +158,7 @@ class Dispatcher:
             if not posting:
                 self._posting.pop(sub.id, None)
             if tenant is not None:
+                self._host_slots.release(self._host_key(tenant, sub.url))
                 self._tenant_slots.release(tenant)
         return await self._handle(sub, delivery, result)
 
@@ -174,9 +185,17 @@ class Dispatcher:
             return False
         return True
 
-    async def _slot(self, endpoint_id: str, tenant: str) -> bool:
-        """Take one of the tenant's attempt slots; False (none taken) if the endpoint changed."""
-        slots = self._tenant_slots
+    def _host_key(self, tenant: str, url: str) -> str:
+        host = self._hosts.get(url)
+        if host is None:
+            if len(self._hosts) >= 10_000:  # endpoints' URLs: keep it bounded
+                self._hosts.clear()
+            parts = urlsplit(url)
+            host = self._hosts[url] = f"{parts.hostname}:{parts.port or parts.scheme}"
+        return f"{tenant}\x00{host}"
+
+    async def _slot(self, endpoint_id: str, slots: TenantSlots, tenant: str) -> bool:
+        """Take one of ``tenant``'s ``slots``; False (none taken) if the endpoint changed."""
         if slots.busy(tenant) < slots.limit:
             await slots.acquire(tenant)  # free: does not wait
             return True
