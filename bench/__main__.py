@@ -133,7 +133,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip-flow",
         action="store_true",
-        help="skip rows 8a/8b (strict ordering, isolation from a hanging endpoint)",
+        help="skip rows 8a/8b/4t (strict ordering, isolation from a hanging endpoint "
+        "and from another tenant's worst settings)",
     )
     p.add_argument(
         "--globs",

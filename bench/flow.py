@@ -1,4 +1,5 @@
-"""Rows 8a and 8b: endpoint flow control (strict ordering; isolation from a hanging endpoint).
+"""Rows 8a, 8b and 4t: endpoint flow control (strict ordering; isolation from a hanging
+endpoint; isolation from another tenant's worst settings, printed beside row 4).
 
 8a: ``--flow-events`` events to one ``ordering: strict`` endpoint and as many to one
 best-effort endpoint with ``max_in_flight: 1`` (the same one request at a time), produced
@@ -163,4 +164,97 @@ async def phase_isolation(bench: Any, worker: Any) -> None:
             "",
             notes,
         )
+    )
+
+
+async def phase_tenant_isolation(bench: Any, worker: Any) -> None:
+    """Row 4t: a healthy tenant's latency while another runs the worst settings it can.
+
+    The attacker tenant has ten endpoints: five at the slowest rate limit accepted
+    (0.01/s) and five on a receiver that never answers with ``timeout_s`` 60 and
+    ``max_in_flight`` 100; ``--hang-events / 2`` events fan out to all ten. Then the victim
+    tenant gets ``--latency-rate`` events/s for ``--latency-seconds``, as row 4 measures.
+    """
+    a = bench.args
+    flood, count = max(1, a.hang_events // 2), int(a.latency_rate * a.latency_seconds)
+    bench.say(
+        f"4t tenant isolation: {flood * 10:,} deliveries for another tenant's worst "
+        f"settings, then {count:,} paced to a healthy tenant"
+    )
+    for i in range(10):
+        worst: dict[str, Any] = (
+            {"rate_limit_per_s": 0.01, "url": bench.rurl(f"/atkr/{i}")}
+            if i < 5
+            else {"timeout_s": 60, "max_in_flight": 100, "url": bench.rurl(f"/hang/t{i}")}
+        )
+        body = {"id": f"ep_atk_{i}", "event_types": ["bench.atk"], "tenant_id": "bench-atk"}
+        await _create(bench, worker, {**body, **worst})
+    await _create(
+        bench,
+        worker,
+        {
+            "id": "ep_lattn_0",
+            "url": bench.rurl("/lattn/0"),
+            "event_types": ["bench.vic"],
+            "tenant_id": "bench-vic",
+        },
+    )
+    await bench.wait_healthy(worker, 0, 30)
+
+    def attack() -> Any:
+        for i in range(flood):
+            doc = {**load.event_doc(f"evt_atk_{i}", "bench.atk", i), "tenant_id": "bench-atk"}
+            yield f"a{i}".encode(), orjson.dumps(doc)
+
+    await load.produce(bench.producer, TOPIC, attack())
+    producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, linger_ms=0)
+    await producer.start()
+    try:
+        t0, futures = time.monotonic(), []
+        for i in range(count):
+            delay = t0 + i / a.latency_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing of the load, not a sync
+            doc = {**load.event_doc(f"evt_lattn_{i}", "bench.vic", i), "tenant_id": "bench-vic"}
+            futures.append(await producer.send(TOPIC, orjson.dumps(doc), key=f"t{i}".encode()))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    st, timed_out = await bench.wait_receipts("lattn", count, worker, 60)
+    lats = sorted((await bench.receiver_stats(lat="lattn"))["latencies"])
+    row4 = bench.raw.get("latency", {})
+    at = next((i + 1 for i, r in enumerate(bench.rows) if r.key == "4"), len(bench.rows))
+    if not lats:
+        bench.rows.insert(
+            at, Row("4t", "healthy tenant's latency beside the worst", "no data", "", "")
+        )
+        return
+    p50 = statistics.median(lats) * 1000
+    p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1000
+    mx = lats[-1] * 1000
+    bench.raw["tenant_isolation"] = {
+        "attacker_deliveries": flood * 10,
+        "sent": count,
+        "received": st["unique"],
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": mx,
+    }
+    bench.say(f"  healthy tenant: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {mx:.1f} ms")
+    notes = (
+        f"another tenant: 10 endpoints (5 at rate_limit_per_s 0.01, 5 hanging with "
+        f"timeout_s 60, max_in_flight 100), {flood * 10:,} deliveries queued; "
+        f"{st['unique']:,}/{count:,} received; row 4 p99 {row4.get('p99_ms', float('nan')):.0f} ms"
+    )
+    if timed_out:
+        notes += "; INCOMPLETE"
+    bench.rows.insert(
+        at,
+        Row(
+            "4t",
+            "healthy tenant's latency p50 / p99 / max beside another's worst settings",
+            f"{p50:.0f} / {p99:.0f} / {mx:.0f} ms",
+            "",
+            notes,
+        ),
     )

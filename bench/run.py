@@ -35,7 +35,7 @@ from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .egress import phase_proxied
-from .flow import phase_isolation, phase_strict
+from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table
@@ -341,6 +341,7 @@ class Bench:
         if not a.skip_flow:  # last: the hanging endpoint's retries outlive its phase
             await phase_strict(self, worker)
             await phase_isolation(self, worker)
+            await phase_tenant_isolation(self, worker)
 
     async def phase_scale_out(self, first: Worker, rounds: int = 2) -> None:
         """Case A on one worker, then on three (same app id): CPU per 1,000 for the cluster.

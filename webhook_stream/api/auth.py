@@ -25,8 +25,8 @@ from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, error_response
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
 from webhook_stream.subscriptions.urls import CONTROL
-from webhook_stream.subscriptions.validation import tenant_id_problem
 
 __all__ = [
     "ADMIN",
@@ -168,7 +168,7 @@ async def json_body(request: Request, timeout: float = 20.0) -> Any:
 
 def check_tenant_id(value: object, field: str = "tenant_id") -> str:
     """A tenant id as subscriptions accept it: 1-128 characters, no control or invisible
-    characters, NFC (:func:`~webhook_stream.subscriptions.validation.tenant_id_problem`)."""
+    characters, NFC (:func:`~webhook_stream.subscriptions.tenant_ids.tenant_id_problem`)."""
     if not isinstance(value, str) or not 1 <= len(value) <= 128 or CONTROL.search(value):
         raise ApiError("invalid", "must be 1-128 characters without control characters", field)
     problem = tenant_id_problem(value)

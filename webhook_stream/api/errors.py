@@ -40,6 +40,7 @@ CODES: dict[str, int] = {
     "method_not_allowed": 405,
     "request_timeout": 408,
     "conflict": 409,
+    "limit_exceeded": 409,
     "precondition_failed": 412,
     "too_large": 413,
     "internal": 500,

@@ -16,16 +16,19 @@ __all__ = ["flow_view"]
 
 def flow_view(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
     if delivery is None:
-        return {"owned": False, "blocked_by": None, "parked": 0}
+        return {"owned": False, "blocked_by": None, "parked": 0, "throttled": None}
     state = delivery.parking.flow.get(endpoint_id)
     owned = state is not None or _owns(delivery, endpoint_id)
     blocked = None
     if state is not None and state.head is not None:
         blocked = {"delivery_id": state.head, "since": state.since}
+    throttled = delivery.parking.throttled.get(endpoint_id)
     return {
         "owned": owned,
         "blocked_by": blocked,
         "parked": 0 if state is None else state.parked,
+        # Which budget made it park: "endpoint" (its own share) or "tenant" (its tenant's).
+        "throttled": None if throttled is None else throttled[1].value,
     }
 
 

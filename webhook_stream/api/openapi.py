@@ -124,7 +124,11 @@ OPERATIONS: list[Operation] = [
         {
             201: ("Created; `secret` is shown this once", "SubscriptionWithSecret"),
             202: ("Accepted, not yet decided or applied here", "SubscriptionWithSecret"),
-            409: ("The id exists (decided across workers: one of two racing creates)", "Error"),
+            409: (
+                "The id exists (decided across workers: one of two racing creates), or the "
+                "tenant has MAX_ENDPOINTS_PER_TENANT endpoints (`limit_exceeded`)",
+                "Error",
+            ),
         },
         body="SubscriptionCreate",
         description="A tenant token creates in its own tenant (filled in when omitted; "

@@ -77,7 +77,8 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
             "maxLength": 4096,
             "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$",
         },
-        "description": "Custom request headers. Reserved: hop-by-hop headers, `Host`, "
+        "description": "Custom request headers, at most 16384 bytes together. Reserved: "
+        "hop-by-hop headers, `Host`, "
         "`Content-Length`, `Content-Type`, `User-Agent` and `webhook-*`.",
     },
     "disabled": {"type": "boolean", "default": False},
@@ -88,20 +89,26 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
         {
             "type": "array",
             "minItems": 1,
-            "maxItems": 30,
+            "maxItems": 20,
             "items": {
                 "anyOf": [
                     {"type": "string", "pattern": "^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)?\\s*$"},
-                    {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
+                    {"type": "number", "minimum": 0.1, "maximum": 604800},
                 ]
             },
-            "description": "Delays (`5s`, `2m`, `1h` or seconds), each > 0 and at most 7 days.",
+            "description": "Delays (`5s`, `2m`, `1h` or seconds), each at least 100ms and at "
+            "most 7 days; all retries together (with `max_attempts` repeating the last step) "
+            "at most 30 days.",
         }
     ),
     "retry_status_codes": _nullable(
-        {"type": "array", "items": {"type": "integer", "minimum": 400, "maximum": 599}}
+        {
+            "type": "array",
+            "maxItems": 200,
+            "items": {"type": "integer", "minimum": 400, "maximum": 599},
+        }
     ),
-    "rate_limit_per_s": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 100000}),
+    "rate_limit_per_s": _nullable({"type": "number", "minimum": 0.01, "maximum": 100000}),
     "max_in_flight": _nullable({"type": "integer", "minimum": 1, "maximum": 100}),
     "ordering": _nullable(
         {
@@ -150,10 +157,12 @@ def schemas() -> dict[str, Any]:
                         )
                     ),
                     "parked": {"type": "integer", "minimum": 0},
+                    "throttled": _nullable({"type": "string", "enum": ["endpoint", "tenant"]}),
                 },
                 ("owned", "blocked_by", "parked"),
                 description="Flow control as known to the answering worker (GET of one "
-                "subscription only): the strict head blocking it, deliveries parked.",
+                "subscription only): the strict head blocking it, deliveries parked, and "
+                "which budget made it park (its own share, or its tenant's).",
             ),
         },
         (
@@ -341,6 +350,11 @@ def schemas() -> dict[str, Any]:
                 "ready": {"type": "boolean"},
                 "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
                 "subscriptions": {"type": "integer"},
+                "throttled_tenants": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Tenants whose endpoints park because a budget is full",
+                },
             },
             ("status", "ready", "checks"),
         ),

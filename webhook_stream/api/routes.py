@@ -124,6 +124,8 @@ def register_views(app: Any) -> None:
                 "ready": ready,
                 "checks": checks,
                 "subscriptions": len(runtime.registry.index),
+                # A count, not names: /health is open. Which ones: the worker's log.
+                "throttled_tenants": _throttled_tenants(runtime),
             }
             return self.json(body, status=200 if ready else 503)
 
@@ -174,6 +176,14 @@ def register_views(app: Any) -> None:
                 return _error(self, 400, exc.message, field=exc.field)
             if self.find(sub.id) is not None:
                 return _error(self, 409, f"subscription {sub.id!r} already exists", field="id")
+            limit = self.settings.max_endpoints_per_tenant
+            owned = self.runtime.registry.index.count(sub.tenant_id)
+            if sub.tenant_id is not None and owned >= limit:
+                raise ApiError(
+                    "limit_exceeded",
+                    f"tenant {sub.tenant_id!r} has {limit} endpoints, the most allowed",
+                    "tenant_id",
+                )
             # The secret is shown once, here; no other response ever carries it.
             write = WriteRequest(
                 sub.id, "create", body=sub.to_dict(include_secrets=True), tenant=principal.tenant_id
@@ -320,6 +330,11 @@ def register_views(app: Any) -> None:
             except ReplayError as exc:
                 return _error(self, 400, str(exc))
             return self.json(summary.to_dict())
+
+
+def _throttled_tenants(runtime: Any) -> int:
+    delivery = getattr(runtime, "delivery", None)
+    return 0 if delivery is None else len(delivery.parking.throttled_tenants())
 
 
 def _sub_id(sub: Subscription) -> str:

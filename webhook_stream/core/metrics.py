@@ -84,6 +84,17 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.throttled = Counter(
+            "webhook_throttled",
+            "Endpoints that started parking because a budget was full (endpoint or tenant).",
+            ["budget"],
+            registry=r,
+        )
+        self.throttled_tenants = Gauge(
+            "webhook_throttled_tenants",
+            "Tenants with an endpoint parking because a budget was full (this worker).",
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "webhook_subscriptions", "Subscriptions in this worker's registry.", registry=r
         )

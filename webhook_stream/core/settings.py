@@ -206,6 +206,13 @@ class Settings:
     max_pending_per_endpoint: int = 500
     #: Parked deliveries read back and held in memory (a budget of their own).
     max_parked_held: int = 1000
+    #: Of ``max_pending_deliveries``, the most the endpoints of one tenant hold together
+    #: (and at most half of them); the rest of that tenant's deliveries is parked.
+    max_pending_per_tenant: int = 1000
+    #: HTTP attempts of one tenant's endpoints in flight at once on this worker.
+    max_in_flight_per_tenant: int = 100
+    #: Endpoints one tenant may have (API creates beyond it answer 409 ``limit_exceeded``).
+    max_endpoints_per_tenant: int = 1000
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
@@ -275,7 +282,14 @@ class Settings:
                 f"MAX_EVENT_BYTES, or raise MAX_RECORD_BYTES together with the broker's "
                 "message.max.bytes"
             )
-        for name in ("max_pending_deliveries", "max_pending_per_endpoint", "max_parked_held"):
+        for name in (
+            "max_pending_deliveries",
+            "max_pending_per_endpoint",
+            "max_parked_held",
+            "max_pending_per_tenant",
+            "max_in_flight_per_tenant",
+            "max_endpoints_per_tenant",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:

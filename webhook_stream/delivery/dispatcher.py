@@ -31,6 +31,7 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, ENDPOINT_HEALTH, retry_topic
 from webhook_stream.core.tracing import OFF, AttemptSpan, Tracer, log_ids
 from webhook_stream.core.version import __version__
+from webhook_stream.delivery.budgets import TenantSlots, host_key
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from webhook_stream.delivery.ratelimit import TokenBuckets
@@ -82,6 +83,19 @@ class Dispatcher:
         self._metrics = metrics
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
+        self._tenant_slots = TenantSlots(settings.max_in_flight_per_tenant)
+        # A tenant holds at most half of the connections to one host, so endpoints aimed
+        # at another tenant's receiver host (hanging there) leave it the other half.
+        self._host_slots = TenantSlots(max(1, settings.http_pool_per_host // 2))
+        self._hosts: dict[str, str] = {}
+        #: Endpoint id -> set when its subscription changes (deleted, disabled, new rate):
+        #: a lane waiting for it (rate limit, tenant slot) looks again at once.
+        self._changes: dict[str, asyncio.Event] = {}
+        #: Endpoint id -> lane tasks with an attempt in flight: cancelled when it is deleted
+        #: or disabled (a hanging receiver holds nothing after that), then in _abandoned.
+        self._posting: dict[str, set[asyncio.Task[object]]] = {}
+        self._abandoned: set[asyncio.Task[object]] = set()
+        registry.listeners.append(self._changed)
         self._writes = writes
         self.health = EndpointHealth(settings)
         #: Endpoint id -> the version a disable was requested for: refused from now on
@@ -100,46 +114,123 @@ class Dispatcher:
         """
         if not self.health.synced:
             await self.health.wait_synced()  # after an assignment: streaks read back first
-        sub = self._registry.get(delivery.endpoint_id)
-        if sub is None or (
-            delivery.incarnation is not None and delivery.incarnation != sub.incarnation
-        ):
-            # An id deleted and created again (maybe by another tenant) is another
-            # endpoint: the earlier one's deliveries never reach it. (A record without
-            # an incarnation, written before there were any, goes to the endpoint as it is.)
-            return await self._finish(delivery, "endpoint_missing")
-        if sub.tenant_id != delivery.tenant_id:
-            return await self._finish(delivery, "tenant_mismatch")
-        if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
-            return await self._finish(delivery, "endpoint_disabled")
-        if sub.rate_limit_per_s:
-            # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
-            await self._buckets.acquire(sub.id, sub.rate_limit_per_s)
-        if before_send is not None:
-            before_send()  # the lease, checked last before the request leaves
-        span = self._tracer.attempt(
-            sub.url,
-            delivery.delivery_id,
-            sub.id,
-            delivery.attempts + 1,
-            delivery.traceparent,
-            delivery.tracestate,
-        )
-        url, body, headers = self._prepare(sub, delivery, span)
-        self._metrics.in_flight.inc()
+        tenant = delivery.tenant_id
+        while True:
+            sub = self._registry.get(delivery.endpoint_id)
+            if sub is None or (
+                delivery.incarnation is not None and delivery.incarnation != sub.incarnation
+            ):
+                # An id deleted and created again (maybe by another tenant) is another
+                # endpoint: the earlier one's deliveries never reach it. (A record without
+                # an incarnation, written before there were any, goes to the endpoint as it is.)
+                return await self._finish(delivery, "endpoint_missing")
+            if sub.tenant_id != tenant:
+                return await self._finish(delivery, "tenant_mismatch")
+            if sub.disabled or self._disabling.get(sub.id, -1) == sub.version:
+                return await self._finish(delivery, "endpoint_disabled")
+            rate = sub.rate_limit_per_s
+            if rate:
+                # Inside the endpoint's own lane: delays this endpoint only, keeps its order.
+                wait = self._buckets.reserve(sub.id, rate)
+                if wait > 0 and await self._woken(sub.id, wait):
+                    self._buckets.refund(sub.id, rate)
+                    continue  # changed while waiting (deleted, disabled, new rate)
+            # One tenant's hanging receivers never take every connection of the worker.
+            if tenant is None:
+                break
+            if await self._slot(sub.id, self._tenant_slots, tenant):
+                host = self._host_key(tenant, sub.url)
+                if await self._slot(sub.id, self._host_slots, host):
+                    break
+                self._tenant_slots.release(tenant)
+            if rate:
+                self._buckets.refund(sub.id, rate)
+        task = asyncio.current_task()
+        assert task is not None
+        posting = self._posting.setdefault(sub.id, set())
+        posting.add(task)
+        span: AttemptSpan | None = None
         try:
-            # Checked again by the client right before the bytes leave: a stall while this
-            # attempt waited for a connection must not send it after the resume.
-            result = await self._http.post(
-                url, body, headers, sub.timeout_s or self._settings.http_timeout, before_send
+            if before_send is not None:
+                before_send()  # the lease, checked after every wait above
+            span = self._tracer.attempt(
+                sub.url,
+                delivery.delivery_id,
+                sub.id,
+                delivery.attempts + 1,
+                delivery.traceparent,
+                delivery.tracestate,
             )
-        except BaseException:
-            if span is not None:
-                span.finish(None, "not_sent", None, delivery.attempts + 1)
-            raise
+            url, body, headers = self._prepare(sub, delivery, span)
+            self._metrics.in_flight.inc()
+            try:
+                # Checked again by the client right before the bytes leave: a stall while
+                # this attempt waited for a connection must not send it after the resume.
+                result = await self._http.post(
+                    url, body, headers, sub.timeout_s or self._settings.http_timeout, before_send
+                )
+            except asyncio.CancelledError:
+                if span is not None:
+                    span.finish(None, "not_sent", None, delivery.attempts + 1)
+                if task not in self._abandoned:
+                    raise
+                self._abandoned.discard(task)
+                task.uncancel()
+                gone = self._registry.get(sub.id) is None
+                return await self._finish(
+                    delivery, "endpoint_missing" if gone else "endpoint_disabled"
+                )
+            except BaseException:
+                if span is not None:
+                    span.finish(None, "not_sent", None, delivery.attempts + 1)
+                raise
+            finally:
+                self._metrics.in_flight.dec()
         finally:
-            self._metrics.in_flight.dec()
+            posting.discard(task)
+            if not posting:
+                self._posting.pop(sub.id, None)
+            if tenant is not None:
+                self._host_slots.release(self._host_key(tenant, sub.url))
+                self._tenant_slots.release(tenant)
         return await self._handle(sub, delivery, result, span)
+
+    def _changed(self, endpoint_id: str) -> None:
+        event = self._changes.pop(endpoint_id, None)
+        if event is not None:
+            event.set()
+        posting = self._posting.get(endpoint_id)
+        if posting:
+            sub = self._registry.get(endpoint_id)
+            if sub is None or sub.disabled:
+                for task in posting - self._abandoned:
+                    self._abandoned.add(task)
+                    task.cancel()
+
+    async def _woken(self, endpoint_id: str, seconds: float) -> bool:
+        """Wait ``seconds``; True when the endpoint's subscription changed meanwhile."""
+        event = self._changes.get(endpoint_id)
+        if event is None:
+            event = self._changes[endpoint_id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def _host_key(self, tenant: str, url: str) -> str:
+        return host_key(self._hosts, tenant, url)
+
+    async def _slot(self, endpoint_id: str, slots: TenantSlots, tenant: str) -> bool:
+        """Take one of ``tenant``'s ``slots``; False (none taken) if the endpoint changed."""
+
+        def changed() -> asyncio.Event:
+            event = self._changes.get(endpoint_id)
+            if event is None:
+                event = self._changes[endpoint_id] = asyncio.Event()
+            return event
+
+        return await slots.take(tenant, changed)
 
     def _prepare(
         self, sub: Subscription, delivery: Delivery, span: AttemptSpan | None = None

@@ -18,7 +18,7 @@ import logging
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from aiokafka import TopicPartition
 
@@ -132,11 +132,18 @@ def _offset_of(entry: list[Any]) -> int:
     return entry[1]
 
 
+class _Queued(NamedTuple):
+    item: Any
+    counted: bool
+    #: The group (tenant) a counted item counts towards, if any.
+    group: str | None
+
+
 class _Lane:
     __slots__ = ("queue", "running")
 
     def __init__(self) -> None:
-        self.queue: deque[Any] = deque()
+        self.queue: deque[_Queued] = deque()
         self.running = 0
 
 
@@ -159,6 +166,8 @@ class Lanes(Generic[T]):
         self._room.set()
         #: Items queued or running (a counter: read on every submit).
         self.pending = 0
+        #: The same per group (tenant) of counted items submitted with one.
+        self._group_pending: dict[str, int] = {}
 
     @property
     def full(self) -> bool:
@@ -181,18 +190,33 @@ class Lanes(Generic[T]):
         lane = self._lanes.get(key)
         return 0 if lane is None else len(lane.queue) + lane.running
 
-    def submit(self, key: bytes, max_in_flight: int, item: T, counted: bool = True) -> None:
+    def group_size(self, group: str | None) -> int:
+        """Counted items of ``group`` queued or running (0 for None)."""
+        return 0 if group is None else self._group_pending.get(group, 0)
+
+    def submit(
+        self,
+        key: bytes,
+        max_in_flight: int,
+        item: T,
+        counted: bool = True,
+        group: str | None = None,
+    ) -> None:
         """Queue ``item`` behind the key's earlier items.
 
         ``counted=False`` items (read back from parking, under a budget of their own) do
-        not count towards ``max_pending``.
+        not count towards ``max_pending``; counted ones also count towards ``group``'s size.
         """
         if counted:
             self.pending += 1
+            if group is not None:
+                self._group_pending[group] = self._group_pending.get(group, 0) + 1
+        else:
+            group = None
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-        lane.queue.append((item, counted))
+        lane.queue.append(_Queued(item, counted, group))
         if lane.running < max_in_flight:
             lane.running += 1
             task = asyncio.create_task(self._run(key, lane))
@@ -205,18 +229,19 @@ class Lanes(Generic[T]):
         Only when every queued item is counted; otherwise nothing is taken.
         """
         lane = self._lanes.get(key)
-        if lane is None or not lane.queue or not all(c for _, c in lane.queue):
+        if lane is None or not lane.queue or not all(c for _, c, _ in lane.queue):
             return []
-        items = [item for item, _ in lane.queue]
+        items = [item for item, _, _ in lane.queue]
+        for _, _, group in lane.queue:
+            self._release(1, group)
         lane.queue.clear()
-        self._release(len(items))
         return items
 
     async def _run(self, key: bytes, lane: _Lane) -> None:
         handler = self._handler
         try:
             while lane.queue:
-                item, counted = lane.queue.popleft()
+                item, counted, group = lane.queue.popleft()
                 try:
                     await handler(item)
                 except asyncio.CancelledError:
@@ -225,14 +250,20 @@ class Lanes(Generic[T]):
                     self._on_error(exc)
                 finally:
                     if counted:
-                        self._release(1)
+                        self._release(1, group)
         finally:
             lane.running -= 1
             if lane.running == 0 and not lane.queue:
                 self._lanes.pop(key, None)
 
-    def _release(self, n: int) -> None:
+    def _release(self, n: int, group: str | None = None) -> None:
         self.pending -= n
+        if group is not None:
+            left = self._group_pending[group] - n
+            if left:
+                self._group_pending[group] = left
+            else:
+                del self._group_pending[group]
         if not self._room.is_set() and self.pending <= self._low_water:
             self._room.set()
 
@@ -251,7 +282,9 @@ class Lanes(Generic[T]):
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)
         for lane in self._lanes.values():
-            self._release(sum(1 for _, counted in lane.queue if counted))
+            for _, counted, group in lane.queue:
+                if counted:
+                    self._release(1, group)
             lane.queue.clear()
         self._lanes.clear()
         log.warning(

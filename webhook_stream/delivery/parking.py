@@ -21,6 +21,7 @@ from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
+from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
 from webhook_stream.delivery.flow import SRC_HEADER, EndpointFlow, FlowState
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
@@ -62,9 +63,10 @@ class Parking:
         self._tracker = tracker
         self._watch = watch
         self.flow = EndpointFlow(settings, producer)
-        self.share = max(
-            1, min(settings.max_pending_per_endpoint, settings.max_pending_deliveries // 4)
-        )
+        self.budgets = Budgets.from_settings(settings)
+        self.share = self.budgets.per_endpoint
+        #: Endpoints parking because a budget was full: endpoint id -> (tenant, which budget).
+        self.throttled: dict[str, tuple[str | None, Admit]] = {}
         self.max_held = settings.max_parked_held
         #: Parked records read back and not finished.
         self.held = 0
@@ -189,16 +191,33 @@ class Parking:
                 return
             await self._park(tp, record, entry, state)
             return
-        if self._lanes.size(key) >= self.share:
-            log.info(
-                "endpoint %s holds its share (%d): parking its deliveries", endpoint_id, self.share
-            )
+        tenant = sub.tenant_id if sub is not None else None
+        share = endpoint_share(self.budgets, width, sub.rate_limit_per_s if sub else None)
+        verdict = admit(
+            self.budgets, share, self._lanes.size(key), tenant, self._lanes.group_size(tenant)
+        )
+        if verdict is not Admit.LANE:
+            if verdict is Admit.TENANT:
+                log.info(
+                    "tenant %s holds its share (%d): parking deliveries of endpoint %s",
+                    tenant,
+                    self.budgets.per_tenant,
+                    endpoint_id,
+                )
+            else:
+                log.info("endpoint %s holds its share (%d): parking it", endpoint_id, share)
+            self.throttled[endpoint_id] = (tenant, verdict)
+            self._metrics.throttled.labels(verdict.value).inc()
             gate = await self.flow.start_parking(endpoint_id, tp.partition, strict)
             state = self.flow.get(endpoint_id)
             assert state is not None
             await self._park(tp, record, entry, state, gate)
             return
-        self._lanes.submit(key, width, (record, entry, False))
+        self._lanes.submit(key, width, (record, entry, False), group=tenant)
+
+    def throttled_tenants(self) -> set[str]:
+        """Tenants with an endpoint parking because a budget was full (not strict blocks)."""
+        return {t for t, _ in self.throttled.values() if t is not None}
 
     def finished_parked(self, item: Item) -> None:
         """A record read back from parking finished (or was given up)."""
@@ -315,6 +334,9 @@ class Parking:
             ):
                 log.info("endpoint %s has nothing parked any more", endpoint_id)
                 await self.flow.end_parking(endpoint_id)
+        for endpoint_id in [e for e in self.throttled if not self.flow.parking(e)]:
+            del self.throttled[endpoint_id]
+        self._metrics.throttled_tenants.set(len(self.throttled_tenants()))
         self._metrics.parked.set(self.flow.parked_total)
         self._metrics.blocked.set(self.flow.blocked_total)
 

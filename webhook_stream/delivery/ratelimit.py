@@ -108,6 +108,10 @@ class TokenBuckets:
         bucket.rate = rate_per_s
         bucket.capacity = capacity
 
+    def refund(self, key: str, rate_per_s: float, burst: float | None = None) -> None:
+        """Give back a token :meth:`reserve` took (its call was not made)."""
+        self._refund(key, rate_per_s, burst)
+
     def _refund(self, key: str, rate_per_s: float, burst: float | None) -> None:
         bucket = self._buckets.get(key)
         if bucket is not None:

@@ -178,6 +178,7 @@ class SubscriptionIndex:
     def __init__(self, subscriptions: Iterable[Subscription] = ()) -> None:
         self._subs: dict[str, Subscription] = {}
         self._tenants: dict[str | None, _Bucket] = {}
+        self._counts: dict[str | None, int] = {}
         for sub in subscriptions:
             self.put(sub)
 
@@ -205,6 +206,10 @@ class SubscriptionIndex:
 
     def __len__(self) -> int:
         return len(self._subs)
+
+    def count(self, tenant_id: str | None) -> int:
+        """Subscriptions of ``tenant_id`` (disabled ones too)."""
+        return self._counts.get(tenant_id, 0)
 
     def __iter__(self) -> Iterator[Subscription]:
         return iter(self.all())
@@ -234,6 +239,7 @@ class SubscriptionIndex:
         return [self._subs[key] for key in sorted(ids)]
 
     def _index(self, sub: Subscription) -> None:
+        self._counts[sub.tenant_id] = self._counts.get(sub.tenant_id, 0) + 1
         bucket = self._tenants.get(sub.tenant_id)
         if bucket is None:
             bucket = self._tenants[sub.tenant_id] = _Bucket()
@@ -242,6 +248,11 @@ class SubscriptionIndex:
             table.setdefault(key, set()).add(sub.id)
 
     def _unindex(self, sub: Subscription) -> None:
+        left = self._counts.get(sub.tenant_id, 0) - 1
+        if left > 0:
+            self._counts[sub.tenant_id] = left
+        else:
+            self._counts.pop(sub.tenant_id, None)
         bucket = self._tenants.get(sub.tenant_id)
         if bucket is None:
             return

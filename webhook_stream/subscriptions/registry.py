@@ -58,6 +58,8 @@ class SubscriptionRegistry(CompactedTable):
         #: of a request decided twice across a rebalance), and the version a delete ended.
         self._last_request: dict[str, str] = {}
         self._deleted_version: dict[str, int] = {}
+        #: Called with an endpoint id after each record of it is applied (put or removed).
+        self.listeners: list[Callable[[str], None]] = []
 
     def stored_form(self, sub: Subscription) -> bytes:
         """The record value for ``sub`` on ``webhooks.subscriptions`` (secrets sealed if a
@@ -92,6 +94,13 @@ class SubscriptionRegistry(CompactedTable):
         log.info("subscriptions loaded: %d endpoints", len(self.index))
 
     async def apply(self, record: ConsumerRecord) -> None:
+        await self._apply(record)
+        if record.key is not None and self.listeners:
+            endpoint_id = record.key.decode("utf-8", "replace")
+            for listener in self.listeners:
+                listener(endpoint_id)
+
+    async def _apply(self, record: ConsumerRecord) -> None:
         if record.key is None:
             log.warning("subscription record without key at offset %s ignored", record.offset)
             return

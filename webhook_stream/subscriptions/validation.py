@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +26,32 @@ from webhook_stream.subscriptions.model import (
     validate_secret,
 )
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
+from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
 from webhook_stream.subscriptions.urls import CONTROL, validate_url
 
-__all__ = ["parse_stored", "parse_subscription", "tenant_id_problem"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_RETRY_SPAN_S",
+    "MAX_RETRY_STEPS",
+    "MIN_RATE_LIMIT_PER_S",
+    "MIN_RETRY_STEP_S",
+    "parse_stored",
+    "parse_subscription",
+]
+
+# Limits of what one tenant may configure (README, Subscriptions): each is the worst
+# value accepted, chosen so that it costs other tenants nothing (tests/isolation).
+#: Slowest rate limit: one call per 100 s.
+MIN_RATE_LIMIT_PER_S = 0.01
+#: Retry steps of one endpoint, the shortest step, and the longest a delivery may be
+#: retried (its schedule, with ``max_attempts`` repeating the last step).
+MAX_RETRY_STEPS = 20
+MIN_RETRY_STEP_S = 0.1
+MAX_RETRY_SPAN_S = 30 * 86400.0
+#: Custom headers of one endpoint together (names and values): every worker keeps them.
+MAX_HEADER_BYTES = 16384
+#: Entries of ``retry_status_codes``.
+MAX_STATUS_CODES = 200
 
 _MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z, the most datetime can show
 
@@ -102,7 +124,7 @@ def parse_subscription(
 
     secret = opt("secret")
     retry_schedule = opt("retry_schedule")
-    return Subscription(
+    sub = Subscription(
         id=_id(opt("id"), endpoint_id),
         url=validate_url(opt("url"), allow_insecure),
         event_types=_event_types(opt("event_types")),
@@ -115,7 +137,7 @@ def parse_subscription(
         max_attempts=_opt_int(opt("max_attempts"), "max_attempts", 1, 50),
         retry_schedule=None if retry_schedule is None else _retry_schedule(retry_schedule),
         retry_status_codes=_status_codes(opt("retry_status_codes")),
-        rate_limit_per_s=_opt_number(opt("rate_limit_per_s"), "rate_limit_per_s", 100000.0),
+        rate_limit_per_s=_rate(opt("rate_limit_per_s")),
         max_in_flight=_opt_int(opt("max_in_flight"), "max_in_flight", 1, 100) or 1,
         ordering=_ordering(opt("ordering")),
         previous_secrets=_previous_secrets(opt("previous_secrets")),
@@ -124,6 +146,32 @@ def parse_subscription(
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
         incarnation=_incarnation(opt("incarnation")),
     )
+    _check_retry_span(sub)
+    return sub
+
+
+def _rate(value: object) -> float | None:
+    rate = _opt_number(value, "rate_limit_per_s", 100000.0)
+    if rate is not None and rate < MIN_RATE_LIMIT_PER_S:
+        raise InvalidSubscription(
+            "rate_limit_per_s", f"must be at least {MIN_RATE_LIMIT_PER_S:g} (one call per 100 s)"
+        )
+    return rate
+
+
+def _check_retry_span(sub: Subscription) -> None:
+    schedule = sub.retry_schedule
+    if schedule is None:
+        return  # the operator's schedule (WEBHOOK_STREAM_RETRY_SCHEDULE)
+    attempts = sub.max_attempts or len(schedule) + 1
+    # A max_attempts beyond the schedule repeats its last step (dispatcher).
+    steps = [schedule[min(n, len(schedule)) - 1] for n in range(1, attempts)]
+    if sum(steps) > MAX_RETRY_SPAN_S:
+        field = "max_attempts" if sub.max_attempts and attempts > len(schedule) + 1 else ""
+        raise InvalidSubscription(
+            field or "retry_schedule",
+            f"retries would span {sum(steps) / 86400:.1f} days; at most 30 days",
+        )
 
 
 def _incarnation(value: object) -> str | None:
@@ -218,29 +266,9 @@ def _headers(value: object) -> tuple[tuple[str, str], ...]:
                 f, "value must be Latin-1 text (delivery cannot send other characters)"
             ) from None
         out.append((name, header_value))
+    if sum(len(n) + len(v.encode()) for n, v in out) > MAX_HEADER_BYTES:
+        raise InvalidSubscription("headers", f"must total at most {MAX_HEADER_BYTES} bytes")
     return tuple(out)
-
-
-#: Characters no tenant id may hold: controls, format characters (zero-width joiners and
-#: spaces, bidi marks), separators other than the plain space, private use, unassigned.
-_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
-
-
-def tenant_id_problem(value: str) -> str | None:
-    """Why ``value`` cannot be a tenant id, or None.
-
-    Two tenant ids that look the same must be the same: NFC-normalised text only, with
-    no invisible characters (zero-width, bidi, control) and no spaces but single inner
-    ones. Refused rather than normalised, so that no id silently becomes another tenant's.
-    """
-    if unicodedata.normalize("NFC", value) != value:
-        return "must be NFC-normalised Unicode"
-    if value != value.strip() or "  " in value:
-        return "must not start or end with spaces or hold two in a row"
-    for ch in value:
-        if unicodedata.category(ch) in _INVISIBLE or (ch.isspace() and ch != " "):
-            return f"must not contain invisible characters (U+{ord(ch):04X})"
-    return None
 
 
 def _tenant_id(value: object) -> str | None:
@@ -302,8 +330,8 @@ def _retry_schedule(value: object) -> tuple[float, ...]:
     f = "retry_schedule"
     if not isinstance(value, list | tuple):
         raise InvalidSubscription(f, "must be a list of delays such as '5s', '2m', '1h'")
-    if not 1 <= len(value) <= 30:
-        raise InvalidSubscription(f, "must have 1 to 30 steps")
+    if not 1 <= len(value) <= MAX_RETRY_STEPS:
+        raise InvalidSubscription(f, f"must have 1 to {MAX_RETRY_STEPS} steps")
     steps: list[float] = []
     for i, item in enumerate(value):
         if isinstance(item, str):
@@ -317,8 +345,8 @@ def _retry_schedule(value: object) -> tuple[float, ...]:
             raise InvalidSubscription(f"{f}[{i}]", "must be a duration string or seconds")
         # Millisecond precision, so the dict form ("250ms", "5s") reads back identically.
         step = round(step, 3)
-        if not 0 < step <= 7 * 86400:
-            raise InvalidSubscription(f"{f}[{i}]", "must be > 0 and at most 7 days")
+        if not MIN_RETRY_STEP_S <= step <= 7 * 86400:
+            raise InvalidSubscription(f"{f}[{i}]", "must be at least 100ms and at most 7 days")
         steps.append(step)
     return tuple(steps)
 
@@ -329,6 +357,8 @@ def _status_codes(value: object) -> frozenset[int]:
         return frozenset()
     if not isinstance(value, list | tuple):
         raise InvalidSubscription(f, "must be a list of status codes")
+    if len(value) > MAX_STATUS_CODES:
+        raise InvalidSubscription(f, f"must have at most {MAX_STATUS_CODES} entries")
     for i, code in enumerate(value):
         if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
             raise InvalidSubscription(f"{f}[{i}]", "must be an integer from 400 to 599")
