@@ -120,13 +120,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     """The embedded broker alone, for running workers separately."""
     broker = EmbeddedBroker(port=args.port, host=args.host)
-    broker.start()
-    _say(f"embedded broker on {broker.bootstrap}; WEBHOOK_STREAM_BROKER={broker.url}")
-    _say("memory only: everything is gone when it stops. Ctrl-C stops it.")
+    # Tansu runs in its own session, so a SIGTERM from a supervisor reaches only this
+    # process: without a handler, its default action ended us and left Tansu on the port.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        broker.start()
+        _say(f"embedded broker on {broker.bootstrap}; WEBHOOK_STREAM_BROKER={broker.url}")
+        _say("memory only: everything is gone when it stops. Ctrl-C stops it.")
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
-        pass
+        _say("stopping the broker ...")
     finally:
         broker.stop()
     return 0

