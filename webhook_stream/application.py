@@ -10,6 +10,7 @@ from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from webhook_stream.api import routes as api
+from webhook_stream.api.errors import json_errors
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         web_router_enabled=False,
         web_tables_enabled=False,
         logging_config=None,
+        web_application_options={"middlewares": [json_errors]},
     )
     api.register_views(app)
     return app

@@ -314,3 +314,27 @@ async def test_no_secret_in_the_worker_log(worker: Worker) -> None:
         assert secret not in log
         assert secret.removeprefix("whsec_") not in log
     assert TOKEN not in log
+
+
+async def test_unknown_route_wrong_method_and_huge_body_answer_the_json_error_shape(
+    worker: Worker,
+) -> None:
+    """aiohttp's own refusals used to be plain text (``404: Not Found``, ``405``, a 413
+    page); every answer of the API is the documented ``{"error": {...}}`` shape."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=worker.url, headers=auth, timeout=30) as client:
+        missing = await client.get("/no-such-route")
+        wrong = await client.put("/health")
+        huge = await client.post(
+            "/subscriptions",
+            content=b'{"url": "' + b"x" * (10 * 1024 * 1024) + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "too_large"
+    for r in (missing, wrong, huge):
+        assert r.headers["Content-Type"].startswith("application/json")
