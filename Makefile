@@ -53,11 +53,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix webhook_stream tests bench
 
 docs: $(STAMP)  ## build the documentation site into site/ (strict: a broken link fails)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "==> site/index.html"
 
 docs-serve: $(STAMP)  ## the documentation site on http://127.0.0.1:8000, rebuilt on change
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench: $(STAMP)  ## throughput and latency benchmark (prints a table); ARGS=--quick etc.
 	$(PY) -m bench $(ARGS)
