@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,29 @@ def test_the_tour_has_its_steps() -> None:
     for step in ("webhook-stream receive", "webhook-stream produce", "/deadletters", "/replay"):
         assert step in script, step
     assert "/tenants/acme/tokens" in script
+
+
+async def alerting_consumer_reports_the_existing_dead_letter(env: dict, tmp_path: Path) -> None:
+    """The alerting consumer of the dead-letters page, as written, run after the tour: a new
+    group must report the dead letter that is already there (it used to start at latest)."""
+    page = (ROOT / "docs" / "operations" / "dead-letters.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", page, re.S)[0]
+    script = tmp_path / "alerts.py"
+    script.write_text(code)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
+        assert line.startswith("ALERT ep_flaky exhausted 503"), line
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
@@ -97,6 +121,7 @@ async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         replayed = [ln for ln in out.splitlines() if "type=order.paid  signature ok" in ln]
         assert len(replayed) == 2, out  # ep_orders' copy, and ep_flaky's replay
         assert '"tenant_id":"acme"' in out.rsplit('"items"', 1)[1], out
+        await alerting_consumer_reports_the_existing_dead_letter(shell_env, tmp_path)
     finally:
         if tour is not None and tour.poll() is None:
             os.killpg(tour.pid, signal.SIGKILL)
