@@ -338,3 +338,17 @@ async def test_unknown_route_wrong_method_and_huge_body_answer_the_json_error_sh
     assert huge.json()["error"]["code"] == "too_large"
     for r in (missing, wrong, huge):
         assert r.headers["Content-Type"].startswith("application/json")
+
+
+async def test_a_single_worker_owns_every_endpoint_in_the_flow_block(
+    worker: Worker, receiver: Receiver
+) -> None:
+    """One worker holds every deliveries partition: ``flow.owned`` is true for a
+    best-effort endpoint it has never delivered to (it was false for every such endpoint)."""
+    sub = await create(worker, url=receiver.url("/flow"), event_types=["flow.owned"])
+    async with httpx.AsyncClient(
+        base_url=worker.url, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as client:
+        r = await client.get(f"/subscriptions/{sub['id']}")
+    assert r.status_code == 200
+    assert r.json()["flow"] == {"owned": True, "blocked_by": None, "parked": 0}

@@ -135,6 +135,12 @@ class DeliveriesIn:
     def running(self) -> bool:
         return self._running
 
+    def partition_count(self) -> int | None:
+        """Partitions of ``webhooks.deliveries`` as this consumer's metadata knows them."""
+        consumer = self._consumer
+        found = consumer.partitions_for_topic(DELIVERIES) if consumer is not None else None
+        return len(found) if found else None
+
     async def run(self) -> None:
         await self._registry.ready.wait()
         await self._adopt_legacy_offsets()
