@@ -257,6 +257,10 @@ async def test_replay_deadletter_end_to_end(
             return r.json()["status"] == "succeeded"
 
         await eventually(succeeded)
+        # The attempt log numbers on across the replay: #1 failed (400, fatal), #2 succeeded.
+        r = await client.get(f"/subscriptions/{ep}/attempts")
+        numbers = [(a["attempt"], a["outcome"]) for a in r.json()["items"]]
+        assert sorted(numbers) == [(1, "failed"), (2, "succeeded")], numbers
         # Safe to run twice: the delivery has succeeded since, so nothing is re-sent.
         r = await client.post("/replay", json={"source": "deadletter", "endpoint_id": ep})
         assert r.json()["requeued"] == 0 and r.json()["skipped_succeeded"] == 1

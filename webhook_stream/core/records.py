@@ -160,6 +160,14 @@ class Delivery:
     due_at_ms: int | None = None
     #: Why this delivery exists: ``event``, ``retry``, ``replay`` or ``test``.
     origin: str = "event"
+    #: Attempts made before a replay re-queued it: the attempt log numbers on from them,
+    #: while ``attempts`` (and so the retry schedule) starts again at zero.
+    prior_attempts: int = 0
+
+    @property
+    def attempt_number(self) -> int:
+        """The number of the latest attempt, counting those before any replay."""
+        return self.prior_attempts + self.attempts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +183,7 @@ class Delivery:
             "last_error": self.last_error,
             "due_at_ms": self.due_at_ms,
             "origin": self.origin,
+            "prior_attempts": self.prior_attempts,
         }
 
     def encode(self) -> bytes:
@@ -196,6 +205,7 @@ class Delivery:
             last_error=d.get("last_error"),
             due_at_ms=d.get("due_at_ms"),
             origin=d.get("origin", "event"),
+            prior_attempts=d.get("prior_attempts", 0),
         )
 
 
@@ -252,7 +262,7 @@ class DeadLetterRecord:
             "endpoint_id": d.endpoint_id,
             "tenant_id": d.tenant_id,
             "event": d.event.to_dict(),
-            "attempts": d.attempts,
+            "attempts": d.attempt_number,
             "last_status_code": d.last_status_code,
             "last_error": d.last_error,
             "first_attempt_at": d.first_attempt_at,
@@ -276,6 +286,7 @@ class DeadLetterRecord:
             event=Event.from_dict(d["event"]),
             created_at=d.get("created_at") or iso_now(),
             origin="replay",
+            prior_attempts=d.get("attempts", 0),
         )
 
 

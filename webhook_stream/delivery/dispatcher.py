@@ -251,7 +251,7 @@ class Dispatcher:
             tenant_id=delivery.tenant_id,
             event_id=delivery.event.id,
             event_type=delivery.event.type,
-            attempt=delivery.attempts,
+            attempt=delivery.attempt_number,
             outcome=outcome,
             status_code=result.status,
             error=result.error,
