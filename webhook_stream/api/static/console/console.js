@@ -598,6 +598,9 @@
         try {
           const r = await replayOne(d.delivery_id, d.endpoint_id, d.dead_lettered_at);
           showNotice("Replayed ", h("a", { href: "#/deliveries/" + enc(d.delivery_id), text: d.delivery_id }), ": " + r.requeued + " re-queued" + (r.skipped_succeeded ? ", " + r.skipped_succeeded + " already succeeded" : "") + ".");
+          // Re-queued (or succeeded meanwhile): it leaves the list now, as the page says.
+          if (r.requeued || r.skipped_succeeded) b.closest("tr").remove();
+          else b.disabled = false;
         } catch (err) { fail(err); b.disabled = false; }
       } }))), "No dead letters in the status retention.");
     const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
