@@ -1,4 +1,4 @@
-"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal, receive, produce."""
+"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal, receive, send."""
 
 from __future__ import annotations
 
@@ -281,18 +281,21 @@ def cmd_receive(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_produce(args: argparse.Namespace) -> int:
-    """Send one JSON event to a topic (no kcat or Kafka client needed)."""
-    from webhook_stream.devtools import produce
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one JSON event to a topic with the worker's Kafka settings (no kcat needed)."""
+    from webhook_stream.devtools import parse_headers, send
 
     settings = Settings.from_env()
-    value = sys.stdin.read() if args.event == "-" else args.event
+    value = sys.stdin.read() if args.event in (None, "-") else args.event
     try:
-        where = asyncio.run(_checked(settings, produce(settings, args.topic, value, args.key)))
+        headers = parse_headers(args.header or [])
+        where = asyncio.run(
+            _checked(settings, send(settings, args.topic, value, args.key, headers))
+        )
     except ValueError as exc:
-        _say(f"webhook-stream produce: {exc}")
+        _say(f"webhook-stream send: {exc}")
         return 2
-    _say(f"sent to {args.topic} (partition@offset {where})")
+    _say(f"sent to {args.topic} (partition {where.partition}, offset {where.offset})")
     return 0
 
 
@@ -347,11 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receiving.set_defaults(func=cmd_receive)
 
-    producing = sub.add_parser("produce", help="send one JSON event to an events.* topic")
-    producing.add_argument("topic", help="e.g. events.orders")
-    producing.add_argument("event", help="the event as JSON, or - to read it from stdin")
-    producing.add_argument("--key", help="record key (events with one key keep their order)")
-    producing.set_defaults(func=cmd_produce)
+    sending = sub.add_parser(
+        "send", help="send one JSON event to a topic, with the worker's Kafka settings"
+    )
+    sending.add_argument("topic", help="e.g. events.orders")
+    sending.add_argument("event", nargs="?", help="the event as JSON (default: read stdin)")
+    sending.add_argument("--key", help="record key (events with one key keep their order)")
+    sending.add_argument(
+        "--header", action="append", metavar="NAME=VALUE", help="a record header (repeatable)"
+    )
+    sending.set_defaults(func=cmd_send)
 
     resealing = sub.add_parser(
         "reseal", help="re-write every subscription sealed with the newest secret key"

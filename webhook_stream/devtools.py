@@ -1,6 +1,6 @@
 """Tools for trying the product by hand: a receiver that prints and verifies what it gets,
 and a producer that sends one event. ``webhook-stream receive`` and ``webhook-stream
-produce`` run them; neither is part of the worker.
+send`` run them; neither is part of the worker.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import TextIO
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from webhook_stream.core import kafka
 from webhook_stream.core.settings import Settings
 from webhook_stream.delivery.signing import WebhookVerificationError, verify
 
-__all__ = ["Receipt", "produce", "receive", "receiver_app"]
+__all__ = ["Receipt", "parse_headers", "receive", "receiver_app", "send"]
 
 #: Characters of a received body printed on the receipt line.
 _SHOWN = 300
@@ -94,8 +95,25 @@ async def receive(host: str, port: int, secret: str, status: int, out: TextIO) -
         await runner.cleanup()
 
 
-async def produce(settings: Settings, topic: str, value: str, key: str | None) -> str:
-    """Send ``value`` (checked to be JSON) to ``topic``; return ``partition@offset``."""
+def parse_headers(pairs: list[str]) -> list[tuple[str, bytes]]:
+    """``NAME=VALUE`` options as Kafka record headers."""
+    out = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--header {pair!r}: expected NAME=VALUE")
+        out.append((name, value.encode()))
+    return out
+
+
+async def send(
+    settings: Settings,
+    topic: str,
+    value: str,
+    key: str | None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> RecordMetadata:
+    """Send ``value`` (checked to be JSON) to ``topic``; return where it was written."""
     try:
         json.loads(value)
     except ValueError as exc:
@@ -103,9 +121,11 @@ async def produce(settings: Settings, topic: str, value: str, key: str | None) -
     producer: AIOKafkaProducer = kafka.producer(settings)
     await producer.start()
     try:
-        meta = await producer.send_and_wait(
-            topic, value.encode(), key=key.encode() if key is not None else None
+        return await producer.send_and_wait(
+            topic,
+            value.encode(),
+            key=key.encode() if key is not None else None,
+            headers=headers or None,
         )
     finally:
         await producer.stop()
-    return f"{meta.partition}@{meta.offset}"

@@ -131,3 +131,35 @@ async def test_broker_command_stops_tansu_on_sigterm_and_sigint(tmp_path) -> Non
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def test_send_writes_one_event_from_an_argument_or_stdin_with_key_and_headers(
+    broker, kafka
+) -> None:
+    """``webhook-stream send`` (the tour's producer): JSON from the argument or stdin, the key
+    and headers as given; something that is not JSON is refused before anything is sent."""
+    topic = f"events.send_{os.getpid()}"
+    env = {"WEBHOOK_STREAM_BROKER": broker.url}
+    sent = await asyncio.to_thread(
+        run_cli, "send", topic, '{"type": "a.b", "data": {"n": 1}}', "--key", "k1", env=env
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert f"sent to {topic}" in sent.stdout
+    piped = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "webhook_stream.cli", "send", topic, "--header", "traceparent=00-x"],
+        input='{"type": "a.c", "data": {}}',
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    bad = await asyncio.to_thread(run_cli, "send", topic, "{not json", env=env)
+    assert bad.returncode == 2 and "not JSON" in bad.stdout + bad.stderr
+    records = {r.value: r for r in await kafka.read_all(topic)}  # two partitions: any order
+    assert set(records) == {b'{"type": "a.b", "data": {"n": 1}}', b'{"type": "a.c", "data": {}}'}
+    assert records[b'{"type": "a.b", "data": {"n": 1}}'].key == b"k1"
+    piped_record = records[b'{"type": "a.c", "data": {}}']
+    assert piped_record.key is None
+    assert list(piped_record.headers) == [("traceparent", b"00-x")]

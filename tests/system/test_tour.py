@@ -44,7 +44,7 @@ def _open(port: int) -> bool:
 def test_the_tour_has_its_steps() -> None:
     """The extraction finds the steps (an empty tour would pass the run below)."""
     script = "\n".join(tour_blocks())
-    for step in ("webhook-stream receive", "webhook-stream produce", "/deadletters", "/replay"):
+    for step in ("webhook-stream receive", "webhook-stream send", "/deadletters", "/replay"):
         assert step in script, step
     assert "/tenants/acme/tokens" in script
 
