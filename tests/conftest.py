@@ -10,6 +10,19 @@ import pytest
 from tests.support import Kafka, Receiver, Worker
 from webhook_stream.broker import EmbeddedBroker, free_port
 
+# A test that uses one of these runs against a real broker: marked ``integration``, so
+# that ``make test-unit`` (``-m "not integration"``) leaves it out. Tests that start a
+# broker or worker themselves carry ``pytestmark = pytest.mark.integration``.
+_BROKER_FIXTURES = frozenset(
+    {"broker", "kafka", "worker", "own_broker", "own_kafka", "ui_broker", "ui_worker"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:

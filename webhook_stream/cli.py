@@ -1,4 +1,4 @@
-"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal."""
+"""The ``webhook-stream`` command: dev, broker, topics, replay, reseal, receive, send."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -69,7 +70,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Embedded broker + worker + API in one process tree; Ctrl-C stops all of it."""
-    token = os.environ.get("WEBHOOK_STREAM_API_TOKEN") or secrets.token_urlsafe(24)
+    pinned = os.environ.get("WEBHOOK_STREAM_API_TOKEN", "").strip()
+    token = pinned or secrets.token_urlsafe(24)
     broker = EmbeddedBroker(port=args.broker_port)
     _say(f"starting the embedded broker (Tansu, memory only) on 127.0.0.1:{args.broker_port} ...")
     broker.start()
@@ -96,9 +98,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
         # The fragment is read by the page and never sent to the server (nor to its log).
         _say(f"  console:    http://127.0.0.1:{args.port}/ui/#token={quote(token, safe='')}")
         _say(f"  broker:     {broker.bootstrap}   (produce events to events.<name>)")
-        _say(
-            f"  try:        curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{args.port}/subscriptions"
-        )
+        _say("")
+        _say("  In another terminal, for the tour (README):")
+        _say(f"    export WEBHOOK_STREAM_API_TOKEN={token}")
+        _say(f"    export WEBHOOK_STREAM_BROKER={broker.url}")
+        _say(f"    export API=http://127.0.0.1:{args.port}")
+        _say(f'    export PATH="{Path(sys.executable).parent}:$PATH"   # webhook-stream, faust')
+        if pinned:
+            _say("  (the token is the WEBHOOK_STREAM_API_TOKEN you set)")
+        else:
+            _say("  (a new token every run; to keep one: WEBHOOK_STREAM_API_TOKEN=... make run)")
         _say("  Ctrl-C stops the worker and the broker.")
         _say("")
         return worker.wait()
@@ -120,13 +129,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     """The embedded broker alone, for running workers separately."""
     broker = EmbeddedBroker(port=args.port, host=args.host)
-    broker.start()
-    _say(f"embedded broker on {broker.bootstrap}; WEBHOOK_STREAM_BROKER={broker.url}")
-    _say("memory only: everything is gone when it stops. Ctrl-C stops it.")
+    # Tansu runs in its own session, so a SIGTERM from a supervisor reaches only this
+    # process: without a handler, its default action ended us and left Tansu on the port.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        broker.start()
+        _say(f"embedded broker on {broker.bootstrap}; WEBHOOK_STREAM_BROKER={broker.url}")
+        _say("memory only: everything is gone when it stops. Ctrl-C stops it.")
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
-        pass
+        _say("stopping the broker ...")
     finally:
         broker.stop()
     return 0
@@ -253,6 +266,39 @@ def cmd_reseal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_receive(args: argparse.Namespace) -> int:
+    """A receiver for trying things out: prints every webhook, checks its signature."""
+    from webhook_stream.devtools import receive
+
+    secret = args.secret or os.environ.get("WEBHOOK_SECRET", "")
+    try:
+        asyncio.run(receive(args.host, args.port, secret, args.status, sys.stdout))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _say(f"webhook-stream receive: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        return 1
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send one JSON event to a topic with the worker's Kafka settings (no kcat needed)."""
+    from webhook_stream.devtools import parse_headers, send
+
+    settings = Settings.from_env()
+    value = sys.stdin.read() if args.event in (None, "-") else args.event
+    try:
+        headers = parse_headers(args.header or [])
+        where = asyncio.run(
+            _checked(settings, send(settings, args.topic, value, args.key, headers))
+        )
+    except ValueError as exc:
+        _say(f"webhook-stream send: {exc}")
+        return 2
+    _say(f"sent to {args.topic} (partition {where.partition}, offset {where.offset})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhook-stream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +336,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="also re-send deliveries that have succeeded since"
     )
     replay.set_defaults(func=cmd_replay)
+
+    receiving = sub.add_parser(
+        "receive", help="a receiver that prints every webhook and checks its signature"
+    )
+    receiving.add_argument("--port", type=int, default=9000, help="port (default 9000)")
+    receiving.add_argument("--host", default="127.0.0.1")
+    receiving.add_argument(
+        "--secret", help="the endpoint's whsec_... secret (or $WEBHOOK_SECRET); wrong = 401"
+    )
+    receiving.add_argument(
+        "--status", type=int, default=200, help="status to answer (e.g. 503 to see retries)"
+    )
+    receiving.set_defaults(func=cmd_receive)
+
+    sending = sub.add_parser(
+        "send", help="send one JSON event to a topic, with the worker's Kafka settings"
+    )
+    sending.add_argument("topic", help="e.g. events.orders")
+    sending.add_argument("event", nargs="?", help="the event as JSON (default: read stdin)")
+    sending.add_argument("--key", help="record key (events with one key keep their order)")
+    sending.add_argument(
+        "--header", action="append", metavar="NAME=VALUE", help="a record header (repeatable)"
+    )
+    sending.set_defaults(func=cmd_send)
 
     resealing = sub.add_parser(
         "reseal", help="re-write every subscription sealed with the newest secret key"

@@ -257,6 +257,10 @@ async def test_replay_deadletter_end_to_end(
             return r.json()["status"] == "succeeded"
 
         await eventually(succeeded)
+        # The attempt log numbers on across the replay: #1 failed (400, fatal), #2 succeeded.
+        r = await client.get(f"/subscriptions/{ep}/attempts")
+        numbers = [(a["attempt"], a["outcome"]) for a in r.json()["items"]]
+        assert sorted(numbers) == [(1, "failed"), (2, "succeeded")], numbers
         # Safe to run twice: the delivery has succeeded since, so nothing is re-sent.
         r = await client.post("/replay", json={"source": "deadletter", "endpoint_id": ep})
         assert r.json()["requeued"] == 0 and r.json()["skipped_succeeded"] == 1
@@ -314,3 +318,41 @@ async def test_no_secret_in_the_worker_log(worker: Worker) -> None:
         assert secret not in log
         assert secret.removeprefix("whsec_") not in log
     assert TOKEN not in log
+
+
+async def test_unknown_route_wrong_method_and_huge_body_answer_the_json_error_shape(
+    worker: Worker,
+) -> None:
+    """aiohttp's own refusals used to be plain text (``404: Not Found``, ``405``, a 413
+    page); every answer of the API is the documented ``{"error": {...}}`` shape."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=worker.url, headers=auth, timeout=30) as client:
+        missing = await client.get("/no-such-route")
+        wrong = await client.put("/health")
+        huge = await client.post(
+            "/subscriptions",
+            content=b'{"url": "' + b"x" * (10 * 1024 * 1024) + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and "GET" in wrong.headers["Allow"]
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "too_large"
+    for r in (missing, wrong, huge):
+        assert r.headers["Content-Type"].startswith("application/json")
+
+
+async def test_a_single_worker_owns_every_endpoint_in_the_flow_block(
+    worker: Worker, receiver: Receiver
+) -> None:
+    """One worker holds every deliveries partition: ``flow.owned`` is true for a
+    best-effort endpoint it has never delivered to (it was false for every such endpoint)."""
+    sub = await create(worker, url=receiver.url("/flow"), event_types=["flow.owned"])
+    async with httpx.AsyncClient(
+        base_url=worker.url, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as client:
+        r = await client.get(f"/subscriptions/{sub['id']}")
+    assert r.status_code == 200
+    assert r.json()["flow"] == {"owned": True, "blocked_by": None, "parked": 0}

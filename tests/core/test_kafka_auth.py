@@ -161,6 +161,7 @@ def test_bad_security_settings_are_named(env: dict[str, str], named: str) -> Non
         Settings.from_env({f"WEBHOOK_STREAM_{k}": v for k, v in env.items()})
 
 
+@pytest.mark.integration
 async def test_sasl_refusal_stops_the_worker(tmp_path: Path) -> None:
     """Against Tansu with ``--authentication`` (no users): a SCRAM login is refused."""
     with EmbeddedBroker(

@@ -326,6 +326,7 @@ def test_avro_rejections() -> None:
         "last_error": None,
         "due_at_ms": None,
         "origin": "event",
+        "prior_attempts": 0,
     }
     assert reject(encode_single_object("delivery", delivery)) == (
         "unsupported_avro_schema: delivery (expected event_envelope)"

@@ -666,3 +666,14 @@ def test_ordering_defaults_to_best_effort_and_strict_round_trips() -> None:
     assert strict.strict and strict.max_in_flight == 8 and strict.lane_width == 1
     assert strict.to_dict(include_secrets=False)["ordering"] == "strict"
     assert parse_stored(orjson.dumps(strict.to_dict(include_secrets=True)), "ep_o") == strict
+
+
+def test_a_refused_insecure_target_names_the_setting_that_allows_it() -> None:
+    """An http:// or local URL in production mode says which switch allows it in development
+    (a newcomer running the worker by hand got only "must use https")."""
+    from webhook_stream.subscriptions.urls import validate_url
+
+    for url in ("http://example.com/in", "https://127.0.0.1/in", "https://localhost/in"):
+        with pytest.raises(InvalidSubscription) as refused:
+            validate_url(url, allow_insecure=False)
+        assert "WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS=1" in str(refused.value), url

@@ -15,6 +15,8 @@ import pytest
 from tests.support import SECRETS_USED, Kafka, Receiver, Worker, event, eventually, json_of, uid
 from webhook_stream.broker import EmbeddedBroker, free_port
 
+pytestmark = pytest.mark.integration  # starts brokers and workers itself
+
 
 @pytest.fixture(scope="module")
 async def pair(

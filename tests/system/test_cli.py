@@ -6,11 +6,13 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from urllib.parse import unquote
 
 import httpx
+import pytest
 
 from tests.support import eventually
 from webhook_stream.broker import free_port
@@ -48,6 +50,7 @@ async def test_bad_setting_is_a_clear_error() -> None:
     assert "WEBHOOK_STREAM_RETRY_SCHEDULE" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.integration
 async def test_dev_runs_broker_worker_and_api_and_stops_on_ctrl_c(tmp_path) -> None:
     port, broker_port = free_port(), free_port()
     proc = subprocess.Popen(
@@ -99,3 +102,64 @@ async def test_dev_runs_broker_worker_and_api_and_stops_on_ctrl_c(tmp_path) -> N
         if proc.poll() is None:
             proc.kill()
         await task
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.integration
+async def test_broker_command_stops_tansu_on_sigterm_and_sigint(tmp_path) -> None:
+    """``webhook-stream broker`` stopped by a supervisor (SIGTERM) or Ctrl-C (SIGINT) takes
+    Tansu with it: the port is free afterwards (SIGTERM used to leave Tansu running)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook_stream.cli", "broker", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            await eventually(lambda p=port: _port_open(p), timeout=30, interval=0.1)
+            proc.send_signal(sig)
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+            await eventually(lambda p=port: not _port_open(p), timeout=15, interval=0.1)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+async def test_send_writes_one_event_from_an_argument_or_stdin_with_key_and_headers(
+    broker, kafka
+) -> None:
+    """``webhook-stream send`` (the tour's producer): JSON from the argument or stdin, the key
+    and headers as given; something that is not JSON is refused before anything is sent."""
+    topic = f"events.send_{os.getpid()}"
+    env = {"WEBHOOK_STREAM_BROKER": broker.url}
+    sent = await asyncio.to_thread(
+        run_cli, "send", topic, '{"type": "a.b", "data": {"n": 1}}', "--key", "k1", env=env
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert f"sent to {topic}" in sent.stdout
+    piped = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "webhook_stream.cli", "send", topic, "--header", "traceparent=00-x"],
+        input='{"type": "a.c", "data": {}}',
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    bad = await asyncio.to_thread(run_cli, "send", topic, "{not json", env=env)
+    assert bad.returncode == 2 and "not JSON" in bad.stdout + bad.stderr
+    records = {r.value: r for r in await kafka.read_all(topic)}  # two partitions: any order
+    assert set(records) == {b'{"type": "a.b", "data": {"n": 1}}', b'{"type": "a.c", "data": {}}'}
+    assert records[b'{"type": "a.b", "data": {"n": 1}}'].key == b"k1"
+    piped_record = records[b'{"type": "a.c", "data": {}}']
+    assert piped_record.key is None
+    assert list(piped_record.headers) == [("traceparent", b"00-x")]

@@ -23,6 +23,8 @@ from tests.support import Receiver, Worker, event, eventually, uid
 from tests.tls import Pki, TlsProxy, make_pki
 from webhook_stream.broker import EmbeddedBroker, free_port
 
+pytestmark = pytest.mark.integration  # starts brokers and workers itself
+
 
 class TlsBroker:
     def __init__(self, broker: EmbeddedBroker, proxy: TlsProxy, pki: Pki) -> None:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from webhook_stream.core.topics import DELIVERIES
 from webhook_stream.delivery.consumer import DeliveriesIn
 
 __all__ = ["flow_view"]
+
+#: The producers' partitioner (murmur2): deliveries are keyed by endpoint id with it.
+_PARTITIONER = DefaultPartitioner()
 
 
 def flow_view(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
@@ -34,6 +39,11 @@ def flow_view(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]
 
 def _owns(delivery: DeliveriesIn, endpoint_id: str) -> bool:
     partition = delivery.parking.partition_of(endpoint_id)
-    return partition is not None and any(
-        tp.topic == DELIVERIES and tp.partition == partition for tp in delivery.owned
-    )
+    if partition is None:
+        # Not seen here yet (every non-strict endpoint): where its deliveries are keyed to.
+        count = delivery.partition_count()
+        if not count:
+            return False
+        partitions = list(range(count))
+        partition = _PARTITIONER(endpoint_id.encode(), partitions, partitions)
+    return any(tp.topic == DELIVERIES and tp.partition == partition for tp in delivery.owned)

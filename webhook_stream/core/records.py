@@ -189,6 +189,14 @@ class Delivery:
     #: The incarnation of the endpoint it was made for (None: an endpoint without one,
     #: or a record written before incarnations existed).
     incarnation: str | None = None
+    #: Attempts made before a replay re-queued it: the attempt log numbers on from them,
+    #: while ``attempts`` (and so the retry schedule) starts again at zero.
+    prior_attempts: int = 0
+
+    @property
+    def attempt_number(self) -> int:
+        """The number of the latest attempt, counting those before any replay."""
+        return self.prior_attempts + self.attempts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,6 +215,7 @@ class Delivery:
             "traceparent": self.traceparent,
             "tracestate": self.tracestate,
             "incarnation": self.incarnation,
+            "prior_attempts": self.prior_attempts,
         }
 
     def encode(self) -> bytes:
@@ -231,6 +240,7 @@ class Delivery:
             traceparent=d.get("traceparent"),
             tracestate=d.get("tracestate"),
             incarnation=d.get("incarnation"),
+            prior_attempts=d.get("prior_attempts", 0),
         )
 
 
@@ -289,7 +299,7 @@ class DeadLetterRecord:
             "endpoint_id": d.endpoint_id,
             "tenant_id": d.tenant_id,
             "event": d.event.to_dict(),
-            "attempts": d.attempts,
+            "attempts": d.attempt_number,
             "last_status_code": d.last_status_code,
             "last_error": d.last_error,
             "first_attempt_at": d.first_attempt_at,
@@ -319,6 +329,7 @@ class DeadLetterRecord:
             traceparent=d.get("traceparent"),
             tracestate=d.get("tracestate"),
             incarnation=d.get("incarnation"),
+            prior_attempts=d.get("attempts", 0),
         )
 
 

@@ -145,6 +145,12 @@ class DeliveriesIn:
     def running(self) -> bool:
         return self._running
 
+    def partition_count(self) -> int | None:
+        """Partitions of ``webhooks.deliveries`` as this consumer's metadata knows them."""
+        consumer = self._consumer
+        found = consumer.partitions_for_topic(DELIVERIES) if consumer is not None else None
+        return len(found) if found else None
+
     async def run(self) -> None:
         await self._registry.ready.wait()
         # Up to 0.1, deliveries were read by Faust's group <app_id>: continue from its offsets.

@@ -157,7 +157,7 @@ class Dispatcher:
                 sub.url,
                 delivery.delivery_id,
                 sub.id,
-                delivery.attempts + 1,
+                delivery.attempt_number + 1,
                 delivery.traceparent,
                 delivery.tracestate,
             )
@@ -171,7 +171,7 @@ class Dispatcher:
                 )
             except asyncio.CancelledError:
                 if span is not None:
-                    span.finish(None, "not_sent", None, delivery.attempts + 1)
+                    span.finish(None, "not_sent", None, delivery.attempt_number + 1)
                 if task not in self._abandoned:
                     raise
                 self._abandoned.discard(task)
@@ -182,7 +182,7 @@ class Dispatcher:
                 )
             except BaseException:
                 if span is not None:
-                    span.finish(None, "not_sent", None, delivery.attempts + 1)
+                    span.finish(None, "not_sent", None, delivery.attempt_number + 1)
                 raise
             finally:
                 self._metrics.in_flight.dec()
@@ -305,7 +305,7 @@ class Dispatcher:
                 )
             sends.extend(await self._finish(delivery, reason, span))
         if span is not None:
-            span.finish(result.status, label, result.error, delivery.attempts)
+            span.finish(result.status, label, result.error, delivery.attempt_number)
         sends.append(await self._log_attempt(delivery, result, label, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
         if (result.error or "").startswith("proxy_"):
@@ -419,7 +419,7 @@ class Dispatcher:
             tenant_id=delivery.tenant_id,
             event_id=delivery.event.id,
             event_type=delivery.event.type,
-            attempt=delivery.attempts,
+            attempt=delivery.attempt_number,
             outcome=outcome,
             status_code=result.status,
             error=result.error,

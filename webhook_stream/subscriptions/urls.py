@@ -21,6 +21,14 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FORBIDDEN_NAME_SUFFIXES = (".localhost", ".local", ".internal")
 
 
+# Said wherever the development switch would accept the URL: a newcomer running the worker
+# without `make run` otherwise has no way to learn the setting's name.
+_INSECURE_HINT = (
+    " (for development and tests only, WEBHOOK_STREAM_ALLOW_INSECURE_TARGETS=1 allows "
+    "http:// and local targets)"
+)
+
+
 def validate_url(value: object, allow_insecure: bool) -> str:
     f = "url"
     if not isinstance(value, str) or not value:
@@ -40,7 +48,7 @@ def validate_url(value: object, allow_insecure: bool) -> str:
     # Stored with the scheme in lower case (``HTTPS://`` is https), as delivery reads it.
     value = scheme + value[len(parts.scheme) :]
     if scheme == "http" and not allow_insecure:
-        raise InvalidSubscription(f, "must use https")
+        raise InvalidSubscription(f, "must use https" + _INSECURE_HINT)
     if "@" in parts.netloc:
         raise InvalidSubscription(f, "must not contain credentials")
     if "#" in value:
@@ -55,10 +63,15 @@ def validate_url(value: object, allow_insecure: bool) -> str:
     if ip is not None:
         if is_forbidden_address(ip):
             raise InvalidSubscription(
-                f, "must not target a loopback, private, link-local, multicast or reserved address"
+                f,
+                "must not target a loopback, private, link-local, multicast or reserved address"
+                " (WEBHOOK_STREAM_ALLOW_TARGET_NETWORKS lists private networks to allow; "
+                + _INSECURE_HINT[2:],
             )
     elif name == "localhost" or name.endswith(_FORBIDDEN_NAME_SUFFIXES):
-        raise InvalidSubscription(f, "must not target a local or internal host name")
+        raise InvalidSubscription(
+            f, "must not target a local or internal host name" + _INSECURE_HINT
+        )
     elif "." not in name:
         # A dotless name resolves through resolver search domains, i.e. to internal hosts.
         raise InvalidSubscription(f, "host must be a fully qualified domain name")

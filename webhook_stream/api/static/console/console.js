@@ -282,6 +282,22 @@
     return flow.blocked ? (typeof flow.blocked === "object" ? flow.blocked : {}) : null;
   }
 
+  // The flow block in words (it used to be printed as raw JSON).
+  function flowText(flow) {
+    if (typeof flow !== "object") return String(flow);
+    const parts = [];
+    const blocked = blockedBy({ flow });
+    if (blocked) {
+      parts.push("blocked by " + (blocked.delivery_id || "an earlier delivery") +
+        (blocked.since ? " since " + fmtTime(blocked.since) : ""));
+    } else if (flow.owned !== false) {
+      parts.push("not blocked");
+    }
+    if (flow.parked) parts.push(flow.parked + " parked");
+    if (flow.owned === false) parts.push("state held by the worker that owns this endpoint's partition");
+    return parts.join(" · ");
+  }
+
   function orderCell(sub) {
     const td = h("td", { class: "small" });
     if (sub.ordering === "strict") td.append(badge("strict", "strict"));
@@ -375,7 +391,7 @@
       if (f === "ordering" && sub.ordering === undefined) continue;
       settings.append(h("dt", { text: f }), h("dd", { class: f === "url" || f === "id" ? "mono" : "", dataset: { field: f }, text: shown(sub[f]) }));
     }
-    if (sub.flow) settings.append(h("dt", { text: "flow" }), h("dd", { class: "mono small", dataset: { field: "flow" }, text: JSON.stringify(sub.flow) }));
+    if (sub.flow) settings.append(h("dt", { text: "flow" }), h("dd", { class: "small", dataset: { field: "flow" }, text: flowText(sub.flow) }));
 
     const secretBox = h("div", { id: "secret-box" });
     const act = (label, cls, fn) => h("button", {
@@ -582,6 +598,9 @@
         try {
           const r = await replayOne(d.delivery_id, d.endpoint_id, d.dead_lettered_at);
           showNotice("Replayed ", h("a", { href: "#/deliveries/" + enc(d.delivery_id), text: d.delivery_id }), ": " + r.requeued + " re-queued" + (r.skipped_succeeded ? ", " + r.skipped_succeeded + " already succeeded" : "") + ".");
+          // Re-queued (or succeeded meanwhile): it leaves the list now, as the page says.
+          if (r.requeued || r.skipped_succeeded) b.closest("tr").remove();
+          else b.disabled = false;
         } catch (err) { fail(err); b.disabled = false; }
       } }))), "No dead letters in the status retention.");
     const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
