@@ -67,7 +67,14 @@ def test_the_worst_accepted_value_passes_and_one_step_beyond_is_refused(name: st
 def test_every_settable_field_is_in_the_table() -> None:
     from webhook_stream.subscriptions import validation
 
-    server_set = {"secret", "previous_secrets", "created_at", "updated_at", "version"}
+    server_set = {
+        "secret",
+        "previous_secrets",
+        "created_at",
+        "updated_at",
+        "version",
+        "incarnation",
+    }
     assert set(WORST) | server_set | {"tenant_id"} == set(validation._FIELDS)
 
 
