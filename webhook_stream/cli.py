@@ -369,7 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives an optional positional its value only before the options: `send TOPIC
+    # --key K '{...}'` leaves the event over. Take it; anything else is still an error.
+    if getattr(args, "command", None) == "send" and args.event is None and len(extra) == 1:
+        args.event, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except WebhookStreamError as exc:

@@ -141,7 +141,14 @@ async def test_send_writes_one_event_from_an_argument_or_stdin_with_key_and_head
     topic = f"events.send_{os.getpid()}"
     env = {"WEBHOOK_STREAM_BROKER": broker.url}
     sent = await asyncio.to_thread(
-        run_cli, "send", topic, '{"type": "a.b", "data": {"n": 1}}', "--key", "k1", env=env
+        # The tour's order: the option before the event (argparse alone refused it).
+        run_cli,
+        "send",
+        topic,
+        "--key",
+        "k1",
+        '{"type": "a.b", "data": {"n": 1}}',
+        env=env,
     )
     assert sent.returncode == 0, sent.stderr
     assert f"sent to {topic}" in sent.stdout
