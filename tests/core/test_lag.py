@@ -140,3 +140,24 @@ async def test_age_per_group_probes_each_offset_once_and_reports_a_positions_gro
     assert ages(metrics) == {"ws-retry": 0.0, "ws-status": 0.0}
     metrics.lag.unwatch("ws-retry")
     assert ages(metrics) == {"ws-status": 0.0}
+
+
+async def test_a_failing_probe_keeps_the_record_count_and_the_last_age() -> None:
+    metrics = Metrics()
+    tp = TopicPartition("webhooks.deliveries", 0)
+    now = int(time.time() * 1000)
+    probe = FakeProbe({}, {(tp, 4): now - 3_000})
+    metrics.lag.probe_factory = lambda: probe  # type: ignore[assignment,return-value]
+    consumer = FakeConsumer({tp: 10}, {tp: 4})
+    metrics.lag.watch("ws-deliver", consumer)  # type: ignore[arg-type]
+    await metrics.lag.sample()
+    assert 3 <= ages(metrics)["ws-deliver"] < 8
+
+    async def broken(*_tps: TopicPartition, timeout_ms: int) -> dict:
+        raise RuntimeError("a bug in the probe")
+
+    probe.getmany = broken  # type: ignore[method-assign]
+    consumer.done[tp], consumer.end[tp] = 6, 12  # moved: the new offset's record is read
+    await metrics.lag.sample()  # logged, not raised
+    assert samples(metrics) == {("ws-deliver", "webhooks.deliveries", "0"): 6}
+    assert 3 <= ages(metrics)["ws-deliver"] < 8  # the last value, not a false 0

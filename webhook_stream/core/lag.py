@@ -122,8 +122,6 @@ class LagWatch:
                     end, done = await _offsets(source, self._topics.get(group))
                 else:
                     end, done = await self._offsets_at(await source())
-                behind = {tp: max(0, end[tp] - done[tp]) for tp in done if tp in end}
-                age = await self._age_of(behind, done, used)
             except (KafkaError, OSError, StatusUnavailable) as exc:
                 # A rebalance, a broker hiccup, a status view restarting: the next will do.
                 log.debug("consumer lag of %s not sampled: %r", group, exc)
@@ -131,8 +129,17 @@ class LagWatch:
             except Exception:
                 # A metric must never stop the worker.
                 log.warning("consumer lag of %s not sampled", group, exc_info=True)
-                await self._close_probe()  # made again at the next sample
                 continue
+            behind = {tp: max(0, end[tp] - done[tp]) for tp in done if tp in end}
+            try:
+                age = await asyncio.wait_for(self._age_of(behind, done, used), _PROBE_WAIT + 10)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.debug("age of the oldest record of %s not sampled: %r", group, exc)
+                age = None  # the record count is still shown
+            except Exception:
+                log.warning("age of the oldest record of %s not sampled", group, exc_info=True)
+                await self._close_probe()  # made again at the next sample
+                age = None
             if self._consumers.get(group, self._positions.get(group)) is source:
                 self._show(group, behind, age)
         self._stamps = {key: ts for key, ts in self._stamps.items() if key in used}
@@ -159,6 +166,8 @@ class LagWatch:
         used.update(lagging.items())
         await self._read_stamps(lagging)
         stamps = {tp: self._stamps[(tp, o)] for tp, o in lagging.items() if (tp, o) in self._stamps}
+        if lagging and not stamps:
+            return None  # behind, but no timestamp read yet: not 0, the last value stays
         return oldest_age(int(time.time() * 1000), behind, stamps)
 
     async def _read_stamps(self, lagging: dict[TopicPartition, int]) -> None:
@@ -188,7 +197,11 @@ class LagWatch:
     async def _get_probe(self) -> AIOKafkaConsumer | None:
         if self._probe is None and self.probe_factory is not None:
             probe = self.probe_factory()
-            await probe.start()
+            try:
+                await probe.start()
+            except BaseException:
+                await probe.stop()  # its connections, half open
+                raise
             self._probe = probe
         return self._probe
 
