@@ -106,6 +106,10 @@ class Runtime(Service):
         await ensure_topics(self.settings)
         self.tracer = tracer = tracing.from_env()
         self.metrics.lag.interval = self.settings.lag_interval
+        # Reads one record per lagging partition for its timestamp; small fetches suffice.
+        self.metrics.lag.probe_factory = lambda: kafka.tail_consumer(
+            self.settings, background=True, max_partition_fetch_bytes=65_536
+        )
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
@@ -125,6 +129,7 @@ class Runtime(Service):
         events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics, tracer)
         retry = RetryScheduler(self.settings, producer, self.metrics)
         status = self._status_process()
+        self.metrics.lag.watch_positions(f"{self.settings.app_id}-status", status.positions)
         self.status = StatusRouter(status)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
         watch = BrokerWatch(

@@ -105,8 +105,16 @@ class Metrics:
             ["group", "topic", "partition"],
             registry=r,
         )
-        #: Samples consumer_lag for the consumers each loop registers (runtime runs it).
-        self.lag = LagWatch(self.consumer_lag)
+        self.consumer_lag_seconds = Gauge(
+            "webhook_consumer_lag_seconds",
+            "Age of the oldest unprocessed record of each of this worker's groups: now minus "
+            "the timestamp of the record at the committed offset, the largest over the "
+            "partitions it owns (0 when caught up).",
+            ["group"],
+            registry=r,
+        )
+        #: Samples both for the consumers each loop registers (runtime runs it).
+        self.lag = LagWatch(self.consumer_lag, self.consumer_lag_seconds)
         self.status_queries_pending = Gauge(
             "webhook_status_queries_pending",
             "Status queries sent to the status view process and not yet answered.",

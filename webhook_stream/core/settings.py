@@ -178,7 +178,8 @@ class Settings:
     fetch_max_wait: float = 0.02
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
-    #: How often ``webhook_consumer_lag`` is sampled (two broker requests per group).
+    #: How often ``webhook_consumer_lag`` and ``webhook_consumer_lag_seconds`` are sampled
+    #: (two broker requests per group, one-record fetches for lagging partitions).
     lag_interval: float = 10.0
     #: Default HTTP timeout per attempt (an endpoint's ``timeout_s`` wins).
     http_timeout: float = 10.0

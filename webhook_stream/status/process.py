@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from webhook_stream.core.errors import StatusUnavailable
 from webhook_stream.core.settings import Settings
@@ -184,6 +185,12 @@ class StatusProcess:
         """Owned and ready partitions, store counts, time to catch up after start."""
         return await self._ask("info", {})
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        """The next offset the view applies on each partition it owns (its lag, measured
+        by the worker: the view commits no offsets)."""
+        found = await self._ask("positions", {})
+        return {TopicPartition(topic, p): offset for topic, p, offset in found}
+
     async def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
         """This worker's share of the dead letters (see :meth:`.PartitionedView.deadletters`)."""
         return await self._ask("deadletters", {"query": query})
@@ -216,6 +223,7 @@ async def _serve(answers: Any) -> int:
         "deadletters": view.deadletters,
         "endpoint_stats": view.endpoint_stats,
         "overview": view.overview,
+        "positions": view.positions,
     }
     try:
         while True:

@@ -304,6 +304,12 @@ class PartitionedView:
 
         return self._share(mine)
 
+    def positions(self) -> list[list[Any]]:
+        """``[topic, partition, next offset to apply]`` for each owned partition."""
+        if self._rebalancing:
+            return []
+        return [[tp.topic, tp.partition, self._pos[tp]] for tp in self._target if tp in self._pos]
+
     def info(self) -> dict[str, Any]:
         return {
             "owned": sorted(tp.partition for tp in self._target if tp.topic == DELIVERIES),
