@@ -33,7 +33,7 @@ from webhook_stream.failures.retry import RetryScheduler
 from webhook_stream.http.client import HttpClient
 from webhook_stream.http.proxied import HttpxClient, egress_client
 from webhook_stream.ingest.consumer import EventsIn
-from webhook_stream.ingest.rejected import reject
+from webhook_stream.core.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry

@@ -55,7 +55,7 @@ from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
-from webhook_stream.ingest.rejected import reject
+from webhook_stream.core.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["DeliveriesIn"]
