@@ -19,12 +19,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from webhook_stream.api.tokenstore import TokenStore
+from webhook_stream.api.tenancy.tokenstore import TokenStore
 from webhook_stream.core import kafka, kafka_auth, tracing
 from webhook_stream.core.errors import KafkaSecurityError
 from webhook_stream.core.lease import StallWatch, describe
 from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
 from webhook_stream.delivery.consumer import DeliveriesIn
@@ -33,7 +34,6 @@ from webhook_stream.failures.retry import RetryScheduler
 from webhook_stream.http.client import HttpClient
 from webhook_stream.http.proxied import HttpxClient, egress_client
 from webhook_stream.ingest.consumer import EventsIn
-from webhook_stream.core.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry

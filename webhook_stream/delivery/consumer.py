@@ -49,13 +49,13 @@ from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
-from webhook_stream.core.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["DeliveriesIn"]
