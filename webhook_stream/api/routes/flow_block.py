@@ -22,7 +22,7 @@ _PARTITIONER = DefaultPartitioner()
 def flow_block(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
     if delivery is None:
         return {"owned": False, "blocked_by": None, "parked": 0, "throttled": None}
-    state = delivery.parking.flow.get(endpoint_id)
+    state = delivery.parking.flow_states.get(endpoint_id)
     owned = state is not None or _owns(delivery, endpoint_id)
     blocked = None
     if state is not None and state.head is not None:
