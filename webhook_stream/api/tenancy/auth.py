@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -102,10 +103,28 @@ def _authenticate(view: View, request: Request) -> Principal:
     tokens = view.app.runtime.tokens
     found = tokens.authenticate(value, time.time())
     if found is not None:
+        _check_quota(view, request, found.tenant_id)
         return Principal(tenant_id=found.tenant_id, token_id=found.id)
     if not tokens.ready.is_set():
         raise ApiError("unavailable", "tenant tokens are still loading; retry shortly")
     raise ApiError("unauthorized", "wrong, revoked or expired bearer token")
+
+
+#: Methods that only read: never counted against a tenant's write quota.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_quota(view: View, request: Request, tenant_id: str) -> None:
+    """429 when a tenant token's writes are over its share (:mod:`.quota`)."""
+    if request.method in _READS:
+        return
+    wait = view.app.ws_write_quota.take(tenant_id, time.monotonic())
+    if wait > 0:
+        raise ApiError(
+            "rate_limited",
+            "too many writes by this tenant; retry after the time in Retry-After",
+            retry_after=max(1, math.ceil(wait)),
+        )
 
 
 def authorized(handler: Handler) -> Handler:
