@@ -103,7 +103,6 @@ def _authenticate(view: View, request: Request) -> Principal:
     tokens = view.app.runtime.tokens
     found = tokens.authenticate(value, time.time())
     if found is not None:
-        _check_quota(view, request, found.tenant_id)
         return Principal(tenant_id=found.tenant_id, token_id=found.id)
     if not tokens.ready.is_set():
         raise ApiError("unavailable", "tenant tokens are still loading; retry shortly")
@@ -127,8 +126,9 @@ def _check_quota(view: View, request: Request, tenant_id: str) -> None:
         )
 
 
-def authorized(handler: Handler) -> Handler:
-    """Authenticate (constant-time for the admin token), then run ``handler``.
+def authorized(handler: Handler, *, admin: bool = False) -> Handler:
+    """Authenticate (constant-time for the admin token), refuse a tenant token on an
+    ``admin`` route (403) or over its write quota (429), then run ``handler``.
 
     The principal is on the request (:func:`principal_of`); :class:`ApiError` and
     :class:`InvalidSubscription` raised by the handler become the one error shape.
@@ -137,7 +137,11 @@ def authorized(handler: Handler) -> Handler:
     @wraps(handler)
     async def check(view: View, request: Request, **kwargs: Any) -> Response:
         try:
-            request[_PRINCIPAL] = _authenticate(view, request)
+            principal = request[_PRINCIPAL] = _authenticate(view, request)
+            if principal.tenant_id is not None:
+                if admin:
+                    principal.require_admin()
+                _check_quota(view, request, principal.tenant_id)
             return await handler(view, request, **kwargs)
         except ApiError as exc:
             return error_response(view, exc)
@@ -161,13 +165,7 @@ def authorized(handler: Handler) -> Handler:
 
 def admin_only(handler: Handler) -> Handler:
     """:func:`authorized`, and 403 for a tenant token."""
-
-    @wraps(handler)
-    async def check(view: View, request: Request, **kwargs: Any) -> Response:
-        principal_of(request).require_admin()
-        return await handler(view, request, **kwargs)
-
-    return authorized(check)
+    return authorized(handler, admin=True)
 
 
 async def json_body(request: Request, timeout: float = 20.0) -> Any:
