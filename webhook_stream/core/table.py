@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from webhook_stream.core import fetch, kafka
@@ -73,11 +72,7 @@ class CompactedTable:
         consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            tps = await fetch.open_topic(consumer, self.topic)
             end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
             log.info("loading %s from %d partitions", self.topic, len(tps))
             await self._check_ready(end)
