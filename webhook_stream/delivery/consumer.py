@@ -47,7 +47,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import OwnershipLost
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
@@ -313,7 +313,7 @@ class DeliveriesIn:
             except OwnershipLost:
                 raise
             except Exception as exc:
-                if classify(exc) != "record":
+                if send_failure(exc) != "record":
                     raise
                 # A result record refused before it was sent (too large): this one only.
                 sends = [await self._reject(record, failure_reason(exc))]
@@ -356,7 +356,7 @@ class DeliveriesIn:
         exc = fut.exception()
         if exc is None:
             self._tracker.done(entry)
-        elif classify(exc) == "record":
+        elif send_failure(exc) == "record":
             # This delivery's result could not be written: park the delivery, go on.
             log.error(
                 "could not write the result of %s[%d]@%d (%r): sending it to %s",

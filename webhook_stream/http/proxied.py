@@ -39,7 +39,7 @@ import httpx
 from webhook_stream.core.settings import Settings
 from webhook_stream.http.client import HttpClient, HttpResult, parse_retry_after
 from webhook_stream.http.egress import Egress
-from webhook_stream.http.errors import Refused
+from webhook_stream.http.errors import Refused, TransportError
 from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress
 from webhook_stream.http.urls import check_proxied_host, parse_target
 
@@ -140,7 +140,7 @@ class HttpxClient:
         assert self._client is not None, "HttpxClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and not url.startswith("https://"):
-            return HttpResult(None, b"", "insecure_url", None, 0.0)
+            return HttpResult(None, b"", TransportError.INSECURE_URL, None, 0.0)
         try:
             target = parse_target(url, self._policy)
             if self._direct is not None and bypasses_proxy(
@@ -152,7 +152,9 @@ class HttpxClient:
             if self._one_shot and not target.tls:
                 headers = {**headers, "connection": "close"}
         except ForbiddenAddress:
-            return HttpResult(None, b"", "forbidden_address", None, time.perf_counter() - started)
+            return HttpResult(
+                None, b"", TransportError.FORBIDDEN_ADDRESS, None, time.perf_counter() - started
+            )
         except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
@@ -179,11 +181,11 @@ class HttpxClient:
                 return HttpResult(None, b"", error, None, time.perf_counter() - started)
             kept = await self._read_body(response, deadline)
             status = response.status_code
-            error = None
+            error: TransportError | None = None
             if _from_proxy(response):
-                status, error = None, "proxy_error"
+                status, error = None, TransportError.PROXY_ERROR
             elif status == 407:
-                status, error = None, "proxy_auth"
+                status, error = None, TransportError.PROXY_AUTH
             return HttpResult(
                 status=status,
                 body=kept,
@@ -221,12 +223,12 @@ class HttpxClient:
 def _check_headers(headers: dict[str, str]) -> None:
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise Refused("invalid_header")
+            raise Refused(TransportError.INVALID_HEADER)
         try:
             name.encode("latin-1")
             value.encode("latin-1")
         except UnicodeEncodeError:
-            raise Refused("invalid_header") from None
+            raise Refused(TransportError.INVALID_HEADER) from None
 
 
 def _from_proxy(response: httpx.Response) -> bool:
@@ -249,25 +251,25 @@ def _caused_by_tls(exc: BaseException) -> bool:
     return False
 
 
-def _error_class(exc: BaseException, tls: bool) -> str:
+def _error_class(exc: BaseException, tls: bool) -> TransportError:
     if isinstance(exc, httpx.ProxyError):  # the proxy's answer to CONNECT: "407 ...", "502 ..."
-        return "proxy_auth" if str(exc).startswith("407") else "proxy_error"
+        return TransportError.PROXY_AUTH if str(exc).startswith("407") else "proxy_error"
     if isinstance(exc, httpx.ConnectTimeout):
-        return "proxy_connect"
+        return TransportError.PROXY_CONNECT
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timeout"
+        return TransportError.TIMEOUT
     if _caused_by_tls(exc):
         # Through a tunnel the handshake is the receiver's; to an http:// target the only
         # TLS is the proxy's own (an https:// proxy URL).
-        return "tls" if tls else "proxy_connect"
+        return TransportError.TLS if tls else TransportError.PROXY_CONNECT
     if isinstance(exc, httpx.ConnectError):
-        return "proxy_connect"  # every connection the client opens is to the proxy
+        return TransportError.PROXY_CONNECT  # every connection the client opens is to the proxy
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection_reset" if "disconnected" in str(exc) else "protocol"
+        return TransportError.CONNECTION_RESET if "disconnected" in str(exc) else "protocol"
     if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError | OSError):
-        return "connection_reset"
+        return TransportError.CONNECTION_RESET
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return "invalid_url"
+        return TransportError.INVALID_URL
     if isinstance(exc, httpx.LocalProtocolError):
-        return "invalid_header"
-    return "transport"
+        return TransportError.INVALID_HEADER
+    return TransportError.TRANSPORT
