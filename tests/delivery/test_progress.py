@@ -13,15 +13,15 @@ from aiokafka.structs import OffsetAndMetadata
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERY_PROGRESS
-from webhook_stream.delivery.lanes import OffsetTracker
+from webhook_stream.delivery.lanes import OffsetTracker, Tracked
 from webhook_stream.delivery.progress import Progress, decode_ranges, encode_ranges
 
 TP = TopicPartition("webhooks.deliveries", 0)
 OTHER = TopicPartition("webhooks.parked", 0)
 
 
-def attempted(tracker: OffsetTracker, entry: list) -> None:
-    entry[3] = True
+def attempted(tracker: OffsetTracker, entry: Tracked) -> None:
+    entry.attempted = True
     tracker.done(entry)
 
 

@@ -33,6 +33,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
@@ -59,6 +60,15 @@ def bypasses_proxy(host: str, no_proxy: tuple[str, ...]) -> bool:
     """True when ``host`` is, or is a subdomain of, an entry of ``no_proxy``."""
     host = host.rstrip(".").lower()
     return any(host == entry or host.endswith("." + entry) for entry in no_proxy)
+
+
+@dataclass(slots=True)
+class _HostSlot:
+    """One target host's connections through the proxy: at most ``http_pool_per_host``."""
+
+    gate: asyncio.Semaphore
+    #: Requests holding or waiting for the gate: the slot is dropped when none are left.
+    users: int = 0
 
 
 class HttpxClient:
@@ -90,7 +100,7 @@ class HttpxClient:
             if settings.egress_no_proxy
             else None
         )
-        self._hosts: dict[tuple[str, int, bool], list] = {}  # key -> [semaphore, users]
+        self._hosts: dict[tuple[str, int, bool], _HostSlot] = {}
         # An absolute-form request carries the proxy's credentials. proxy.py passes them on
         # to the receiver on every request after a kept-alive connection's first (measured,
         # tests/http/test_proxied.py): with credentials, each http:// request gets its own
@@ -159,16 +169,18 @@ class HttpxClient:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        slot = self._hosts.setdefault(
-            target.key, [asyncio.Semaphore(self._settings.http_pool_per_host), 0]
-        )
-        slot[1] += 1
+        slot = self._hosts.get(target.key)
+        if slot is None:
+            slot = self._hosts[target.key] = _HostSlot(
+                asyncio.Semaphore(self._settings.http_pool_per_host)
+            )
+        slot.users += 1
         response: httpx.Response | None = None
         held = False
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await slot[0].acquire()
+                    await slot.gate.acquire()
                     held = True
                     request = self._client.build_request(
                         "POST", url, content=body, headers=headers, timeout=timeout
@@ -197,9 +209,9 @@ class HttpxClient:
             if response is not None:
                 await response.aclose()  # a body not read to its end closes the connection
             if held:
-                slot[0].release()
-            slot[1] -= 1
-            if slot[1] == 0:
+                slot.gate.release()
+            slot.users -= 1
+            if slot.users == 0:
                 del self._hosts[target.key]
 
     async def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
