@@ -106,7 +106,7 @@ async def test_failing_exhausted_disabled_enabled_recovered_and_no_loop(
         disabled = by_type["webhook.endpoint.disabled"]
         assert disabled["data"]["reason"] == "consecutive_dead_letters"
         assert disabled["data"]["endpoint_path"] == f"/subscriptions/{ep}"
-        assert all(r.json["tenant_id"] == ta for r in receiver.at("/ops-a"))
+        assert all(r.json["data"]["tenant_id"] == ta for r in receiver.at("/ops-a"))
 
         # Re-enabled, and a message that fails 4 times, then succeeds.
         receiver.script["/bad"] = failing_then(200, 4)

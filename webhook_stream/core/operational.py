@@ -90,7 +90,12 @@ class OperationalEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
     def envelope(self) -> dict[str, Any]:
-        body = {"endpoint_id": self.endpoint_id, "endpoint_path": endpoint_path(self.endpoint_id)}
+        # The tenant in data too: receivers get {id, type, timestamp, data}, not the envelope.
+        body = {
+            "endpoint_id": self.endpoint_id,
+            "endpoint_path": endpoint_path(self.endpoint_id),
+            "tenant_id": self.tenant_id,
+        }
         return {
             "id": self.id,
             "type": self.type,

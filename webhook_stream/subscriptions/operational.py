@@ -55,7 +55,8 @@ def endpoint_fact(
             data["reason"] = "manual"
     else:
         kind = ENDPOINT_UPDATED
-    data["disabled"] = False if new is None else new.disabled
+    if new is not None:
+        data["disabled"] = new.disabled
     return OperationalEvent(
         id=operational_id(sub.id, version, kind),
         type=kind,
