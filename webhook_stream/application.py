@@ -25,7 +25,7 @@ class WebhookStreamApp(faust.App):
     :mod:`webhook_stream.delivery.consumer` for why), so Faust's consumer stays idle.
     """
 
-    def __init__(self, settings: Settings, **kwargs: object) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)
         self.ws_settings = settings
         self.ws_metrics = Metrics()

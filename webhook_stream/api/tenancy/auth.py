@@ -24,6 +24,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, error_response
+from webhook_stream.api.host import aiohttp_request, host
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.http.urls import CONTROL
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
@@ -80,11 +81,12 @@ ADMIN = Principal()
 
 def principal_of(request: Request) -> Principal:
     """The principal :func:`authorized` found for ``request``."""
-    return request[_PRINCIPAL]  # type: ignore[no-any-return]
+    principal: Principal = aiohttp_request(request)[_PRINCIPAL]
+    return principal
 
 
 def _authenticate(view: View, request: Request) -> Principal:
-    admin = view.app.ws_settings.api_token
+    admin = host(view.app).ws_settings.api_token
     if not admin:
         raise ApiError(
             "api_disabled",
@@ -99,7 +101,7 @@ def _authenticate(view: View, request: Request) -> Principal:
         raise ApiError("unauthorized", "malformed bearer token", "Authorization")
     if hmac.compare_digest(value.encode(), admin.encode()):
         return ADMIN
-    tokens = view.app.runtime.tokens
+    tokens = host(view.app).runtime.tokens
     found = tokens.authenticate(value, time.time())
     if found is not None:
         return Principal(tenant_id=found.tenant_id, token_id=found.id)
@@ -118,7 +120,7 @@ def authorized(handler: Handler) -> Handler:
     @wraps(handler)
     async def check(view: View, request: Request, **kwargs: Any) -> Response:
         try:
-            request[_PRINCIPAL] = _authenticate(view, request)
+            aiohttp_request(request)[_PRINCIPAL] = _authenticate(view, request)
             return await handler(view, request, **kwargs)
         except ApiError as exc:
             return error_response(view, exc)
