@@ -10,6 +10,7 @@ from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from webhook_stream.api.routes.views import register_views
+from webhook_stream.core import kafka
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -28,7 +29,13 @@ class WebhookStreamApp(faust.App):
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)
         self.ws_settings = settings
-        self.ws_metrics = Metrics()
+        self.ws_metrics = Metrics(
+            settings.lag_interval,
+            # Reads one record per lagging partition for its timestamp; small fetches suffice.
+            lambda: kafka.tail_consumer(
+                settings, background=True, max_partition_fetch_bytes=65_536
+            ),
+        )
         self.runtime = Runtime(self, settings, self.ws_metrics, loop=None)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
