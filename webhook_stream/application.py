@@ -10,6 +10,7 @@ from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from webhook_stream.api.routes.views import register_views
+from webhook_stream.api.tenancy.quota import WriteQuota
 from webhook_stream.core import kafka
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
@@ -36,6 +37,7 @@ class WebhookStreamApp(faust.App):
                 settings, background=True, max_partition_fetch_bytes=65_536
             ),
         )
+        self.ws_write_quota = WriteQuota(settings.tenant_writes_per_s, settings.tenant_write_burst)
         self.runtime = Runtime(self, settings, self.ws_metrics, loop=None)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:

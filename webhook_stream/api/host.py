@@ -14,13 +14,22 @@ from faust.web import Request
 
 from webhook_stream.core.settings import Settings
 
-__all__ = ["Host", "aiohttp_request", "host"]
+__all__ = ["Host", "WriteShare", "aiohttp_request", "host"]
+
+
+class WriteShare(Protocol):
+    """A tenant's share of API writes (:class:`~.tenancy.quota.WriteQuota`)."""
+
+    def take(self, tenant: str, now: float) -> float:
+        """Take one write; seconds to wait first (0: allowed now)."""
+        ...
 
 
 class Host(Protocol):
-    """The serving app: its settings and the worker's runtime (its services)."""
+    """The serving app: its settings, the tenants' write quota and the worker's runtime."""
 
     ws_settings: Settings
+    ws_write_quota: WriteShare
     #: :class:`webhook_stream.runtime.Runtime` (a role above ``api``).
     runtime: Any
 
