@@ -106,11 +106,6 @@ class Runtime(Service):
             raise
         await ensure_topics(self.settings)
         self.tracer = tracer = tracing.from_env()
-        self.metrics.lag.interval = self.settings.lag_interval
-        # Reads one record per lagging partition for its timestamp; small fetches suffice.
-        self.metrics.lag.probe_factory = lambda: kafka.tail_consumer(
-            self.settings, background=True, max_partition_fetch_bytes=65_536
-        )
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set

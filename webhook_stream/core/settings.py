@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from webhook_stream.core.errors import ConfigError
@@ -250,7 +251,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``WEBHOOK_STREAM_*`` variable; a bad value raises :class:`ConfigError`."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each converted to its field's type by _convert
         for f in fields(cls):
             name = PREFIX + f.name.upper()
             if name not in env:
@@ -260,7 +261,7 @@ class Settings:
                 values[f.name] = _convert(f.name, raw, f.default)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)
         settings.validate()
         return settings
 

@@ -108,6 +108,7 @@ class EventsIn:
                             # these out by now. Read again once confirmed, if still owned.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        handled: _Sent | None
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:

@@ -24,6 +24,7 @@ from webhook_stream.api.errors import (
     json_errors,
     quiet_client_protocol_errors,
 )
+from webhook_stream.api.host import host
 from webhook_stream.api.openapi.docs import register_doc_views
 from webhook_stream.api.pagination import page, parse_page
 from webhook_stream.api.routes.flow_block import flow_block
@@ -45,6 +46,7 @@ from webhook_stream.api.tenancy.auth import Principal, authorized, json_body, pr
 from webhook_stream.api.tenancy.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
+from webhook_stream.core.settings import Settings
 from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
@@ -76,7 +78,7 @@ def _error(view: View, status: int, message: str, field: str | None = None) -> R
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    return await json_body(request, view.app.ws_settings.web_client_timeout)
+    return await json_body(request, host(view.app).ws_settings.web_client_timeout)
 
 
 class _Base(View):
@@ -84,11 +86,11 @@ class _Base(View):
 
     @property
     def runtime(self) -> Any:
-        return self.app.runtime
+        return host(self.app).runtime
 
     @property
-    def settings(self) -> Any:
-        return self.app.ws_settings
+    def settings(self) -> Settings:
+        return host(self.app).ws_settings
 
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
