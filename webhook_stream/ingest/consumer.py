@@ -154,7 +154,7 @@ class EventsIn:
             event = parse_record(record, self._settings.max_event_bytes)
         except RejectedEvent as exc:
             return await self._reject(record, exc.reason)
-        deliveries = fan_out(event, self._registry.index)
+        deliveries = fan_out(event, self._registry.index, headers=record.headers)
         if not deliveries:
             self._metrics.no_match.inc()
             return None
