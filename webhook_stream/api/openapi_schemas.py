@@ -18,6 +18,13 @@ from webhook_stream.api.openapi_parts import nullable as _nullable
 from webhook_stream.api.openapi_parts import obj as _obj
 from webhook_stream.api.openapi_parts import ref as _ref
 from webhook_stream.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from webhook_stream.subscriptions.filters import (
+    FIELDS,
+    MAX_FILTER_BYTES,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_NODES,
+    OPERATORS,
+)
 
 __all__ = ["SUBSCRIPTION_FIELDS", "schemas"]
 
@@ -117,6 +124,24 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
             "description": "`strict`: no delivery is attempted while an earlier one to this "
             "endpoint is unfinished (FIFO across retries, one call at a time); "
             "`best_effort` (default): order holds while attempts succeed.",
+        }
+    ),
+    "filter": _nullable(
+        {
+            "type": "object",
+            "maxProperties": MAX_FILTER_NODES,
+            "propertyNames": {"enum": [*FIELDS, "$and", "$or", "$not"]},
+            "description": "Content filter: only events it matches are delivered (after "
+            "`event_types`). Keys are event fields (`id`, `type`, `tenant_id`, `source`, "
+            "`occurred_at`, `data`, `headers`), nested objects are paths, and operators are "
+            f"{', '.join(f'`{op}`' for op in OPERATORS)} (no `$regex`). At most "
+            f"{MAX_FILTER_BYTES} bytes, {MAX_FILTER_DEPTH} levels, {MAX_FILTER_NODES} "
+            "conditions. `null` or `{}`: no filter. An invalid filter is refused (400) with "
+            "`field` naming its path, e.g. `filter.data.amount.$gt`.",
+            "example": {
+                "data": {"amount": {"$gte": 100}, "currency": {"$in": ["EUR", "GBP"]}},
+                "$not": {"headers": {"x-test": {"$exist": True}}},
+            },
         }
     ),
 }
