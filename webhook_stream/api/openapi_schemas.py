@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook_stream.api.errors import CODES
 from webhook_stream.api.openapi_console import console_schemas
+from webhook_stream.api.openapi_event_types import event_type_schemas
 from webhook_stream.api.openapi_parts import ISO as _ISO
 from webhook_stream.api.openapi_parts import NO_CONTROL as _NO_CONTROL
 from webhook_stream.api.openapi_parts import list_of as _list_of
@@ -164,6 +165,13 @@ def schemas() -> dict[str, Any]:
                 "readOnly": True,
                 "description": "Goes up by one with every write (API or automatic disable), "
                 "across deletes too; the `ETag` of reads and what `If-Match` compares.",
+            },
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "readOnly": True,
+                "description": "Answers of writes only, when the catalog is not empty: "
+                "event types it does not hold, deprecated ones, patterns matching none.",
             },
             "incarnation": {
                 **_nullable({"type": "string"}),
@@ -368,6 +376,7 @@ def schemas() -> dict[str, Any]:
             ("id", "revoked"),
         ),
         **console_schemas(),
+        **event_type_schemas(),
         "Index": _obj({"status": {"const": "OK"}}, ("status",)),
         "Health": _obj(
             {

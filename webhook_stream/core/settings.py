@@ -214,6 +214,9 @@ class Settings:
     max_in_flight_per_tenant: int = 100
     #: Endpoints one tenant may have (API creates beyond it answer 409 ``limit_exceeded``).
     max_endpoints_per_tenant: int = 1000
+    #: Events checked against their catalogued type's JSON Schema (``webhooks.event_types``):
+    #: ``off``, ``per_type`` (entries with ``"enforce": true``) or ``all`` catalogued types.
+    validate_events: str = "per_type"
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
@@ -295,6 +298,8 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
+        if self.validate_events not in ("off", "per_type", "all"):
+            raise ConfigError(f"{PREFIX}VALIDATE_EVENTS: one of off, per_type, all")
         try:
             re.compile(self.events_pattern)
         except re.error as exc:
@@ -367,6 +372,8 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 def _convert(name: str, raw: str, default: object) -> object:
     if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
         return raw.strip().upper()
+    if name == "validate_events":
+        return raw.strip().lower()
     if name == "kafka_sasl_password":
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
