@@ -25,6 +25,7 @@ from webhook_stream.subscriptions.catalog import (
     enforced,
     parse_event_type,
 )
+from webhook_stream.subscriptions.filters import decoded_data
 
 __all__ = ["EventTypeCatalog"]
 
@@ -58,11 +59,7 @@ class EventTypeCatalog(CompactedTable):
         if not enforced(self.mode, entry):
             return None
         assert entry is not None
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            data = None  # decoding refuses such events first
-        problem = entry.violation(data)
+        problem = entry.violation(decoded_data(event))
         return None if problem is None else f"schema_violation: {problem}"
 
     def warnings(self, patterns: Any) -> list[str]:

@@ -44,6 +44,7 @@ __all__ = [
     "Filter",
     "FilterSubject",
     "compile_filter",
+    "decoded_data",
 ]
 
 #: The serialized filter's size, its nesting depth (objects and logical lists), the
@@ -87,6 +88,16 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+def decoded_data(event: Event) -> Any:
+    """The event's ``data`` as an object: as decoding left it, else parsed from the text."""
+    if type(event.decoded) is not tuple:
+        return event.decoded
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None  # decoding refuses such events first
+
+
 class FilterSubject:
     """One event as filters read it; ``data`` and ``headers`` are decoded on first use.
 
@@ -105,10 +116,7 @@ class FilterSubject:
         event = self._event
         if name == "data":
             if self._data is MISSING:
-                try:
-                    self._data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    self._data = None  # decoding already refused such events
+                self._data = decoded_data(event)
             return self._data
         if name == "type":
             return event.type
@@ -194,6 +202,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+# No generators on the hot path: ``any(p(v) for p in ...)`` costs a frame per call.
 def _all(preds: list[Predicate]) -> Predicate:
     if len(preds) == 1:
         return preds[0]
@@ -201,14 +210,31 @@ def _all(preds: list[Predicate]) -> Predicate:
         first, second = preds
         return lambda v: first(v) and second(v)
     group = tuple(preds)
-    return lambda v: all(p(v) for p in group)
+
+    def every(v: Any) -> bool:
+        for p in group:
+            if not p(v):
+                return False
+        return True
+
+    return every
 
 
 def _any(preds: list[Predicate]) -> Predicate:
     if len(preds) == 1:
         return preds[0]
+    if len(preds) == 2:
+        first, second = preds
+        return lambda v: first(v) or second(v)
     group = tuple(preds)
-    return lambda v: any(p(v) for p in group)
+
+    def some(v: Any) -> bool:
+        for p in group:
+            if p(v):
+                return True
+        return False
+
+    return some
 
 
 def _eq(operand: Any) -> Predicate:
