@@ -11,11 +11,16 @@ from hypothesis import strategies as st
 
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Event, SourceRef
+from webhook_stream.subscriptions.filter_codegen import generate
 from webhook_stream.subscriptions.filters import (
     MAX_FILTER_BYTES,
     MAX_FILTER_DEPTH,
     MAX_FILTER_NODES,
+    MISSING,
     FilterSubject,
+    _Compiler,
+    _member,
+    _same,
     compile_filter,
 )
 from webhook_stream.subscriptions.validation import parse_stored, parse_subscription
@@ -265,3 +270,43 @@ def test_equality_with_itself(data: Any) -> None:
     assert matches({"data": {"v": {"$eq": data}}}, subj)
     assert not matches({"data": {"v": {"$neq": data}}}, subj)
     assert matches({"data": {"v": {"$exist": True}}}, subj)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=json_values, cond=conditions, other=conditions, key=st.sampled_from(["v", "0", "x"]))
+def test_the_generated_function_decides_as_the_closures(
+    data: Any, cond: dict[str, Any], other: dict[str, Any], key: str
+) -> None:
+    """The fast form (one generated function) against the reference (closures)."""
+    spec = {
+        "$or": [{"data": {key: cond}}, {"$not": {"data": {"v": other}}}],
+        "type": {"$startsWith": "order."},
+    }
+    subj = subject({"v": data, "0": [data]} if key != "x" else data)
+    reference = _Compiler().root(spec, "filter", 1)
+    fast = generate(spec, MISSING, _same, _member)
+    assert fast(subj) is reference(subj)
+    for part in (cond, other):
+        one = {"data": {"v": part}}
+        assert generate(one, MISSING, _same, _member)(subj) is _Compiler().root(one, "filter", 1)(
+            subj
+        )
+
+
+def test_same_filters_share_one_compiled_function() -> None:
+    a = compile_filter({"data": {"a": 1, "b": {"$in": [1, 2]}}})
+    b = compile_filter({"data": {"b": {"$in": [1, 2]}, "a": 1}})
+    c = compile_filter({"data": {"a": 1.0, "b": {"$in": [1, 2]}}})
+    assert a is not None and b is not None and c is not None
+    assert a.test is b.test  # key order does not matter
+    assert c.test is not a.test  # 1.0 is written differently: compiled on its own
+
+
+def test_keys_and_operands_never_reach_the_generated_source() -> None:
+    """Hostile keys and strings are constants, not code."""
+    nasty = "') or __import__('os').system('true') or ('"
+    spec = {"data": {nasty: {"$eq": nasty, "$startsWith": nasty}, "1": {nasty: nasty}}}
+    test = generate(spec, MISSING, _same, _member)
+    assert test(subject({nasty: nasty, "1": {nasty: nasty}})) is True
+    assert test(subject({nasty: "x", "1": {nasty: nasty}})) is False
+    assert nasty not in test.__code__.co_consts

@@ -80,8 +80,10 @@ def fan_out(
     subs = index.match(event.type, event.tenant_id)
     if only_endpoint is not None:
         subs = [sub for sub in subs if sub.id == only_endpoint]
-    if any(sub.filter is not None for sub in subs):
-        subs = _filtered(subs, FilterSubject(event, headers))
+    for sub in subs:  # a loop, not any(<generator>): this runs for every event
+        if sub.filter is not None:
+            subs = _filtered(subs, FilterSubject(event, headers))
+            break
     return [
         Delivery(
             delivery_id=delivery_id_for(event.id, sub.id),

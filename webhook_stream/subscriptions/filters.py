@@ -26,13 +26,13 @@ tenant already match, and parses ``data`` at most once per event (:class:`Filter
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Event
+from webhook_stream.subscriptions.filter_codegen import generate
 
 __all__ = [
     "FIELDS",
@@ -74,6 +74,12 @@ OPERATORS = (
 )
 
 Predicate = Callable[[Any], bool]
+
+#: Compiled filters by their canonical text: endpoints with the same filter share one
+#: function (fewer cold objects per event, row 6e), and a re-read version is not compiled
+#: again. Cleared when full.
+_COMPILED: dict[bytes, Filter] = {}
+_COMPILED_MAX = 4096
 
 
 class _Missing:
@@ -138,16 +144,42 @@ class FilterSubject:
         return MISSING
 
 
-@dataclass(frozen=True, slots=True)
 class Filter:
-    """A validated filter: ``spec`` as written, ``test`` its compiled predicate."""
+    """A validated filter: ``spec`` as written, ``test(subject)`` its predicate.
 
-    spec: Mapping[str, Any]
-    test: Callable[[FilterSubject], bool] = field(compare=False, repr=False)
+    ``test`` starts as the closures built while validating; on its first call it becomes
+    the generated function (:mod:`.filter_codegen`), compiled then: loading 100,000
+    endpoints does not compile the filters of those that never see an event. Equal when
+    the specs are (the predicate follows from the spec). Treat as immutable.
+    """
 
-    def text(self) -> str:
-        """The stored form: compact JSON."""
-        return orjson.dumps(self.spec).decode()
+    __slots__ = ("_reference", "spec", "test")
+
+    def __init__(self, spec: Mapping[str, Any], reference: Predicate) -> None:
+        self.spec = spec
+        self._reference = reference
+        self.test: Callable[[FilterSubject], bool] = self._first
+
+    def _first(self, subject: FilterSubject) -> bool:
+        try:
+            fast = generate(self.spec, MISSING, _same, _member)
+        except (SyntaxError, RecursionError, MemoryError, ValueError):  # pragma: no cover
+            fast = self._reference  # decides the same, only slower
+        self.test = fast
+        return fast(subject)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Filter) and self.text(sort=True) == other.text(sort=True)
+
+    def __hash__(self) -> int:
+        return hash(self.text(sort=True))
+
+    def __repr__(self) -> str:
+        return f"Filter({self.text()})"
+
+    def text(self, sort: bool = False) -> str:
+        """The stored form: compact JSON (``sort``: keys sorted, the canonical form)."""
+        return orjson.dumps(self.spec, option=orjson.OPT_SORT_KEYS if sort else 0).decode()
 
 
 def compile_filter(value: object, name: str = "filter") -> Filter | None:
@@ -170,9 +202,15 @@ def compile_filter(value: object, name: str = "filter") -> Filter | None:
         raise InvalidSubscription(name, "must be JSON") from None
     if size > MAX_FILTER_BYTES:
         raise InvalidSubscription(name, f"is {size} bytes; at most {MAX_FILTER_BYTES}")
-    compiler = _Compiler()
-    test = compiler.root(value, name, 1)
-    return Filter(spec=value, test=test)
+    key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    found = _COMPILED.get(key)
+    if found is not None and found.spec == value:
+        return found  # the same filter on another endpoint, or another version's
+    reference = _Compiler().root(value, name, 1)  # validates as it builds the closures
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    compiled = _COMPILED[key] = Filter(value, reference)
+    return compiled
 
 
 def _show(key: object) -> str:
