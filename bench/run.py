@@ -35,8 +35,8 @@ from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .egress import phase_proxied
-from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .filters import filter_rows
+from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .report import Row, markdown_table, rate, ratio, text_table

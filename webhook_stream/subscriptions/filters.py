@@ -56,21 +56,8 @@ MAX_IN_ITEMS = 256
 
 #: Top-level keys: what the event shows a filter.
 FIELDS = ("id", "type", "tenant_id", "source", "occurred_at", "data", "headers")
-OPERATORS = (
-    "$eq",
-    "$neq",
-    "$gt",
-    "$gte",
-    "$lt",
-    "$lte",
-    "$in",
-    "$nin",
-    "$exist",
-    "$startsWith",
-    "$endsWith",
-    "$and",
-    "$or",
-    "$not",
+OPERATORS = tuple(
+    "$eq $neq $gt $gte $lt $lte $in $nin $exist $startsWith $endsWith $and $or $not".split()
 )
 
 Predicate = Callable[[Any], bool]

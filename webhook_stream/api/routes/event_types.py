@@ -1,5 +1,6 @@
 """``/event-types``: the event-type catalog (admin writes, every token reads), and
 ``POST /filter-check``: would this filter match this event (the console's check)?
+Their entries in the OpenAPI document: :mod:`webhook_stream.api.openapi.event_type_operations`.
 
 Writes go straight to the compacted ``webhooks.event_types`` (last write wins; the admin is
 the one writer) and answer once this worker has applied them, or 202 ``pending``.
@@ -12,18 +13,16 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.api.auth import admin_only, authorized, json_body
 from webhook_stream.api.errors import ApiError
-from webhook_stream.api.openapi_schemas import PAGE_PARAMETERS
-from webhook_stream.api.operations import Operation
 from webhook_stream.api.pagination import page
+from webhook_stream.api.tenancy.auth import admin_only, authorized, json_body
 from webhook_stream.core.records import Event, SourceRef, iso_now
 from webhook_stream.core.topics import EVENT_TYPES
+from webhook_stream.http.urls import CONTROL
 from webhook_stream.subscriptions.catalog import NAME, EventType, parse_event_type
 from webhook_stream.subscriptions.filters import FilterSubject, compile_filter
-from webhook_stream.subscriptions.urls import CONTROL
 
-__all__ = ["EVENT_TYPE_OPERATIONS", "register_event_type_views", "subscription_warnings"]
+__all__ = ["register_event_type_views", "subscription_warnings"]
 
 _WRITE_VISIBLE_TIMEOUT = 5.0
 _CHECK_FIELDS = ("id", "type", "tenant_id", "source", "occurred_at", "data", "headers")
@@ -168,60 +167,3 @@ def register_event_type_views(app: Any) -> None:
             event, headers = _check_event(body.get("event"))
             matches = compiled is None or compiled.test(FilterSubject(event, headers))
             return self.json({"matches": matches})
-
-
-EVENT_TYPE_OPERATIONS: list[Operation] = [
-    Operation(
-        "/event-types",
-        "GET",
-        "List the event-type catalog",
-        "any",
-        {200: ("One page, by name", "EventTypeList")},
-        parameters=[*PAGE_PARAMETERS],
-        tag="event-types",
-        description="Every token reads the whole catalog: types, schemas and examples are "
-        "what tenants subscribe to, not tenant data.",
-    ),
-    Operation(
-        "/event-types/{name}",
-        "GET",
-        "Read an event type",
-        "any",
-        {200: ("The entry", "EventType")},
-        tag="event-types",
-    ),
-    Operation(
-        "/event-types/{name}",
-        "PUT",
-        "Create or replace an event type",
-        "admin",
-        {
-            200: ("Replaced", "EventType"),
-            201: ("Created", "EventType"),
-            202: ("Written, not yet applied here", "EventType"),
-        },
-        body="EventTypeWrite",
-        tag="event-types",
-        description="The schema (JSON Schema 2020-12, of the event's `data`) is checked "
-        "itself, may refer only within itself (`$ref: '#...'`), and every example must pass "
-        "it: otherwise 400 naming the path (`schema.properties.amount.type`, `examples[1]`).",
-    ),
-    Operation(
-        "/event-types/{name}",
-        "DELETE",
-        "Delete an event type",
-        "admin",
-        {200: ("Deleted", "EventTypeDeleted"), 202: ("Written", "EventTypeDeleted")},
-        tag="event-types",
-    ),
-    Operation(
-        "/filter-check",
-        "POST",
-        "Would this filter match this event?",
-        "any",
-        {200: ("The answer", "FilterCheckResult")},
-        body="FilterCheck",
-        description="Evaluates a subscription `filter` against a pasted event as fan-out "
-        "does; an invalid filter answers 400 naming its path. No event is sent.",
-    ),
-]
