@@ -174,3 +174,32 @@ async def test_filter_check(worker: Worker) -> None:
         assert r.status_code == 400 and r.json()["error"]["field"] == "filter.data.a.$regex"
         r = await tenant.post("/filter-check", json={"filter": spec, "event": {"bogus": 1}})
         assert r.status_code == 400 and r.json()["error"]["field"] == "event.bogus"
+
+
+def test_deep_schemas_and_deep_data_are_refused_not_crashed() -> None:
+    """In-process: a schema nested past the limit is a 400; data nested past what the
+    checker can recurse is a violation, never an exception in the fan-out loop."""
+    from webhook_stream.subscriptions.catalog import (
+        MAX_SCHEMA_DEPTH,
+        InvalidEventType,
+        parse_event_type,
+    )
+
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(MAX_SCHEMA_DEPTH):
+        deep = {"not": deep}
+    with pytest.raises(InvalidEventType, match="deeper"):
+        parse_event_type({"schema": deep}, "deep.schema")
+    tree = {"$defs": {"t": {"type": "object", "properties": {"c": {"$ref": "#/$defs/t"}}}}}
+    entry = parse_event_type({"schema": {**tree, "$ref": "#/$defs/t"}}, "deep.data")
+    data: dict[str, Any] = {}
+    for _ in range(5000):
+        data = {"c": data}
+    assert entry.violation(data) == "$.data: nested too deeply to check against the schema"
+    assert entry.violation({"c": {"c": {}}}) is None
+    assert entry.violation({"c": 1}) is not None
+    with pytest.raises(InvalidEventType) as caught:
+        parse_event_type({"schema": {"properties": {"a": {"$ref": "#/$defs/nope"}}}}, "x")
+    assert caught.value.field == "schema.properties.a.$ref"
+    anchored = {"$defs": {"m": {"$anchor": "money", "type": "number"}}, "$ref": "#money"}
+    assert parse_event_type({"schema": anchored}, "x").violation(5) is None

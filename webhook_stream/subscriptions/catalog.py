@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -27,6 +28,7 @@ from webhook_stream.core.errors import InvalidSubscription
 __all__ = [
     "MAX_ENTRY_BYTES",
     "MAX_EXAMPLES",
+    "MAX_SCHEMA_DEPTH",
     "NAME",
     "VALIDATE_MODES",
     "EventType",
@@ -40,6 +42,8 @@ NAME = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 #: The stored entry, schema and examples included, and the examples of one entry.
 MAX_ENTRY_BYTES = 256 * 1024
 MAX_EXAMPLES = 10
+#: Nesting of a schema (objects and lists).
+MAX_SCHEMA_DEPTH = 32
 #: ``off``: never; ``per_type``: types whose entry says ``"enforce": true``; ``all``:
 #: every catalogued type. Uncatalogued types are never checked.
 VALIDATE_MODES = ("off", "per_type", "all")
@@ -105,7 +109,14 @@ class EventType:
         """
         if self.validator is None:
             return None
-        error = best_match(self.validator.iter_errors(data))
+        try:
+            error = best_match(self.validator.iter_errors(data))
+        except RecursionError:
+            # A recursive schema ("$ref": "#") over data nested deeper than Python recurses.
+            return "$.data: nested too deeply to check against the schema"
+        except Exception as exc:  # noqa: BLE001 (never stop the fan-out loop)
+            # A reference PUT could not see fail (it checks each one): refuse, say why.
+            return f"$.data: the schema could not be applied ({type(exc).__name__})"
         if error is None:
             return None
         where = _pointer(error.absolute_path).replace("$", "$.data", 1)
@@ -119,7 +130,48 @@ def enforced(mode: str, entry: EventType | None) -> bool:
     return mode == "all" or entry.enforce
 
 
-def _local_refs_only(node: Any, path: str) -> None:
+def _pointer_target(schema: Any, ref: str) -> bool:
+    """Does the local reference ``ref`` (``#``, ``#/a/b`` or ``#anchor``) lead somewhere?"""
+    if ref == "#":
+        return True
+    if not ref.startswith("#/"):
+        return _has_anchor(schema, ref[1:])
+    node = schema
+    for raw in ref[2:].split("/"):
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def _has_anchor(node: Any, name: str) -> bool:
+    if isinstance(node, Mapping):
+        if node.get("$anchor") == name or node.get("$dynamicAnchor") == name:
+            return True
+        return any(_has_anchor(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_anchor(v, name) for v in node)
+    return False
+
+
+def _refs(node: Any, path: str, found: list[tuple[str, str]]) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                found.append((f"{path}.{key}", value))
+            _refs(value, f"{path}.{key}", found)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refs(value, f"{path}[{i}]", found)
+
+
+def _local_refs_only(node: Any, path: str, depth: int = 0) -> None:
+    if depth > MAX_SCHEMA_DEPTH:  # the checker recurses: keep it far from Python's limit
+        raise InvalidEventType(path, f"nests deeper than {MAX_SCHEMA_DEPTH} levels")
     if isinstance(node, Mapping):
         for key, value in node.items():
             if key in ("$ref", "$dynamicRef") and not (
@@ -128,10 +180,10 @@ def _local_refs_only(node: Any, path: str) -> None:
                 raise InvalidEventType(
                     f"{path}.{key}", "only references within the schema ('#...') are allowed"
                 )
-            _local_refs_only(value, f"{path}.{key}")
+            _local_refs_only(value, f"{path}.{key}", depth + 1)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _local_refs_only(value, f"{path}[{i}]")
+            _local_refs_only(value, f"{path}[{i}]", depth + 1)
 
 
 def _schema(value: object) -> tuple[Mapping[str, Any] | None, Draft202012Validator | None]:
@@ -142,6 +194,11 @@ def _schema(value: object) -> tuple[Mapping[str, Any] | None, Draft202012Validat
     if isinstance(value, bool):
         value = {} if value else {"not": {}}
     _local_refs_only(value, "schema")
+    refs: list[tuple[str, str]] = []
+    _refs(value, "schema", refs)
+    for where, ref in refs:
+        if not _pointer_target(value, ref):
+            raise InvalidEventType(where, "refers to nothing in this schema")
     try:
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
