@@ -310,3 +310,21 @@ def test_keys_and_operands_never_reach_the_generated_source() -> None:
     assert test(subject({nasty: nasty, "1": {nasty: nasty}})) is True
     assert test(subject({nasty: "x", "1": {nasty: nasty}})) is False
     assert nasty not in test.__code__.co_consts
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(scalars, min_size=1, max_size=5),
+    array=st.lists(scalars | st.lists(scalars, max_size=2), min_size=17, max_size=60),
+)
+def test_in_over_a_large_array_reads_it_once_with_the_same_answer(
+    items: list[Any], array: list[Any]
+) -> None:
+    """Arrays past a few elements are read once per event into typed sets."""
+    test = _member(items)
+    expected = any(test(x) for x in array if not isinstance(x, list))
+    subj = subject({"a": array, "b": array})
+    spec = {"data": {"a": {"$in": items}}}
+    assert matches(spec, subj) is expected
+    assert matches({"data": {"b": {"$nin": items}}}, subj) is not expected
+    assert matches({"$not": spec}, subject({"a": array})) is not expected

@@ -25,14 +25,20 @@ tenant already match, and parses ``data`` at most once per event (:class:`Filter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from webhook_stream.core.errors import InvalidSubscription
-from webhook_stream.core.records import Event
 from webhook_stream.subscriptions.filter_codegen import generate
+from webhook_stream.subscriptions.filter_subject import (
+    MISSING,
+    SMALL_ARRAY,
+    FilterSubject,
+    decoded_data,
+    scalars,
+)
 
 __all__ = [
     "FIELDS",
@@ -67,68 +73,6 @@ Predicate = Callable[[Any], bool]
 #: again. Cleared when full.
 _COMPILED: dict[bytes, Filter] = {}
 _COMPILED_MAX = 4096
-
-
-class _Missing:
-    """An absent path (not ``null``)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-
-
-def decoded_data(event: Event) -> Any:
-    """The event's ``data`` as an object: as decoding left it, else parsed from the text."""
-    if type(event.decoded) is not tuple:
-        return event.decoded
-    try:
-        return orjson.loads(event.data)
-    except orjson.JSONDecodeError:
-        return None  # decoding refuses such events first
-
-
-class FilterSubject:
-    """One event as filters read it; ``data`` and ``headers`` are decoded on first use.
-
-    Header names are lower-cased and the first of a repeated name wins, as in decoding.
-    """
-
-    __slots__ = ("_data", "_event", "_headers", "_raw_headers")
-
-    def __init__(self, event: Event, headers: Sequence[tuple[str, bytes | None]] = ()) -> None:
-        self._event = event
-        self._raw_headers = headers
-        self._data: Any = MISSING
-        self._headers: dict[str, str] | None = None
-
-    def field(self, name: str) -> Any:
-        event = self._event
-        if name == "data":
-            if self._data is MISSING:
-                self._data = decoded_data(event)
-            return self._data
-        if name == "type":
-            return event.type
-        if name == "tenant_id":
-            return event.tenant_id
-        if name == "headers":
-            if self._headers is None:
-                found: dict[str, str] = {}
-                for key, raw in self._raw_headers:
-                    found.setdefault(key.lower(), (raw or b"").decode("utf-8", "replace"))
-                self._headers = found
-            return self._headers
-        if name == "occurred_at":
-            return event.occurred_at
-        if name == "source":
-            return event.source.to_dict()
-        if name == "id":
-            return event.id
-        return MISSING
 
 
 class Filter:
@@ -290,7 +234,20 @@ def _member(items: list[Any]) -> Predicate:
             return v in numbers
         return v is None and null
 
-    return lambda v: any(one(x) for x in v) if type(v) is list else one(v)
+    def test(v: Any) -> bool:
+        if type(v) is not list:
+            return one(v)
+        if len(v) <= SMALL_ARRAY:
+            return any(one(x) for x in v)
+        _, s, n, b, has_null = scalars(v)  # any element: set against set, the smaller
+        return (
+            not strings.isdisjoint(s)
+            or not numbers.isdisjoint(n)
+            or not bools.isdisjoint(b)
+            or (null and has_null)
+        )
+
+    return test
 
 
 def _ordered(op: str, operand: Any) -> Predicate:
