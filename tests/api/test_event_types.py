@@ -211,3 +211,30 @@ def test_deep_schemas_and_deep_data_are_refused_not_crashed() -> None:
     assert caught.value.field == "schema.properties.a.$ref"
     anchored = {"$defs": {"m": {"$anchor": "money", "type": "number"}}, "$ref": "#money"}
     assert parse_event_type({"schema": anchored}, "x").violation(5) is None
+
+
+def test_validate_events_modes() -> None:
+    """``WEBHOOK_STREAM_VALIDATE_EVENTS``: off, per_type (entries asking), all (catalogued)."""
+    from webhook_stream.core.errors import ConfigError
+    from webhook_stream.core.settings import Settings
+    from webhook_stream.subscriptions.catalog import enforced, parse_event_type
+
+    asks = parse_event_type({"schema": ORDER_SCHEMA, "enforce": True}, "a")
+    quiet = parse_event_type({"schema": ORDER_SCHEMA}, "b")
+    bare = parse_event_type({"description": "no schema", "enforce": True}, "c")
+    table = {
+        "off": (False, False, False, False),
+        "per_type": (True, False, False, False),
+        "all": (True, True, False, False),
+    }
+    for mode, expected in table.items():
+        assert (
+            enforced(mode, asks),
+            enforced(mode, quiet),
+            enforced(mode, bare),
+            enforced(mode, None),
+        ) == expected, mode
+    assert Settings().validate_events == "per_type"
+    assert Settings.from_env({"WEBHOOK_STREAM_VALIDATE_EVENTS": " ALL "}).validate_events == "all"
+    with pytest.raises(ConfigError, match="VALIDATE_EVENTS"):
+        Settings.from_env({"WEBHOOK_STREAM_VALIDATE_EVENTS": "sometimes"})
