@@ -99,6 +99,7 @@ def parse_event(
         tenant_id=_tenant_id(raw_tenant),
         traceparent=traceparent,
         tracestate=tracestate,
+        decoded=data,
     )
 
 

@@ -20,6 +20,7 @@ from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox, SecretKeyError
 from webhook_stream.core.settings import parse_duration
 from webhook_stream.http.urls import CONTROL, validate_url
+from webhook_stream.subscriptions.filters import compile_filter
 from webhook_stream.subscriptions.model import (
     MAX_PREVIOUS_SECRETS,
     Subscription,
@@ -77,6 +78,7 @@ _FIELDS = frozenset(
         "updated_at",
         "version",
         "incarnation",
+        "filter",
     }
 )
 
@@ -145,6 +147,7 @@ def parse_subscription(
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
         incarnation=_incarnation(opt("incarnation")),
+        filter=compile_filter(opt("filter")),
     )
     _check_retry_span(sub)
     return sub
