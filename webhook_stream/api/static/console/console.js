@@ -839,7 +839,11 @@
         h("h2", { text: "Attempts per minute (up to the last hour)" }),
         h("div", { class: "card" }, chart(o.minutes),
           h("div", { class: "legend" }, h("span", {}, h("i", { class: "ok" }), "succeeded"), h("span", {}, h("i", { class: "bad" }), "failed (retried or dead-lettered)"),
-            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))));
+            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))),
+        h("h2", { text: "Disabled endpoints (" + (o.disabled_total || 0) + ")" }),
+        h("ul", { id: "disabled-endpoints" }, ...(o.disabled_endpoints || []).map((e) =>
+          h("li", {}, h("a", { href: "#/endpoints/" + enc(e.id), text: e.id }),
+            e.tenant_id ? h("span", { class: "muted", text: " " + e.tenant_id }) : null))));
     };
     const filters = admin ? h("form", { class: "filters", onsubmit: async (ev) => {
       ev.preventDefault();

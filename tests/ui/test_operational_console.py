@@ -1,0 +1,40 @@
+"""The console's overview lists the disabled endpoints the caller may see (issue 37)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from playwright.async_api import BrowserContext, Page, expect
+
+from tests.ui.browser import new_page
+from tests.ui.scenario import Scenario
+
+
+async def sign_in(page: Page, sc: Scenario, token: str) -> None:
+    await page.goto(f"{sc.worker.url}/ui/#token={quote(token, safe='')}")
+    await expect(page.locator("#nav")).to_be_visible()
+    await page.evaluate("f => { location.hash = f; }", "#/overview")
+
+
+async def test_the_overview_lists_disabled_endpoints_of_the_callers_tenant(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    sc = scenario
+    orders = sc.ep("globex-orders")
+    async with sc.worker.api() as admin:
+        r = await admin.patch(f"/subscriptions/{orders}", json={"disabled": True})
+        assert r.status_code == 200, r.text
+    page, errors = await new_page(browser)
+    await sign_in(page, sc, sc.tokens["globex"])
+    listed = page.locator("#disabled-endpoints a")
+    await expect(listed).to_have_text([orders])
+    await listed.click()
+    await expect(page.locator("h1")).to_contain_text(orders)
+    await expect(page.locator('#settings [data-field="disabled"]')).to_have_text("true")
+
+    await sign_in(page, sc, sc.tokens["acme"])  # another tenant: not its endpoint
+    await expect(page.locator("#overview-chart")).to_be_attached()
+    await expect(page.locator("#disabled-endpoints")).to_be_attached()
+    await expect(page.locator("#disabled-endpoints a")).to_have_count(0)
+    errors.assert_none()
+    await page.close()
