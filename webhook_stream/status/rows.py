@@ -17,8 +17,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from webhook_stream.core.fetch import Undecodable
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.status.operational import OperationalRow, operational_row
 
 __all__ = ["AttemptRow", "DeadRow", "DeliveryRow", "MinuteCount", "Rows", "rows_of"]
 
@@ -81,6 +83,7 @@ class Rows:
     #: (endpoint, incarnation, minute) -> counts.
     minutes: dict[tuple[str, str, int], MinuteCount] = field(default_factory=dict)
     dead: list[DeadRow] = field(default_factory=list)
+    operational: list[OperationalRow] = field(default_factory=list)
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     #: Records new to the store (those with nothing to write too: their offsets count).
     n: int = 0
@@ -97,6 +100,10 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
         rows.n += 1
         if isinstance(record, Undecodable):
             continue  # skipped past (the delivery consumer rejects it); offsets applied
+        if topic == OPERATIONAL:
+            if (row := operational_row(part, record)) is not None:
+                rows.operational.append(row)
+            continue
         headers = dict(record.headers or ())
         raw_id = headers.get(H_DELIVERY)
         if raw_id is None or record.key is None:

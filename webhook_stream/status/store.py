@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from webhook_stream.status import operational
 from webhook_stream.status.rows import rows_of
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
@@ -145,7 +146,7 @@ class StatusStore:
             ).fetchall():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + operational.SCHEMA)
         self._next = self.next_offsets()
 
     def close(self) -> None:
@@ -197,6 +198,7 @@ class StatusStore:
                 " WHERE id = ? AND inc = ?",
                 rows.dead,
             )
+            operational.write(db, rows.operational)
             db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
@@ -218,6 +220,7 @@ class StatusStore:
         db.execute("BEGIN")
         removed = db.execute("DELETE FROM attempts WHERE ts_ms < ?", (cutoff,)).rowcount
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
+        operational.expire(db, cutoff)
         db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
         db.execute("COMMIT")
         return removed
@@ -226,7 +229,7 @@ class StatusStore:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
         db = self.db
         db.execute("BEGIN")
-        for table in ("attempts", "deliveries", "minutes", "applied"):
+        for table in ("attempts", "deliveries", "minutes", "operational", "applied"):
             db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
         self._next = self.next_offsets()

@@ -32,9 +32,10 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
-from webhook_stream.status import queries
+from webhook_stream.status import operational, queries
 from webhook_stream.status.owners import OwnerAssignor, partition_of
 from webhook_stream.status.store import AttemptQuery, StatusStore
 
@@ -42,7 +43,7 @@ __all__ = ["PartitionedView"]
 
 log = logging.getLogger(__name__)
 
-TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER)
+TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER, OPERATIONAL)
 _EXPIRE_EVERY = 60.0
 _MAX_BATCH = 2000
 #: How long a small batch waits for more records before it is written (status lags by it).
@@ -244,6 +245,14 @@ class PartitionedView:
             self.store.db, endpoint_id, AttemptQuery.from_dict(query), incarnation
         )
         return {"ok": found}
+
+    def operational(self, endpoint_id: str, incarnation: str, local: bool) -> dict[str, Any]:
+        if not self.partitions:
+            return {"unavailable": "the status view is starting"}
+        routed = self._route(partition_of(endpoint_id, self.partitions), local)
+        if routed is not None:
+            return routed
+        return {"ok": operational.recent(self.store.db, endpoint_id, incarnation)}
 
     def delivery(self, delivery_id: str, endpoint_id: str | None, local: bool) -> dict[str, Any]:
         if not self.partitions:

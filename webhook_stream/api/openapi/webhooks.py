@@ -66,6 +66,33 @@ def _name(event_type: str) -> str:
 def webhook_schemas() -> dict[str, Any]:
     """The component schemas: the two data shapes and one body per type."""
     out: dict[str, Any] = {"EndpointFact": _ENDPOINT, "MessageAttemptFact": _ATTEMPT}
+    facts = [
+        {"$ref": "#/components/schemas/EndpointFact"},
+        {"$ref": "#/components/schemas/MessageAttemptFact"},
+    ]
+    out["OperationalRecord"] = {
+        "type": "object",
+        "description": "A record of webhooks.operational: the event envelope.",
+        "required": ["id", "type", "tenant_id", "occurred_at", "data"],
+        "properties": {
+            "id": _STR,
+            "type": {"type": "string", "enum": list(TYPES)},
+            "tenant_id": _NULL_STR,
+            "occurred_at": {**_STR, "format": "date-time"},
+            "data": {"anyOf": facts},
+        },
+    }
+    out["OperationalEventList"] = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "maxItems": 100,
+                "items": {"$ref": "#/components/schemas/OperationalRecord"},
+            }
+        },
+    }
     for event_type in TYPES:
         data = "EndpointFact" if ".endpoint." in event_type else "MessageAttemptFact"
         out[_name(event_type)] = {

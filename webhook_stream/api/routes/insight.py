@@ -181,6 +181,18 @@ def register_insight_views(app: Any) -> None:
             answer = await router_of(app.runtime).endpoint_stats(scopes, **forwarding(request))
             return status_response(self, request, answer)
 
+    @app.page("/subscriptions/{endpoint_id}/operational-events")
+    class OperationalEvents(View):
+        @authorized
+        async def get(self, request: Request, endpoint_id: str) -> Response:
+            sub = visible_sub(request, endpoint_id)
+            if sub is None:
+                raise ApiError("not_found", f"no subscription {endpoint_id!r}")
+            answer = await router_of(app.runtime).operational(
+                endpoint_id, incarnation=sub.incarnation or "", **forwarding(request)
+            )
+            return status_response(self, request, answer)
+
     @app.page("/overview")
     class Overview(View):
         @authorized
