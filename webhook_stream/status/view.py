@@ -1,7 +1,8 @@
 """The status view: this worker's share of delivery status and the attempt log.
 
 The view joins the consumer group ``<app_id>-status`` on ``webhooks.deliveries``,
-``webhooks.attempts`` and ``webhooks.deadletter`` and keeps the partitions it is assigned
+``webhooks.attempts``, ``webhooks.deadletter`` (and ``webhooks.operational``, keyed the
+same way: :mod:`.operational`) and keeps the partitions it is assigned
 in a :class:`~.store.StatusStore` on local disk. A query about an endpoint goes to the
 partition's owner (:mod:`.owners` tells every member the whole map). A partition is
 served only once the view has applied it up to the end it saw at assignment time; until
