@@ -127,6 +127,8 @@ def register_views(app: Any) -> None:
                 # A count, not names: /health is open. Which ones: the worker's log.
                 "throttled_tenants": _throttled_tenants(runtime),
             }
+            if (registry := runtime.schema_registry()) is not None:
+                body["schema_registry"] = registry  # waits, never rejects, while away
             return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -241,6 +241,15 @@ class Settings:
     #: URL other workers use to forward status queries to this one; empty =
     #: ``http://<web host, or this host's name when binding all>:<web port>``.
     status_advertised_url: str = ""
+    #: Schema Registry (Confluent, Karapace, Apicurio's ccompat API) of events in the
+    #: Confluent wire format; empty = off. Credentials go in the two settings below, never
+    #: in the URL; the CA bundle (PEM) is trusted for ``https://`` (empty = the system's).
+    schema_registry_url: str = ""
+    schema_registry_username: str = ""
+    schema_registry_password: Secret = field(default_factory=lambda: Secret(""))
+    schema_registry_ca_file: str = ""
+    #: JSON file of per-topic JMESPath mappings for events in their own shape; empty = none.
+    event_mappings: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -263,6 +272,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.egress_proxy, ProxyURL):  # built in code: still never logged
             object.__setattr__(self, "egress_proxy", ProxyURL(self.egress_proxy))
+        if not isinstance(self.schema_registry_password, Secret):
+            object.__setattr__(
+                self, "schema_registry_password", Secret(self.schema_registry_password)
+            )
 
     def validate(self) -> None:
         try:
@@ -305,6 +318,25 @@ class Settings:
             raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
         SecretBox.from_setting(self.secret_key)
         self._validate_kafka_security()
+        self._validate_ingest()
+
+    def _validate_ingest(self) -> None:
+        url = self.schema_registry_url
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"{PREFIX}SCHEMA_REGISTRY_URL: use http(s)://host[:port][/path]")
+            if "@" in parts.netloc:
+                raise ConfigError(
+                    f"{PREFIX}SCHEMA_REGISTRY_URL: credentials go in ..._USERNAME and "
+                    "..._PASSWORD, not in the URL"
+                )
+        if bool(self.schema_registry_username) != bool(self.schema_registry_password):
+            raise ConfigError(f"{PREFIX}SCHEMA_REGISTRY_USERNAME and ..._PASSWORD: set both")
+        for name in ("schema_registry_ca_file", "event_mappings"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{PREFIX}{name.upper()}: no such file: {path}")
 
     def _validate_kafka_security(self) -> None:
         protocol = self.security_protocol
@@ -367,7 +399,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 def _convert(name: str, raw: str, default: object) -> object:
     if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
         return raw.strip().upper()
-    if name == "kafka_sasl_password":
+    if name in ("kafka_sasl_password", "schema_registry_password"):
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
         return Secret(raw.strip())
