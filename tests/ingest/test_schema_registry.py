@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from playwright.async_api import expect
 
 from tests.ingest.test_registry_decoding import (
     DEBEZIUM_AVRO,
@@ -33,7 +35,8 @@ from tests.ingest.test_registry_decoding import (
     ORDER_JSON_SCHEMA,
 )
 from tests.schema_registry_standin import SchemaRegistryStandIn
-from tests.support import Kafka, Receiver, Worker, eventually, json_of, uid
+from tests.support import TOKEN, Kafka, Receiver, Worker, eventually, json_of, uid
+from tests.ui.browser import chromium, new_page
 from webhook_stream.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
@@ -234,6 +237,48 @@ async def test_unknown_schema_id_is_rejected(
     assert record["reason"] == "unknown_schema: schema id 987654 is not in the registry"
     assert record["source"]["offset"] == 0
 
+    # ...and visible without a Kafka client: GET /rejected, filtered.
+    async def listed() -> list[Any]:
+        async with sr_worker.api() as client:
+            r = await client.get("/rejected", params={"topic": topic, "reason": "unknown_schema"})
+        return r.json()["items"] if r.status_code == 200 else []
+
+    [item] = await eventually(listed, timeout=30, interval=0.3)
+    assert item["reason"] == record["reason"] and item["code"] == "unknown_schema"
+    assert item["source"] == {"topic": topic, "partition": 0, "offset": 0}
+    assert item["tenant_id"] is None and item["value_bytes"] == len(value)
+
+
+async def test_rejected_events_are_listed_per_tenant(sr_worker: Worker, sr_kafka: Kafka) -> None:
+    topic = f"events.{uid('rej')}"
+    await sr_kafka.send(topic, b'{"tenant_id": "acme", "data": {"n": 1}}')  # no type
+    await sr_kafka.send(topic, b'{"tenant_id": "beta", "type": "", "data": {}}')
+    acme = (await sr_worker.issue_token("acme"))["token"]
+
+    async def listed(token: str | None) -> list[Any]:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        async with sr_worker.api() as client:
+            r = await client.get("/rejected", params={"topic": topic}, headers=headers)
+        assert r.status_code in (200, 503), r.text
+        return r.json()["items"] if r.status_code == 200 else []
+
+    both = await eventually(lambda: _at_least(listed(None), 2), timeout=30, interval=0.3)
+    assert sorted(i["tenant_id"] for i in both) == ["acme", "beta"]
+    [mine] = await eventually(lambda: listed(acme), timeout=30, interval=0.3)
+    assert mine["code"] == "missing_type" and mine["preview"].startswith('{"tenant_id": "acme"')
+    async with sr_worker.api() as client:
+        bad = await client.get("/rejected", params={"reason": "Not A Code!"})
+        other = await client.get(
+            "/rejected", params={"tenant_id": "beta"}, headers={"Authorization": f"Bearer {acme}"}
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "reason"
+    assert other.status_code == 403
+
+
+async def _at_least(items: Any, n: int) -> list[Any]:
+    found = await items
+    return found if len(found) >= n else []
+
 
 async def test_debezium_change_event_is_delivered_as_table_dot_op(
     sr_broker: EmbeddedBroker,
@@ -265,3 +310,50 @@ async def test_debezium_change_event_is_delivered_as_table_dot_op(
     assert got.json["id"] == f"{topic}:71"
     assert got.json["timestamp"].startswith("2026-11-23T10:00:00")
     assert got.json["data"] == change["after"]
+
+
+async def test_rejected_input_in_the_console(
+    sr_broker: EmbeddedBroker,
+    sr_worker: Worker,
+    sr_kafka: Kafka,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """An unknown schema id's rejection on the console's Rejected page (real Chromium);
+    a tenant token's page lists its own tenant's rejections only."""
+    topic = f"events.{uid('console')}"
+    value = b"\x00" + (555_555).to_bytes(4, "big") + b"\x02"
+    await asyncio.to_thread(_produce_raw, sr_broker.bootstrap, topic, [value])
+    await sr_kafka.send(topic, b'{"tenant_id": "acme", "data": {"n": 1}}')  # no type
+    await sr_kafka.send(topic, b'{"tenant_id": "globex", "data": {"n": 2}}')
+    acme = (await sr_worker.issue_token("acme"))["token"]
+    async with chromium(tmp_path_factory.mktemp("sr-chromium")) as context:
+        page, errors = await new_page(context)
+        await page.goto(f"{sr_worker.url}/ui/#token={quote(TOKEN, safe='')}")
+        await expect(page.locator("#nav")).to_be_visible()
+        await page.click('#nav a[data-page="rejected"]')
+        await expect(page.locator("h1")).to_have_text("Rejected input")
+        await page.fill("#rejected-filters input[name=topic]", topic)
+        rows = page.locator("#rejected tbody tr[data-code]")
+
+        async def all_three() -> bool:
+            await page.click("#rejected-filters button[type=submit]")
+            return await rows.count() == 3
+
+        await eventually(all_three, timeout=30, interval=0.5)
+        unknown = page.locator('#rejected tr[data-code="unknown_schema"]')
+        await expect(unknown).to_contain_text("schema id 555555 is not in the registry")
+        await expect(unknown).to_contain_text(f"{topic} [0] @0")
+        await page.fill("#rejected-filters input[name=reason]", "unknown_schema")
+        await page.click("#rejected-filters button[type=submit]")
+        await expect(rows).to_have_count(1)
+        errors.assert_none()
+
+        tenant_page, tenant_errors = await new_page(context)
+        await tenant_page.goto(f"{sr_worker.url}/ui/#token={quote(acme, safe='')}")
+        await expect(tenant_page.locator("#who")).to_have_text("tenant acme")
+        await tenant_page.evaluate("f => { location.hash = f; }", f"#/rejected?topic={topic}")
+        mine = tenant_page.locator("#rejected tbody tr[data-code]")
+        await expect(mine).to_have_count(1)
+        await expect(mine).to_contain_text('"tenant_id": "acme"')
+        await expect(tenant_page.locator("#rejected")).not_to_contain_text("globex")
+        tenant_errors.assert_none()

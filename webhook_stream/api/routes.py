@@ -35,6 +35,7 @@ from webhook_stream.api.insight import (
     time_param,
 )
 from webhook_stream.api.pagination import page, parse_page
+from webhook_stream.api.rejected import register_rejected_views
 from webhook_stream.api.replay import run_replay
 from webhook_stream.api.subscription_writes import (
     etag,
@@ -112,6 +113,7 @@ def register_views(app: Any) -> None:
     register_token_views(app)
     register_console_views(app)
     register_insight_views(app)
+    register_rejected_views(app)
 
     @app.page("/health")
     class Health(View):

@@ -27,12 +27,13 @@ import orjson
 
 from webhook_stream.core.fetch import Undecodable
 from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
-from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
+from webhook_stream.status.rejected import REJECTED_SCHEMA, expire_rejected, rejected_row
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
 #: Bumped when the tables change: a store of another version is rebuilt from Kafka.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
@@ -176,7 +177,7 @@ class StatusStore:
             ).fetchall():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + REJECTED_SCHEMA)
         self._next = self.next_offsets()
 
     def close(self) -> None:
@@ -202,6 +203,7 @@ class StatusStore:
         attempts: list[tuple[int, int, str, str, int, str, str, bytes, str]] = []
         minutes: dict[tuple[str, str, int], list[int]] = {}
         dead: list[tuple[bytes, int, str | None, str, str]] = []
+        rejected: list[Any] = []
         n = 0
         for topic, part, record in batch:
             if record.offset < applied.get((topic, part), -1):
@@ -210,6 +212,10 @@ class StatusStore:
             n += 1
             if isinstance(record, Undecodable):
                 continue  # skipped past (the delivery consumer rejects it); offsets applied
+            if topic == REJECTED:  # GET /rejected (status/rejected.py)
+                if (row := rejected_row(part, record)) is not None:
+                    rejected.append(row)
+                continue
             headers = dict(record.headers or ())
             raw_id = headers.get(H_DELIVERY)
             if raw_id is None or record.key is None:
@@ -297,6 +303,7 @@ class StatusStore:
                 " WHERE id = ? AND inc = ?",
                 dead,
             )
+            db.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)", rejected)
             db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
@@ -319,6 +326,7 @@ class StatusStore:
         removed = db.execute("DELETE FROM attempts WHERE ts_ms < ?", (cutoff,)).rowcount
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
         db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
+        expire_rejected(db, cutoff)
         db.execute("COMMIT")
         return removed
 
@@ -326,7 +334,7 @@ class StatusStore:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
         db = self.db
         db.execute("BEGIN")
-        for table in ("attempts", "deliveries", "minutes", "applied"):
+        for table in ("attempts", "deliveries", "minutes", "applied", "rejected"):
             db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
         self._next = self.next_offsets()
