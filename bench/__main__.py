@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .decode import decode_rows
 from .globs import glob_row
 from .report import text_table
 from .run import Bench
@@ -148,6 +149,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 6d (in-process, no broker or worker) and print it",
     )
     p.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="run only rows 6e (decode cost per input form, in-process) and print them",
+    )
+    p.add_argument(
         "--tracing-only",
         action="store_true",
         help="run only row 5t: worker CPU per delivery with tracing off and on (OTLP)",
@@ -176,6 +182,11 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.decode_only:
+        rows, raw = decode_rows()
+        print(text_table(rows))
+        print(raw)
+        return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)
         print(text_table([row]))

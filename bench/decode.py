@@ -25,7 +25,8 @@ import fastavro
 import orjson
 
 from webhook_stream.core.schemas import encode_single_object
-from webhook_stream.ingest.mappings import EventMapping, Mappings
+from webhook_stream.core.settings import Settings
+from webhook_stream.ingest.mappings import Mappings, compile_mapping
 from webhook_stream.ingest.registry import SchemaRegistry, parse_schema
 from webhook_stream.ingest.sources import Decoder
 
@@ -119,18 +120,12 @@ def _time(parse: Callable[[Any], Any], records: list[Any]) -> float:
 
 def decode_rows(events: int = EVENTS) -> tuple[list[Row], dict[str, float]]:
     """Microseconds per ``Decoder.parse`` of each form, and fastavro on the Avro payloads."""
-    registry = SchemaRegistry.__new__(SchemaRegistry)  # the cache only: nothing is fetched
-    registry._schemas = {}  # type: ignore[attr-defined]
-    registry._unknown = {}  # type: ignore[attr-defined]
-    registry._schemas[1] = parse_schema(1, {"schema": json.dumps(_ORDER)})
-    registry._schemas[2] = parse_schema(2, {"schema": "{}", "schemaType": "JSON"})
-    registry._schemas[3] = parse_schema(3, {"schema": json.dumps(_DEBEZIUM)})
-    mapping = Mappings([])
-    dbz = EventMapping.__new__(EventMapping)
-    from webhook_stream.ingest.mappings import _entry  # the loader's own compile step
-
-    dbz = _entry(
-        0,
+    # The cache only: nothing is fetched (the URL is never called).
+    registry = SchemaRegistry(Settings(schema_registry_url="http://127.0.0.1:9"))
+    registry.remember(parse_schema(1, {"schema": json.dumps(_ORDER)}))
+    registry.remember(parse_schema(2, {"schema": "{}", "schemaType": "JSON"}))
+    registry.remember(parse_schema(3, {"schema": json.dumps(_DEBEZIUM)}))
+    dbz = compile_mapping(
         {
             "topics": r"^events\.dbz\..+",
             "type": "join('.', [value.source.table, value.op])",
@@ -191,7 +186,10 @@ def decode_rows(events: int = EVENTS) -> tuple[list[Row], dict[str, float]]:
                 "events.dbz.inventory.customers",
                 0,
                 i,
-                _wire(3, _avro_bytes(_DEBEZIUM, {**change, "source": {"table": "customers", "lsn": i}})),
+                _wire(
+                    3,
+                    _avro_bytes(_DEBEZIUM, {**change, "source": {"table": "customers", "lsn": i}}),
+                ),
             )
             for i in range(events)
         ],

@@ -34,6 +34,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .decode import decode_rows
 from .egress import phase_proxied
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
@@ -284,6 +285,9 @@ class Bench:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
             self.rows.append(row)
+        self.say("6e decode cost per event of each input form (in-process)")
+        decode, self.raw["decode"] = decode_rows()
+        self.rows.extend(decode)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(

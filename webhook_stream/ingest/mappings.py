@@ -35,7 +35,7 @@ import orjson
 from webhook_stream.core.errors import ConfigError, RejectedEvent
 from webhook_stream.core.records import to_iso
 
-__all__ = ["FIELDS", "EventMapping", "Mappings", "load_mappings"]
+__all__ = ["FIELDS", "EventMapping", "Mappings", "compile_mapping", "load_mappings"]
 
 #: The attributes a mapping may set, in the envelope's order.
 FIELDS = ("id", "type", "tenant_id", "occurred_at", "data")
@@ -136,11 +136,14 @@ def load_mappings(path: str) -> Mappings:
     entries = doc.get("mappings") if isinstance(doc, MappingABC) else None
     if not isinstance(entries, list):
         raise ConfigError(f'{_SETTING}: {path} needs {{"mappings": [...]}}')
-    return Mappings([_entry(i, entry, path) for i, entry in enumerate(entries)])
+    return Mappings(
+        [compile_mapping(entry, f"{path}: mappings[{i}]") for i, entry in enumerate(entries)]
+    )
 
 
-def _entry(index: int, entry: Any, path: str) -> EventMapping:
-    where = f"{_SETTING}: {path}: mappings[{index}]"
+def compile_mapping(entry: Any, where: str) -> EventMapping:
+    """One entry of the file, its expressions compiled; ``ConfigError`` names ``where``."""
+    where = f"{_SETTING}: {where}"
     if not isinstance(entry, MappingABC):
         raise ConfigError(f"{where}: must be an object")
     unknown = sorted(set(entry) - {"topics", *FIELDS})

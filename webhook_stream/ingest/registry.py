@@ -225,9 +225,12 @@ class SchemaRegistry:
             raise RegistryUnavailable(
                 f"Schema Registry answered schema id {schema_id} with no JSON"
             ) from None
-        schema = parse_schema(schema_id, doc)
         self.reachable = True
-        self._schemas[schema_id] = schema
+        self.remember(parse_schema(schema_id, doc))
+
+    def remember(self, schema: WriterSchema) -> None:
+        """Cache ``schema`` (a fetch's result), the least recently used going first."""
+        self._schemas[schema.id] = schema
         while len(self._schemas) > CACHE_SIZE:
             self._schemas.popitem(last=False)
 
