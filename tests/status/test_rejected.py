@@ -1,5 +1,5 @@
 """Rejected records in the status store: rows, filters, tenant attribution, paging,
-retention (pure units, the records built as ``ingest/rejected.py`` writes them)."""
+retention (pure units, the records built as ``core/rejected.py`` writes them)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import orjson
 
 from tests.status.test_store import Rec
 from webhook_stream.core.records import RejectedRecord, SourceRef, to_iso
+from webhook_stream.core.rejected import rejected_record
 from webhook_stream.core.topics import REJECTED
-from webhook_stream.ingest.rejected import rejected_record
 from webhook_stream.status import rejected as rejected_rows
 from webhook_stream.status.rejected import rejected_page
 from webhook_stream.status.store import StatusStore

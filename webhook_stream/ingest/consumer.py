@@ -34,12 +34,12 @@ from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.tracing import OFF, Tracer
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
 from webhook_stream.ingest.mappings import load_mappings
 from webhook_stream.ingest.registry import SchemaRegistry
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.ingest.schema_waits import SchemaWaits
 from webhook_stream.ingest.sources import Decoder, SchemaPending
 from webhook_stream.subscriptions.registry import SubscriptionRegistry

@@ -16,10 +16,10 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.api.auth import authorized, principal_of
 from webhook_stream.api.errors import ApiError
-from webhook_stream.api.insight import forwarding, router_of, status_response, time_param
 from webhook_stream.api.pagination import parse_page
+from webhook_stream.api.routes.insight import forwarding, router_of, status_response, time_param
+from webhook_stream.api.tenancy.auth import authorized, principal_of
 
 __all__ = ["register_rejected_views"]
 
