@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .compression import compression_rows
 from .decode import decode_rows
 from .globs import glob_row
 from .report import text_table
@@ -151,7 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--decode-only",
         action="store_true",
-        help="run only rows 6e (decode cost per input form, in-process) and print them",
+        help="run only rows 6e and 6f (decode cost per input form, bytes and CPU per "
+        "delivery record per codec; in-process) and print them",
     )
     p.add_argument(
         "--tracing-only",
@@ -184,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.decode_only:
         rows, raw = decode_rows()
-        print(text_table(rows))
-        print(raw)
+        codecs, raw_codecs = compression_rows()
+        print(text_table(rows + codecs))
+        print(raw, raw_codecs)
         return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)

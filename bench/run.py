@@ -34,6 +34,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .compression import compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
@@ -288,6 +289,9 @@ class Bench:
         self.say("6e decode cost per event of each input form (in-process)")
         decode, self.raw["decode"] = decode_rows()
         self.rows.extend(decode)
+        self.say("6f bytes and CPU per delivery record with each codec (in-process)")
+        codecs, self.raw["compression"] = compression_rows()
+        self.rows.extend(codecs)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(

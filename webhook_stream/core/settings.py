@@ -250,6 +250,10 @@ class Settings:
     schema_registry_ca_file: str = ""
     #: JSON file of per-topic JMESPath mappings for events in their own shape; empty = none.
     event_mappings: str = ""
+    #: Codec of the batches the worker's producer writes (its own topics): ``none``,
+    #: ``gzip``, ``snappy``, ``lz4`` or ``zstd``. zstd: a delivery record in 6 % of the
+    #: bytes for ~1.3 us more CPU written once and read twice (bench row 6f).
+    compression: str = "zstd"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -321,6 +325,11 @@ class Settings:
         self._validate_ingest()
 
     def _validate_ingest(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"{PREFIX}COMPRESSION: {self.compression!r} is not one of "
+                + ", ".join(COMPRESSIONS)
+            )
         url = self.schema_registry_url
         if url:
             parts = urlsplit(url)
@@ -393,12 +402,15 @@ class Settings:
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 def _convert(name: str, raw: str, default: object) -> object:
     if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
         return raw.strip().upper()
+    if name == "compression":
+        return raw.strip().lower()
     if name in ("kafka_sasl_password", "schema_registry_password"):
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):

@@ -1,0 +1,107 @@
+"""Row 6f: bytes and CPU per delivery record with each codec of the worker's producer.
+
+In-process and standalone (no broker): batches of delivery records as the fan-out writes
+them (a ~1 KB event each, the bench's shape; one endpoint per event) are built with
+aiokafka's own batch builder for each ``WEBHOOK_STREAM_COMPRESSION`` value, as the worker's
+producer builds them (``RecordBatcher``: one batch per partition per loop turn), then read
+back as the delivery consumer and the status view read them. Reported per record: bytes
+on the wire (what the broker stores and serves twice: delivery loop and status view) and
+the worker's CPU to write it once and read it twice. What chose the default.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.record.memory_records import MemoryRecords
+
+from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
+
+from .report import Row
+
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+#: Records per batch: what one loop turn of a busy fan-out writes to one partition.
+BATCH = 200
+ROUNDS = 20
+_CODE = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def _deliveries(n: int) -> list[Delivery]:
+    out = []
+    for i in range(n):
+        data = {
+            "order_id": f"ord_{i:08d}",
+            "customer": {"id": f"cus_{i % 977}", "email": f"user{i % 977}@example.com"},
+            "items": [{"sku": f"sku-{j}", "qty": j + 1, "price": 9.99 + j} for j in range(6)],
+            "total": 123.45 + i,
+            "currency": "EUR",
+            "note": "deliver to the back door",
+        }
+        event = Event(
+            id=f"evt_{uuid.uuid4().hex}",
+            type="order.created",
+            occurred_at=iso_now(),
+            data=orjson.dumps(data).decode(),
+            source=SourceRef("events.bench", i % 8, i),
+            tenant_id="acme",
+        )
+        endpoint = f"ep_{i % 50}"
+        out.append(
+            Delivery(
+                delivery_id=delivery_id_for(event.id, endpoint),
+                endpoint_id=endpoint,
+                tenant_id="acme",
+                event=event,
+                created_at=iso_now(),
+            )
+        )
+    return out
+
+
+def compression_rows() -> tuple[list[Row], dict[str, dict[str, float]]]:
+    records = [(d.endpoint_id.encode(), d.encode()) for d in _deliveries(BATCH)]
+    plain = sum(len(k) + len(v) for k, v in records) / len(records)
+    raw: dict[str, dict[str, float]] = {}
+    rows = []
+    for codec in CODECS:
+        size = 0
+        write_s = read_s = 0.0
+        for _ in range(ROUNDS):
+            t0 = time.process_time()
+            builder = BatchBuilder(1 << 22, _CODE[codec])
+            for key, value in records:
+                builder.append(key=key, value=value, timestamp=None, headers=[])
+            buf = builder._build()
+            write_s += time.process_time() - t0
+            size += len(buf)
+            for _ in range(2):  # the delivery loop and the status view each read it
+                t0 = time.process_time()
+                batches = MemoryRecords(bytes(buf))
+                while (batch := batches.next_batch()) is not None:
+                    assert isinstance(batch, DefaultRecordBatch)
+                    for _record in batch:
+                        pass
+                read_s += time.process_time() - t0
+        n = ROUNDS * len(records)
+        per = {
+            "bytes": size / n,
+            "write_us": write_s / n * 1e6,
+            "read_us": read_s / n * 1e6,
+        }
+        raw[codec] = per
+        rows.append(
+            Row(
+                f"6f.{codec}",
+                f"delivery record, compression {codec}",
+                f"{per['bytes']:,.0f} B, {per['write_us'] + per['read_us']:.1f} us",
+                "",
+                f"{per['bytes'] / plain:.0%} of {plain:,.0f} B uncompressed; CPU write "
+                f"{per['write_us']:.1f} us + 2 reads {per['read_us']:.1f} us per record "
+                f"(batches of {BATCH})",
+            )
+        )
+    return rows, raw
