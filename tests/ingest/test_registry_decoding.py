@@ -314,3 +314,7 @@ def test_registry_settings_are_checked() -> None:
         "WEBHOOK_STREAM_SCHEMA_REGISTRY_PASSWORD": "secret-pw",
     }
     assert "secret-pw" not in repr(Settings.from_env(env))
+    assert Settings.from_env({"WEBHOOK_STREAM_COMPRESSION": "LZ4"}).compression == "lz4"
+    assert Settings().compression == "zstd"
+    with pytest.raises(ConfigError, match="COMPRESSION: 'brotli' is not one of none, gzip"):
+        Settings.from_env({"WEBHOOK_STREAM_COMPRESSION": "brotli"})
