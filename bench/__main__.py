@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .compression import compression_rows
+from webhook_stream.broker import EmbeddedBroker, free_port
+
+from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .globs import glob_row
 from .report import text_table
@@ -187,8 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.decode_only:
         rows, raw = decode_rows()
         codecs, raw_codecs = compression_rows()
-        print(text_table(rows + codecs))
-        print(raw, raw_codecs)
+        OUT.mkdir(parents=True, exist_ok=True)
+        with EmbeddedBroker(port=free_port(), log_file=OUT / "tansu-codecs.log") as broker:
+            assert broker.pid is not None
+            on_broker, raw_broker = asyncio.run(broker_rows(broker.bootstrap, broker.pid))
+        print(text_table(rows + codecs + on_broker))
+        print(raw, raw_codecs, raw_broker)
         return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)

@@ -11,22 +11,27 @@ the worker's CPU to write it once and read it twice. What chose the default.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.memory_records import MemoryRecords
 
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 
+from .procs import cpu_seconds
 from .report import Row
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 #: Records per batch: what one loop turn of a busy fan-out writes to one partition.
 BATCH = 200
 ROUNDS = 20
+#: Batches of records the broker takes per codec (row 6f.broker).
+BROKER_ROUNDS = 100
 _CODE = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
@@ -60,6 +65,61 @@ def _deliveries(n: int) -> list[Delivery]:
             )
         )
     return out
+
+
+async def _broker_cpu_us(
+    bootstrap: str, broker_pid: int, codec: str, records: list[tuple[bytes, bytes]]
+) -> float:
+    """Broker CPU per record to take ``records`` from a producer with ``codec`` and serve
+    them twice (the delivery loop's and the status view's fetches)."""
+    topic = f"bench.codec.{codec}.{uuid.uuid4().hex[:6]}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=262_144,
+        compression_type=None if codec == "none" else codec,
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"warm", partition=0)
+        cpu0 = cpu_seconds(broker_pid)
+        for _ in range(BROKER_ROUNDS):
+            futures = [await producer.send(topic, v, key=k, partition=0) for k, v in records]
+            await asyncio.gather(*futures)
+        for _ in range(2):
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+            )
+            await consumer.start()
+            try:
+                tp = TopicPartition(topic, 0)
+                consumer.assign([tp])
+                await consumer.seek_to_beginning(tp)
+                end = (await consumer.end_offsets([tp]))[tp]
+                while await consumer.position(tp) < end:
+                    await consumer.getmany(timeout_ms=500, max_records=5000)
+            finally:
+                await consumer.stop()
+        return (cpu_seconds(broker_pid) - cpu0) / (BROKER_ROUNDS * len(records)) * 1e6
+    finally:
+        await producer.stop()
+
+
+async def broker_rows(bootstrap: str, broker_pid: int) -> tuple[list[Row], dict[str, float]]:
+    """Row 6f.broker: the broker's CPU per delivery record, per codec."""
+    records = [(d.endpoint_id.encode(), d.encode()) for d in _deliveries(BATCH)]
+    raw = {codec: await _broker_cpu_us(bootstrap, broker_pid, codec, records) for codec in CODECS}
+    cells = ", ".join(f"{codec} {us:.0f}" for codec, us in raw.items())
+    row = Row(
+        "6f.broker",
+        "broker CPU per delivery record, by codec",
+        f"{raw['none']:.0f} / {raw['zstd']:.0f} us",
+        "",
+        f"none / zstd; {cells} us per record produced once and fetched twice "
+        f"({BROKER_ROUNDS * BATCH:,} records each)",
+    )
+    return [row], raw
 
 
 def compression_rows() -> tuple[list[Row], dict[str, dict[str, float]]]:

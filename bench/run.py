@@ -34,7 +34,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
-from .compression import compression_rows
+from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
@@ -292,6 +292,11 @@ class Bench:
         self.say("6f bytes and CPU per delivery record with each codec (in-process)")
         codecs, self.raw["compression"] = compression_rows()
         self.rows.extend(codecs)
+        assert self.broker is not None and self.broker.pid is not None
+        broker, self.raw["compression_broker_us"] = await broker_rows(
+            self.bootstrap, self.broker.pid
+        )
+        self.rows.extend(broker)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(
