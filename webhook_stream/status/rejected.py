@@ -19,7 +19,7 @@ import binascii
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -27,6 +27,7 @@ __all__ = [
     "KEPT_PER_PARTITION",
     "PREVIEW_BYTES",
     "REJECTED_SCHEMA",
+    "RejectedRow",
     "expire_rejected",
     "rejected_key",
     "rejected_page",
@@ -46,7 +47,17 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE INDEX IF NOT EXISTS rejected_by_time ON rejected (ts_ms, part, off);
 """
 
-_Row = tuple[int, int, int, str, str, str | None, bytes]
+
+class RejectedRow(NamedTuple):
+    """One rejected record as the store keeps it, keyed by its (partition, offset)."""
+
+    part: int
+    off: int
+    ts_ms: int
+    topic: str  # the source topic
+    reason: str  # the code: the reason up to its first colon
+    tenant: str | None
+    item: bytes  # what GET /rejected answers (JSON)
 
 
 def rejected_key(ts_ms: int, part: int, off: int) -> str:
@@ -54,7 +65,7 @@ def rejected_key(ts_ms: int, part: int, off: int) -> str:
     return f"{ts_ms:015d}|{part:05d}|{off:020d}"
 
 
-def rejected_row(part: int, record: Any) -> _Row | None:
+def rejected_row(part: int, record: Any) -> RejectedRow | None:
     """The row of one ``webhooks.rejected`` record (None: not one of ours)."""
     try:
         doc = orjson.loads(record.value)
@@ -83,7 +94,7 @@ def rejected_row(part: int, record: Any) -> _Row | None:
         "preview_truncated": len(value or b"") > PREVIEW_BYTES,
         "header_names": [str(h.get("key")) for h in headers],
     }
-    return (part, record.offset, ts_ms, topic, _code(reason), tenant, orjson.dumps(item))
+    return RejectedRow(part, record.offset, ts_ms, topic, _code(reason), tenant, orjson.dumps(item))
 
 
 def _code(reason: str) -> str:
