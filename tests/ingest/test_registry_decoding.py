@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -21,9 +22,11 @@ from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.schema_registry_standin import SchemaRegistryStandIn
+from tests.support import eventually
 from webhook_stream.core.errors import ConfigError, RejectedEvent
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
+from webhook_stream.ingest import schema_waits
 from webhook_stream.ingest.mappings import Mappings, load_mappings
 from webhook_stream.ingest.registry import SchemaRegistry
 from webhook_stream.ingest.schema_waits import SchemaWaits
@@ -318,3 +321,48 @@ def test_registry_settings_are_checked() -> None:
     assert Settings().compression == "zstd"
     with pytest.raises(ConfigError, match="COMPRESSION: 'brotli' is not one of none, gzip"):
         Settings.from_env({"WEBHOOK_STREAM_COMPRESSION": "brotli"})
+
+
+class _Consumer:
+    """The four calls :class:`SchemaWaits` makes on an aiokafka consumer, recorded."""
+
+    def __init__(self, owned: set[Any]) -> None:
+        self.owned = owned
+        self.calls: list[tuple[str, Any, Any]] = []
+
+    def assignment(self) -> set[Any]:
+        return self.owned
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.calls.append(("seek", tp, offset))
+
+    def pause(self, *tps: Any) -> None:
+        self.calls.extend(("pause", tp, None) for tp in tps)
+
+    def resume(self, *tps: Any) -> None:
+        self.calls.extend(("resume", tp, None) for tp in tps)
+
+
+async def test_held_partitions_resume_in_place_once_the_registry_answers(
+    standin: SchemaRegistryStandIn,
+) -> None:
+    obj = {"id": "o-3", "type": "order.placed", "data": {"order": 3, "total": 1.0, "raw": b""}}
+    value = await serialize(standin.url, "avro", ORDER_AVRO, obj)
+    schema_id = int.from_bytes(value[1:5], "big")
+    await standin.down()
+    w = waits(standin.url)
+    a, b, gone = (TopicPartition(TOPIC, p) for p in (0, 1, 2))
+    consumer = _Consumer({a, b})
+    for tp, offset in ((a, 7), (b, 3), (gone, 9)):
+        with pytest.raises(SchemaPending):
+            await w.parse(record(value, offset=offset))
+        w.hold(consumer, tp, offset, schema_id)  # type: ignore[arg-type]
+    assert w.waiting() == 2  # the revoked partition is its next owner's
+    assert ("seek", a, 7) in consumer.calls and ("pause", b, None) in consumer.calls
+    assert w._metrics.registry_waiting._value.get() == 2
+    consumer.owned = {a}  # b is revoked meanwhile
+    await standin.up()
+    await eventually(lambda: w.waiting() == 0, timeout=2 * schema_waits.BACKOFF_MAX + 5)
+    assert [c for c in consumer.calls if c[0] == "resume"] == [("resume", a, None)]
+    assert (await w.parse(record(value, offset=7))).id == "o-3"
+    await w.close()
