@@ -5,8 +5,9 @@ Confluent's nor Karapace), so the tests run this: ``POST /subjects/{subject}/ver
 (register; the same schema text and type get the same id), ``GET /schemas/ids/{id}``
 (``{"schema", "schemaType"}``, ``schemaType`` left out for Avro as the real one does;
 an unknown id answers 404 with error code 40403), with HTTP basic auth when given
-credentials. The producers are confluent-kafka's own ``SchemaRegistryClient`` and
-serializers, so the bytes on the topic are what real services write.
+credentials, over TLS when given a server context. The producers are confluent-kafka's
+own ``SchemaRegistryClient`` and serializers, so the bytes on the topic are what real
+services write.
 
 :meth:`down` closes the port (connection refused, as a registry that is away) and
 :meth:`up` opens it again with what was registered.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -26,9 +28,15 @@ _JSON = "application/vnd.schemaregistry.v1+json"
 
 
 class SchemaRegistryStandIn:
-    def __init__(self, auth: tuple[str, str] | None = None, first_id: int = 100) -> None:
+    def __init__(
+        self,
+        auth: tuple[str, str] | None = None,
+        first_id: int = 100,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.port = free_port()
         self.auth = auth
+        self.tls = tls
         self.schemas: dict[int, dict[str, Any]] = {}
         self.by_text: dict[tuple[str, str], int] = {}
         self.subjects: dict[str, list[int]] = {}
@@ -38,7 +46,7 @@ class SchemaRegistryStandIn:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def up(self) -> SchemaRegistryStandIn:
         app = web.Application(middlewares=[self._check_auth])
@@ -46,7 +54,10 @@ class SchemaRegistryStandIn:
         app.router.add_get("/schemas/ids/{id}", self._by_id)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=self.tls
+        )
+        await site.start()
         return self
 
     async def down(self) -> None:

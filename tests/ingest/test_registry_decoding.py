@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.schema_registry_standin import SchemaRegistryStandIn
 from tests.support import eventually
+from tests.tls import make_pki
 from webhook_stream.core.errors import ConfigError, RejectedEvent
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -123,14 +125,14 @@ async def serialize(url: str, kind: str, schema: str, obj: Any, topic: str = TOP
     """What a real producer writes (run off the loop: the client is synchronous)."""
 
     def run() -> bytes:
-        client = SchemaRegistryClient(
+        with SchemaRegistryClient(
             {"url": url, "basic.auth.user.info": "sr-user:sr-pass-not-logged"}
-        )
-        if kind == "avro":
-            serializer: Any = AvroSerializer(client, schema)
-        else:
-            serializer = JSONSerializer(schema, client)
-        return serializer(obj, SerializationContext(topic, MessageField.VALUE))
+        ) as client:
+            if kind == "avro":
+                serializer: Any = AvroSerializer(client, schema)
+            else:
+                serializer = JSONSerializer(schema, client)
+            return serializer(obj, SerializationContext(topic, MessageField.VALUE))
 
     return await asyncio.to_thread(run)
 
@@ -142,9 +144,22 @@ def record(value: bytes, topic: str = TOPIC, **kw: Any) -> ConsumerRecord:
     )  # fmt: skip
 
 
-def waits(url: str, mappings: Mappings | None = None) -> SchemaWaits:
-    decoder = Decoder(1 << 20, SchemaRegistry(settings(url)), mappings or Mappings())
-    return SchemaWaits(decoder, Metrics())
+#: Every SchemaWaits a test made, closed after it (their HTTP clients).
+_MADE: list[SchemaWaits] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _MADE:
+        await _MADE.pop().close()
+
+
+def waits(url: str, mappings: Mappings | None = None, conf: Settings | None = None) -> SchemaWaits:
+    registry = SchemaRegistry(conf or settings(url))
+    made = SchemaWaits(Decoder(1 << 20, registry, mappings or Mappings()), Metrics())
+    _MADE.append(made)
+    return made
 
 
 async def test_avro_record_with_the_envelope_fields_is_read_as_the_envelope(
@@ -215,7 +230,7 @@ async def test_wrong_credentials_wait_too_and_never_show_the_password(
         schema_registry_username="sr-user",
         schema_registry_password="wrong-password-xyz",  # type: ignore[arg-type]
     )
-    w = SchemaWaits(Decoder(1 << 20, SchemaRegistry(bad), Mappings()), Metrics())
+    w = waits(standin.url, conf=bad)
     with pytest.raises(SchemaPending):
         await w.parse(record(value))
     assert "wrong-password-xyz" not in repr(bad)
@@ -365,4 +380,26 @@ async def test_held_partitions_resume_in_place_once_the_registry_answers(
     await eventually(lambda: w.waiting() == 0, timeout=2 * schema_waits.BACKOFF_MAX + 5)
     assert [c for c in consumer.calls if c[0] == "resume"] == [("resume", a, None)]
     assert (await w.parse(record(value, offset=7))).id == "o-3"
-    await w.close()
+
+
+async def test_an_https_registry_is_trusted_through_the_ca_file(tmp_path: Path) -> None:
+    """``SCHEMA_REGISTRY_CA_FILE`` is the CA trusted; with another, the registry counts as
+    away (the record waits), never as the record's fault."""
+    pki, other = make_pki(tmp_path / "pki"), make_pki(tmp_path / "other", name="other")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pki.cert, pki.key)
+    registry = await SchemaRegistryStandIn(auth=("sr-user", "sr-pass-not-logged"), tls=server).up()
+    try:
+        schema_id = registry.register(ORDER_JSON_SCHEMA, "JSON")
+        value = b"\x00" + schema_id.to_bytes(4, "big") + b'{"type": "t.x", "data": {"n": 1}}'
+        for cafile, trusted in ((pki.ca, True), (other.ca, False)):
+            conf = settings(registry.url, schema_registry_ca_file=str(cafile))
+            w = waits(registry.url, conf=conf)
+            if trusted:
+                assert (await w.parse(record(value))).type == "t.x"
+            else:
+                with pytest.raises(SchemaPending):
+                    await w.parse(record(value))
+                assert w.unreachable_since is not None
+    finally:
+        await registry.down()

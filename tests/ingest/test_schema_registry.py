@@ -107,20 +107,22 @@ def _produce_serialized(
     bootstrap: str, url: str, topic: str, kind: str, schema: str, objs: list[Any]
 ) -> None:
     """What a service using confluent-kafka's serializers sends (blocking: run in a thread)."""
-    client = _client(url)
-    if kind == "avro":
-        serializer: Any = AvroSerializer(client, schema)
-    else:
-        serializer = JSONSerializer(schema, client)
-    producer = SerializingProducer({"bootstrap.servers": bootstrap, "value.serializer": serializer})
-    for obj in objs:
-        producer.produce(topic, value=obj, key=None)
-    assert producer.flush(30) == 0
+    with _client(url) as client:
+        if kind == "avro":
+            serializer: Any = AvroSerializer(client, schema)
+        else:
+            serializer = JSONSerializer(schema, client)
+        conf = {"bootstrap.servers": bootstrap, "value.serializer": serializer}
+        producer = SerializingProducer(conf)
+        for obj in objs:
+            producer.produce(topic, value=obj, key=None)
+        assert producer.flush(30) == 0
 
 
 def _serialize(url: str, topic: str, schema: str, objs: list[Any]) -> list[bytes]:
-    serializer = AvroSerializer(_client(url), schema)
-    return [serializer(o, SerializationContext(topic, MessageField.VALUE)) for o in objs]
+    with _client(url) as client:
+        serializer = AvroSerializer(client, schema)
+        return [serializer(o, SerializationContext(topic, MessageField.VALUE)) for o in objs]
 
 
 def _produce_raw(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -298,8 +300,9 @@ async def test_debezium_change_event_is_delivered_as_table_dot_op(
     }
 
     def produce() -> None:
-        serializer = AvroSerializer(_client(standin.url), DEBEZIUM_AVRO)
-        value = serializer(change, SerializationContext(topic, MessageField.VALUE))
+        with _client(standin.url) as client:
+            serializer = AvroSerializer(client, DEBEZIUM_AVRO)
+            value = serializer(change, SerializationContext(topic, MessageField.VALUE))
         producer = Producer({"bootstrap.servers": sr_broker.bootstrap})
         producer.produce(topic, value, key=b'{"id": 1005}', headers=[("tenant", b"acme")])
         assert producer.flush(30) == 0

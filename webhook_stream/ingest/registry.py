@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import ssl
 import struct
 import time
 from collections import OrderedDict
@@ -170,7 +171,11 @@ class SchemaRegistry:
         self._client = httpx.AsyncClient(
             base_url=self.url,
             auth=auth,
-            verify=settings.schema_registry_ca_file or True,
+            verify=(
+                ssl.create_default_context(cafile=settings.schema_registry_ca_file)
+                if settings.schema_registry_ca_file
+                else True
+            ),
             timeout=_TIMEOUT,
             transport=transport,
             headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
