@@ -403,3 +403,7 @@ async def test_an_https_registry_is_trusted_through_the_ca_file(tmp_path: Path) 
                 assert w.unreachable_since is not None
     finally:
         await registry.down()
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"SCHEMA_REGISTRY_CA_FILE: .*not a PEM CA bundle"):
+        SchemaRegistry(settings("https://127.0.0.1:1", schema_registry_ca_file=str(bad)))

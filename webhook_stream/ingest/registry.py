@@ -33,7 +33,7 @@ import avro.schema
 import httpx
 import orjson
 
-from webhook_stream.core.errors import RejectedEvent, WebhookStreamError
+from webhook_stream.core.errors import ConfigError, RejectedEvent, WebhookStreamError
 from webhook_stream.core.settings import Settings
 
 __all__ = [
@@ -171,11 +171,7 @@ class SchemaRegistry:
         self._client = httpx.AsyncClient(
             base_url=self.url,
             auth=auth,
-            verify=(
-                ssl.create_default_context(cafile=settings.schema_registry_ca_file)
-                if settings.schema_registry_ca_file
-                else True
-            ),
+            verify=_trust(settings.schema_registry_ca_file),
             timeout=_TIMEOUT,
             transport=transport,
             headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
@@ -241,6 +237,19 @@ class SchemaRegistry:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _trust(cafile: str) -> ssl.SSLContext | bool:
+    """What the client verifies the registry with: the CA file's certificates, else the
+    system's; a file that is not a PEM bundle stops the worker at start-up, named."""
+    if not cafile:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"WEBHOOK_STREAM_SCHEMA_REGISTRY_CA_FILE: {cafile}: not a PEM CA bundle ({exc})"
+        ) from None
 
 
 def _error_code(response: httpx.Response) -> int | None:
