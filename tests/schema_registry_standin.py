@@ -33,8 +33,11 @@ class SchemaRegistryStandIn:
         auth: tuple[str, str] | None = None,
         first_id: int = 100,
         tls: ssl.SSLContext | None = None,
+        prefix: str = "",
     ) -> None:
         self.port = free_port()
+        #: A path the API sits under, as Apicurio's Confluent-compatible one (/apis/ccompat/v7).
+        self.prefix = prefix
         self.auth = auth
         self.tls = tls
         self.schemas: dict[int, dict[str, Any]] = {}
@@ -46,12 +49,12 @@ class SchemaRegistryStandIn:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{self.prefix}"
 
     async def up(self) -> SchemaRegistryStandIn:
         app = web.Application(middlewares=[self._check_auth])
-        app.router.add_post("/subjects/{subject}/versions", self._register)
-        app.router.add_get("/schemas/ids/{id}", self._by_id)
+        app.router.add_post(self.prefix + "/subjects/{subject}/versions", self._register)
+        app.router.add_get(self.prefix + "/schemas/ids/{id}", self._by_id)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(

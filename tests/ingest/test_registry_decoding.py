@@ -190,6 +190,18 @@ async def test_json_schema_record_is_decoded(standin: SchemaRegistryStandIn) -> 
     assert event.type == "order.placed" and orjson.loads(event.data) == {"order": 7}
 
 
+async def test_a_registry_under_a_path_as_apicurios_ccompat_api() -> None:
+    registry = await SchemaRegistryStandIn(
+        auth=("sr-user", "sr-pass-not-logged"), prefix="/apis/ccompat/v7"
+    ).up()
+    try:
+        value = await serialize(registry.url, "json", ORDER_JSON_SCHEMA, {"type": "t", "data": {}})
+        assert (await waits(registry.url).parse(record(value))).type == "t"
+        assert registry.requests[-1].startswith("GET /apis/ccompat/v7/schemas/ids/")
+    finally:
+        await registry.down()
+
+
 async def test_unknown_schema_id_is_rejected(standin: SchemaRegistryStandIn) -> None:
     value = b"\x00" + (4242).to_bytes(4, "big") + b"\x02\x04"
     with pytest.raises(RejectedEvent) as info:
