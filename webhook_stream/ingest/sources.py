@@ -90,7 +90,9 @@ class Decoder:
         schema = self.registry.cached(schema_id)  # raises unknown_schema
         if schema is None:
             raise SchemaPending(schema_id)
-        decoded = jsonable(schema.decode(value))
+        decoded = schema.decode(value)
+        if schema.kind != "JSON":  # Avro: bytes, decimals, dates to what JSON holds
+            decoded = jsonable(decoded)
         if schema.name == _OWN_ENVELOPE and isinstance(decoded.get("data"), str):
             # schemas/event_envelope.avsc registered as is: its data is JSON text.
             try:
