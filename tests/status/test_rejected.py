@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 
 from tests.status.test_store import Rec
 from webhook_stream.core.records import RejectedRecord, SourceRef, to_iso
 from webhook_stream.core.rejected import rejected_record
-from webhook_stream.core.topics import REJECTED
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
 from webhook_stream.status import rejected as rejected_rows
+from webhook_stream.status.owners import OwnerAssignor
 from webhook_stream.status.rejected import rejected_page
 from webhook_stream.status.store import StatusStore
 
@@ -113,3 +115,25 @@ def test_retention_and_the_cap_per_partition(tmp_path: Path, monkeypatch: Any) -
     store.forget(0)
     assert page(store)["items"] == []
     store.close()
+
+
+def test_the_assignor_gives_each_member_only_the_topics_it_subscribes() -> None:
+    """A rolling upgrade: a worker of the previous version tails three status topics, the
+    new ones four (webhooks.rejected); aiokafka refuses a partition of a topic it does
+    not subscribe, so each gets only its own, the partition numbers shared."""
+
+    class Cluster:
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(4))
+
+    old = [DELIVERIES, ATTEMPTS, DEADLETTER]
+    members = {
+        "a-old": ConsumerProtocolMemberMetadata(0, old, b'{"url": "http://a"}'),
+        "b-new": ConsumerProtocolMemberMetadata(0, [*old, REJECTED], b'{"url": "http://b"}'),
+    }
+    out = OwnerAssignor("http://b", dict).assign(Cluster(), members)
+    topics = {m: {t for t, _ in a.assignment} for m, a in out.items()}
+    assert topics == {"a-old": set(old), "b-new": {*old, REJECTED}}
+    parts = {m: {tuple(ps) for _, ps in a.assignment} for m, a in out.items()}
+    assert all(len(p) == 1 for p in parts.values())  # one partition set per member
+    assert sorted(p for ps in parts.values() for p in next(iter(ps))) == [0, 1, 2, 3]
