@@ -14,6 +14,7 @@ from webhook_stream.broker import EmbeddedBroker, free_port
 
 from .compression import broker_rows, compression_rows
 from .decode import decode_rows
+from .filters import filter_rows
 from .globs import glob_row
 from .report import text_table
 from .run import Bench
@@ -153,9 +154,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 6d (in-process, no broker or worker) and print it",
     )
     p.add_argument(
+        "--filter-subs",
+        type=int,
+        default=10_000,
+        help="subscriptions with content filters of rows 6e/6f (default 10000; 0 skips them)",
+    )
+    p.add_argument(
+        "--filters-only",
+        action="store_true",
+        help="run only rows 6e/6f (in-process, no broker or worker) and print them",
+    )
+    p.add_argument(
         "--decode-only",
         action="store_true",
-        help="run only rows 6e and 6f (decode cost per input form, bytes and CPU per "
+        help="run only rows 6g and 6h (decode cost per input form, bytes and CPU per "
         "delivery record per codec; in-process) and print them",
     )
     p.add_argument(
@@ -196,6 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_broker, raw_broker = asyncio.run(broker_rows(broker.bootstrap, broker.pid))
         print(text_table(rows + codecs + on_broker))
         print(raw, raw_codecs, raw_broker)
+        return 0
+    if args.filters_only:
+        rows, raw = filter_rows(args.filter_subs or 10_000)
+        print(text_table(rows))
+        print(raw)
         return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)

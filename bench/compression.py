@@ -1,4 +1,4 @@
-"""Row 6f: bytes and CPU per delivery record with each codec of the worker's producer.
+"""Row 6h: bytes and CPU per delivery record with each codec of the worker's producer.
 
 In-process and standalone (no broker): batches of delivery records as the fan-out writes
 them (a ~1 KB event each, the bench's shape; one endpoint per event) are built with
@@ -30,7 +30,7 @@ CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 #: Records per batch: what one loop turn of a busy fan-out writes to one partition.
 BATCH = 200
 ROUNDS = 20
-#: Batches of records the broker takes per codec (row 6f.broker).
+#: Batches of records the broker takes per codec (row 6h.broker).
 BROKER_ROUNDS = 100
 _CODE = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -107,12 +107,12 @@ async def _broker_cpu_us(
 
 
 async def broker_rows(bootstrap: str, broker_pid: int) -> tuple[list[Row], dict[str, float]]:
-    """Row 6f.broker: the broker's CPU per delivery record, per codec."""
+    """Row 6h.broker: the broker's CPU per delivery record, per codec."""
     records = [(d.endpoint_id.encode(), d.encode()) for d in _deliveries(BATCH)]
     raw = {codec: await _broker_cpu_us(bootstrap, broker_pid, codec, records) for codec in CODECS}
     cells = ", ".join(f"{codec} {us:.0f}" for codec, us in raw.items())
     row = Row(
-        "6f.broker",
+        "6h.broker",
         "broker CPU per delivery record, by codec",
         f"{raw['none']:.0f} / {raw['zstd']:.0f} us",
         "",
@@ -155,7 +155,7 @@ def compression_rows() -> tuple[list[Row], dict[str, dict[str, float]]]:
         raw[codec] = per
         rows.append(
             Row(
-                f"6f.{codec}",
+                f"6h.{codec}",
                 f"delivery record, compression {codec}",
                 f"{per['bytes']:,.0f} B, {per['write_us'] + per['read_us']:.1f} us",
                 "",

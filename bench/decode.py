@@ -1,4 +1,4 @@
-"""Row 6e: decode cost per event for each input form, next to the plain JSON envelope.
+"""Row 6g: decode cost per event for each input form, next to the plain JSON envelope.
 
 In-process and standalone (no broker, no worker, no registry server): each form's records
 are built once (the Schema Registry ones with the wire format confluent-kafka writes:
@@ -203,7 +203,7 @@ def decode_rows(events: int = EVENTS) -> tuple[list[Row], dict[str, float]]:
         base = base or us
         rows.append(
             Row(
-                f"6e.{n + 1}",
+                f"6g.{n + 1}",
                 f"decode: {name}",
                 f"{us:,.1f} us/event",
                 "",
@@ -217,7 +217,7 @@ def decode_rows(events: int = EVENTS) -> tuple[list[Row], dict[str, float]]:
     raw["avro_python3_read_us"], raw["fastavro_read_us"] = slow, fast
     rows.append(
         Row(
-            "6e.a",
+            "6g.a",
             "Avro datum read: avro-python3 vs fastavro",
             f"{slow:,.1f} vs {fast:,.1f} us",
             "",

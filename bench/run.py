@@ -37,6 +37,7 @@ from . import load
 from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
+from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
@@ -286,10 +287,14 @@ class Bench:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
             self.rows.append(row)
-        self.say("6e decode cost per event of each input form (in-process)")
+        if a.filter_subs:
+            self.say(f"6e/6f routing with {a.filter_subs:,} filtered subscriptions (in-process)")
+            rows, self.raw["filters"] = filter_rows(a.filter_subs)
+            self.rows.extend(rows)
+        self.say("6g decode cost per event of each input form (in-process)")
         decode, self.raw["decode"] = decode_rows()
         self.rows.extend(decode)
-        self.say("6f bytes and CPU per delivery record with each codec (in-process)")
+        self.say("6h bytes and CPU per delivery record with each codec (in-process)")
         codecs, self.raw["compression"] = compression_rows()
         self.rows.extend(codecs)
         assert self.broker is not None and self.broker.pid is not None

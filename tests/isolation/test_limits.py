@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES, MAX_FILTER_NODES
 from webhook_stream.subscriptions.validation import (
     MAX_HEADER_BYTES,
     MIN_RATE_LIMIT_PER_S,
@@ -29,6 +31,16 @@ _HEADERS_AT_LIMIT = {f"X-H{i}": "v" * 1000 for i in range(16)}
 _HEADERS_AT_LIMIT["X-Last"] = "v" * (
     MAX_HEADER_BYTES - sum(len(n) + len(v) for n, v in _HEADERS_AT_LIMIT.items()) - len("X-Last")
 )
+
+
+def _filter_at_limits(extra: int) -> dict[str, Any]:
+    """A filter with the most conditions, padded to the most bytes (plus ``extra``)."""
+    conditions = {f"k{i}": {"$in": [i, "x"]} for i in range(MAX_FILTER_NODES // 2 - 2)}
+    spec: dict[str, Any] = {"tenant_id": "acme", "data": {"$or": [conditions], "pad": ""}}
+    size = len(orjson.dumps(spec))
+    spec["data"]["pad"] = "p" * (MAX_FILTER_BYTES - size + extra)
+    return spec
+
 
 #: field -> (worst accepted value, the next value refused, the field the error names).
 #: Fields of the body a tenant sets; the server's own (secret rotation, versions,
@@ -51,6 +63,7 @@ WORST: dict[str, tuple[Any, Any, str]] = {
     "max_in_flight": (100, 101, "max_in_flight"),
     "ordering": ("strict", "fifo", "ordering"),
     "disabled": (True, "yes", "disabled"),
+    "filter": (_filter_at_limits(0), _filter_at_limits(1), "filter"),
 }
 
 

@@ -228,9 +228,10 @@ class HttpClient:
 
     async def _open(self, target: Target) -> Connection:
         loop = asyncio.get_running_loop()
+        addresses: list[tuple[int, str]]
         if target.literal:
-            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-            addresses = [(family, target.host)]
+            literal_family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+            addresses = [(literal_family, target.host)]
         else:
             try:
                 found = await self._resolver.resolve(target.host, target.port, socket.AF_UNSPEC)

@@ -42,6 +42,7 @@ from webhook_stream.ingest.mappings import load_mappings
 from webhook_stream.ingest.registry import SchemaRegistry
 from webhook_stream.ingest.schema_waits import SchemaWaits
 from webhook_stream.ingest.sources import Decoder, SchemaPending
+from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["EventsIn"]
@@ -66,6 +67,7 @@ class EventsIn:
         registry: SubscriptionRegistry,
         metrics: Metrics,
         tracer: Tracer = OFF,
+        catalog: EventTypeCatalog | None = None,
     ) -> None:
         self._settings = settings
         self._tracer = tracer
@@ -73,13 +75,13 @@ class EventsIn:
         self._batcher = batcher
         self._registry = registry
         self._metrics = metrics
+        self._catalog = catalog
         self._running = True
         self.listener = kafka.JoinedListener()
         self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
-        registry = SchemaRegistry(settings) if settings.schema_registry_url else None
-        decoder = Decoder(
-            settings.max_event_bytes, registry, load_mappings(settings.event_mappings)
-        )
+        schema_registry = SchemaRegistry(settings) if settings.schema_registry_url else None
+        mappings = load_mappings(settings.event_mappings)
+        decoder = Decoder(settings.max_event_bytes, schema_registry, mappings)
         self.schemas = SchemaWaits(decoder, metrics)
 
     def stop(self) -> None:
@@ -88,6 +90,8 @@ class EventsIn:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
+        if self._catalog is not None:
+            await self._catalog.ready.wait()  # schemas known before events are checked
         consumer = kafka.group_consumer(
             self._settings,
             "fanout",
@@ -118,6 +122,7 @@ class EventsIn:
                             # these out by now. Read again once confirmed, if still owned.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        handled: _Sent | None
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:
@@ -169,7 +174,11 @@ class EventsIn:
             event = await self.schemas.parse(record)
         except RejectedEvent as exc:
             return await self._reject(record, exc.reason)
-        deliveries = fan_out(event, self._registry.index)
+        if self._catalog is not None:
+            violation = self._catalog.check(event)
+            if violation is not None:
+                return await self._reject(record, violation)
+        deliveries = fan_out(event, self._registry.index, headers=record.headers)
         if not deliveries:
             self._metrics.no_match.inc()
             return None
