@@ -334,8 +334,9 @@ def test_a_bad_mappings_file_names_what_is_wrong(tmp_path: Path, doc: Any, messa
 
 
 def test_registry_settings_are_checked() -> None:
-    with pytest.raises(ConfigError, match="not in the URL"):
-        Settings(schema_registry_url="https://u:p@sr.example").validate()
+    for bad in ("https://u:p@sr.example", "sr.example:8081", "https://"):
+        with pytest.raises(ConfigError, match="SCHEMA_REGISTRY_URL: http"):
+            Settings(schema_registry_url=bad).validate()
     with pytest.raises(ConfigError, match="set both"):
         Settings(schema_registry_url="https://sr.example", schema_registry_username="u").validate()
     env = {
@@ -346,7 +347,7 @@ def test_registry_settings_are_checked() -> None:
     assert "secret-pw" not in repr(Settings.from_env(env))
     assert Settings.from_env({"WEBHOOK_STREAM_COMPRESSION": "LZ4"}).compression == "lz4"
     assert Settings().compression == "zstd"
-    with pytest.raises(ConfigError, match="COMPRESSION: 'brotli' is not one of none, gzip"):
+    with pytest.raises(ConfigError, match="COMPRESSION: 'brotli' is not one of"):
         Settings.from_env({"WEBHOOK_STREAM_COMPRESSION": "brotli"})
 
 

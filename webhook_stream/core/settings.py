@@ -249,18 +249,16 @@ class Settings:
     #: URL other workers use to forward status queries to this one; empty =
     #: ``http://<web host, or this host's name when binding all>:<web port>``.
     status_advertised_url: str = ""
-    #: Schema Registry (Confluent, Karapace, Apicurio's ccompat API) of events in the
-    #: Confluent wire format; empty = off. Credentials go in the two settings below, never
-    #: in the URL; the CA bundle (PEM) is trusted for ``https://`` (empty = the system's).
+    #: Schema Registry of events in the Confluent wire format (empty = off); credentials in
+    #: the next two, never the URL; the CA bundle (PEM) trusted for ``https://``.
     schema_registry_url: str = ""
     schema_registry_username: str = ""
     schema_registry_password: Secret = field(default_factory=lambda: Secret(""))
     schema_registry_ca_file: str = ""
     #: JSON file of per-topic JMESPath mappings for events in their own shape; empty = none.
     event_mappings: str = ""
-    #: Codec of the batches the worker's producer writes (its own topics): ``none``,
-    #: ``gzip``, ``snappy``, ``lz4`` or ``zstd``. zstd (bench row 6h): a delivery record in
-    #: 7 % of the bytes, +1.2 us of worker CPU and -7 us of broker CPU per record.
+    #: Codec of the worker's producer (``none``, ``gzip``, ``snappy``, ``lz4``, ``zstd``):
+    #: zstd, a delivery record in 7 % of the bytes, less CPU in all (bench row 6h).
     compression: str = "zstd"
 
     @classmethod
@@ -340,19 +338,16 @@ class Settings:
     def _validate_ingest(self) -> None:
         if self.compression not in COMPRESSIONS:
             raise ConfigError(
-                f"{PREFIX}COMPRESSION: {self.compression!r} is not one of "
-                + ", ".join(COMPRESSIONS)
+                f"{PREFIX}COMPRESSION: {self.compression!r} is not one of {COMPRESSIONS}"
             )
-        url = self.schema_registry_url
-        if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"{PREFIX}SCHEMA_REGISTRY_URL: use http(s)://host[:port][/path]")
-            if "@" in parts.netloc:
-                raise ConfigError(
-                    f"{PREFIX}SCHEMA_REGISTRY_URL: credentials go in ..._USERNAME and "
-                    "..._PASSWORD, not in the URL"
-                )
+        parts = urlsplit(self.schema_registry_url)
+        if self.schema_registry_url and (
+            parts.scheme not in ("http", "https") or "@" in parts.netloc or not parts.hostname
+        ):
+            raise ConfigError(
+                f"{PREFIX}SCHEMA_REGISTRY_URL: http(s)://host[:port][/path], credentials not in "
+                "the URL but in ..._USERNAME and ..._PASSWORD"
+            )
         if bool(self.schema_registry_username) != bool(self.schema_registry_password):
             raise ConfigError(f"{PREFIX}SCHEMA_REGISTRY_USERNAME and ..._PASSWORD: set both")
         for name in ("schema_registry_ca_file", "event_mappings"):
