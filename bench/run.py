@@ -34,6 +34,8 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .compression import broker_rows, compression_rows
+from .decode import decode_rows
 from .egress import phase_proxied
 from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
@@ -289,6 +291,17 @@ class Bench:
             self.say(f"6e/6f routing with {a.filter_subs:,} filtered subscriptions (in-process)")
             rows, self.raw["filters"] = filter_rows(a.filter_subs)
             self.rows.extend(rows)
+        self.say("6g decode cost per event of each input form (in-process)")
+        decode, self.raw["decode"] = decode_rows()
+        self.rows.extend(decode)
+        self.say("6h bytes and CPU per delivery record with each codec (in-process)")
+        codecs, self.raw["compression"] = compression_rows()
+        self.rows.extend(codecs)
+        assert self.broker is not None and self.broker.pid is not None
+        broker, self.raw["compression_broker_us"] = await broker_rows(
+            self.bootstrap, self.broker.pid
+        )
+        self.rows.extend(broker)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(

@@ -389,6 +389,13 @@ def schemas() -> dict[str, Any]:
                     "minimum": 0,
                     "description": "Tenants whose endpoints park because a budget is full",
                 },
+                "schema_registry": _obj(
+                    {
+                        "reachable": {"type": "boolean"},
+                        "waiting_partitions": {"type": "integer", "minimum": 0},
+                    },
+                    ("reachable", "waiting_partitions"),
+                ),
             },
             ("status", "ready", "checks"),
         ),

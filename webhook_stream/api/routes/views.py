@@ -36,6 +36,7 @@ from webhook_stream.api.routes.insight import (
     status_response,
     time_param,
 )
+from webhook_stream.api.routes.rejected import register_rejected_views
 from webhook_stream.api.routes.replay import run_replay
 from webhook_stream.api.routes.subscription_writes import (
     etag,
@@ -117,6 +118,7 @@ def register_views(app: Any) -> None:
     register_console_views(app)
     register_insight_views(app)
     register_event_type_views(app)
+    register_rejected_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -132,6 +134,8 @@ def register_views(app: Any) -> None:
                 # A count, not names: /health is open. Which ones: the worker's log.
                 "throttled_tenants": _throttled_tenants(runtime),
             }
+            if (registry := runtime.schema_registry()) is not None:
+                body["schema_registry"] = registry  # waits, never rejects, while away
             return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -177,6 +177,7 @@
       if (parts[0] === "endpoints" && parts[1]) await pageEndpoint(main, parts[1], gen);
       else if (parts[0] === "deliveries" && parts[1]) await pageDelivery(main, parts[1], gen);
       else if (parts[0] === "deadletters") await pageDeadLetters(main, gen);
+      else if (parts[0] === "rejected") await pageRejected(main, gen);
       else if (parts[0] === "overview") await pageOverview(main, gen);
       else if (parts[0] === "event-types") await pageEventTypes(main, parts[1], gen);
       else await pageEndpoints(main, gen);
@@ -783,6 +784,36 @@
       h("p", { class: "muted small", text: "Deliveries that exhausted their retries (or were refused), within the status retention. Replay sends them again with the same webhook-id; a replayed one leaves this list." }),
       filters, list.el);
     await list.show(null);
+  }
+
+  // ------------------------------------------------------------------ rejected input
+
+  async function pageRejected(main, gen) {
+    const params = hashParams();
+    const admin = state.who.admin;
+    const topic = h("input", { name: "topic", placeholder: "any topic", value: params.get("topic") || "" });
+    const reason = h("input", { name: "reason", placeholder: "e.g. unknown_schema", value: params.get("reason") || "" });
+    const tenant = h("input", { name: "tenant_id", placeholder: "all tenants" });
+    const since = h("input", { name: "since", placeholder: "2h or 2026-12-01T10:00Z", size: 22 });
+    const until = h("input", { name: "until", placeholder: "ISO-8601 or age", size: 22 });
+    const list = pagedTable("rejected", ["Rejected", "Reason", "Source", ...(admin ? ["Tenant"] : []), "Preview"], (after) =>
+      api("GET", "/rejected" + query({ limit: PAGE_SIZE, after, topic: topic.value.trim(), reason: reason.value.trim(), tenant_id: tenant.value.trim(), since: since.value.trim(), until: until.value.trim() })),
+    (r) => h("tr", { dataset: { code: r.code } },
+      timeCell(r.rejected_at),
+      h("td", { class: "small reason" }, badge("bad", r.code), " ", r.reason),
+      h("td", { class: "mono small source", text: r.source.topic + " [" + r.source.partition + "] @" + r.source.offset }),
+      admin ? h("td", { text: r.tenant_id === null ? "–" : r.tenant_id }) : null,
+      h("td", { class: "mono small preview", text: r.preview === null ? "(no value)" : r.preview + (r.preview_truncated ? " …" : "") })),
+    "No rejected input in the status retention.");
+    const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
+    const filters = h("form", { class: "filters", id: "rejected-filters", onsubmit: (ev) => { ev.preventDefault(); run(); } },
+      h("label", {}, "Topic", topic), h("label", {}, "Reason", reason), admin ? h("label", {}, "Tenant", tenant) : null,
+      h("label", {}, "Since", since), h("label", {}, "Until", until),
+      h("button", { type: "submit", text: "Filter" }));
+    main.replaceChildren(h("h1", { text: "Rejected input" }),
+      h("p", { class: "muted small", text: "Records on events.* (and the worker's own topics) that were refused, with the reason and where they came from; the whole record stays on webhooks.rejected. A tenant sees the ones whose tenant could be read from them." }),
+      filters, list.el);
+    if (current(gen)) await list.show(null);
   }
 
   // ------------------------------------------------------------------ overview
