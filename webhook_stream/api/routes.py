@@ -54,6 +54,7 @@ from webhook_stream.subscriptions.secrets import (
     refuse_masks,
     unmask_headers,
 )
+from webhook_stream.subscriptions.signing_keys import generate_signing_key, public_key_of
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.writes import WriteRequest
 
@@ -63,6 +64,8 @@ __all__ = ["register_views"]
 _SERVER_FIELDS = (
     "secret",
     "previous_secrets",
+    "signing_key",
+    "previous_signing_keys",
     "created_at",
     "updated_at",
     "version",
@@ -239,10 +242,13 @@ def register_views(app: Any) -> None:
             # Chosen here (sealed on its way to the owner), so that even a 202 can show it.
             secret = generate_secret()
             body = {"grace_s": grace, "secret": secret}
+            shown: dict[str, object] = {"secret": secret, "old_secret_valid_for_s": grace}
+            if sub.signature_scheme != "hmac-sha256":
+                body["signing_key"] = key = generate_signing_key()
+                shown["public_key"] = public_key_of(key)
             write = WriteRequest(
                 endpoint_id, "rotate", wanted, body, tenant=self.principal(request).tenant_id
             )
-            shown = {"secret": secret, "old_secret_valid_for_s": grace}
             return await submit_write(self, write, shown=shown, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}/test")

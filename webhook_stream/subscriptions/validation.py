@@ -25,6 +25,7 @@ from webhook_stream.subscriptions.model import (
     generate_secret,
     validate_secret,
 )
+from webhook_stream.subscriptions.receiver_auth import RECEIVER_FIELDS, receiver_fields
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
 from webhook_stream.subscriptions.urls import CONTROL, validate_url
@@ -77,6 +78,7 @@ _FIELDS = frozenset(
         "updated_at",
         "version",
         "incarnation",
+        *RECEIVER_FIELDS,
     }
 )
 
@@ -145,6 +147,7 @@ def parse_subscription(
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
         incarnation=_incarnation(opt("incarnation")),
+        **receiver_fields(data, allow_insecure),
     )
     _check_retry_span(sub)
     return sub
@@ -426,6 +429,12 @@ def parse_stored(
         raise InvalidSubscription("body", "is not valid JSON") from None
     if isinstance(data, Mapping) and data.get("secret") is None:
         raise InvalidSubscription("secret", "is required in the stored form")
+    if isinstance(data, Mapping) and data.get("signature_scheme", "hmac-sha256") not in (
+        "hmac-sha256",
+        None,
+    ):
+        if data.get("signing_key") is None:  # one made here would differ per worker
+            raise InvalidSubscription("signing_key", "is required in the stored form")
     if isinstance(data, Mapping):
         try:
             data = open_subscription_secrets(data, box)

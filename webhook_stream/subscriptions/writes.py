@@ -52,6 +52,7 @@ from webhook_stream.core.topics import (
     SUBSCRIPTIONS,
 )
 from webhook_stream.subscriptions.model import Subscription, new_incarnation
+from webhook_stream.subscriptions.receiver_auth import keep_masked
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
 from webhook_stream.subscriptions.secrets import (
     check_headers_follow_url,
@@ -229,7 +230,10 @@ class SubscriptionWriter:
             grace = float((body or {}).get("grace_s", self._settings.secret_rotation_grace))
             # The API chose the new secret, so that even a slow answer can show it.
             rotated = current.rotate_secret(
-                now=time.time(), grace_s=grace, new_secret=(body or {}).get("secret")
+                now=time.time(),
+                grace_s=grace,
+                new_secret=(body or {}).get("secret"),
+                new_signing_key=(body or {}).get("signing_key"),
             )
             new = replace(rotated, version=version, updated_at=now)
         elif req.op == "disable":
@@ -285,7 +289,9 @@ class SubscriptionWriter:
         if "headers" in changes and not moved:  # a masked value sent back keeps the current one
             changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
         changes.pop("incarnation", None)  # set at creation only
-        merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
+        stored = current.to_dict(include_secrets=True)
+        changes = keep_masked(changes, stored, moved)  # auth/tls secrets sent back as ****
+        merged = self._parse({**stored, **changes}, current.id)
         if "headers" in changes:
             refuse_masks(merged.headers)
         return merged
