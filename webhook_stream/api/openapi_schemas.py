@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook_stream.api.errors import CODES
 from webhook_stream.api.openapi_console import console_schemas
+from webhook_stream.api.openapi_receivers import PUBLIC_KEY, RECEIVER_FIELDS
 from webhook_stream.api.openapi_parts import ISO as _ISO
 from webhook_stream.api.openapi_parts import NO_CONTROL as _NO_CONTROL
 from webhook_stream.api.openapi_parts import list_of as _list_of
@@ -119,10 +120,20 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
             "`best_effort` (default): order holds while attempts succeed.",
         }
     ),
+    **RECEIVER_FIELDS,
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
-SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version", "incarnation")
+SERVER_FIELDS = (
+    "previous_secrets",
+    "signing_key",
+    "previous_signing_keys",
+    "public_key",
+    "created_at",
+    "updated_at",
+    "version",
+    "incarnation",
+)
 
 
 def schemas() -> dict[str, Any]:
@@ -131,6 +142,7 @@ def schemas() -> dict[str, Any]:
     subscription = _obj(
         {
             **readable,
+            "public_key": PUBLIC_KEY,
             "created_at": _nullable(_ISO),
             "updated_at": _nullable(_ISO),
             "version": {
