@@ -47,7 +47,7 @@ class _Client(ClientMixin):
 
 
 class _Grant(ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]  # noqa: RUF012
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 class _Payload(OAuth2Payload):
