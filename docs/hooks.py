@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from mkdocs.structure.files import File, Files
 
-from webhook_stream.api.openapi import build_document
+from webhook_stream.api.openapi.document import build_document
 from webhook_stream.core.settings import PREFIX, Settings
 
 SETTINGS_MARK = "<!-- settings-reference -->"

@@ -9,7 +9,7 @@ import faust
 from faust.types.auth import CredentialsT
 from mode import ServiceT
 
-from webhook_stream.api import routes as api
+from webhook_stream.api.routes.views import register_views
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         web_tables_enabled=False,
         logging_config=None,
     )
-    api.register_views(app)
+    register_views(app)
     return app
 
 

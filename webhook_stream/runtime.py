@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,21 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from webhook_stream.api.tokenstore import TokenStore
+from webhook_stream.api.tenancy.tokenstore import TokenStore
 from webhook_stream.core import kafka, kafka_auth, tracing
 from webhook_stream.core.errors import KafkaSecurityError
 from webhook_stream.core.lease import StallWatch, describe
 from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
 from webhook_stream.delivery.consumer import DeliveriesIn
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.failures.retry import RetryScheduler
-from webhook_stream.http.client import HttpClient
-from webhook_stream.http.proxied import HttpxClient, egress_client
+from webhook_stream.http.egress import Egress
+from webhook_stream.http.proxied import egress_client
 from webhook_stream.ingest.consumer import EventsIn
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
@@ -75,7 +76,7 @@ class Runtime(Service):
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.batcher: kafka.RecordBatcher | None = None
-        self.http: HttpClient | HttpxClient | None = None
+        self.http: Egress | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.tokens = TokenStore(settings)
         self.delivery: DeliveriesIn | None = None
@@ -128,8 +129,16 @@ class Runtime(Service):
         )
         self.writes = writes = WriteClient(self.settings, self.registry, producer)
         writer = SubscriptionWriter(self.settings, self.registry, producer, self.metrics)
-        dispatcher = Dispatcher(
-            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes, tracer
+        dispatcher = partial(
+            Dispatcher,
+            self.settings,
+            self.registry,
+            self.http,
+            producer,
+            batcher,
+            self.metrics,
+            writes,
+            tracer,
         )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
@@ -153,7 +162,7 @@ class Runtime(Service):
             self.tokens,
             writes,
             writer,
-            dispatcher.health,
+            delivery.health,
             events_in,
             delivery,
             retry,

@@ -12,13 +12,13 @@ from openapi_spec_validator import validate
 
 from tests.support import Worker
 from webhook_stream.api.errors import CODES
-from webhook_stream.api.openapi import (
+from webhook_stream.api.openapi.document import (
     OPERATIONS,
     UndocumentedRoute,
     build_document,
     registered_routes,
 )
-from webhook_stream.api.openapi_schemas import SERVER_FIELDS, SUBSCRIPTION_FIELDS
+from webhook_stream.api.openapi.schemas import SERVER_FIELDS, SUBSCRIPTION_FIELDS
 from webhook_stream.application import create_app
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.settings import Settings

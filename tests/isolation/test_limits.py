@@ -35,7 +35,7 @@ _TLS = client_identity("worst")
 
 #: field -> (worst accepted value, the next value refused, the field the error names).
 #: Fields of the body a tenant sets; the server's own (secret rotation, versions,
-#: timestamps) are refused in PATCH bodies (api/routes.py) and not listed.
+#: timestamps) are refused in PATCH bodies (api/routes/views.py) and not listed.
 WORST: dict[str, tuple[Any, Any, str]] = {
     "id": ("e" * 128, "e" * 129, "id"),
     "url": ("https://hooks.example.com/" + "p" * 1900, "ftp://hooks.example.com/", "url"),

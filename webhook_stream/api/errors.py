@@ -1,7 +1,7 @@
 """One error shape for every API response: ``{"error": {"code", "message", "field"?}}``.
 
 Handlers raise :class:`ApiError` (or let :class:`InvalidSubscription` escape); the
-``authorized`` wrapper in :mod:`.auth` turns either into the response. ``code`` is a
+``authorized`` wrapper in :mod:`.tenancy.auth` turns either into the response. ``code`` is a
 stable machine-readable word (:data:`CODES`); ``message`` is for people and never
 carries a secret; ``field`` names the offending input where there is one.
 """

@@ -15,7 +15,7 @@ Guarantees:
 * back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
   taken, and when it stays full the partitions are paused and polling goes on, so the
   group keeps its members.
-* flow control (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
+* parking (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
   share of that budget, and a strict endpoint nothing while its head waits for a retry;
   the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
   range assignment: partition *n* of both topics has one owner).
@@ -49,13 +49,13 @@ from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
-from webhook_stream.delivery.dispatcher import Dispatcher
+from webhook_stream.delivery.dispatcher import AttemptHooks, Dispatcher
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["DeliveriesIn"]
@@ -97,15 +97,13 @@ class DeliveriesIn:
     def __init__(
         self,
         settings: Settings,
-        dispatcher: Dispatcher,
+        dispatcher: Callable[[AttemptHooks], Dispatcher],
         registry: SubscriptionRegistry,
         producer: AIOKafkaProducer,
         metrics: Metrics,
         crash: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
-        self._dispatcher = dispatcher
-        self.health = dispatcher.health
         self._registry = registry
         self._producer = producer
         self._metrics = metrics
@@ -128,7 +126,9 @@ class DeliveriesIn:
         self.parking = Parking(
             settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
         )
-        dispatcher.hooks = self.parking
+        # The dispatcher is built here, told of parking at construction.
+        self._dispatcher = dispatcher(self.parking)
+        self.health = self._dispatcher.health
         self.progress = Progress(settings, producer, self._tracker, metrics)
         self.listener = _Listener(self)
         #: The group membership's right to act (issue 29: a stalled worker acts on nothing).

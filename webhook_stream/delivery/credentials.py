@@ -18,11 +18,12 @@ from typing import Protocol
 from webhook_stream.delivery.oauth2 import Token, TokenCache, read_token, token_request
 from webhook_stream.delivery.signing import sign, sign_v1a
 from webhook_stream.http.client import HttpResult
+from webhook_stream.http.egress import Egress
 from webhook_stream.http.identity import TlsIdentity
 from webhook_stream.subscriptions.receiver_auth import BasicAuth, OAuth2ClientCredentials
 from webhook_stream.subscriptions.signing_keys import private_key
 
-__all__ = ["AUTH_FAILED", "Poster", "ReceiverCredentials", "signature"]
+__all__ = ["AUTH_FAILED", "ReceiverCredentials", "signature"]
 
 AUTH_FAILED = "auth_failed"
 #: Most bytes of a token response read (a JWT with many claims fits).
@@ -40,22 +41,6 @@ class _Sub(Protocol):
     def ed25519_keys(self, now: float) -> list[str]: ...
 
 
-class Poster(Protocol):
-    """The client's ``post`` (direct or proxied)."""
-
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        headers: dict[str, str],
-        timeout: float,
-        before_write: Callable[[], None] | None = None,
-        *,
-        tls: TlsIdentity | None = None,
-        body_max: int | None = None,
-    ) -> HttpResult: ...
-
-
 def signature(sub: _Sub, msg_id: str, timestamp: int, body: bytes, now: float) -> str:
     """The ``webhook-signature`` value: ``v1`` entries, ``v1a`` entries, or both."""
     parts = []
@@ -70,7 +55,7 @@ def signature(sub: _Sub, msg_id: str, timestamp: int, body: bytes, now: float) -
 class ReceiverCredentials:
     """Sends attempts with the endpoint's credentials; one per worker (its token cache)."""
 
-    def __init__(self, http: Poster) -> None:
+    def __init__(self, http: Egress) -> None:
         self._http = http
         self._tokens = TokenCache()
         self._fetching: dict[tuple[str, str], asyncio.Lock] = {}

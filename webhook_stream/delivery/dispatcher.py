@@ -37,21 +37,21 @@ from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
 from webhook_stream.delivery.ratelimit import TokenBuckets
 from webhook_stream.failures.deadletter import dead_letter
-from webhook_stream.http.client import HttpClient, HttpResult
-from webhook_stream.http.proxied import HttpxClient
+from webhook_stream.http.client import HttpResult
+from webhook_stream.http.egress import Egress
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 from webhook_stream.subscriptions.writes import WriteClient, WriteRequest
 
-__all__ = ["Dispatcher", "FlowHooks"]
+__all__ = ["AttemptHooks", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"webhook-stream/{__version__}"
 
 
-class FlowHooks(Protocol):
-    """What flow control needs to know of a strict endpoint's attempts."""
+class AttemptHooks(Protocol):
+    """What parking needs to know of attempts: a strict head leaving, a delivery finished."""
 
     async def before_retry(self, delivery: Delivery) -> None:
         """A strict endpoint's delivery is about to leave for a retry topic (awaited first)."""
@@ -67,12 +67,13 @@ class Dispatcher:
         self,
         settings: Settings,
         registry: SubscriptionRegistry,
-        http: HttpClient | HttpxClient,
+        http: Egress,
         producer: AIOKafkaProducer,
         batcher: RecordBatcher,
         metrics: Metrics,
         writes: WriteClient,
         tracer: Tracer = OFF,
+        hooks: AttemptHooks | None = None,
     ) -> None:
         self._settings = settings
         self._tracer = tracer
@@ -102,8 +103,8 @@ class Dispatcher:
         #: Endpoint id -> the version a disable was requested for: refused from now on
         #: (this worker), until the owner's decision moves the version.
         self._disabling: dict[str, int] = {}
-        #: Flow control (set by the delivery consumer); None runs without it.
-        self.hooks: FlowHooks | None = None
+        #: Parking (the delivery consumer's); None runs without it.
+        self.hooks = hooks
 
     async def process(
         self, delivery: Delivery, before_send: Callable[[], None] | None = None

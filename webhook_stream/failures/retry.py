@@ -40,9 +40,9 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topic
-from webhook_stream.ingest.rejected import reject
 
 __all__ = ["HORIZON_S", "RetryScheduler", "move_target"]
 

@@ -30,26 +30,25 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urlsplit
 
 from aiohttp.abc import AbstractResolver
 
 from webhook_stream.core.settings import Settings
 from webhook_stream.http._http11 import Connection, Disconnected, Pool, ProtocolError
+from webhook_stream.http.errors import Refused
 from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
     GuardedResolver,
-    check_url_host,
     guarded_socket_factory,
 )
+from webhook_stream.http.urls import Target, parse_target
 
 __all__ = ["HttpClient", "HttpResult", "parse_retry_after"]
 
@@ -86,74 +85,17 @@ _BODY_BUDGET_S = 1.0
 _KEEPALIVE_S = 30.0
 
 
-class _Refused(Exception):
-    """An attempt that failed before or while connecting, with its error class."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What one URL needs, parsed once: pool key, where to connect, the request's first lines."""
-
-    key: tuple[str, int, bool]
-    host: str
-    port: int
-    tls: bool
-    literal: bool
-    prefix: bytes
-
-
-def _parse_target(url: str, policy: AddressPolicy) -> _Target:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise _Refused("invalid_url") from None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in ("http", "https") or not host or "@" in parts.netloc or port == 0:
-        raise _Refused("invalid_url")
-    try:
-        check_url_host(url, policy)
-    except ForbiddenAddress:
-        raise _Refused("forbidden_address") from None
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is None and not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise _Refused("invalid_url") from None
-    tls = scheme == "https"
-    port = port or (443 if tls else 80)
-    authority = f"[{host}]" if literal is not None and literal.version == 6 else host
-    if port != (443 if tls else 80):
-        authority = f"{authority}:{port}"
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    if not path.isascii():
-        path = quote(path, safe="/%:@!$&'()*+,;=?-._~")
-    prefix = f"POST {path} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
-    return _Target((host, port, tls), host, port, tls, literal is not None, prefix)
-
-
-def _request_bytes(target: _Target, body: bytes, headers: dict[str, str]) -> bytes:
+def _request_bytes(target: Target, body: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"content-length: {len(body)}\r\n"]
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise _Refused("invalid_header")
+            raise Refused("invalid_header")
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     try:
         head = "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
-        raise _Refused("invalid_header") from None
+        raise Refused("invalid_header") from None
     return b"".join((target.prefix, head, body))
 
 
@@ -183,7 +125,7 @@ class HttpClient:
         self._resolver = GuardedResolver(self._policy, inner=resolver)
         self._socket = guarded_socket_factory(self._policy)
         self._pool = Pool(settings.http_pool_per_host, settings.http_pool_size, _KEEPALIVE_S)
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
         self._tls = tls
         self._identities = ContextCache(tls)
 
@@ -224,7 +166,7 @@ class HttpClient:
             if tls is not None and target.tls:
                 context = self._context(tls)
                 target = replace(target, key=(*target.key, tls.identity))  # type: ignore[arg-type]
-        except _Refused as exc:
+        except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -236,7 +178,7 @@ class HttpClient:
                     conn = await self._pool.acquire(target.key)
                     slot = True
                     conn = await self._send(target, conn, data, before_write, context, body_max)
-            except (TimeoutError, _Refused, Disconnected, ProtocolError, OSError) as exc:
+            except (TimeoutError, Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
                 # The status decides; a receiver that drips or streams its body endlessly
@@ -264,17 +206,17 @@ class HttpClient:
             if slot:
                 self._pool.release(target.key, conn)
 
-    def _target(self, url: str) -> _Target:
+    def _target(self, url: str) -> Target:
         found = self._targets.get(url)
         if found is None:
             if len(self._targets) >= 10_000:  # endpoints' URLs: keep it bounded
                 self._targets.clear()
-            found = self._targets[url] = _parse_target(url, self._policy)
+            found = self._targets[url] = parse_target(url, self._policy)
         return found
 
     async def _send(
         self,
-        target: _Target,
+        target: Target,
         conn: Connection | None,
         data: bytes,
         before_write: Callable[[], None] | None = None,
@@ -311,9 +253,9 @@ class HttpClient:
         try:
             return self._identities.get(tls)
         except (ssl.SSLError, ValueError, OSError):
-            raise _Refused("tls") from None
+            raise Refused("tls") from None
 
-    async def _open(self, target: _Target, context: ssl.SSLContext | None) -> Connection:
+    async def _open(self, target: Target, context: ssl.SSLContext | None) -> Connection:
         loop = asyncio.get_running_loop()
         if target.literal:
             family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
@@ -322,16 +264,16 @@ class HttpClient:
             try:
                 found = await self._resolver.resolve(target.host, target.port, socket.AF_UNSPEC)
             except ForbiddenAddress:
-                raise _Refused("forbidden_address") from None
+                raise Refused("forbidden_address") from None
             except OSError:
-                raise _Refused("dns") from None
+                raise Refused("dns") from None
             addresses = [(r["family"], r["host"]) for r in found]
         for family, address in addresses:
             sockaddr = (address, target.port)
             try:
                 sock = self._socket((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
             except ForbiddenAddress:
-                raise _Refused("forbidden_address") from None
+                raise Refused("forbidden_address") from None
             try:
                 sock.setblocking(False)
                 await loop.sock_connect(sock, sockaddr)
@@ -350,16 +292,16 @@ class HttpClient:
                 )
             except (ssl.SSLError, ssl.CertificateError):
                 sock.close()
-                raise _Refused("tls") from None
+                raise Refused("tls") from None
             except BaseException:
                 sock.close()
                 raise
             return conn
-        raise _Refused("connect")
+        raise Refused("connect")
 
 
 def _error_class(exc: BaseException) -> str:
-    if isinstance(exc, _Refused):
+    if isinstance(exc, Refused):
         return exc.error
     if isinstance(exc, TimeoutError):
         return "timeout"

@@ -37,15 +37,12 @@ from collections.abc import Callable
 import httpx
 
 from webhook_stream.core.settings import Settings
-from webhook_stream.http.client import (
-    HttpClient,
-    HttpResult,
-    _parse_target,
-    _Refused,
-    parse_retry_after,
-)
+from webhook_stream.http.client import HttpClient, HttpResult, parse_retry_after
+from webhook_stream.http.egress import Egress
+from webhook_stream.http.errors import Refused
 from webhook_stream.http.identity import ContextCache, TlsIdentity
-from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress, check_proxied_host
+from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress
+from webhook_stream.http.urls import check_proxied_host, parse_target
 
 __all__ = ["HttpxClient", "egress_client"]
 
@@ -54,7 +51,7 @@ _KEEPALIVE_S = 30.0
 _ERROR_HEADERS = ("x-smokescreen-error", "x-squid-error")
 
 
-def egress_client(settings: Settings) -> HttpClient | HttpxClient:
+def egress_client(settings: Settings) -> Egress:
     """The worker's client: the direct one, or the proxied one when a proxy is set."""
     return HttpxClient(settings) if settings.egress_proxy else HttpClient(settings)
 
@@ -135,7 +132,7 @@ class HttpxClient:
             try:
                 context = self._identities.get(tls)
             except (ssl.SSLError, ValueError, OSError):
-                raise _Refused("tls") from None
+                raise Refused("tls") from None
             found = self._identity_clients[tls.identity] = self._new_client(context)
         return found
 
@@ -169,7 +166,7 @@ class HttpxClient:
         if self._require_https and not url.startswith("https://"):
             return HttpResult(None, b"", "insecure_url", None, 0.0)
         try:
-            target = _parse_target(url, self._policy)
+            target = parse_target(url, self._policy)
             if self._direct is not None and bypasses_proxy(
                 target.host, self._settings.egress_no_proxy
             ):
@@ -187,7 +184,7 @@ class HttpxClient:
                 headers = {**headers, "connection": "close"}
         except ForbiddenAddress:
             return HttpResult(None, b"", "forbidden_address", None, time.perf_counter() - started)
-        except _Refused as exc:
+        except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -257,12 +254,12 @@ class HttpxClient:
 def _check_headers(headers: dict[str, str]) -> None:
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise _Refused("invalid_header")
+            raise Refused("invalid_header")
         try:
             name.encode("latin-1")
             value.encode("latin-1")
         except UnicodeEncodeError:
-            raise _Refused("invalid_header") from None
+            raise Refused("invalid_header") from None
 
 
 def _from_proxy(response: httpx.Response) -> bool:

@@ -32,11 +32,11 @@ from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import classify, failure_reason
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.tracing import OFF, Tracer
 from webhook_stream.ingest.decoding import parse_record
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["EventsIn"]

@@ -25,13 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.http.urls import CONTROL, validate_url
 from webhook_stream.subscriptions.secrets import MASK
 from webhook_stream.subscriptions.signing_keys import (
     SCHEMES,
     generate_signing_key,
     validate_signing_key,
 )
-from webhook_stream.subscriptions.urls import CONTROL, validate_url
 
 __all__ = [
     "RECEIVER_FIELDS",

@@ -19,6 +19,7 @@ import orjson
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox, SecretKeyError
 from webhook_stream.core.settings import parse_duration
+from webhook_stream.http.urls import CONTROL, validate_url
 from webhook_stream.subscriptions.model import (
     MAX_PREVIOUS_SECRETS,
     Subscription,
@@ -28,7 +29,6 @@ from webhook_stream.subscriptions.model import (
 from webhook_stream.subscriptions.receiver_auth import RECEIVER_FIELDS, receiver_fields
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
-from webhook_stream.subscriptions.urls import CONTROL, validate_url
 
 __all__ = [
     "MAX_HEADER_BYTES",

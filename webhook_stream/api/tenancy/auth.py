@@ -25,8 +25,8 @@ from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, error_response
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.http.urls import CONTROL
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
-from webhook_stream.subscriptions.urls import CONTROL
 
 __all__ = [
     "ADMIN",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_stream.api.openapi_parts import NO_CONTROL, nullable, obj
+from webhook_stream.api.openapi.parts import NO_CONTROL, nullable, obj
 
 __all__ = ["PUBLIC_KEY", "RECEIVER_FIELDS"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_stream.api.openapi_parts import ISO as _ISO
-from webhook_stream.api.openapi_parts import list_of as _list_of
-from webhook_stream.api.openapi_parts import obj as _obj
+from webhook_stream.api.openapi.parts import ISO as _ISO
+from webhook_stream.api.openapi.parts import list_of as _list_of
+from webhook_stream.api.openapi.parts import obj as _obj
 
 __all__ = ["console_schemas"]
 

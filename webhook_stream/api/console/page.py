@@ -13,7 +13,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.api.static_files import asset_response, static_file
+from webhook_stream.api.console.assets import asset_response, static_file
 
 __all__ = ["CONSOLE_ASSETS", "register_console_views"]
 

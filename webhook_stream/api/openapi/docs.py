@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.api.openapi import build_document, registered_routes
-from webhook_stream.api.static_files import asset_response, static_file
+from webhook_stream.api.console.assets import asset_response, static_file
+from webhook_stream.api.openapi.document import build_document, registered_routes
 
 __all__ = ["ASSETS", "register_doc_views"]
 
@@ -24,7 +24,7 @@ ASSETS = {
     "LICENSE": "text/plain",
     "NOTICE": "text/plain",
 }
-#: The console's protections (:mod:`.console`): only this origin's files, no framing, no
+#: The console's protections (:mod:`..console.page`): only this origin's files, no framing, no
 #: referrer. Swagger UI sets inline styles, so styles allow them (scripts never).
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; "

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from webhook_stream.api.errors import CODES
-from webhook_stream.api.openapi_console import console_schemas
-from webhook_stream.api.openapi_parts import ISO as _ISO
-from webhook_stream.api.openapi_parts import NO_CONTROL as _NO_CONTROL
-from webhook_stream.api.openapi_parts import list_of as _list_of
-from webhook_stream.api.openapi_parts import nullable as _nullable
-from webhook_stream.api.openapi_parts import obj as _obj
-from webhook_stream.api.openapi_parts import ref as _ref
-from webhook_stream.api.openapi_receivers import PUBLIC_KEY, RECEIVER_FIELDS
+from webhook_stream.api.openapi.console_schemas import console_schemas
+from webhook_stream.api.openapi.parts import ISO as _ISO
+from webhook_stream.api.openapi.parts import NO_CONTROL as _NO_CONTROL
+from webhook_stream.api.openapi.parts import list_of as _list_of
+from webhook_stream.api.openapi.parts import nullable as _nullable
+from webhook_stream.api.openapi.parts import obj as _obj
+from webhook_stream.api.openapi.parts import ref as _ref
+from webhook_stream.api.openapi.receivers import PUBLIC_KEY, RECEIVER_FIELDS
 from webhook_stream.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 __all__ = ["SUBSCRIPTION_FIELDS", "schemas"]

@@ -13,16 +13,16 @@ from aiokafka.partitioner import DefaultPartitioner
 from webhook_stream.core.topics import DELIVERIES
 from webhook_stream.delivery.consumer import DeliveriesIn
 
-__all__ = ["flow_view"]
+__all__ = ["flow_block"]
 
 #: The producers' partitioner (murmur2): deliveries are keyed by endpoint id with it.
 _PARTITIONER = DefaultPartitioner()
 
 
-def flow_view(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
+def flow_block(delivery: DeliveriesIn | None, endpoint_id: str) -> dict[str, Any]:
     if delivery is None:
         return {"owned": False, "blocked_by": None, "parked": 0, "throttled": None}
-    state = delivery.parking.flow.get(endpoint_id)
+    state = delivery.parking.flow_states.get(endpoint_id)
     owned = state is not None or _owns(delivery, endpoint_id)
     blocked = None
     if state is not None and state.head is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook_stream.api.auth import Principal
 from webhook_stream.api.errors import ApiError
+from webhook_stream.api.tenancy.auth import Principal
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Delivery
 from webhook_stream.failures.replay import (

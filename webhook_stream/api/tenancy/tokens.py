@@ -7,12 +7,12 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.api.auth import admin_only, check_tenant_id, json_body
 from webhook_stream.api.errors import ApiError
 from webhook_stream.api.pagination import page
-from webhook_stream.api.tokenstore import TenantToken
+from webhook_stream.api.tenancy.auth import admin_only, check_tenant_id, json_body
+from webhook_stream.api.tenancy.tokenstore import TenantToken
 from webhook_stream.core.topics import TOKENS
-from webhook_stream.subscriptions.urls import CONTROL
+from webhook_stream.http.urls import CONTROL
 
 __all__ = ["register_token_views"]
 

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from webhook_stream.api.errors import WWW_AUTHENTICATE
-from webhook_stream.api.openapi_schemas import PAGE_PARAMETERS, schemas
-from webhook_stream.api.operations import (
+from webhook_stream.api.openapi.operations import (
     ATTEMPT_PARAMETERS,
     CONSOLE_OPERATIONS,
     Operation,
 )
-from webhook_stream.api.operations import query_param as _q
+from webhook_stream.api.openapi.operations import query_param as _q
+from webhook_stream.api.openapi.schemas import PAGE_PARAMETERS, schemas
 from webhook_stream.core.errors import WebhookStreamError
 from webhook_stream.core.version import __version__
 

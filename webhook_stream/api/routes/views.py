@@ -1,8 +1,8 @@
-"""HTTP API on Faust's web server (SPEC section 8); the document is :mod:`.openapi`.
+"""HTTP API on Faust's web server (SPEC section 8); the document is :mod:`..openapi.document`.
 
 ``/health``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open; every other route
 needs ``Authorization: Bearer <token>``: the admin token (``WEBHOOK_STREAM_API_TOKEN``)
-or a tenant token, which sees only its tenant (:mod:`.auth`). Subscription writes are
+or a tenant token, which sees only its tenant (:mod:`..tenancy.auth`). Subscription writes are
 decided by the owner of the endpoint id (:mod:`.subscription_writes`) and answer once this
 worker's registry has applied them (read your writes), or with 202 and ``"pending": true``
 if that takes long.
@@ -16,9 +16,7 @@ from typing import Any
 import orjson
 from faust.web import Request, Response, View
 
-from webhook_stream.api.auth import Principal, authorized, json_body, principal_of
-from webhook_stream.api.console import register_console_views
-from webhook_stream.api.docs import register_doc_views
+from webhook_stream.api.console.page import register_console_views
 from webhook_stream.api.errors import (
     ApiError,
     code_for,
@@ -26,23 +24,25 @@ from webhook_stream.api.errors import (
     json_errors,
     quiet_client_protocol_errors,
 )
-from webhook_stream.api.flowview import flow_view
-from webhook_stream.api.insight import (
+from webhook_stream.api.openapi.docs import register_doc_views
+from webhook_stream.api.pagination import page, parse_page
+from webhook_stream.api.routes.flow_block import flow_block
+from webhook_stream.api.routes.insight import (
     forwarding,
     register_insight_views,
     router_of,
     status_response,
     time_param,
 )
-from webhook_stream.api.pagination import page, parse_page
-from webhook_stream.api.replay import run_replay
-from webhook_stream.api.subscription_writes import (
+from webhook_stream.api.routes.replay import run_replay
+from webhook_stream.api.routes.subscription_writes import (
     etag,
     if_match,
     precondition_failed,
     submit_write,
 )
-from webhook_stream.api.tokens import register_token_views
+from webhook_stream.api.tenancy.auth import Principal, authorized, json_body, principal_of
+from webhook_stream.api.tenancy.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
 from webhook_stream.failures.replay import ReplayError
@@ -75,7 +75,7 @@ _SERVER_FIELDS = (
 
 
 def _error(view: View, status: int, message: str, field: str | None = None) -> Response:
-    """The one error shape (:mod:`.errors`), ``code`` from the status."""
+    """The one error shape (:mod:`..errors`), ``code`` from the status."""
     return view.json(error_body(code_for(status), message, field), status=status)
 
 
@@ -201,7 +201,7 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            flow = flow_view(getattr(self.runtime, "delivery", None), endpoint_id)
+            flow = flow_block(getattr(self.runtime, "delivery", None), endpoint_id)
             return self.json(
                 {**sub.to_dict(include_secrets=False), "flow": flow}, headers=etag(sub)
             )

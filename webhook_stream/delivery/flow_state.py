@@ -1,4 +1,4 @@
-"""Endpoint flow control: strict heads and parking, with their durable state.
+"""Endpoint flow state: strict heads and parking, kept durable in ``webhooks.endpoint_flow``.
 
 Two reasons take an endpoint's deliveries off the shared partitions of
 ``webhooks.deliveries``:
@@ -40,7 +40,7 @@ from webhook_stream.core.records import iso_now
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ENDPOINT_FLOW
 
-__all__ = ["SRC_HEADER", "EndpointFlow", "FlowState"]
+__all__ = ["SRC_HEADER", "FlowState", "FlowStates"]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class FlowState:
     abandoned: bool = False
 
 
-class EndpointFlow:
-    """In-memory flow state of the endpoints on this worker's partitions, kept durable."""
+class FlowStates:
+    """The flow states of the endpoints on this worker's partitions, kept durable."""
 
     def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
         self._settings = settings

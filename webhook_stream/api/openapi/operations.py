@@ -1,7 +1,8 @@
 """The :class:`Operation` record of the OpenAPI document, and the console's operations.
 
-:mod:`.openapi` lists the management routes; the routes the console reads
-(:mod:`.insight`, :mod:`.console`) are described here, beside the shared query parameters.
+:mod:`.document` lists the management routes; the routes the console reads
+(:mod:`..routes.insight`, :mod:`..console.page`) are described here, beside the shared
+query parameters.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook_stream.api.openapi_schemas import PAGE_PARAMETERS
+from webhook_stream.api.openapi.schemas import PAGE_PARAMETERS
 
 __all__ = ["ATTEMPT_PARAMETERS", "CONSOLE_OPERATIONS", "Operation", "query_param"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from webhook_stream.api.auth import Principal, authorized, principal_of
 from webhook_stream.api.errors import ApiError
 from webhook_stream.api.pagination import encode_cursor, parse_page
+from webhook_stream.api.tenancy.auth import Principal, authorized, principal_of
 from webhook_stream.failures.replay import ReplayError, parse_time
 from webhook_stream.status.routing import FORWARDED, Answer, StatusRouter
 
