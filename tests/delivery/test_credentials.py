@@ -24,7 +24,11 @@ from webhook_stream.delivery.signing import WebhookVerificationError, verify
 from webhook_stream.http.client import HttpClient
 from webhook_stream.http.egress import Egress
 from webhook_stream.http.proxied import HttpxClient
-from webhook_stream.subscriptions.receiver_auth import OAuth2ClientCredentials, keep_masked
+from webhook_stream.subscriptions.receiver_auth import (
+    OAuth2ClientCredentials,
+    keep_masked,
+    refuse_auth_left_behind,
+)
 from webhook_stream.subscriptions.secrets import (
     open_subscription_secrets,
     seal_subscription_secrets,
@@ -244,3 +248,13 @@ async def test_oauth2_through_each_client(
         await http.close()
     if proxied:
         await eventually(lambda: f"127.0.0.1:{tokens.port}/token" in proxy.log_text(), timeout=10)
+
+
+def test_auth_is_given_again_when_the_url_moves_to_another_host() -> None:
+    current = sub(auth={"type": "basic", "username": "u", "password": "pw"}).to_dict(True)
+    refuse_auth_left_behind(False, current, {"url": "https://hooks.example.com/other"})
+    refuse_auth_left_behind(True, current, {"url": "https://other.example.com/", "auth": None})
+    with pytest.raises(InvalidSubscription) as refused:
+        refuse_auth_left_behind(True, current, {"url": "https://other.example.com/"})
+    assert refused.value.field == "auth" and "pw" not in str(refused.value)
+    refuse_auth_left_behind(True, sub().to_dict(True), {"url": "https://other.example.com/"})

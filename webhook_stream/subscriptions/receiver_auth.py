@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from webhook_stream.core.errors import InvalidSubscription
@@ -41,6 +42,7 @@ __all__ = [
     "ReceiverAuth",
     "keep_masked",
     "receiver_fields",
+    "refuse_auth_left_behind",
 ]
 
 RECEIVER_FIELDS = frozenset(
@@ -150,6 +152,15 @@ def receiver_fields(data: Mapping[str, Any], allow_insecure: bool) -> dict[str, 
     }
 
 
+def refuse_auth_left_behind(moved: bool, current: Mapping[str, Any], changes: Mapping) -> None:
+    """A PATCH moving the endpoint to another origin (``moved``) must give ``auth`` again:
+    like header values, a password or a token never follows the URL to another host."""
+    if moved and current.get("auth") is not None and "auth" not in changes:
+        raise InvalidSubscription(
+            "auth", "the URL moves to another host: give auth again (null drops it)"
+        )
+
+
 def keep_masked(sent: Mapping[str, Any], current: Mapping[str, Any], moved: bool) -> dict:
     """``sent`` (a PATCH body) with ``****`` in ``auth``/``tls`` replaced by the current
     secret. Not when the URL moves to another origin (``moved``) or the token URL changes:
@@ -247,7 +258,7 @@ def _certs(value: object, f: str) -> tuple[str, list[x509.Certificate]]:
     text = _pem(value, f)
     try:
         return text, x509.load_pem_x509_certificates(text.encode("ascii"))
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, UnsupportedAlgorithm):
         raise InvalidSubscription(f, "must hold PEM certificates") from None
 
 
@@ -262,16 +273,19 @@ def _tls(value: object) -> ClientTls | None:
     if isinstance(value.get("client_key"), str) and value["client_key"].startswith(MASK):
         raise InvalidSubscription(f, "looks like a masked value ('****'); send the PEM key")
     key_text = _pem(value.get("client_key"), f)
-    try:
-        key = serialization.load_pem_private_key(key_text.encode("ascii"), password=None)
-    except (ValueError, TypeError, UnicodeError):
-        # Never echo the key: an encrypted key or not a key at all.
-        raise InvalidSubscription(f, "must be an unencrypted PEM private key") from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
-    if key.public_key().public_bytes(der, public) != chain[0].public_key().public_bytes(
-        der, public
-    ):
+    try:
+        key = serialization.load_pem_private_key(key_text.encode("ascii"), password=None)
+        mine = key.public_key().public_bytes(der, public)
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm):
+        # Never echo the key: an encrypted key or not a key at all.
+        raise InvalidSubscription(f, "must be an unencrypted PEM private key") from None
+    try:
+        theirs = chain[0].public_key().public_bytes(der, public)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidSubscription("tls.client_cert", "has a key of an unsupported type") from None
+    if mine != theirs:
         raise InvalidSubscription(f, "does not belong to the first certificate of client_cert")
     ca = value.get("ca_cert")
     ca_text = None if ca is None else _certs(ca, "tls.ca_cert")[0]

@@ -52,7 +52,7 @@ from webhook_stream.core.topics import (
     SUBSCRIPTIONS,
 )
 from webhook_stream.subscriptions.model import Subscription, new_incarnation
-from webhook_stream.subscriptions.receiver_auth import keep_masked
+from webhook_stream.subscriptions.receiver_auth import keep_masked, refuse_auth_left_behind
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
 from webhook_stream.subscriptions.secrets import (
     check_headers_follow_url,
@@ -290,6 +290,7 @@ class SubscriptionWriter:
             changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
         changes.pop("incarnation", None)  # set at creation only
         stored = current.to_dict(include_secrets=True)
+        refuse_auth_left_behind(moved, stored, changes)
         changes = keep_masked(changes, stored, moved)  # auth/tls secrets sent back as ****
         merged = self._parse({**stored, **changes}, current.id)
         if "headers" in changes:

@@ -49,7 +49,7 @@ from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
 from webhook_stream.subscriptions.model import Subscription, generate_secret
-from webhook_stream.subscriptions.receiver_auth import keep_masked
+from webhook_stream.subscriptions.receiver_auth import keep_masked, refuse_auth_left_behind
 from webhook_stream.subscriptions.secrets import (
     check_headers_follow_url,
     refuse_masks,
@@ -371,7 +371,9 @@ def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> No
         # A mask is refused by the owner only, which resolves it against the current
         # values: this copy may not have applied a change the caller has already read.
         merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
-    merged.update(keep_masked(changes, sub.to_dict(include_secrets=True), moved))
+    stored = sub.to_dict(include_secrets=True)
+    refuse_auth_left_behind(moved, stored, changes)
+    merged.update(keep_masked(changes, stored, moved))
     parse_subscription(merged, allow_insecure=allow_insecure, endpoint_id=sub.id)
 
 
