@@ -1,7 +1,8 @@
 """OpenAPI schemas of what a receiver demands: ``signature_scheme``, ``auth``, ``tls``.
 
 The constraints of :mod:`webhook_stream.subscriptions.receiver_auth`; secrets are
-``writeOnly`` (reads show ``****``; ``****`` sent back keeps the current value).
+write-only in effect: reads show ``****`` (so the schema allows it), and ``****`` sent
+back keeps the current value.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ _MASKED = "Write-only: reads show `****`; `****` sent back keeps the current val
 def _text(max_len: int, description: str = "", *, secret: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_len}
     out["pattern"] = NO_CONTROL
-    if secret:
-        out["writeOnly"] = True
+    if secret:  # not writeOnly: reads carry the mask
         description = f"{description} {_MASKED}".strip()
     if description:
         out["description"] = description
@@ -86,8 +86,8 @@ RECEIVER_FIELDS: dict[str, dict[str, Any]] = {
             {
                 "client_cert": {**_PEM, "description": "PEM certificate (chain), leaf first."},
                 "client_key": {
-                    **_PEM,
-                    "writeOnly": True,
+                    "type": "string",
+                    "maxLength": 65536,
                     "description": f"Unencrypted PEM private key of the leaf. {_MASKED}",
                 },
                 "ca_cert": nullable(
