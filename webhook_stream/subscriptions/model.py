@@ -135,26 +135,45 @@ class Subscription:
             rate_limit_per_s=self.rate_limit_per_s,
             max_in_flight=self.max_in_flight,
             ordering=self.ordering,
-            signature_scheme=self.signature_scheme,
         )
         if include_secrets:
             out["previous_secrets"] = [
                 {"secret": secret, "expires_at": to_iso(expires_at)}
                 for secret, expires_at in self.previous_secrets
             ]
-            out["signing_key"] = self.signing_key
-            out["previous_signing_keys"] = [
-                {"key": key, "expires_at": to_iso(expires_at)}
-                for key, expires_at in self.previous_signing_keys
-            ]
-        else:
-            out["public_key"] = self.public_key
-        out["auth"] = None if self.auth is None else self.auth.to_dict(include_secrets)
-        out["tls"] = None if self.tls is None else self.tls.to_dict(include_secrets)
+        out.update(self._receiver_dict(include_secrets))
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
         out["version"] = self.version
         out["incarnation"] = self.incarnation
+        return out
+
+    def _receiver_dict(self, include_secrets: bool) -> dict[str, Any]:
+        auth = None if self.auth is None else self.auth.to_dict(include_secrets)
+        tls = None if self.tls is None else self.tls.to_dict(include_secrets)
+        if not include_secrets:
+            return {
+                "signature_scheme": self.signature_scheme,
+                "public_key": self.public_key,
+                "auth": auth,
+                "tls": tls,
+            }
+        # The stored form names these only when set: an endpoint without them is stored
+        # as before they existed (workers of an earlier version read it unchanged).
+        out: dict[str, Any] = {}
+        if self.signature_scheme != "hmac-sha256":
+            out["signature_scheme"] = self.signature_scheme
+        if self.signing_key is not None:
+            out["signing_key"] = self.signing_key
+        if self.previous_signing_keys:
+            out["previous_signing_keys"] = [
+                {"key": key, "expires_at": to_iso(expires_at)}
+                for key, expires_at in self.previous_signing_keys
+            ]
+        if auth is not None:
+            out["auth"] = auth
+        if tls is not None:
+            out["tls"] = tls
         return out
 
     def masked_headers(self) -> dict[str, str]:
