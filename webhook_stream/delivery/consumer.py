@@ -47,13 +47,13 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import OwnershipLost
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import AttemptHooks, Dispatcher
-from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
@@ -253,7 +253,7 @@ class DeliveriesIn:
                             await self._undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner
                             entry = self._tracker.track(tp, record.offset)
-                            entry[3] = True  # still finished: listed again if beyond
+                            entry.attempted = True  # still finished: listed again if beyond
                             self._tracker.done(entry)
                         else:
                             await parking.take(tp, record)
@@ -286,7 +286,7 @@ class DeliveriesIn:
         """Wait while the lease is expired; False (dropped) once the partition is lost."""
         if self.lease.valid():
             return True
-        tp = TopicPartition(item[0].topic, item[0].partition)
+        tp = TopicPartition(item.record.topic, item.record.partition)
         if await self.lease.hold(lambda: self._running and tp in self.owned):
             return True
         self._dropped += 1
@@ -298,10 +298,10 @@ class DeliveriesIn:
         # Attempted: once done, its outcome records are durable and a next owner may skip it
         # (a record only parked may not be: see delivery/progress.py), as may the source of
         # a parked copy attempted here.
-        entry[3] = True
+        entry.attempted = True
         src = source_offset(record) if record.topic == PARKED else None
-        if src is not None and len(entry) == 4:  # once: an attempt may wait and come again
-            entry.append((TopicPartition(DELIVERIES, record.partition), src))
+        if src is not None and entry.source is None:  # once: an attempt may wait, come again
+            entry.source = (TopicPartition(DELIVERIES, record.partition), src)
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -313,7 +313,7 @@ class DeliveriesIn:
             except OwnershipLost:
                 raise
             except Exception as exc:
-                if classify(exc) != "record":
+                if send_failure(exc) != "record":
                     raise
                 # A result record refused before it was sent (too large): this one only.
                 sends = [await self._reject(record, failure_reason(exc))]
@@ -322,7 +322,7 @@ class DeliveriesIn:
             return
         self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
 
-    def _watch(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _watch(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
         self._sending.add(fut)
         fut.add_done_callback(partial(self._sent, record, entry))
@@ -336,7 +336,7 @@ class DeliveriesIn:
         self._sending.add(fut)
         fut.add_done_callback(partial(self._undecodable_sent, entry))
 
-    def _undecodable_sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _undecodable_sent(self, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return
@@ -349,14 +349,14 @@ class DeliveriesIn:
     async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
         return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
 
-    def _sent(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _sent(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return  # shutting down mid-send: not committed, redelivered
         exc = fut.exception()
         if exc is None:
             self._tracker.done(entry)
-        elif classify(exc) == "record":
+        elif send_failure(exc) == "record":
             # This delivery's result could not be written: park the delivery, go on.
             log.error(
                 "could not write the result of %s[%d]@%d (%r): sending it to %s",
@@ -375,7 +375,7 @@ class DeliveriesIn:
             self._crash(exc)
 
     async def _reject_after(
-        self, record: ConsumerRecord, entry: list[Any], exc: BaseException
+        self, record: ConsumerRecord, entry: Tracked, exc: BaseException
     ) -> None:
         try:
             await (await self._reject(record, failure_reason(exc)))

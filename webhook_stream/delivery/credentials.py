@@ -19,13 +19,14 @@ from webhook_stream.delivery.oauth2 import Token, TokenCache, read_token, token_
 from webhook_stream.delivery.signing import sign, sign_v1a
 from webhook_stream.http.client import HttpResult
 from webhook_stream.http.egress import Egress
+from webhook_stream.http.errors import TransportError
 from webhook_stream.http.identity import TlsIdentity
 from webhook_stream.subscriptions.receiver_auth import BasicAuth, OAuth2ClientCredentials
 from webhook_stream.subscriptions.signing_keys import private_key
 
 __all__ = ["AUTH_FAILED", "ReceiverCredentials", "signature"]
 
-AUTH_FAILED = "auth_failed"
+AUTH_FAILED = TransportError.AUTH_FAILED
 #: Most bytes of a token response read (a JWT with many claims fits).
 TOKEN_BODY_MAX = 65536
 

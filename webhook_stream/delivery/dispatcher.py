@@ -34,7 +34,13 @@ from webhook_stream.core.version import __version__
 from webhook_stream.delivery.budgets import TenantSlots, host_key
 from webhook_stream.delivery.credentials import ReceiverCredentials, signature
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
-from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
+from webhook_stream.delivery.policy import (
+    Action,
+    Schedule,
+    choose_retry_delay_topic,
+    decide,
+    retry_delay,
+)
 from webhook_stream.delivery.ratelimit import TokenBuckets
 from webhook_stream.failures.deadletter import dead_letter
 from webhook_stream.http.client import HttpResult
@@ -168,14 +174,8 @@ class Dispatcher:
             try:
                 # Checked again by the client right before the bytes leave: a stall while
                 # this attempt waited for a connection must not send it after the resume.
-                result = await self._credentials.post(
-                    sub,
-                    url,
-                    body,
-                    headers,
-                    sub.timeout_s or self._settings.http_timeout,
-                    before_send,
-                )
+                timeout = sub.timeout_s or self._settings.http_timeout
+                result = await self._credentials.post(sub, url, body, headers, timeout, before_send)
             except asyncio.CancelledError:
                 if span is not None:
                     span.finish(None, "not_sent", None, delivery.attempt_number + 1)
@@ -284,43 +284,42 @@ class Dispatcher:
         )
         self._metrics.attempt_duration.observe(result.duration_s)
 
-        outcome = classify(result, sub.retry_status_codes)
-        schedule = sub.retry_schedule or self._settings.retry_schedule
-        max_attempts = sub.max_attempts or len(schedule) + 1
+        decision = decide(
+            result,
+            delivery.attempts,
+            Schedule.of(
+                sub.retry_schedule or self._settings.retry_schedule,
+                sub.max_attempts,
+                sub.retry_status_codes,
+            ),
+        )
+        label = decision.action.value
         sends: list[asyncio.Future] = []
-        if outcome is Outcome.SUCCESS:
-            label = "succeeded"
+        if decision.action is Action.SUCCEEDED:
             self._metrics.succeeded.inc()
             self._observe_end_to_end(delivery)
             await self._released(delivery, sends)
-        elif outcome is Outcome.RETRY and delivery.attempts < max_attempts:
-            label = "retrying"
-            # A max_attempts beyond the schedule repeats its last step.
-            step = schedule[min(delivery.attempts, len(schedule)) - 1]
+        elif decision.action is Action.RETRYING:
+            assert decision.step is not None
             if sub.strict and self.hooks is not None:
                 # Everything behind it waits, durably, before it leaves.
                 await self.hooks.before_retry(delivery)
-            sends.append(await self._schedule_retry(delivery, step, result, span))
+            sends.append(await self._schedule_retry(delivery, decision.step, result, span))
         else:
-            label = "failed"
-            reason = "fatal_status" if outcome is Outcome.FATAL else "exhausted"
-            if result.status is None and outcome is Outcome.FATAL:
-                reason = (
-                    "forbidden_address" if result.error == "forbidden_address" else "invalid_target"
-                )
-            sends.extend(await self._finish(delivery, reason, span))
+            assert decision.reason is not None
+            sends.extend(await self._finish(delivery, decision.reason, span))
         if span is not None:
             span.finish(result.status, label, result.error, delivery.attempt_number)
         sends.append(await self._log_attempt(delivery, result, label, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
-        if (result.error or "").startswith("proxy_"):
+        if not decision.blames_receiver:
             return sends
         disable, change = self.health.record(
             sub.id,
             sub.version,
-            succeeded=outcome is Outcome.SUCCESS,
+            succeeded=decision.action is Action.SUCCEEDED,
             status=result.status,
-            dead_lettered=label == "failed",
+            dead_lettered=decision.action is Action.FAILED,
             now=time.time(),
         )
         if change is None:

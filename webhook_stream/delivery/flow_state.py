@@ -252,17 +252,12 @@ class FlowStates:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps)
-            while any([await consumer.position(tp) < end[tp] for tp in tps]):
-                batch = await fetch.getmany(consumer, timeout_ms=500)
-                for tp, records in batch.items():
-                    for record in records:
-                        if isinstance(record, fetch.Undecodable):
-                            continue  # logged, skipped
-                        key = (record.key or b"").decode("utf-8", "replace")
-                        if key.startswith(_MARKER):
-                            self.markers[tp.partition] = _markers_of(record.value)
-                        else:
-                            found[key] = _state_of(record.value, tp.partition)
+            async for tp, record in fetch.read_to_end(consumer, end):
+                key = (record.key or b"").decode("utf-8", "replace")
+                if key.startswith(_MARKER):
+                    self.markers[tp.partition] = _markers_of(record.value)
+                else:
+                    found[key] = _state_of(record.value, tp.partition)
         finally:
             await consumer.stop()
         return found

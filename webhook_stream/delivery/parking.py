@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -23,7 +23,7 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
 from webhook_stream.delivery.flow_state import SRC_HEADER, FlowState, FlowStates
-from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
@@ -39,8 +39,14 @@ FENCE_HEADER = "ws-takeover-fence"
 #: Its key (not an endpoint id: ids cannot hold NUL).
 _FENCE_KEY = b"\x00takeover-fence"
 
-#: (record, tracker entry, is the endpoint's head)
-Item = tuple[ConsumerRecord, list[Any], bool]
+
+class Item(NamedTuple):
+    """A record on its way through an endpoint's lane."""
+
+    record: ConsumerRecord
+    entry: Tracked
+    #: The strict endpoint's head, back from a retry (it goes before the lane's others).
+    head: bool
 
 
 class Parking:
@@ -54,7 +60,7 @@ class Parking:
         metrics: Metrics,
         lanes: Lanes[Item],
         tracker: OffsetTracker,
-        watch: Callable[[ConsumerRecord, list[Any], asyncio.Future[Any]], None],
+        watch: Callable[[ConsumerRecord, Tracked, asyncio.Future[Any]], None],
     ) -> None:
         self._registry = registry
         self._producer = producer
@@ -183,11 +189,11 @@ class Parking:
                 state.parked = max(0, state.parked - 1)
             head = self._is_head(state, record)
             lane = HEAD_PREFIX + key if head else key
-            self._lanes.submit(lane, 1 if head else width, (record, entry, head), counted=False)
+            self._lanes.submit(lane, 1 if head else width, Item(record, entry, head), counted=False)
             return
         if state is not None:
             if self._is_head(state, record):
-                self._lanes.submit(HEAD_PREFIX + key, 1, (record, entry, True))
+                self._lanes.submit(HEAD_PREFIX + key, 1, Item(record, entry, True))
                 return
             await self._park(tp, record, entry, state)
             return
@@ -213,7 +219,7 @@ class Parking:
             assert state is not None
             await self._park(tp, record, entry, state, gate)
             return
-        self._lanes.submit(key, width, (record, entry, False), group=tenant)
+        self._lanes.submit(key, width, Item(record, entry, False), group=tenant)
 
     def throttled_tenants(self) -> set[str]:
         """Tenants with an endpoint parking because a budget was full (not strict blocks)."""
@@ -221,21 +227,21 @@ class Parking:
 
     def finished_parked(self, item: Item) -> None:
         """A record read back from parking finished (or was given up)."""
-        if item[0].topic == PARKED:
+        if item.record.topic == PARKED:
             self.held -= 1
 
     async def wait_turn(self, item: Item) -> bool:
         """Before an attempt: wait while the endpoint's head is out. False: give up."""
-        if item[2]:
+        if item.head:
             return True
-        endpoint_id = (item[0].key or b"").decode("utf-8", "replace")
+        endpoint_id = (item.record.key or b"").decode("utf-8", "replace")
         return await self.flow_states.wait_released(endpoint_id)
 
     async def _park(
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        entry: list[Any],
+        entry: Tracked,
         state: FlowState,
         gate: asyncio.Future | None = None,
     ) -> None:
@@ -246,7 +252,7 @@ class Parking:
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        entry: list[Any],
+        entry: Tracked,
         state: FlowState,
         gate: asyncio.Future | None,
     ) -> None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent, WebhookStreamError
@@ -84,13 +84,11 @@ async def scan(
     consumer = kafka.tail_consumer(settings, max_poll_records=5000)
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
+        tps = await fetch.partitions_of(consumer, topic)
+        if not tps:
             if missing_ok:
                 return
             raise ReplayError(f"topic {topic!r} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if since is None:

@@ -39,7 +39,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topic
@@ -221,7 +221,7 @@ class RetryScheduler:
 
     async def _refused(self, rec: ConsumerRecord, exc: BaseException) -> None:
         """One record that could not be forwarded goes to webhooks.rejected; else raise."""
-        if classify(exc) != "record":
+        if send_failure(exc) != "record":
             raise exc  # an outage or a bug: the worker stops, this record uncommitted
         log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
         await (await reject(self._producer, rec, failure_reason(exc)))

@@ -12,18 +12,8 @@ SSRF: a host name is resolved by :class:`~webhook_stream.http.ssrf.GuardedResolv
 refused addresses) and only those addresses are connected to, each through the guarded
 socket factory; IP-literal hosts are checked before anything else.
 
-Error classes (``HttpResult.error``), when there is no response::
-
-    insecure_url       http:// while insecure targets are not allowed     (fatal)
-    invalid_url        the URL cannot be requested                        (fatal)
-    invalid_header     a header name or value with CR/LF or non-Latin-1   (fatal)
-    forbidden_address  the target resolves only to refused addresses      (fatal)
-    dns                the name did not resolve
-    connect            no address accepted the connection
-    tls                handshake or certificate failure
-    timeout            the attempt's time ran out before the response head
-    connection_reset   the peer closed or reset before the response head
-    protocol           the peer's bytes are not an HTTP/1.1 response
+When there is no response, ``HttpResult.error`` says why: a
+:class:`~webhook_stream.http.errors.TransportError`.
 """
 
 from __future__ import annotations
@@ -40,7 +30,7 @@ from aiohttp.abc import AbstractResolver
 
 from webhook_stream.core.settings import Settings
 from webhook_stream.http._http11 import Connection, Disconnected, Pool, ProtocolError
-from webhook_stream.http.errors import Refused
+from webhook_stream.http.errors import Refused, TransportError
 from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import (
     AddressPolicy,
@@ -55,11 +45,11 @@ __all__ = ["HttpClient", "HttpResult", "parse_retry_after"]
 
 @dataclass(slots=True)
 class HttpResult:
-    """What one POST produced: a status, or an error class when there was no response."""
+    """What one POST produced: a status, or a transport error when there was no response."""
 
     status: int | None
     body: bytes
-    error: str | None
+    error: TransportError | None
     retry_after: float | None
     duration_s: float
 
@@ -89,13 +79,13 @@ def _request_bytes(target: Target, body: bytes, headers: dict[str, str]) -> byte
     lines = [f"content-length: {len(body)}\r\n"]
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise Refused("invalid_header")
+            raise Refused(TransportError.INVALID_HEADER)
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     try:
         head = "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
-        raise Refused("invalid_header") from None
+        raise Refused(TransportError.INVALID_HEADER) from None
     return b"".join((target.prefix, head, body))
 
 
@@ -158,7 +148,7 @@ class HttpClient:
         assert self._tls is not None, "HttpClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and url[:8].lower() != "https://":
-            return HttpResult(None, b"", "insecure_url", None, 0.0)
+            return HttpResult(None, b"", TransportError.INSECURE_URL, None, 0.0)
         try:
             target = self._target(url)
             data = _request_bytes(target, body, headers)
@@ -264,16 +254,16 @@ class HttpClient:
             try:
                 found = await self._resolver.resolve(target.host, target.port, socket.AF_UNSPEC)
             except ForbiddenAddress:
-                raise Refused("forbidden_address") from None
+                raise Refused(TransportError.FORBIDDEN_ADDRESS) from None
             except OSError:
-                raise Refused("dns") from None
+                raise Refused(TransportError.DNS) from None
             addresses = [(r["family"], r["host"]) for r in found]
         for family, address in addresses:
             sockaddr = (address, target.port)
             try:
                 sock = self._socket((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
             except ForbiddenAddress:
-                raise Refused("forbidden_address") from None
+                raise Refused(TransportError.FORBIDDEN_ADDRESS) from None
             try:
                 sock.setblocking(False)
                 await loop.sock_connect(sock, sockaddr)
@@ -292,23 +282,23 @@ class HttpClient:
                 )
             except (ssl.SSLError, ssl.CertificateError):
                 sock.close()
-                raise Refused("tls") from None
+                raise Refused(TransportError.TLS) from None
             except BaseException:
                 sock.close()
                 raise
             return conn
-        raise Refused("connect")
+        raise Refused(TransportError.CONNECT)
 
 
-def _error_class(exc: BaseException) -> str:
+def _error_class(exc: BaseException) -> TransportError:
     if isinstance(exc, Refused):
         return exc.error
     if isinstance(exc, TimeoutError):
-        return "timeout"
+        return TransportError.TIMEOUT
     if isinstance(exc, ProtocolError):
-        return "protocol"
+        return TransportError.PROTOCOL
     if isinstance(exc, ssl.SSLError):
-        return "tls"
+        return TransportError.TLS
     if isinstance(exc, ConnectionError | OSError):
-        return "connection_reset"
-    return "transport"
+        return TransportError.CONNECTION_RESET
+    return TransportError.TRANSPORT

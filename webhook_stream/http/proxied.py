@@ -33,13 +33,14 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
 from webhook_stream.core.settings import Settings
 from webhook_stream.http.client import HttpClient, HttpResult, parse_retry_after
 from webhook_stream.http.egress import Egress
-from webhook_stream.http.errors import Refused
+from webhook_stream.http.errors import Refused, TransportError
 from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress
 from webhook_stream.http.urls import check_proxied_host, parse_target
@@ -60,6 +61,15 @@ def bypasses_proxy(host: str, no_proxy: tuple[str, ...]) -> bool:
     """True when ``host`` is, or is a subdomain of, an entry of ``no_proxy``."""
     host = host.rstrip(".").lower()
     return any(host == entry or host.endswith("." + entry) for entry in no_proxy)
+
+
+@dataclass(slots=True)
+class _HostSlot:
+    """One target host's connections through the proxy: at most ``http_pool_per_host``."""
+
+    gate: asyncio.Semaphore
+    #: Requests holding or waiting for the gate: the slot is dropped when none are left.
+    users: int = 0
 
 
 class HttpxClient:
@@ -94,7 +104,7 @@ class HttpxClient:
             if settings.egress_no_proxy
             else None
         )
-        self._hosts: dict[tuple[str, int, bool], list] = {}  # key -> [semaphore, users]
+        self._hosts: dict[tuple[str, int, bool], _HostSlot] = {}
         # An absolute-form request carries the proxy's credentials. proxy.py passes them on
         # to the receiver on every request after a kept-alive connection's first (measured,
         # tests/http/test_proxied.py): with credentials, each http:// request gets its own
@@ -164,7 +174,7 @@ class HttpxClient:
         assert self._client is not None, "HttpxClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and not url.startswith("https://"):
-            return HttpResult(None, b"", "insecure_url", None, 0.0)
+            return HttpResult(None, b"", TransportError.INSECURE_URL, None, 0.0)
         try:
             target = parse_target(url, self._policy)
             if self._direct is not None and bypasses_proxy(
@@ -183,21 +193,25 @@ class HttpxClient:
             if self._one_shot and not target.tls:
                 headers = {**headers, "connection": "close"}
         except ForbiddenAddress:
-            return HttpResult(None, b"", "forbidden_address", None, time.perf_counter() - started)
+            return HttpResult(
+                None, b"", TransportError.FORBIDDEN_ADDRESS, None, time.perf_counter() - started
+            )
         except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        slot = self._hosts.setdefault(
-            key, [asyncio.Semaphore(self._settings.http_pool_per_host), 0]
-        )
-        slot[1] += 1
+        slot = self._hosts.get(key)
+        if slot is None:
+            slot = self._hosts[key] = _HostSlot(
+                asyncio.Semaphore(self._settings.http_pool_per_host)
+            )
+        slot.users += 1
         response: httpx.Response | None = None
         held = False
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await slot[0].acquire()
+                    await slot.gate.acquire()
                     held = True
                     request = client.build_request(
                         "POST", url, content=body, headers=headers, timeout=timeout
@@ -210,11 +224,11 @@ class HttpxClient:
                 return HttpResult(None, b"", error, None, time.perf_counter() - started)
             kept = await self._read_body(response, deadline, body_max)
             status = response.status_code
-            error = None
+            error: TransportError | None = None
             if _from_proxy(response):
-                status, error = None, "proxy_error"
+                status, error = None, TransportError.PROXY_ERROR
             elif status == 407:
-                status, error = None, "proxy_auth"
+                status, error = None, TransportError.PROXY_AUTH
             return HttpResult(
                 status=status,
                 body=kept,
@@ -226,9 +240,9 @@ class HttpxClient:
             if response is not None:
                 await response.aclose()  # a body not read to its end closes the connection
             if held:
-                slot[0].release()
-            slot[1] -= 1
-            if slot[1] == 0:
+                slot.gate.release()
+            slot.users -= 1
+            if slot.users == 0:
                 del self._hosts[key]
 
     async def _read_body(
@@ -254,12 +268,12 @@ class HttpxClient:
 def _check_headers(headers: dict[str, str]) -> None:
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise Refused("invalid_header")
+            raise Refused(TransportError.INVALID_HEADER)
         try:
             name.encode("latin-1")
             value.encode("latin-1")
         except UnicodeEncodeError:
-            raise Refused("invalid_header") from None
+            raise Refused(TransportError.INVALID_HEADER) from None
 
 
 def _from_proxy(response: httpx.Response) -> bool:
@@ -282,25 +296,25 @@ def _caused_by_tls(exc: BaseException) -> bool:
     return False
 
 
-def _error_class(exc: BaseException, tls: bool) -> str:
+def _error_class(exc: BaseException, tls: bool) -> TransportError:
     if isinstance(exc, httpx.ProxyError):  # the proxy's answer to CONNECT: "407 ...", "502 ..."
-        return "proxy_auth" if str(exc).startswith("407") else "proxy_error"
+        return TransportError.PROXY_AUTH if str(exc).startswith("407") else "proxy_error"
     if isinstance(exc, httpx.ConnectTimeout):
-        return "proxy_connect"
+        return TransportError.PROXY_CONNECT
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timeout"
+        return TransportError.TIMEOUT
     if _caused_by_tls(exc):
         # Through a tunnel the handshake is the receiver's; to an http:// target the only
         # TLS is the proxy's own (an https:// proxy URL).
-        return "tls" if tls else "proxy_connect"
+        return TransportError.TLS if tls else TransportError.PROXY_CONNECT
     if isinstance(exc, httpx.ConnectError):
-        return "proxy_connect"  # every connection the client opens is to the proxy
+        return TransportError.PROXY_CONNECT  # every connection the client opens is to the proxy
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection_reset" if "disconnected" in str(exc) else "protocol"
+        return TransportError.CONNECTION_RESET if "disconnected" in str(exc) else "protocol"
     if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError | OSError):
-        return "connection_reset"
+        return TransportError.CONNECTION_RESET
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return "invalid_url"
+        return TransportError.INVALID_URL
     if isinstance(exc, httpx.LocalProtocolError):
-        return "invalid_header"
-    return "transport"
+        return TransportError.INVALID_HEADER
+    return TransportError.TRANSPORT

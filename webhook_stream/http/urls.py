@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from yarl import URL
 
 from webhook_stream.core.errors import InvalidSubscription
-from webhook_stream.http.errors import Refused
+from webhook_stream.http.errors import Refused, TransportError
 from webhook_stream.http.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
@@ -150,15 +150,15 @@ def parse_target(url: str, policy: AddressPolicy) -> Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise Refused("invalid_url") from None
+        raise Refused(TransportError.INVALID_URL) from None
     scheme = parts.scheme.lower()
     host = parts.hostname
     if scheme not in ("http", "https") or not host or "@" in parts.netloc or port == 0:
-        raise Refused("invalid_url")
+        raise Refused(TransportError.INVALID_URL)
     try:
         check_url_host(url, policy)
     except ForbiddenAddress:
-        raise Refused("forbidden_address") from None
+        raise Refused(TransportError.FORBIDDEN_ADDRESS) from None
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -167,7 +167,7 @@ def parse_target(url: str, policy: AddressPolicy) -> Target:
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
-            raise Refused("invalid_url") from None
+            raise Refused(TransportError.INVALID_URL) from None
     tls = scheme == "https"
     port = port or (443 if tls else 80)
     authority = f"[{host}]" if literal is not None and literal.version == 6 else host

@@ -30,7 +30,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
@@ -220,7 +220,7 @@ class EventsIn:
             at += len(item.futures)
             if failure is None:
                 continue
-            if classify(failure) != "record" or item.deliveries is None:
+            if send_failure(failure) != "record" or item.deliveries is None:
                 raise failure  # a rejected record that cannot be written: cannot go on
             failure = await self._resend(item.deliveries)
             if failure is None:
@@ -233,7 +233,7 @@ class EventsIn:
             try:
                 await (await send_delivery(self._producer, delivery))
             except Exception as exc:
-                if classify(exc) != "record":
+                if send_failure(exc) != "record":
                     raise
                 return exc
         return None

@@ -117,9 +117,7 @@ class SubscriptionWriter:
         await consumer.start()
         self.lease.attach(consumer, began)
         try:
-            await ends.topics()
-            parts = ends.partitions_for_topic(SUBSCRIPTIONS) or set()
-            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
+            tps = await fetch.partitions_of(ends, SUBSCRIPTIONS)
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=500, max_records=100)
                 for tp, records in batch.items():
@@ -365,11 +363,7 @@ class WriteClient:
         consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(SUBSCRIPTION_RESULTS) or set()
-            tps = [TopicPartition(SUBSCRIPTION_RESULTS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
+            tps = await fetch.open_topic(consumer, SUBSCRIPTION_RESULTS, at="end")
             for tp in tps:
                 await consumer.position(tp)  # fix the start before the first request
             self.ready.set()
