@@ -72,7 +72,7 @@ class ReceiverCredentials:
     ) -> HttpResult:
         auth = sub.auth
         if isinstance(auth, BasicAuth):
-            headers["authorization"] = auth.header()
+            headers["authorization"] = auth.header
         if not isinstance(auth, OAuth2ClientCredentials):
             return await self._http.post(url, body, headers, timeout, before_send, tls=sub.tls)
         started = time.perf_counter()

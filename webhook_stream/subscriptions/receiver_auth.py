@@ -59,12 +59,14 @@ class BasicAuth:
 
     username: str
     password: str = field(repr=False)
+    #: The ``Authorization`` value, made once (sent with every attempt).
+    header: str = field(init=False, repr=False, compare=False)
 
     type = "basic"
 
-    def header(self) -> str:
+    def __post_init__(self) -> None:
         pair = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
+        object.__setattr__(self, "header", "Basic " + base64.b64encode(pair).decode("ascii"))
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         password = self.password if include_secrets else MASK
@@ -81,15 +83,15 @@ class OAuth2ClientCredentials:
     scope: str | None = None
     audience: str | None = None
     client_auth: str = "basic"
+    #: Changes with any field (the secret too): a cached token belongs to one config.
+    fingerprint: str = field(init=False, repr=False, compare=False)
 
     type = "oauth2_client_credentials"
 
-    @property
-    def fingerprint(self) -> str:
-        """Changes with any field (the secret too): a cached token belongs to one config."""
+    def __post_init__(self) -> None:
         parts = (self.token_url, self.client_id, self.client_secret, self.scope, self.audience)
         text = "\x00".join(p or "" for p in (*parts, self.client_auth))
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        object.__setattr__(self, "fingerprint", hashlib.sha256(text.encode()).hexdigest()[:32])
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         return {
@@ -113,12 +115,12 @@ class ClientTls:
     client_cert: str
     client_key: str = field(repr=False)
     ca_cert: str | None = None
+    #: Connections are pooled per (host, identity): never shared between identities.
+    identity: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def identity(self) -> str:
-        """Connections are pooled per (host, identity): never shared between identities."""
+    def __post_init__(self) -> None:
         text = "\x00".join((self.client_cert, self.client_key, self.ca_cert or ""))
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        object.__setattr__(self, "identity", hashlib.sha256(text.encode()).hexdigest()[:32])
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         return {
