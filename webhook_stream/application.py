@@ -10,6 +10,7 @@ from faust.types.auth import CredentialsT
 from mode import ServiceT
 
 from webhook_stream.api.routes.views import register_views
+from webhook_stream.api.tenancy.quota import WriteQuota
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -29,6 +30,7 @@ class WebhookStreamApp(faust.App):
         super().__init__(settings.app_id, **kwargs)
         self.ws_settings = settings
         self.ws_metrics = Metrics()
+        self.ws_write_quota = WriteQuota(settings.tenant_writes_per_s, settings.tenant_write_burst)
         self.runtime = Runtime(self, settings, self.ws_metrics, loop=None)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:

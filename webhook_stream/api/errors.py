@@ -43,6 +43,7 @@ CODES: dict[str, int] = {
     "limit_exceeded": 409,
     "precondition_failed": 412,
     "too_large": 413,
+    "rate_limited": 429,
     "internal": 500,
     "unavailable": 503,
 }
@@ -58,13 +59,17 @@ def code_for(status: int) -> str:
 class ApiError(WebhookStreamError):
     """A request the API refuses; ``status`` and ``code`` say how, ``field`` names the input."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = CODES[code]
         self.code = code
         self.message = message
         self.field = field
-        self.retriable = code == "unavailable"
+        self.retriable = code in ("unavailable", "rate_limited")
+        #: Seconds for ``Retry-After`` (a 429's; a 503 has its own).
+        self.retry_after = retry_after
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -93,6 +98,8 @@ def error_headers(status: int) -> dict[str, str] | None:
 
 def error_response(view: View, exc: ApiError) -> Response:
     headers = error_headers(exc.status)
+    if exc.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after)}
     return view.json(
         error_body(exc.code, exc.message, exc.field), status=exc.status, headers=headers
     )

@@ -214,6 +214,10 @@ class Settings:
     max_in_flight_per_tenant: int = 100
     #: Endpoints one tenant may have (API creates beyond it answer 409 ``limit_exceeded``).
     max_endpoints_per_tenant: int = 1000
+    #: API writes (POST/PUT/PATCH/DELETE) one tenant token may make per second on one
+    #: worker, after a burst of ``tenant_write_burst``; beyond it 429 ``rate_limited``.
+    tenant_writes_per_s: float = 10.0
+    tenant_write_burst: int = 50
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
@@ -290,11 +294,14 @@ class Settings:
             "max_pending_per_tenant",
             "max_in_flight_per_tenant",
             "max_endpoints_per_tenant",
+            "tenant_write_burst",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
+        if not self.tenant_writes_per_s > 0:
+            raise ConfigError(f"{PREFIX}TENANT_WRITES_PER_S: must be > 0")
         try:
             re.compile(self.events_pattern)
         except re.error as exc:

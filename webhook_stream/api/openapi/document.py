@@ -276,13 +276,18 @@ _ERRORS = {
     401: "Missing, wrong, revoked or expired token; or no admin token configured",
     403: "A tenant token on an admin-only route, or naming another tenant",
     404: "No such object, or another tenant's",
+    429: "A tenant token's writes are over `TENANT_WRITES_PER_S` on this worker; retry "
+    "after `Retry-After` seconds",
     503: "Tenant tokens or the status view are (re)loading, or a subscription write could "
     "not be decided now; retry",
 }
 
 
 def _error_headers(status: int) -> dict[str, Any]:
-    """The headers every answer of ``status`` carries (a 401's challenge)."""
+    """The headers every answer of ``status`` carries (a 401's challenge, a 429's wait)."""
+    if status == 429:
+        wait = {"type": "string", "pattern": "^[0-9]+$"}
+        return {"headers": {"Retry-After": {"required": True, "schema": wait}}}
     if status == 401:
         challenge = {"type": "string", "const": WWW_AUTHENTICATE}
         return {"headers": {"WWW-Authenticate": {"required": True, "schema": challenge}}}
@@ -314,6 +319,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         if status in op.etag:
             responses[str(status)]["headers"] = {"ETag": {**_ETAG_HEADER, "required": True}}
     for status in [] if op.access == "open" else _ERRORS:
+        if status == 429 and (op.access == "admin" or op.method.upper() in ("GET", "HEAD")):
+            continue
         responses.setdefault(str(status), {"$ref": f"#/components/responses/E{status}"})
     params = [
         {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -108,8 +109,26 @@ def _authenticate(view: View, request: Request) -> Principal:
     raise ApiError("unauthorized", "wrong, revoked or expired bearer token")
 
 
-def authorized(handler: Handler) -> Handler:
-    """Authenticate (constant-time for the admin token), then run ``handler``.
+#: Methods that only read: never counted against a tenant's write quota.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_quota(view: View, request: Request, tenant_id: str) -> None:
+    """429 when a tenant token's writes are over its share (:mod:`.quota`)."""
+    if request.method in _READS:
+        return
+    wait = view.app.ws_write_quota.take(tenant_id, time.monotonic())
+    if wait > 0:
+        raise ApiError(
+            "rate_limited",
+            "too many writes by this tenant; retry after the time in Retry-After",
+            retry_after=max(1, math.ceil(wait)),
+        )
+
+
+def authorized(handler: Handler, *, admin: bool = False) -> Handler:
+    """Authenticate (constant-time for the admin token), refuse a tenant token on an
+    ``admin`` route (403) or over its write quota (429), then run ``handler``.
 
     The principal is on the request (:func:`principal_of`); :class:`ApiError` and
     :class:`InvalidSubscription` raised by the handler become the one error shape.
@@ -118,7 +137,11 @@ def authorized(handler: Handler) -> Handler:
     @wraps(handler)
     async def check(view: View, request: Request, **kwargs: Any) -> Response:
         try:
-            request[_PRINCIPAL] = _authenticate(view, request)
+            principal = request[_PRINCIPAL] = _authenticate(view, request)
+            if principal.tenant_id is not None:
+                if admin:
+                    principal.require_admin()
+                _check_quota(view, request, principal.tenant_id)
             return await handler(view, request, **kwargs)
         except ApiError as exc:
             return error_response(view, exc)
@@ -142,13 +165,7 @@ def authorized(handler: Handler) -> Handler:
 
 def admin_only(handler: Handler) -> Handler:
     """:func:`authorized`, and 403 for a tenant token."""
-
-    @wraps(handler)
-    async def check(view: View, request: Request, **kwargs: Any) -> Response:
-        principal_of(request).require_admin()
-        return await handler(view, request, **kwargs)
-
-    return authorized(check)
+    return authorized(handler, admin=True)
 
 
 async def json_body(request: Request, timeout: float = 20.0) -> Any:
