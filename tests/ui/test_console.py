@@ -346,7 +346,10 @@ async def test_the_console_sets_what_a_receiver_demands_and_never_shows_a_secret
     await expect(page.locator("#notice")).to_contain_text("Saved: signature_scheme, auth, tls")
     public_key = page.locator('#settings [data-field="public_key"]')
     await expect(public_key).to_have_text(re.compile(r"^whpk_"))
-    await expect(page.locator('#settings [data-field="auth"]')).to_contain_text('"****"')
+    await expect(page.locator('#settings [data-field="auth"]')).to_have_text(
+        "OAuth2 client credentials: console-client at https://auth.example.com/token "
+        "(secret ****, client auth basic)"
+    )
     await expect(page.locator('#settings [data-field="tls"]')).to_have_text(
         "client certificate (key ****)"
     )

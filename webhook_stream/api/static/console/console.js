@@ -381,6 +381,13 @@
       ["audience", "Audience", "text"], ["client_auth", "Client auth (basic or body)", "text"]],
   };
 
+  function authText(auth) {
+    if (!auth) return "–";
+    if (auth.type === "basic") return "Basic: " + auth.username + " (password " + MASK + ")";
+    return "OAuth2 client credentials: " + auth.client_id + " at " + auth.token_url + " (secret " + MASK + ", client auth " + auth.client_auth + ")" +
+      (auth.scope ? ", scope " + auth.scope : "") + (auth.audience ? ", audience " + auth.audience : "");
+  }
+
   function tlsText(tls) {
     if (!tls) return "–";
     return "client certificate (key " + MASK + ")" + (tls.ca_cert ? ", own CA bundle" : "");
@@ -460,7 +467,7 @@
     const fields = ["id", "tenant_id", "url", "event_types", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "signature_scheme", "public_key", "auth", "tls", "created_at", "updated_at"];
     for (const f of fields) {
       if (sub[f] === undefined && ["ordering", "signature_scheme", "public_key", "auth", "tls"].includes(f)) continue;
-      const text = f === "tls" ? tlsText(sub.tls) : shown(sub[f]);
+      const text = f === "tls" ? tlsText(sub.tls) : f === "auth" ? authText(sub.auth) : shown(sub[f]);
       settings.append(h("dt", { text: f }), h("dd", { class: ["url", "id", "public_key"].includes(f) ? "mono" : "", dataset: { field: f }, text }));
     }
     if (sub.flow) settings.append(h("dt", { text: "flow" }), h("dd", { class: "small", dataset: { field: "flow" }, text: flowText(sub.flow) }));
