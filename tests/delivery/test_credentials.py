@@ -258,3 +258,20 @@ def test_auth_is_given_again_when_the_url_moves_to_another_host() -> None:
         refuse_auth_left_behind(True, current, {"url": "https://other.example.com/"})
     assert refused.value.field == "auth" and "pw" not in str(refused.value)
     refuse_auth_left_behind(True, sub().to_dict(True), {"url": "https://other.example.com/"})
+
+
+async def test_the_token_url_passes_the_ssrf_guard_of_deliveries() -> None:
+    """A token URL on a loopback address is refused at send time like a delivery URL
+    (the stored form is validated without the address policy): no token, auth_failed."""
+    tokens = await TokenServer("c", "s3").start()
+    http = HttpClient(Settings.from_env({}), require_https=False)  # the production policy
+    auth = {**OAUTH2, "token_url": tokens.url, "client_id": "c", "client_secret": "s3"}
+    s = sub(url="https://hooks.example.com/x", auth=auth)
+    await http.start()
+    try:
+        result = await ReceiverCredentials(http).post(s, s.url, b"{}", {}, 2.0)
+    finally:
+        await http.close()
+        await tokens.stop()
+    assert (result.status, result.error) == (None, AUTH_FAILED)
+    assert tokens.requests == []  # never reached
