@@ -114,12 +114,11 @@ class HttpxClient:
     async def start(self) -> None:
         if self._tls is None:
             self._tls = ssl.create_default_context()  # verifies certificate and host name
-        self._client = self._new_client(self._tls)
+        self._client = self._new_client(self._tls, self._settings.http_pool_size)
         if self._direct is not None:
             await self._direct.start()
 
-    def _new_client(self, context: ssl.SSLContext) -> httpx.AsyncClient:
-        pool = self._settings.http_pool_size
+    def _new_client(self, context: ssl.SSLContext, pool: int) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(
             proxy=httpx.Proxy(str(self._settings.egress_proxy)),
             verify=context,
@@ -143,7 +142,9 @@ class HttpxClient:
                 context = self._identities.get(tls)
             except (ssl.SSLError, ValueError, OSError):
                 raise Refused("tls") from None
-            found = self._identity_clients[tls.identity] = self._new_client(context)
+            # An identity is one endpoint's, usually one host's: its own pool is that small.
+            pool = self._settings.http_pool_per_host
+            found = self._identity_clients[tls.identity] = self._new_client(context, pool)
         return found
 
     async def close(self) -> None:
