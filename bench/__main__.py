@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .filters import filter_rows
 from .globs import glob_row
 from .report import text_table
 from .run import Bench
@@ -149,6 +150,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 6d (in-process, no broker or worker) and print it",
     )
     p.add_argument(
+        "--filter-subs",
+        type=int,
+        default=10_000,
+        help="subscriptions with content filters of rows 6e/6f (default 10000; 0 skips them)",
+    )
+    p.add_argument(
+        "--filters-only",
+        action="store_true",
+        help="run only rows 6e/6f (in-process, no broker or worker) and print them",
+    )
+    p.add_argument(
         "--tracing-only",
         action="store_true",
         help="run only row 5t: worker CPU per delivery with tracing off and on (OTLP)",
@@ -177,6 +189,11 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.filters_only:
+        rows, raw = filter_rows(args.filter_subs or 10_000)
+        print(text_table(rows))
+        print(raw)
+        return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)
         print(text_table([row]))

@@ -35,6 +35,7 @@ from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
 from .egress import phase_proxied
+from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
@@ -285,6 +286,10 @@ class Bench:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
             self.rows.append(row)
+        if a.filter_subs:
+            self.say(f"6e/6f routing with {a.filter_subs:,} filtered subscriptions (in-process)")
+            rows, self.raw["filters"] = filter_rows(a.filter_subs)
+            self.rows.extend(rows)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(

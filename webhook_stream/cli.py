@@ -182,8 +182,14 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> ReplaySummary
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        times = {k: parse_time(getattr(args, k)) for k in ("since", "until") if getattr(args, k)}
-        common: dict = {"endpoint": args.endpoint, "tenant": args.tenant, "dry_run": args.dry_run}
+        times: dict[str, Any] = {
+            k: parse_time(getattr(args, k)) for k in ("since", "until") if getattr(args, k)
+        }
+        common: dict[str, Any] = {
+            "endpoint": args.endpoint,
+            "tenant": args.tenant,
+            "dry_run": args.dry_run,
+        }
         if args.source == "deadletter":
             return await replay_deadletter(
                 settings, producer, force=args.force, progress=_progress, **common, **times

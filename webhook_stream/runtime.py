@@ -37,6 +37,7 @@ from webhook_stream.http.proxied import egress_client
 from webhook_stream.ingest.consumer import EventsIn
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
+from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 from webhook_stream.subscriptions.writes import SubscriptionWriter, WriteClient
 
@@ -79,6 +80,7 @@ class Runtime(Service):
         self.http: Egress | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.tokens = TokenStore(settings)
+        self.catalog = EventTypeCatalog(settings)
         self.delivery: DeliveriesIn | None = None
         self.writes: WriteClient | None = None
         #: Set at start, once the web port (the ``--web-port`` flag wins) is known.
@@ -114,11 +116,6 @@ class Runtime(Service):
             raise
         await ensure_topics(self.settings)
         self.tracer = tracer = tracing.from_env()
-        self.metrics.lag.interval = self.settings.lag_interval
-        # Reads one record per lagging partition for its timestamp; small fetches suffice.
-        self.metrics.lag.probe_factory = lambda: kafka.tail_consumer(
-            self.settings, background=True, max_partition_fetch_bytes=65_536
-        )
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
@@ -143,7 +140,9 @@ class Runtime(Service):
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics, tracer)
+        events_in = EventsIn(
+            self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog
+        )
         retry = RetryScheduler(self.settings, producer, self.metrics)
         status = self._status_process()
         self.metrics.lag.watch_positions(f"{self.settings.app_id}-status", status.positions)
@@ -160,6 +159,7 @@ class Runtime(Service):
             stalls,
             self.registry,
             self.tokens,
+            self.catalog,
             writes,
             writer,
             delivery.health,
@@ -214,6 +214,7 @@ class Runtime(Service):
         return {
             "subscriptions_loaded": self.registry.ready.is_set(),
             "tokens_loaded": self.tokens.ready.is_set(),
+            "event_types_loaded": self.catalog.ready.is_set(),
             "delivery_running": self.delivery is not None,
             "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),

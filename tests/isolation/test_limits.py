@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.tls import client_identity
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES, MAX_FILTER_NODES
 from webhook_stream.subscriptions.validation import (
     MAX_HEADER_BYTES,
     MIN_RATE_LIMIT_PER_S,
@@ -32,6 +34,16 @@ _HEADERS_AT_LIMIT["X-Last"] = "v" * (
 )
 
 _TLS = client_identity("worst")
+
+
+def _filter_at_limits(extra: int) -> dict[str, Any]:
+    """A filter with the most conditions, padded to the most bytes (plus ``extra``)."""
+    conditions = {f"k{i}": {"$in": [i, "x"]} for i in range(MAX_FILTER_NODES // 2 - 2)}
+    spec: dict[str, Any] = {"tenant_id": "acme", "data": {"$or": [conditions], "pad": ""}}
+    size = len(orjson.dumps(spec))
+    spec["data"]["pad"] = "p" * (MAX_FILTER_BYTES - size + extra)
+    return spec
+
 
 #: field -> (worst accepted value, the next value refused, the field the error names).
 #: Fields of the body a tenant sets; the server's own (secret rotation, versions,
@@ -73,6 +85,7 @@ WORST: dict[str, tuple[Any, Any, str]] = {
         {**_TLS, "client_cert": _TLS["client_cert"] + "x" * 65536},
         "tls.client_cert",
     ),
+    "filter": (_filter_at_limits(0), _filter_at_limits(1), "filter"),
 }
 
 

@@ -7,7 +7,8 @@
   vendored viewer;
 * :mod:`.console`: the static web console and the serving of vendored files (``static/``).
 
-Shared by all four: one error shape (:mod:`.errors`) and pagination (:mod:`.pagination`).
+Shared by all four: one error shape (:mod:`.errors`), pagination (:mod:`.pagination`) and
+the serving app's settings and runtime (:mod:`.host`).
 May import every role below it (``core``, ``subscriptions``, ``ingest``, ``failures``,
 ``status``, ``delivery``); nothing but ``application`` and ``runtime`` imports it.
 """

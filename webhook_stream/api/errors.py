@@ -110,7 +110,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """aiohttp's own refusals (no such route, method, a body over the limit) in the one
     error shape too, instead of its plain-text pages."""
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

@@ -199,8 +199,8 @@ def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
                 continue
             if done.cancelled():
                 future.cancel()
-            elif done.exception() is not None:
-                future.set_exception(done.exception())  # type: ignore[arg-type]
+            elif (exc := done.exception()) is not None:
+                future.set_exception(exc)
             else:
                 future.set_result(done.result())
 

@@ -60,12 +60,18 @@ def oldest_age(
 class LagWatch:
     """Samples the lag of the consumers :meth:`watch` was given, every ``interval`` s."""
 
-    def __init__(self, gauge: Gauge, age: Gauge | None = None, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        gauge: Gauge,
+        age: Gauge | None = None,
+        interval: float = 10.0,
+        probe_factory: Callable[[], AIOKafkaConsumer] | None = None,
+    ) -> None:
         self._gauge = gauge
         self._age = age
         self.interval = interval
-        #: Makes the group-less probe consumer (set by the runtime; none: no ages).
-        self.probe_factory: Callable[[], AIOKafkaConsumer] | None = None
+        #: Makes the group-less probe consumer (none: no ages).
+        self.probe_factory = probe_factory
         self._probe: AIOKafkaConsumer | None = None
         self._stamps: dict[tuple[TopicPartition, int], int] = {}
         self._consumers: dict[str, AIOKafkaConsumer] = {}

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from webhook_stream.core.errors import ConfigError
@@ -214,6 +215,9 @@ class Settings:
     max_in_flight_per_tenant: int = 100
     #: Endpoints one tenant may have (API creates beyond it answer 409 ``limit_exceeded``).
     max_endpoints_per_tenant: int = 1000
+    #: Events checked against their catalogued type's JSON Schema (``webhooks.event_types``):
+    #: ``off``, ``per_type`` (entries with ``"enforce": true``) or ``all`` catalogued types.
+    validate_events: str = "per_type"
     #: API writes (POST/PUT/PATCH/DELETE) one tenant token may make per second on one
     #: worker, after a burst of ``tenant_write_burst``; beyond it 429 ``rate_limited``.
     tenant_writes_per_s: float = 10.0
@@ -250,7 +254,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``WEBHOOK_STREAM_*`` variable; a bad value raises :class:`ConfigError`."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each converted to its field's type by _convert
         for f in fields(cls):
             name = PREFIX + f.name.upper()
             if name not in env:
@@ -260,7 +264,7 @@ class Settings:
                 values[f.name] = _convert(f.name, raw, f.default)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
-        settings = cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)
         settings.validate()
         return settings
 
@@ -300,6 +304,8 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")
         if self.http_timeout <= 0:
             raise ConfigError(f"{PREFIX}HTTP_TIMEOUT: must be > 0")
+        if self.validate_events not in ("off", "per_type", "all"):
+            raise ConfigError(f"{PREFIX}VALIDATE_EVENTS: one of off, per_type, all")
         if not self.tenant_writes_per_s > 0:
             raise ConfigError(f"{PREFIX}TENANT_WRITES_PER_S: must be > 0")
         try:
@@ -374,6 +380,8 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 def _convert(name: str, raw: str, default: object) -> object:
     if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
         return raw.strip().upper()
+    if name == "validate_events":
+        return raw.strip().lower()
     if name == "kafka_sasl_password":
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):

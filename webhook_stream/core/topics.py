@@ -19,6 +19,7 @@ __all__ = [
     "ENDPOINT_FLOW",
     "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
+    "EVENT_TYPES",
     "PARKED",
     "REJECTED",
     "SUBSCRIPTIONS",
@@ -41,6 +42,8 @@ ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
 TOKENS = "webhooks.tokens"
+#: Compacted: the event-type catalog, keyed by type name.
+EVENT_TYPES = "webhooks.event_types"
 #: Deliveries set aside for an endpoint that is blocked or over its share (keyed and
 #: partitioned like ``webhooks.deliveries``).
 PARKED = "webhooks.parked"
@@ -90,6 +93,9 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
         # Few records and read whole by every worker: one partition keeps start-up cheap.
         TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
+        TopicSpec(
+            EVENT_TYPES, 1, {"cleanup.policy": "compact"}, "event-type catalog: schemas, examples"
+        ),
         # Must outlive the longest head-of-line wait (a strict head's whole schedule).
         TopicSpec(PARKED, p, keep(30), "deliveries waiting behind a blocked or busy endpoint"),
         TopicSpec(ENDPOINT_FLOW, p, {"cleanup.policy": "compact"}, "strict heads, parking"),

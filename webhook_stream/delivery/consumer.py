@@ -340,11 +340,12 @@ class DeliveriesIn:
         self._sending.discard(fut)
         if fut.cancelled():
             return
-        if fut.exception() is None:
+        exc = fut.exception()
+        if exc is None:
             self._tracker.done(entry)
         else:
-            log.critical("could not write %s: %r", REJECTED, fut.exception())
-            self._crash(fut.exception())
+            log.critical("could not write %s: %r", REJECTED, exc)
+            self._crash(exc)
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
         return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)

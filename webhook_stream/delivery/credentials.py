@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from webhook_stream.delivery.oauth2 import Token, TokenCache, read_token, token_request
 from webhook_stream.delivery.signing import sign, sign_v1a
 from webhook_stream.http.client import HttpResult
 from webhook_stream.http.egress import Egress
 from webhook_stream.http.errors import TransportError
-from webhook_stream.http.identity import TlsIdentity
+from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.receiver_auth import BasicAuth, OAuth2ClientCredentials
 from webhook_stream.subscriptions.signing_keys import private_key
 
@@ -31,18 +30,7 @@ AUTH_FAILED = TransportError.AUTH_FAILED
 TOKEN_BODY_MAX = 65536
 
 
-class _Sub(Protocol):
-    id: str
-    signature_scheme: str
-    auth: BasicAuth | OAuth2ClientCredentials | None
-    tls: TlsIdentity | None
-
-    def signing_keys(self, now: float) -> list[bytes]: ...
-
-    def ed25519_keys(self, now: float) -> list[str]: ...
-
-
-def signature(sub: _Sub, msg_id: str, timestamp: int, body: bytes, now: float) -> str:
+def signature(sub: Subscription, msg_id: str, timestamp: int, body: bytes, now: float) -> str:
     """The ``webhook-signature`` value: ``v1`` entries, ``v1a`` entries, or both."""
     parts = []
     if sub.signature_scheme != "ed25519":
@@ -63,7 +51,7 @@ class ReceiverCredentials:
 
     async def post(
         self,
-        sub: _Sub,
+        sub: Subscription,
         url: str,
         body: bytes,
         headers: dict[str, str],

@@ -251,5 +251,9 @@ async def replay_events(
         if tenant is None or event.tenant_id == tenant:
             if scoped:
                 summary.scanned += 1
-            todo.extend(fan_out(event, index, only_endpoint=endpoint, origin="replay"))
+            todo.extend(
+                fan_out(
+                    event, index, only_endpoint=endpoint, origin="replay", headers=record.headers
+                )
+            )
     return await _requeue(producer, todo, summary)

@@ -241,11 +241,12 @@ class RetryScheduler:
                 remaining_ms = waiting.due_ms - now_ms
                 if remaining_ms <= horizon_ms or not self.lease.valid():
                     break  # due soon (or the lease lapsed): the commit waits for it
-                stale = now_ms - waiting.record.timestamp > stale_ms
+                rec = waiting.record
+                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
+                stale = now_ms - rec.timestamp > stale_ms
                 if not behind and not stale:
                     break
                 target = retry_topic(move_target(remaining_ms / 1000, self._delays))
-                rec = waiting.record
                 sends.append(await self._producer.send(target, rec.value, key=rec.key))
                 waiting.forwarded = True
                 self._metrics.retry_moved.labels(tp.topic).inc()

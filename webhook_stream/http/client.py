@@ -243,13 +243,14 @@ class HttpClient:
         try:
             return self._identities.get(tls)
         except (ssl.SSLError, ValueError, OSError):
-            raise Refused("tls") from None
+            raise Refused(TransportError.TLS) from None
 
     async def _open(self, target: Target, context: ssl.SSLContext | None) -> Connection:
         loop = asyncio.get_running_loop()
+        addresses: list[tuple[int, str]]
         if target.literal:
-            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-            addresses = [(family, target.host)]
+            literal_family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+            addresses = [(literal_family, target.host)]
         else:
             try:
                 found = await self._resolver.resolve(target.host, target.port, socket.AF_UNSPEC)

@@ -141,7 +141,7 @@ class HttpxClient:
             try:
                 context = self._identities.get(tls)
             except (ssl.SSLError, ValueError, OSError):
-                raise Refused("tls") from None
+                raise Refused(TransportError.TLS) from None
             # An identity is one endpoint's, usually one host's: its own pool is that small.
             pool = self._settings.http_pool_per_host
             found = self._identity_clients[tls.identity] = self._new_client(context, pool)
@@ -221,10 +221,10 @@ class HttpxClient:
                         before_write()
                     response = await client.send(request, stream=True)
             except (TimeoutError, httpx.HTTPError, OSError) as exc:
-                error = _error_class(exc, target.tls)
-                return HttpResult(None, b"", error, None, time.perf_counter() - started)
+                failure = _error_class(exc, target.tls)
+                return HttpResult(None, b"", failure, None, time.perf_counter() - started)
             kept = await self._read_body(response, deadline, body_max)
-            status = response.status_code
+            status: int | None = response.status_code
             error: TransportError | None = None
             if _from_proxy(response):
                 status, error = None, TransportError.PROXY_ERROR
@@ -299,7 +299,9 @@ def _caused_by_tls(exc: BaseException) -> bool:
 
 def _error_class(exc: BaseException, tls: bool) -> TransportError:
     if isinstance(exc, httpx.ProxyError):  # the proxy's answer to CONNECT: "407 ...", "502 ..."
-        return TransportError.PROXY_AUTH if str(exc).startswith("407") else "proxy_error"
+        return (
+            TransportError.PROXY_AUTH if str(exc).startswith("407") else TransportError.PROXY_ERROR
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return TransportError.PROXY_CONNECT
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
@@ -311,7 +313,11 @@ def _error_class(exc: BaseException, tls: bool) -> TransportError:
     if isinstance(exc, httpx.ConnectError):
         return TransportError.PROXY_CONNECT  # every connection the client opens is to the proxy
     if isinstance(exc, httpx.RemoteProtocolError):
-        return TransportError.CONNECTION_RESET if "disconnected" in str(exc) else "protocol"
+        return (
+            TransportError.CONNECTION_RESET
+            if "disconnected" in str(exc)
+            else TransportError.PROTOCOL
+        )
     if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.CloseError | OSError):
         return TransportError.CONNECTION_RESET
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):

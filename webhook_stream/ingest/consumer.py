@@ -37,6 +37,7 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.tracing import OFF, Tracer
 from webhook_stream.ingest.decoding import parse_record
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
+from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["EventsIn"]
@@ -61,6 +62,7 @@ class EventsIn:
         registry: SubscriptionRegistry,
         metrics: Metrics,
         tracer: Tracer = OFF,
+        catalog: EventTypeCatalog | None = None,
     ) -> None:
         self._settings = settings
         self._tracer = tracer
@@ -68,6 +70,7 @@ class EventsIn:
         self._batcher = batcher
         self._registry = registry
         self._metrics = metrics
+        self._catalog = catalog
         self._running = True
         self.listener = kafka.JoinedListener()
         self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
@@ -78,6 +81,8 @@ class EventsIn:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
+        if self._catalog is not None:
+            await self._catalog.ready.wait()  # schemas known before events are checked
         consumer = kafka.group_consumer(
             self._settings,
             "fanout",
@@ -108,6 +113,7 @@ class EventsIn:
                             # these out by now. Read again once confirmed, if still owned.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        handled: _Sent | None
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:
@@ -154,7 +160,11 @@ class EventsIn:
             event = parse_record(record, self._settings.max_event_bytes)
         except RejectedEvent as exc:
             return await self._reject(record, exc.reason)
-        deliveries = fan_out(event, self._registry.index)
+        if self._catalog is not None:
+            violation = self._catalog.check(event)
+            if violation is not None:
+                return await self._reject(record, violation)
+        deliveries = fan_out(event, self._registry.index, headers=record.headers)
         if not deliveries:
             self._metrics.no_match.inc()
             return None

@@ -99,6 +99,7 @@ def parse_event(
         tenant_id=_tenant_id(raw_tenant),
         traceparent=traceparent,
         tracestate=tracestate,
+        decoded=data,
     )
 
 
@@ -119,10 +120,11 @@ def _trace_context(hdrs: Mapping[str, bytes], value: bytes | None) -> tuple[str 
         except orjson.JSONDecodeError:
             return None, None
         if isinstance(obj, dict) and "specversion" in obj:
-            parent, state = obj.get("traceparent"), obj.get("tracestate")
-            traceparent = valid_traceparent(parent) if isinstance(parent, str) else None
+            found, found_state = obj.get("traceparent"), obj.get("tracestate")
+            traceparent = valid_traceparent(found) if isinstance(found, str) else None
             if traceparent is not None:
-                return traceparent, valid_tracestate(state) if isinstance(state, str) else None
+                tracestate = found_state if isinstance(found_state, str) else None
+                return traceparent, valid_tracestate(tracestate)
     return None, None
 
 

@@ -86,13 +86,13 @@ class OwnerAssignor(AbstractPartitionAssignor):
         self.owners: dict[int, str] = {}
         self.generation = 0
 
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         applied = {str(p): n for p, n in self._applied().items()}
         return ConsumerProtocolMemberMetadata(
             self.version, list(topics), orjson.dumps({"url": self.own_url, "applied": applied})
         )
 
-    def assign(  # type: ignore[override]
+    def assign(
         self, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         urls: dict[str, str] = {}
@@ -122,7 +122,7 @@ class OwnerAssignor(AbstractPartitionAssignor):
             )
         return out
 
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
         try:
             owners = orjson.loads(assignment.user_data or b"{}").get("owners", {})
             self.owners = {int(p): url for p, url in owners.items()}

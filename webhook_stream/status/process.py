@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ async def _serve(answers: Any) -> int:
     settings = replace(Settings(), **needed)
     view = PartitionedView(settings, Path(where["store_path"]), where["own_url"])
     tail = asyncio.create_task(view.run())
-    ops = {
+    ops: dict[str, Callable[..., Any]] = {
         "delivery": view.delivery,
         "attempts": view.attempts,
         "info": view.info,

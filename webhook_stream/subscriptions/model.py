@@ -15,6 +15,7 @@ from typing import Any
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import format_duration, parse_duration
+from webhook_stream.subscriptions.filters import Filter
 from webhook_stream.subscriptions.receiver_auth import ClientTls, ReceiverAuth
 from webhook_stream.subscriptions.secrets import mask_header
 from webhook_stream.subscriptions.signing_keys import (
@@ -101,6 +102,9 @@ class Subscription:
     #: Set when the endpoint is created (``inc_`` + random): a deleted id created again is
     #: another incarnation, and its history (status, attempts, stats) starts empty.
     incarnation: str | None = None
+    #: Content filter (:mod:`~webhook_stream.subscriptions.filters`), compiled once per
+    #: version: tried only on events whose type and tenant match.
+    filter: Filter | None = None
     #: ``hmac-sha256`` (``v1``), ``ed25519`` (``v1a``) or ``both``.
     signature_scheme: str = "hmac-sha256"
     #: The ed25519 private key (``whsk_``); its ``whpk_`` public key is what reads show.
@@ -118,6 +122,10 @@ class Subscription:
             "event_types": list(self.event_types),
             "tenant_id": self.tenant_id,
         }
+        if self.filter is None:
+            out["filter"] = None
+        else:  # the stored form holds JSON text (the Avro schema cannot hold any object)
+            out["filter"] = self.filter.text() if include_secrets else self.filter.spec
         if include_secrets:
             out["secret"] = self.secret
         out.update(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import orjson
@@ -52,7 +53,7 @@ async def _read(
     start: dict[int, int] | None,
     summary: ResealSummary,
     progress: Progress,
-    skip: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    skip: AbstractSet[tuple[int, int]] = frozenset(),
 ) -> tuple[_Latest, dict[int, int]]:
     """Latest record per key from ``start`` (default: the beginning) to the end now,
     leaving out the records at ``skip`` (partition, offset)."""

@@ -12,6 +12,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from webhook_stream.api.console.assets import asset_response, static_file
+from webhook_stream.api.host import aiohttp_request
 from webhook_stream.api.openapi.document import build_document, registered_routes
 
 __all__ = ["ASSETS", "register_doc_views"]
@@ -45,7 +46,7 @@ def register_doc_views(app: Any) -> None:
         async def get(self, request: Request) -> Response:
             if "doc" not in document:
                 # Built from this server's own route table: an undocumented route fails here.
-                routes = registered_routes(request.app.router)
+                routes = registered_routes(aiohttp_request(request).app.router)
                 document["doc"] = orjson.dumps(build_document(routes))
             return self.bytes(document["doc"], content_type="application/json")
 

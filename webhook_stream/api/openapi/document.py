@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from webhook_stream.api.errors import WWW_AUTHENTICATE
+from webhook_stream.api.openapi.event_type_operations import EVENT_TYPE_OPERATIONS
 from webhook_stream.api.openapi.operations import (
     ATTEMPT_PARAMETERS,
     CONSOLE_OPERATIONS,
@@ -194,6 +195,9 @@ OPERATIONS: list[Operation] = [
         "Send a test event",
         "any",
         {202: ("Queued", "TestEvent")},
+        description="Sends the first example of a catalogued, not deprecated event type the "
+        "endpoint subscribes to (exact names first; `GET /event-types`), else a "
+        "`webhook.test` event. Signed and delivered like any event; filters do not apply.",
     ),
     Operation(
         "/subscriptions/{endpoint_id}/attempts",
@@ -261,6 +265,7 @@ OPERATIONS: list[Operation] = [
         tag="tenants",
     ),
     *CONSOLE_OPERATIONS,
+    *EVENT_TYPE_OPERATIONS,
 ]
 
 _PATH_PARAMS = {
@@ -269,6 +274,7 @@ _PATH_PARAMS = {
     "tenant_id": "The tenant.",
     "token_id": "The token id (`tok_<hex>`), not the token.",
     "asset": "A file name of the viewer.",
+    "name": "The event type name (`order.created`).",
 }
 
 _ERRORS = {
@@ -392,6 +398,7 @@ def build_document(routes: Iterable[tuple[str, str]] | None = None) -> dict[str,
             {"name": "subscriptions", "description": "Endpoints, secrets, test events, attempts"},
             {"name": "deliveries", "description": "Delivery status and replay"},
             {"name": "tenants", "description": "Tenant-scoped API tokens (admin only)"},
+            {"name": "event-types", "description": "The event-type catalog: schemas, examples"},
             {"name": "operations", "description": "Health, metrics, this document"},
         ],
         "paths": paths,

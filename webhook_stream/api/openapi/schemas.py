@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook_stream.api.errors import CODES
 from webhook_stream.api.openapi.console_schemas import console_schemas
+from webhook_stream.api.openapi.event_type_schemas import event_type_schemas
 from webhook_stream.api.openapi.parts import ISO as _ISO
 from webhook_stream.api.openapi.parts import NO_CONTROL as _NO_CONTROL
 from webhook_stream.api.openapi.parts import list_of as _list_of
@@ -19,6 +20,13 @@ from webhook_stream.api.openapi.parts import obj as _obj
 from webhook_stream.api.openapi.parts import ref as _ref
 from webhook_stream.api.openapi.receivers import PUBLIC_KEY, RECEIVER_FIELDS
 from webhook_stream.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from webhook_stream.subscriptions.filters import (
+    FIELDS,
+    MAX_FILTER_BYTES,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_NODES,
+    OPERATORS,
+)
 
 __all__ = ["SUBSCRIPTION_FIELDS", "schemas"]
 
@@ -120,6 +128,24 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
             "`best_effort` (default): order holds while attempts succeed.",
         }
     ),
+    "filter": _nullable(
+        {
+            "type": "object",
+            "maxProperties": MAX_FILTER_NODES,
+            "propertyNames": {"enum": [*FIELDS, "$and", "$or", "$not"]},
+            "description": "Content filter: only events it matches are delivered (after "
+            "`event_types`). Keys are event fields (`id`, `type`, `tenant_id`, `source`, "
+            "`occurred_at`, `data`, `headers`), nested objects are paths, and operators are "
+            f"{', '.join(f'`{op}`' for op in OPERATORS)} (no `$regex`). At most "
+            f"{MAX_FILTER_BYTES} bytes, {MAX_FILTER_DEPTH} levels, {MAX_FILTER_NODES} "
+            "conditions. `null` or `{}`: no filter. An invalid filter is refused (400) with "
+            "`field` naming its path, e.g. `filter.data.amount.$gt`.",
+            "example": {
+                "data": {"amount": {"$gte": 100}, "currency": {"$in": ["EUR", "GBP"]}},
+                "$not": {"headers": {"x-test": {"$exist": True}}},
+            },
+        }
+    ),
     **RECEIVER_FIELDS,
 }
 
@@ -151,6 +177,13 @@ def schemas() -> dict[str, Any]:
                 "readOnly": True,
                 "description": "Goes up by one with every write (API or automatic disable), "
                 "across deletes too; the `ETag` of reads and what `If-Match` compares.",
+            },
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "readOnly": True,
+                "description": "Answers of writes only, when the catalog is not empty: "
+                "event types it does not hold, deprecated ones, patterns matching none.",
             },
             "incarnation": {
                 **_nullable({"type": "string"}),
@@ -355,6 +388,7 @@ def schemas() -> dict[str, Any]:
             ("id", "revoked"),
         ),
         **console_schemas(),
+        **event_type_schemas(),
         "Index": _obj({"status": {"const": "OK"}}, ("status",)),
         "Health": _obj(
             {

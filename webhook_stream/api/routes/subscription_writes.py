@@ -16,6 +16,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, code_for
+from webhook_stream.api.host import host
 from webhook_stream.core.errors import InvalidSubscription, WriteRefused
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.writes import WriteRequest
@@ -64,7 +65,7 @@ async def submit_write(
     ``expected`` is what a slow create or rotation shows in its 202 (the secret must be
     shown even then); a slow PATCH shows only its id and version.
     """
-    runtime = view.app.runtime
+    runtime = host(view.app).runtime
     try:
         result, visible = await runtime.writes.submit(request, WRITE_TIMEOUT)
     except WriteRefused as exc:

@@ -24,8 +24,10 @@ from webhook_stream.api.errors import (
     json_errors,
     quiet_client_protocol_errors,
 )
+from webhook_stream.api.host import host
 from webhook_stream.api.openapi.docs import register_doc_views
 from webhook_stream.api.pagination import page, parse_page
+from webhook_stream.api.routes.event_types import register_event_type_views, subscription_warnings
 from webhook_stream.api.routes.flow_block import flow_block
 from webhook_stream.api.routes.insight import (
     forwarding,
@@ -45,9 +47,11 @@ from webhook_stream.api.tenancy.auth import Principal, authorized, json_body, pr
 from webhook_stream.api.tenancy.tokens import register_token_views
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import Delivery, Event, SourceRef, delivery_id_for, iso_now
+from webhook_stream.core.settings import Settings
 from webhook_stream.failures.replay import ReplayError
 from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
+from webhook_stream.subscriptions.catalog import EventType
 from webhook_stream.subscriptions.model import Subscription, generate_secret
 from webhook_stream.subscriptions.receiver_auth import keep_masked, refuse_auth_left_behind
 from webhook_stream.subscriptions.secrets import (
@@ -80,7 +84,7 @@ def _error(view: View, status: int, message: str, field: str | None = None) -> R
 
 
 async def _json_body(view: View, request: Request) -> Any:
-    return await json_body(request, view.app.ws_settings.web_client_timeout)
+    return await json_body(request, host(view.app).ws_settings.web_client_timeout)
 
 
 class _Base(View):
@@ -88,11 +92,11 @@ class _Base(View):
 
     @property
     def runtime(self) -> Any:
-        return self.app.runtime
+        return host(self.app).runtime
 
     @property
-    def settings(self) -> Any:
-        return self.app.ws_settings
+    def settings(self) -> Settings:
+        return host(self.app).ws_settings
 
     def find(self, endpoint_id: str) -> Subscription | None:
         return self.runtime.registry.get(endpoint_id)
@@ -116,6 +120,7 @@ def register_views(app: Any) -> None:
     register_token_views(app)
     register_console_views(app)
     register_insight_views(app)
+    register_event_type_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -192,7 +197,8 @@ def register_views(app: Any) -> None:
             write = WriteRequest(
                 sub.id, "create", body=sub.to_dict(include_secrets=True), tenant=principal.tenant_id
             )
-            return await submit_write(self, write, shown={"secret": sub.secret}, expected=sub)
+            shown = {"secret": sub.secret, **subscription_warnings(self.runtime, data)}
+            return await submit_write(self, write, shown=shown, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}")
     class OneSubscription(_Base):
@@ -219,7 +225,9 @@ def register_views(app: Any) -> None:
             tenant = self.principal(request).tenant_id
             # The owner merges the changes into the current record, masks resolved there.
             write = WriteRequest(endpoint_id, "patch", wanted, changes, tenant=tenant)
-            return await submit_write(self, write)
+            return await submit_write(
+                self, write, shown=subscription_warnings(self.runtime, changes) or None
+            )
 
         @authorized
         async def delete(self, request: Request, endpoint_id: str) -> Response:
@@ -259,7 +267,7 @@ def register_views(app: Any) -> None:
             sub = self.visible(request, endpoint_id)
             if sub is None:
                 return _error(self, 404, f"no subscription {endpoint_id!r}")
-            delivery = make_test_delivery(sub)
+            delivery = make_test_delivery(sub, self.runtime.catalog.example_for(sub.event_types))
             await (await send_delivery(self.runtime.producer, delivery))
             return self.json(
                 {"delivery_id": delivery.delivery_id, "event_id": delivery.event.id}, status=202
@@ -387,14 +395,16 @@ def _own_tenant(principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def make_test_delivery(sub: Subscription) -> Delivery:
-    """A signed ``webhook.test`` event for ``sub``, through the normal delivery path."""
+def make_test_delivery(sub: Subscription, example: EventType | None = None) -> Delivery:
+    """A signed test event for ``sub``, through the normal delivery path: the first example
+    of a catalogued type it subscribes to, else ``webhook.test``."""
     now = iso_now()
+    data = {"message": "webhook-stream test event", "endpoint_id": sub.id}
     event = Event(
         id="evt_test_" + secrets.token_hex(10),
-        type="webhook.test",
+        type="webhook.test" if example is None else example.name,
         occurred_at=now,
-        data=orjson.dumps({"message": "webhook-stream test event", "endpoint_id": sub.id}).decode(),
+        data=orjson.dumps(data if example is None else example.examples[0]).decode(),
         source=SourceRef("api", -1, -1),
         tenant_id=sub.tenant_id,
     )

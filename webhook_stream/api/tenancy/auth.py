@@ -25,6 +25,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError, error_response
+from webhook_stream.api.host import aiohttp_request, host
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.http.urls import CONTROL
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
@@ -81,11 +82,12 @@ ADMIN = Principal()
 
 def principal_of(request: Request) -> Principal:
     """The principal :func:`authorized` found for ``request``."""
-    return request[_PRINCIPAL]  # type: ignore[no-any-return]
+    principal: Principal = aiohttp_request(request)[_PRINCIPAL]
+    return principal
 
 
 def _authenticate(view: View, request: Request) -> Principal:
-    admin = view.app.ws_settings.api_token
+    admin = host(view.app).ws_settings.api_token
     if not admin:
         raise ApiError(
             "api_disabled",
@@ -100,7 +102,7 @@ def _authenticate(view: View, request: Request) -> Principal:
         raise ApiError("unauthorized", "malformed bearer token", "Authorization")
     if hmac.compare_digest(value.encode(), admin.encode()):
         return ADMIN
-    tokens = view.app.runtime.tokens
+    tokens = host(view.app).runtime.tokens
     found = tokens.authenticate(value, time.time())
     if found is not None:
         return Principal(tenant_id=found.tenant_id, token_id=found.id)
@@ -117,7 +119,7 @@ def _check_quota(view: View, request: Request, tenant_id: str) -> None:
     """429 when a tenant token's writes are over its share (:mod:`.quota`)."""
     if request.method in _READS:
         return
-    wait = view.app.ws_write_quota.take(tenant_id, time.monotonic())
+    wait = host(view.app).ws_write_quota.take(tenant_id, time.monotonic())
     if wait > 0:
         raise ApiError(
             "rate_limited",
@@ -137,7 +139,7 @@ def authorized(handler: Handler, *, admin: bool = False) -> Handler:
     @wraps(handler)
     async def check(view: View, request: Request, **kwargs: Any) -> Response:
         try:
-            principal = request[_PRINCIPAL] = _authenticate(view, request)
+            principal = aiohttp_request(request)[_PRINCIPAL] = _authenticate(view, request)
             if principal.tenant_id is not None:
                 if admin:
                     principal.require_admin()

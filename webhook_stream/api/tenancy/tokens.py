@@ -8,6 +8,7 @@ from typing import Any
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError
+from webhook_stream.api.host import host
 from webhook_stream.api.pagination import page
 from webhook_stream.api.tenancy.auth import admin_only, check_tenant_id, json_body
 from webhook_stream.api.tenancy.tokenstore import TenantToken
@@ -62,7 +63,7 @@ async def _parse_request(request: Request, timeout: float) -> dict[str, Any]:
 class _TokenView(View):
     async def write(self, token_id: str, value: bytes | None) -> bool:
         """Produce to ``webhooks.tokens``; True once this worker has applied it."""
-        runtime = self.app.runtime
+        runtime = host(self.app).runtime
         meta = await runtime.producer.send_and_wait(TOKENS, value, key=token_id.encode())
         return await runtime.tokens.wait_applied(
             meta.partition, meta.offset, _WRITE_VISIBLE_TIMEOUT

@@ -178,6 +178,7 @@
       else if (parts[0] === "deliveries" && parts[1]) await pageDelivery(main, parts[1], gen);
       else if (parts[0] === "deadletters") await pageDeadLetters(main, gen);
       else if (parts[0] === "overview") await pageOverview(main, gen);
+      else if (parts[0] === "event-types") await pageEventTypes(main, parts[1], gen);
       else await pageEndpoints(main, gen);
     } catch (err) {
       if (!current(gen)) return;
@@ -455,16 +456,17 @@
   }
 
   async function pageEndpoint(main, id, gen) {
-    const [sub, stats] = await Promise.all([
+    const [sub, stats, catalog] = await Promise.all([
       api("GET", "/subscriptions/" + enc(id)),
       api("GET", "/endpoint-stats" + query({ ids: id })),
+      eventTypes().catch(() => []),  // the picker and examples only: the page works without
     ]);
     if (!current(gen)) return;
     const st = stats.items[0];
     const status = endpointStatus(sub, st);
     const blocked = blockedBy(sub);
     const settings = h("dl", { class: "settings wide", id: "settings" });
-    const fields = ["id", "tenant_id", "url", "event_types", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "signature_scheme", "public_key", "auth", "tls", "created_at", "updated_at"];
+    const fields = ["id", "tenant_id", "url", "event_types", "filter", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "signature_scheme", "public_key", "auth", "tls", "created_at", "updated_at"];
     for (const f of fields) {
       if (sub[f] === undefined && ["ordering", "signature_scheme", "public_key", "auth", "tls"].includes(f)) continue;
       const text = f === "tls" ? tlsText(sub.tls) : f === "auth" ? authText(sub.auth) : shown(sub[f]);
@@ -508,7 +510,11 @@
       const v = sub[f];
       inputs[f] = h("input", { name: f, type: kind === "number" ? "number" : "text", step: "any", value: v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v) });
       form.append(h("label", { for: f, text: label }), inputs[f]);
+      if (f === "event_types") form.append(h("span"), typePicker(catalog, inputs[f]));
     }
+    inputs.filter = h("textarea", { name: "filter", id: "filter-input", class: "json", placeholder: '{"data": {"amount": {"$gt": 100}}}' });
+    inputs.filter.value = sub.filter ? JSON.stringify(sub.filter, null, 2) : "";
+    form.append(h("label", { for: "filter-input", text: "Filter (JSON, empty: none)" }), inputs.filter);
     const receiver = receiverForm(sub);
     form.append(receiver.el);
     form.append(h("div", { class: "buttons" },
@@ -527,9 +533,14 @@
       }
       Object.assign(changes, receiver.changes());
       try {
-        if (Object.keys(changes).length) await api("PATCH", "/subscriptions/" + enc(id), changes);
+        const filter = parseFilter(inputs.filter.value);
+        if (JSON.stringify(filter) !== JSON.stringify(sub.filter === undefined ? null : sub.filter)) changes.filter = filter;
+      } catch (err) { return showError(err); }
+      try {
+        const saved = Object.keys(changes).length ? await api("PATCH", "/subscriptions/" + enc(id), changes) : null;
         await route();
-        showNotice(Object.keys(changes).length ? "Saved: " + Object.keys(changes).join(", ") : "Nothing changed.");
+        showNotice(Object.keys(changes).length ? "Saved: " + Object.keys(changes).join(", ") : "Nothing changed.",
+          saved && saved.warnings && saved.warnings.length ? h("div", { id: "warnings", class: "small", text: "Warning: " + saved.warnings.join("; ") }) : null);
       } catch (err) { fail(err); }
     });
     actions.prepend(h("button", { type: "button", text: "Edit", onclick: () => { form.hidden = !form.hidden; } }));
@@ -568,9 +579,154 @@
         sub.ordering === "strict" ? [" ", badge("strict", "strict order")] : null,
         blocked ? [" ", h("span", { id: "blocked" }, badge("blocked", "blocked" + (blocked.since ? " since " + fmtTime(blocked.since) : "")))] : null),
       statsCard, actions, secretBox, form,
-      h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings)),
+      h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings),
+        filterCheck(sub, catalog, inputs.filter)),
       h("h2", { text: "Attempt log" }), filters, attempts.el);
     await attempts.show(null);
+  }
+
+  // ------------------------------------------------------------------ filters and event types
+
+  // The whole catalog (every token reads it), following the pages.
+  async function eventTypes() {
+    const all = [];
+    let after = null;
+    do {
+      const page = await api("GET", "/event-types" + query({ limit: 500, after }));
+      all.push(...page.items);
+      after = page.next;
+    } while (after);
+    return all;
+  }
+
+  // An error shaped like the API's, for input the page itself refuses.
+  function parseFilter(text) {
+    const raw = text.trim();
+    if (!raw) return null;
+    let value;
+    try { value = JSON.parse(raw); } catch (e) { throw new ApiError(0, "invalid", "the filter is not valid JSON (" + e.message + ")", "filter"); }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(0, "invalid", "the filter must be a JSON object", "filter");
+    return Object.keys(value).length ? value : null;
+  }
+
+  // A select of the catalogued types; picking one adds it to the comma-separated input.
+  function typePicker(catalog, input) {
+    const select = h("select", { id: "type-picker", name: "type_picker", "aria-label": "Add an event type from the catalog" },
+      h("option", { value: "", text: catalog.length ? "Add an event type from the catalog…" : "(the event-type catalog is empty)" }),
+      catalog.map((t) => h("option", { value: t.name, text: t.name + (t.deprecated ? " (deprecated)" : "") + (t.description ? " – " + t.description : "") })));
+    select.addEventListener("change", () => {
+      const name = select.value;
+      if (!name) return;
+      const have = input.value.split(",").map((x) => x.trim()).filter(Boolean);
+      if (!have.includes(name)) input.value = [...have, name].join(", ");
+      select.value = "";
+    });
+    return select;
+  }
+
+  // A pasted webhook body ({id, type, timestamp, data}) or envelope is read as the event;
+  // anything else as its data.
+  function pastedEvent(value) {
+    if (value === null || typeof value !== "object" || Array.isArray(value) || !("data" in value || "type" in value)) return { data: value };
+    const known = ["id", "type", "tenant_id", "source", "occurred_at", "data", "headers"];
+    const event = {};
+    for (const k of known) if (k in value) event[k] = value[k];
+    if (!("occurred_at" in event) && typeof value.timestamp === "string") event.occurred_at = value.timestamp;
+    return event;
+  }
+
+  function firstExample(sub, catalog) {
+    const types = sub.event_types || [];
+    const glob = (p) => new RegExp("^" + p.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+    const found = catalog.find((t) => t.examples && t.examples.length && types.includes(t.name)) ||
+      catalog.find((t) => t.examples && t.examples.length && types.some((p) => glob(p).test(t.name)));
+    return found ? { type: found.name, tenant_id: sub.tenant_id, data: found.examples[0] } : { type: types[0] || "", tenant_id: sub.tenant_id, data: {} };
+  }
+
+  // "Would this event match?": the server's matcher (POST /filter-check) on the filter in
+  // the edit box (the saved one until edited) and a pasted event.
+  function filterCheck(sub, catalog, filterInput) {
+    const pasted = h("textarea", { id: "check-event", class: "json", "aria-label": "Event to check" });
+    pasted.value = JSON.stringify(firstExample(sub, catalog), null, 2);
+    const result = h("div", { id: "filter-result", class: "small" });
+    const check = h("button", { type: "button", id: "check-filter", text: "Check", onclick: async () => {
+      clearMessages();
+      result.textContent = "";
+      try {
+        let value;
+        try { value = JSON.parse(pasted.value); } catch (e) { throw new ApiError(0, "invalid", "the event is not valid JSON (" + e.message + ")", "event"); }
+        const r = await api("POST", "/filter-check", { filter: parseFilter(filterInput.value), event: pastedEvent(value) });
+        result.dataset.matches = String(r.matches);
+        result.replaceChildren(r.matches ? badge("matches", "matches") : badge("nomatch", "does not match"),
+          " ", r.matches ? "this event would be delivered (if its type and tenant match too)" : "the filter refuses this event");
+      } catch (err) { fail(err); }
+    } });
+    return h("div", { class: "card", id: "filter-card" }, h("h2", { text: "Filter" }),
+      sub.filter ? h("pre", { class: "json", id: "filter-shown", text: JSON.stringify(sub.filter, null, 2) }) : h("p", { class: "muted", id: "filter-shown", text: "No filter: every event of its types is delivered." }),
+      h("h2", { text: "Would this event match?" }),
+      h("p", { class: "muted small", text: "Paste an event (or a webhook body, or just its data). The check uses the filter in the Edit form, saved or not." }),
+      pasted, h("div", { class: "actions" }, check, result));
+  }
+
+  // A JSON Schema as rows: each property with its type, whether required, its constraints.
+  function schemaRows(schema, path, depth, required, rows) {
+    if (!schema || typeof schema !== "object") return rows;
+    const kind = Array.isArray(schema.type) ? schema.type.join(" | ") : (schema.type || (schema.$ref ? "→ " + schema.$ref : schema.enum ? "enum" : "any"));
+    const skip = new Set(["type", "properties", "items", "required", "description", "title", "$schema", "$id", "$defs", "additionalProperties"]);
+    const rules = Object.entries(schema).filter(([k]) => !skip.has(k)).map(([k, v]) => k + ": " + (typeof v === "object" ? JSON.stringify(v) : String(v)));
+    if (schema.additionalProperties === false) rules.push("no other properties");
+    if (path) {
+      rows.push(h("tr", { dataset: { path } },
+        h("td", { class: "mono small path", text: path }),
+        h("td", { class: "small", text: kind }),
+        h("td", { class: "small", text: required ? "required" : "" }),
+        h("td", { class: "small mono", text: rules.join(", ") }),
+        h("td", { class: "small", text: schema.description || schema.title || "" })));
+    }
+    const needed = new Set(schema.required || []);
+    for (const [name, sub] of Object.entries(schema.properties || {})) schemaRows(sub, path ? path + "." + name : name, path ? depth + 1 : 0, needed.has(name), rows);
+    if (schema.items && typeof schema.items === "object") schemaRows(schema.items, (path || "data") + "[]", path ? depth + 1 : 0, false, rows);
+    return rows;
+  }
+
+  function schemaView(schema) {
+    if (!schema) return h("p", { class: "muted", text: "No schema: any data." });
+    const rows = schemaRows(schema, "", 0, false, []);
+    return h("div", {},
+      schema.description ? h("p", { text: schema.description }) : null,
+      rows.length ? h("table", { class: "schema", id: "schema-table" },
+        h("thead", {}, h("tr", {}, ["Field (in data)", "Type", "", "Constraints", "Description"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, rows)) : h("p", { class: "muted", text: "Type: " + (schema.type || "any") }),
+      h("details", {}, h("summary", { text: "JSON Schema" }), h("pre", { class: "json", id: "schema-json", text: JSON.stringify(schema, null, 2) })));
+  }
+
+  async function pageEventTypes(main, name, gen) {
+    const all = await eventTypes();
+    if (!current(gen)) return;
+    if (name) {
+      const t = all.find((x) => x.name === name);
+      if (!t) throw new ApiError(404, "not_found", "no event type " + JSON.stringify(name));
+      main.replaceChildren(
+        h("h1", {}, "Event type ", h("span", { class: "mono", text: t.name }), " ",
+          t.deprecated ? badge("deprecated") : null, " ", t.enforce ? badge("enforced", "schema enforced") : null),
+        h("p", { id: "type-description", text: t.description || "" }),
+        h("p", {}, h("a", { href: "#/event-types", text: "‹ All event types" })),
+        h("h2", { text: "Data schema" }), h("div", { class: "card" }, schemaView(t.schema)),
+        h("h2", { text: "Examples" }),
+        h("div", { id: "examples" }, t.examples.length ? t.examples.map((e, i) => h("pre", { class: "json example", dataset: { index: String(i) }, text: JSON.stringify(e, null, 2) })) : h("p", { class: "muted", text: "None." })));
+      return;
+    }
+    const rows = all.map((t) => h("tr", { dataset: { name: t.name } },
+      h("td", { class: "mono" }, h("a", { href: "#/event-types/" + enc(t.name), text: t.name })),
+      h("td", { text: t.description || "" }),
+      h("td", {}, t.deprecated ? badge("deprecated") : null, " ", t.enforce ? badge("enforced", "enforced") : null),
+      h("td", { class: "small", text: t.schema ? Object.keys(t.schema.properties || {}).join(", ") || (t.schema.type || "schema") : "–" }),
+      h("td", { class: "num", text: String(t.examples.length) })));
+    main.replaceChildren(h("h1", { text: "Event types" }),
+      h("p", { class: "muted small", text: "The event types this service sends, with the schema of their data. Subscribe to them by name or pattern on an endpoint." }),
+      h("table", { id: "event-types" },
+        h("thead", {}, h("tr", {}, ["Name", "Description", "", "Data fields", "#Examples"].map((t) => h("th", { class: t.startsWith("#") ? "num" : "", text: t.replace(/^#/, "") })))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted", text: "The catalog is empty." })))));
   }
 
   function stat(label, value, bad) {
