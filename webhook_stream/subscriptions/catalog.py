@@ -209,7 +209,7 @@ def _schema(value: object) -> tuple[Mapping[str, Any] | None, Any]:
         where = _pointer(exc.absolute_path).replace("$", "schema", 1)
         raise InvalidEventType(where, f"not a valid 2020-12 schema: {exc.message}"[:300]) from None
     try:
-        return value, jsonschema_rs.Draft202012Validator(value)
+        return value, jsonschema_rs.Draft202012Validator(dict(value))
     except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
         # What only the compiler sees, e.g. a pattern no regular-expression engine takes.
         raise InvalidEventType("schema", f"cannot be compiled: {exc}"[:300]) from None

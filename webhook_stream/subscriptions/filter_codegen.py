@@ -55,9 +55,7 @@ class _Source:
             elif key == "$not":
                 parts.append(f"(not {self.root(sub)})")
             else:
-                parts.append(
-                    self.bind(f"f({self.const(key)})", lambda v, sub=sub: self.value(sub, v))
-                )
+                parts.append(self.bind(f"f({self.const(key)})", self._value_of(sub)))
         return "(" + " and ".join(parts) + ")"
 
     def child(self, parent: str, key: str) -> str:
@@ -71,6 +69,9 @@ class _Source:
             )
         return f"({by_key} else M)"
 
+    def _value_of(self, spec: Any) -> Callable[[str], str]:
+        return lambda v: self.value(spec, v)
+
     def value(self, spec: Any, v: str) -> str:
         if not isinstance(spec, Mapping):
             return self.eq(spec, v)
@@ -79,7 +80,7 @@ class _Source:
             if key.startswith("$"):
                 parts.append(self.operator(key, sub, v))
             else:
-                parts.append(self.bind(self.child(v, key), lambda w, sub=sub: self.value(sub, w)))
+                parts.append(self.bind(self.child(v, key), self._value_of(sub)))
         return "(" + " and ".join(parts) + ")"
 
     def eq(self, operand: Any, v: str) -> str:
@@ -147,4 +148,4 @@ def generate(
         "__builtins__": {"type": type, "len": len, "dict": dict, "list": list, "str": str},
     }
     exec(compile(text, "<filter>", "exec"), namespace)  # noqa: S102 (no input in the source)
-    return namespace["test"]  # type: ignore[no-any-return]
+    return namespace["test"]

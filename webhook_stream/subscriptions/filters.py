@@ -68,6 +68,19 @@ OPERATORS = tuple(
 
 Predicate = Callable[[Any], bool]
 
+
+def _negate(inner: Predicate) -> Predicate:
+    return lambda s: not inner(s)
+
+
+def _on_field(key: str, test: Predicate) -> Predicate:
+    return lambda s: test(s.field(key))
+
+
+def _on_child(get: Callable[[Any], Any], test: Predicate) -> Predicate:
+    return lambda v: test(get(v))
+
+
 #: Compiled filters by their canonical text: endpoints with the same filter share one
 #: function (fewer cold objects per event, row 6e), and a re-read version is not compiled
 #: again. Cleared when full.
@@ -307,14 +320,14 @@ class _Compiler:
                 preds.append(_all(parts) if key == "$and" else _any(parts))
             elif key == "$not":
                 inner = self.root(self._object(sub, where), where, depth + 1)
-                preds.append(lambda s, inner=inner: not inner(s))
+                preds.append(_negate(inner))
             elif isinstance(key, str) and key.startswith("$"):
                 raise InvalidSubscription(where, self._unknown(key, top=True))
             elif key not in FIELDS:
                 raise InvalidSubscription(where, f"unknown event field; one of {', '.join(FIELDS)}")
             else:
                 test = self.value(sub, where, depth + 1)
-                preds.append(lambda s, key=key, test=test: test(s.field(key)))
+                preds.append(_on_field(key, test))
         return _all(preds)
 
     def _object(self, value: object, where: str) -> Mapping[str, Any]:
@@ -353,7 +366,7 @@ class _Compiler:
             else:
                 test = self.value(sub, where, depth + 1)
                 get = _child(key)
-                preds.append(lambda v, get=get, test=test: test(get(v)))
+                preds.append(_on_child(get, test))
         return _all(preds)
 
     def operator(self, op: str, operand: Any, where: str, depth: int) -> Predicate:

@@ -14,6 +14,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from webhook_stream.api.errors import ApiError
+from webhook_stream.api.host import host
 from webhook_stream.api.pagination import page
 from webhook_stream.api.tenancy.auth import admin_only, authorized, json_body
 from webhook_stream.core.records import Event, SourceRef, iso_now
@@ -90,7 +91,7 @@ def _check_event(value: object) -> tuple[Event, list[tuple[str, bytes]]]:
 class _CatalogView(View):
     @property
     def catalog(self) -> Any:
-        return self.app.runtime.catalog
+        return host(self.app).runtime.catalog
 
     def _ready(self) -> None:
         if not self.catalog.ready.is_set():
@@ -98,7 +99,7 @@ class _CatalogView(View):
 
     async def write(self, name: str, value: bytes | None) -> bool:
         """Produce to ``webhooks.event_types``; True once this worker has applied it."""
-        runtime = self.app.runtime
+        runtime = host(self.app).runtime
         meta = await runtime.producer.send_and_wait(EVENT_TYPES, value, key=name.encode())
         return await self.catalog.wait_applied(meta.partition, meta.offset, _WRITE_VISIBLE_TIMEOUT)
 
