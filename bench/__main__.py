@@ -97,7 +97,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--egress-only",
         action="store_true",
-        help="run only rows 1, 1b and 1p (the direct and the proxied HTTP client), no worker",
+        help="run only rows 1, 1b, 1p, 1t, 1m and 1o (the HTTP clients: direct, proxied, "
+        "https, mutual TLS, OAuth2), no worker",
     )
     p.add_argument(
         "--skip-cold-start",

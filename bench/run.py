@@ -41,6 +41,7 @@ from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
+from .receivers import phase_receivers
 from .report import Row, markdown_table, rate, ratio, text_table
 from .tracing import phase_tracing
 
@@ -307,6 +308,7 @@ class Bench:
         await phase_proxied(
             self, self.raw["own_client"]["done"] / self.raw["own_client"]["seconds"]
         )
+        await phase_receivers(self, self.raw["own_client"]["client_ms"])
         if a.egress_only:
             return
         await self.phase_baseline()
@@ -501,7 +503,7 @@ class Bench:
             self.rurl(""), a.events, a.concurrency, a.phase_timeout, client="webhook-stream"
         )
         client_ms = (time.process_time() - cpu0) / max(1, res.done) * 1000
-        self.raw["own_client"] = vars(res)
+        self.raw["own_client"] = {**vars(res), "client_ms": client_ms}
         self.say(f"  own client: {res.rate:,.0f} req/s, {client_ms:.3f} CPU-ms per request")
         self.add_load_row(
             "1b",

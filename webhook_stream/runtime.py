@@ -45,7 +45,15 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = ("secret", "previous_secrets", "headers")
+_REDACTED_KEYS = (
+    "secret",
+    "previous_secrets",
+    "headers",
+    "signing_key",
+    "previous_signing_keys",
+    "auth",
+    "tls",
+)
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
 #: The stall watch's tick, and the gap between ticks reported as a stall.
