@@ -45,7 +45,15 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = ("secret", "previous_secrets", "headers")
+_REDACTED_KEYS = (
+    "secret",
+    "previous_secrets",
+    "headers",
+    "signing_key",
+    "previous_signing_keys",
+    "auth",
+    "tls",
+)
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
 #: The stall watch's tick, and the gap between ticks reported as a stall.
@@ -83,6 +91,7 @@ class Runtime(Service):
         self._loop_tasks: set[asyncio.Task[None]] = set()
         #: OFF unless OTEL_TRACES_EXPORTER asks for spans (then the SDK is loaded).
         self.tracer: tracing.Tracer = tracing.OFF
+        self.events_in: EventsIn | None = None
 
     def _configure_web(self) -> None:
         """Before the web server starts: listen on exactly ``web_host`` (Faust would bind
@@ -132,7 +141,7 @@ class Runtime(Service):
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        events_in = EventsIn(
+        self.events_in = events_in = EventsIn(
             self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog
         )
         retry = RetryScheduler(self.settings, producer, self.metrics)
@@ -211,6 +220,13 @@ class Runtime(Service):
             "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
+
+    def schema_registry(self) -> dict[str, Any] | None:
+        """What /health says of the Schema Registry (None: not configured)."""
+        if self.events_in is None or self.events_in.schemas.registry is None:
+            return None
+        waits = self.events_in.schemas
+        return {"reachable": waits.unreachable_since is None, "waiting_partitions": waits.waiting()}
 
     def fail(self, exc: BaseException, grace: float | None = None) -> None:
         """Stop the worker on an error that would otherwise lose data (fail-stop).

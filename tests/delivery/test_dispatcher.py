@@ -21,6 +21,7 @@ from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.delivery.signing import verify
 from webhook_stream.http.client import HttpResult
 from webhook_stream.http.errors import TransportError
+from webhook_stream.http.identity import TlsIdentity
 from webhook_stream.subscriptions.model import Subscription, generate_secret
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -47,6 +48,9 @@ class FakeEgress:
         headers: dict[str, str],
         timeout: float,
         before_write: Callable[[], None] | None = None,
+        *,
+        tls: TlsIdentity | None = None,
+        body_max: int | None = None,
     ) -> HttpResult:
         if before_write is not None:
             before_write()

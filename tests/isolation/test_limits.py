@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.tls import client_identity
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES, MAX_FILTER_NODES
 from webhook_stream.subscriptions.validation import (
@@ -31,6 +32,8 @@ _HEADERS_AT_LIMIT = {f"X-H{i}": "v" * 1000 for i in range(16)}
 _HEADERS_AT_LIMIT["X-Last"] = "v" * (
     MAX_HEADER_BYTES - sum(len(n) + len(v) for n, v in _HEADERS_AT_LIMIT.items()) - len("X-Last")
 )
+
+_TLS = client_identity("worst")
 
 
 def _filter_at_limits(extra: int) -> dict[str, Any]:
@@ -63,6 +66,25 @@ WORST: dict[str, tuple[Any, Any, str]] = {
     "max_in_flight": (100, 101, "max_in_flight"),
     "ordering": ("strict", "fifo", "ordering"),
     "disabled": (True, "yes", "disabled"),
+    "signature_scheme": ("both", "rsa", "signature_scheme"),
+    "auth": (
+        {
+            "type": "oauth2_client_credentials",
+            "token_url": "https://auth.example.com/" + "t" * 2000,
+            "client_id": "c" * 256,
+            "client_secret": "s" * 1024,
+            "scope": "a" * 1024,
+            "audience": "b" * 2048,
+            "client_auth": "body",
+        },
+        {"type": "basic", "username": "u", "password": "p" * 1025},
+        "auth.password",
+    ),
+    "tls": (
+        _TLS,
+        {**_TLS, "client_cert": _TLS["client_cert"] + "x" * 65536},
+        "tls.client_cert",
+    ),
     "filter": (_filter_at_limits(0), _filter_at_limits(1), "filter"),
 }
 
@@ -87,6 +109,9 @@ def test_every_settable_field_is_in_the_table() -> None:
         "updated_at",
         "version",
         "incarnation",
+        "signing_key",
+        "previous_signing_keys",
+        "public_key",
     }
     assert set(WORST) | server_set | {"tenant_id"} == set(validation._FIELDS)
 

@@ -221,6 +221,7 @@ def producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=2,
         max_batch_size=262_144,
         max_request_size=settings.max_record_bytes,
+        compression_type=None if settings.compression == "none" else settings.compression,
         request_timeout_ms=30_000,
         partitioner=CachedPartitioner(),
     )

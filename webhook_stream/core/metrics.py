@@ -129,6 +129,16 @@ class Metrics:
             "Status queries sent to the status view process and not yet answered.",
             registry=r,
         )
+        self.registry_waiting = Gauge(
+            "webhook_schema_registry_waiting_partitions",
+            "Event partitions paused until the Schema Registry answers for a writer schema.",
+            registry=r,
+        )
+        self.registry_errors = Counter(
+            "webhook_schema_registry_errors",
+            "Schema Registry requests that got no usable answer (each retried with backoff).",
+            registry=r,
+        )
         # The labelled children, created once: `labels()` on every delivery costs a lock
         # and a lookup.
         self.succeeded = self.deliveries.labels("succeeded")

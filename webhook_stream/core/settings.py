@@ -252,6 +252,17 @@ class Settings:
     #: URL other workers use to forward status queries to this one; empty =
     #: ``http://<web host, or this host's name when binding all>:<web port>``.
     status_advertised_url: str = ""
+    #: Schema Registry of events in the Confluent wire format (empty = off); credentials in
+    #: the next two, never the URL; the CA bundle (PEM) trusted for ``https://``.
+    schema_registry_url: str = ""
+    schema_registry_username: str = ""
+    schema_registry_password: Secret = field(default_factory=lambda: Secret(""))
+    schema_registry_ca_file: str = ""
+    #: JSON file of per-topic JMESPath mappings for events in their own shape; empty = none.
+    event_mappings: str = ""
+    #: Codec of the worker's producer (``none``, ``gzip``, ``snappy``, ``lz4``, ``zstd``):
+    #: zstd, a delivery record in 7 % of the bytes, less CPU in all (bench row 6h).
+    compression: str = "zstd"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,6 +285,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.egress_proxy, ProxyURL):  # built in code: still never logged
             object.__setattr__(self, "egress_proxy", ProxyURL(self.egress_proxy))
+        if not isinstance(self.schema_registry_password, Secret):
+            object.__setattr__(
+                self, "schema_registry_password", Secret(self.schema_registry_password)
+            )
 
     def validate(self) -> None:
         try:
@@ -321,6 +336,27 @@ class Settings:
             raise ConfigError(f"{PREFIX}ALLOW_TARGET_NETWORKS: {exc}") from None
         SecretBox.from_setting(self.secret_key)
         self._validate_kafka_security()
+        self._validate_ingest()
+
+    def _validate_ingest(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"{PREFIX}COMPRESSION: {self.compression!r} is not one of {COMPRESSIONS}"
+            )
+        parts = urlsplit(self.schema_registry_url)
+        if self.schema_registry_url and (
+            parts.scheme not in ("http", "https") or "@" in parts.netloc or not parts.hostname
+        ):
+            raise ConfigError(
+                f"{PREFIX}SCHEMA_REGISTRY_URL: http(s)://host[:port][/path], credentials not in "
+                "the URL but in ..._USERNAME and ..._PASSWORD"
+            )
+        if bool(self.schema_registry_username) != bool(self.schema_registry_password):
+            raise ConfigError(f"{PREFIX}SCHEMA_REGISTRY_USERNAME and ..._PASSWORD: set both")
+        for name in ("schema_registry_ca_file", "event_mappings"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{PREFIX}{name.upper()}: no such file: {path}")
 
     def _validate_kafka_security(self) -> None:
         protocol = self.security_protocol
@@ -377,15 +413,16 @@ class Settings:
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 def _convert(name: str, raw: str, default: object) -> object:
     if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
         return raw.strip().upper()
-    if name == "validate_events":
+    if name in ("compression", "validate_events"):
         return raw.strip().lower()
-    if name == "kafka_sasl_password":
+    if name in ("kafka_sasl_password", "schema_registry_password"):
         return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
     if name in ("api_token", "secret_key"):
         return Secret(raw.strip())

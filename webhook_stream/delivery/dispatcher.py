@@ -32,6 +32,7 @@ from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, ENDPOINT_HEALTH, re
 from webhook_stream.core.tracing import OFF, AttemptSpan, Tracer, log_ids
 from webhook_stream.core.version import __version__
 from webhook_stream.delivery.budgets import TenantSlots, host_key
+from webhook_stream.delivery.credentials import ReceiverCredentials, signature
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.operational import OperationalFacts
 from webhook_stream.delivery.policy import (
@@ -42,7 +43,6 @@ from webhook_stream.delivery.policy import (
     retry_delay,
 )
 from webhook_stream.delivery.ratelimit import TokenBuckets
-from webhook_stream.delivery.signing import sign
 from webhook_stream.failures.deadletter import dead_letter
 from webhook_stream.http.client import HttpResult
 from webhook_stream.http.egress import Egress
@@ -86,6 +86,7 @@ class Dispatcher:
         self._tracer = tracer
         self._registry = registry
         self._http = http
+        self._credentials = ReceiverCredentials(http)
         self._producer = producer
         self._batcher = batcher
         self._metrics = metrics
@@ -175,9 +176,8 @@ class Dispatcher:
             try:
                 # Checked again by the client right before the bytes leave: a stall while
                 # this attempt waited for a connection must not send it after the resume.
-                result = await self._http.post(
-                    url, body, headers, sub.timeout_s or self._settings.http_timeout, before_send
-                )
+                timeout = sub.timeout_s or self._settings.http_timeout
+                result = await self._credentials.post(sub, url, body, headers, timeout, before_send)
             except asyncio.CancelledError:
                 if span is not None:
                     span.finish(None, "not_sent", None, delivery.attempt_number + 1)
@@ -254,9 +254,7 @@ class Dispatcher:
                 "user-agent": USER_AGENT,
                 "webhook-id": delivery.delivery_id,
                 "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(
-                    sub.signing_keys(now), delivery.delivery_id, timestamp, body
-                ),
+                "webhook-signature": signature(sub, delivery.delivery_id, timestamp, body, now),
             }
         )
         # Tracing on: the attempt span's context; off: the event's, as it came.

@@ -24,13 +24,14 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp.abc import AbstractResolver
 
 from webhook_stream.core.settings import Settings
 from webhook_stream.http._http11 import Connection, Disconnected, Pool, ProtocolError
 from webhook_stream.http.errors import Refused, TransportError
+from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
@@ -116,6 +117,7 @@ class HttpClient:
         self._pool = Pool(settings.http_pool_per_host, settings.http_pool_size, _KEEPALIVE_S)
         self._targets: dict[str, Target] = {}
         self._tls = tls
+        self._identities = ContextCache(tls)
 
     async def start(self) -> None:
         if self._tls is None:
@@ -132,11 +134,16 @@ class HttpClient:
         headers: dict[str, str],
         timeout: float,
         before_write: Callable[[], None] | None = None,
+        *,
+        tls: TlsIdentity | None = None,
+        body_max: int | None = None,
     ) -> HttpResult:
         """POST once. Never raises for HTTP or transport failures: they become ``error``.
 
         ``before_write`` runs right before the request's bytes are written, after every
         wait (pool, connect); what it raises calls the request off and propagates.
+        ``tls``: a client certificate to present (pooled apart); ``body_max`` replaces
+        ``response_body_max`` (an OAuth2 token response).
         """
         assert self._tls is not None, "HttpClient.start() was not awaited"
         started = time.perf_counter()
@@ -145,6 +152,10 @@ class HttpClient:
         try:
             target = self._target(url)
             data = _request_bytes(target, body, headers)
+            context = self._tls
+            if tls is not None and target.tls:
+                context = self._context(tls)
+                target = replace(target, key=(*target.key, tls.identity))  # type: ignore[arg-type]
         except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
@@ -156,7 +167,7 @@ class HttpClient:
                 async with asyncio.timeout_at(deadline):
                     conn = await self._pool.acquire(target.key)
                     slot = True
-                    conn = await self._send(target, conn, data, before_write)
+                    conn = await self._send(target, conn, data, before_write, context, body_max)
             except (TimeoutError, Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
@@ -199,13 +210,15 @@ class HttpClient:
         conn: Connection | None,
         data: bytes,
         before_write: Callable[[], None] | None = None,
+        context: ssl.SSLContext | None = None,
+        body_max: int | None = None,
     ) -> Connection:
         """Send on ``conn`` (or a new connection); return it once the response head is in.
 
         A reused connection the peer closed while it was idle fails without a byte of
         response; the request then goes once more on a fresh connection.
         """
-        keep = self._settings.response_body_max
+        keep = self._settings.response_body_max if body_max is None else body_max
         if conn is not None:
             if before_write is not None:
                 before_write()
@@ -216,7 +229,7 @@ class HttpClient:
                 conn.close()
                 if not exc.silent:
                     raise
-        conn = await self._open(target)
+        conn = await self._open(target, context or self._tls)
         try:
             if before_write is not None:
                 before_write()
@@ -226,7 +239,13 @@ class HttpClient:
             raise
         return conn
 
-    async def _open(self, target: Target) -> Connection:
+    def _context(self, tls: TlsIdentity) -> ssl.SSLContext:
+        try:
+            return self._identities.get(tls)
+        except (ssl.SSLError, ValueError, OSError):
+            raise Refused(TransportError.TLS) from None
+
+    async def _open(self, target: Target, context: ssl.SSLContext | None) -> Connection:
         loop = asyncio.get_running_loop()
         addresses: list[tuple[int, str]]
         if target.literal:
@@ -259,7 +278,7 @@ class HttpClient:
                 _, conn = await loop.create_connection(
                     Connection,
                     sock=sock,
-                    ssl=self._tls if target.tls else None,
+                    ssl=context if target.tls else None,
                     server_hostname=target.host if target.tls else None,
                 )
             except (ssl.SSLError, ssl.CertificateError):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from webhook_stream.http.client import HttpResult
+from webhook_stream.http.identity import TlsIdentity
 
 __all__ = ["Egress"]
 
@@ -29,10 +30,15 @@ class Egress(Protocol):
         headers: dict[str, str],
         timeout: float,
         before_write: Callable[[], None] | None = None,
+        *,
+        tls: TlsIdentity | None = None,
+        body_max: int | None = None,
     ) -> HttpResult:
         """POST once; never raises for HTTP or transport failures (they become ``error``).
 
         ``before_write`` runs right before the request's bytes are written; what it raises
-        calls the request off and propagates.
+        calls the request off and propagates. ``tls``: a client certificate to present
+        (mutual TLS; connections pooled per identity); ``body_max``: keep more of the
+        response than ``response_body_max`` (an OAuth2 token answer).
         """
         ...

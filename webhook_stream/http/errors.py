@@ -20,6 +20,7 @@ timeout             the attempt's time ran out before the response head    yes  
 connection_reset    the peer closed or reset before the response head      yes    yes
 protocol            the peer's bytes are not an HTTP/1.1 response          yes    yes
 transport           any other failure to exchange the request              yes    yes
+auth_failed         the receiver's OAuth2 token endpoint gave no token     yes    yes
 proxy_connect       the egress proxy could not be reached                  yes    no
 proxy_auth          the egress proxy refused our credentials (407)         yes    no
 proxy_error         the egress proxy answered with its own error           yes    no
@@ -47,6 +48,9 @@ class TransportError(StrEnum):
     CONNECTION_RESET = "connection_reset"
     PROTOCOL = "protocol"
     TRANSPORT = "transport"
+    #: Set by :mod:`webhook_stream.delivery.credentials`, not by a client: the request
+    #: was not sent for want of a token (the token endpoint failed).
+    AUTH_FAILED = "auth_failed"
     PROXY_CONNECT = "proxy_connect"
     PROXY_AUTH = "proxy_auth"
     PROXY_ERROR = "proxy_error"

@@ -41,6 +41,7 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.http.client import HttpClient, HttpResult, parse_retry_after
 from webhook_stream.http.egress import Egress
 from webhook_stream.http.errors import Refused, TransportError
+from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import AddressPolicy, ForbiddenAddress
 from webhook_stream.http.urls import check_proxied_host, parse_target
 
@@ -95,6 +96,9 @@ class HttpxClient:
         )
         self._tls = tls
         self._client: httpx.AsyncClient | None = None
+        #: One client per TLS client identity (mutual TLS): tunnels never shared across them.
+        self._identity_clients: dict[str, httpx.AsyncClient] = {}
+        self._identities = ContextCache(tls)
         self._direct = (
             HttpClient(settings, policy=self._policy, require_https=require_https, tls=tls)
             if settings.egress_no_proxy
@@ -110,25 +114,42 @@ class HttpxClient:
     async def start(self) -> None:
         if self._tls is None:
             self._tls = ssl.create_default_context()  # verifies certificate and host name
-        pool = self._settings.http_pool_size
+        self._client = self._new_client(self._tls, self._settings.http_pool_size)
+        if self._direct is not None:
+            await self._direct.start()
+
+    def _new_client(self, context: ssl.SSLContext, pool: int) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(
             proxy=httpx.Proxy(str(self._settings.egress_proxy)),
-            verify=self._tls,
+            verify=context,
             limits=httpx.Limits(
                 max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=_KEEPALIVE_S
             ),
         )
-        self._client = httpx.AsyncClient(
+        client = httpx.AsyncClient(
             transport=transport,
             follow_redirects=False,
             trust_env=False,  # HTTP_PROXY and friends do not override the setting
         )
         for name in ("accept", "accept-encoding", "connection", "user-agent"):
-            del self._client.headers[name]  # send what the direct client sends, no more
-        if self._direct is not None:
-            await self._direct.start()
+            del client.headers[name]  # send what the direct client sends, no more
+        return client
+
+    def _client_for(self, tls: TlsIdentity) -> httpx.AsyncClient:
+        found = self._identity_clients.get(tls.identity)
+        if found is None:
+            try:
+                context = self._identities.get(tls)
+            except (ssl.SSLError, ValueError, OSError):
+                raise Refused(TransportError.TLS) from None
+            # An identity is one endpoint's, usually one host's: its own pool is that small.
+            pool = self._settings.http_pool_per_host
+            found = self._identity_clients[tls.identity] = self._new_client(context, pool)
+        return found
 
     async def close(self) -> None:
+        for client in self._identity_clients.values():
+            await client.aclose()
         if self._client is not None:
             await self._client.aclose()
         if self._direct is not None:
@@ -141,11 +162,15 @@ class HttpxClient:
         headers: dict[str, str],
         timeout: float,
         before_write: Callable[[], None] | None = None,
+        *,
+        tls: TlsIdentity | None = None,
+        body_max: int | None = None,
     ) -> HttpResult:
         """POST once. Never raises for HTTP, proxy or transport failures: they become ``error``.
 
         ``before_write`` runs right before the request is sent, after the per-host wait;
-        what it raises calls the request off and propagates.
+        what it raises calls the request off and propagates. ``tls`` and ``body_max``: as
+        for :meth:`HttpClient.post <webhook_stream.http.client.HttpClient.post>`.
         """
         assert self._client is not None, "HttpxClient.start() was not awaited"
         started = time.perf_counter()
@@ -156,9 +181,16 @@ class HttpxClient:
             if self._direct is not None and bypasses_proxy(
                 target.host, self._settings.egress_no_proxy
             ):
-                return await self._direct.post(url, body, headers, timeout, before_write)
+                return await self._direct.post(
+                    url, body, headers, timeout, before_write, tls=tls, body_max=body_max
+                )
             check_proxied_host(url, self._policy)
             _check_headers(headers)
+            client = self._client
+            key: tuple = target.key
+            if tls is not None and target.tls:
+                client = self._client_for(tls)
+                key = (*key, tls.identity)
             if self._one_shot and not target.tls:
                 headers = {**headers, "connection": "close"}
         except ForbiddenAddress:
@@ -169,9 +201,9 @@ class HttpxClient:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        slot = self._hosts.get(target.key)
+        slot = self._hosts.get(key)
         if slot is None:
-            slot = self._hosts[target.key] = _HostSlot(
+            slot = self._hosts[key] = _HostSlot(
                 asyncio.Semaphore(self._settings.http_pool_per_host)
             )
         slot.users += 1
@@ -182,16 +214,16 @@ class HttpxClient:
                 async with asyncio.timeout_at(deadline):
                     await slot.gate.acquire()
                     held = True
-                    request = self._client.build_request(
+                    request = client.build_request(
                         "POST", url, content=body, headers=headers, timeout=timeout
                     )
                     if before_write is not None:
                         before_write()
-                    response = await self._client.send(request, stream=True)
+                    response = await client.send(request, stream=True)
             except (TimeoutError, httpx.HTTPError, OSError) as exc:
                 failure = _error_class(exc, target.tls)
                 return HttpResult(None, b"", failure, None, time.perf_counter() - started)
-            kept = await self._read_body(response, deadline)
+            kept = await self._read_body(response, deadline, body_max)
             status: int | None = response.status_code
             error: TransportError | None = None
             if _from_proxy(response):
@@ -212,11 +244,13 @@ class HttpxClient:
                 slot.gate.release()
             slot.users -= 1
             if slot.users == 0:
-                del self._hosts[target.key]
+                del self._hosts[key]
 
-    async def _read_body(self, response: httpx.Response, deadline: float) -> bytes:
+    async def _read_body(
+        self, response: httpx.Response, deadline: float, body_max: int | None = None
+    ) -> bytes:
         """At most ``response_body_max`` bytes, for at most the body budget."""
-        keep = self._settings.response_body_max
+        keep = self._settings.response_body_max if body_max is None else body_max
         kept = bytearray()
         budget = min(_BODY_BUDGET_S, deadline - asyncio.get_running_loop().time())
         if budget <= 0:

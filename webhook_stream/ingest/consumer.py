@@ -10,7 +10,9 @@ record produced from it has been acknowledged by the broker. An event whose deli
 records would not fit the record limit goes to ``webhooks.rejected`` (``too_large``)
 instead; a send that fails for one record is handled for that event (:meth:`_settle`).
 Records that cannot be decoded at all (a corrupt batch, an unknown codec) are skipped to
-``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`).
+``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`). A partition
+whose next record needs a writer schema the Schema Registry cannot give now waits, paused
+(:mod:`~webhook_stream.ingest.schema_waits`).
 
 Nothing is fanned out while the group membership's lease is expired (a stall:
 :mod:`~webhook_stream.core.lease`): the partition's next owner does it.
@@ -36,8 +38,11 @@ from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.tracing import OFF, Tracer
-from webhook_stream.ingest.decoding import parse_record
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
+from webhook_stream.ingest.mappings import load_mappings
+from webhook_stream.ingest.registry import SchemaRegistry
+from webhook_stream.ingest.schema_waits import SchemaWaits
+from webhook_stream.ingest.sources import Decoder, SchemaPending
 from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
@@ -75,6 +80,10 @@ class EventsIn:
         self._running = True
         self.listener = kafka.JoinedListener()
         self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
+        schema_registry = SchemaRegistry(settings) if settings.schema_registry_url else None
+        mappings = load_mappings(settings.event_mappings)
+        decoder = Decoder(settings.max_event_bytes, schema_registry, mappings)
+        self.schemas = SchemaWaits(decoder, metrics)
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
@@ -119,7 +128,11 @@ class EventsIn:
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:
-                            handled = await self._handle(record)
+                            try:
+                                handled = await self._handle(record)
+                            except SchemaPending as pending:  # the registry is away
+                                self.schemas.hold(consumer, tp, record.offset, pending.schema_id)
+                                break
                         if handled is not None:
                             sent.append(handled)
                         offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -144,6 +157,7 @@ class EventsIn:
         finally:
             committer.cancel()
             self._metrics.lag.unwatch(f"{self._settings.app_id}-fanout")
+            await self.schemas.close()
             await consumer.stop()
 
     async def _commit_chunks(
@@ -159,7 +173,7 @@ class EventsIn:
 
     async def _handle(self, record: ConsumerRecord) -> _Sent | None:
         try:
-            event = parse_record(record, self._settings.max_event_bytes)
+            event = await self.schemas.parse(record)
         except RejectedEvent as exc:
             return await self._reject(record, exc.reason)
         if self._catalog is not None:

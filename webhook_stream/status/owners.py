@@ -113,11 +113,14 @@ class OwnerAssignor(AbstractPartitionAssignor):
         owner_of = spread(n, sorted(members), applied)
         owners = {str(p): urls[m] for p, m in owner_of.items()}
         out = {}
-        for member_id in members:
+        for member_id, meta in members.items():
             mine = [p for p, m in owner_of.items() if m == member_id]
+            # Only the topics it subscribes: in a rolling upgrade that adds a status topic
+            # (webhooks.rejected), a worker of the previous version refuses any other.
+            subscribed = set(meta.subscription)
             out[member_id] = ConsumerProtocolMemberAssignment(
                 self.version,
-                sorted((t, mine) for t in topics),
+                sorted((t, mine) for t in topics if t in subscribed),
                 orjson.dumps({"owners": owners}),
             )
         return out

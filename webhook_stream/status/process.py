@@ -203,6 +203,10 @@ class StatusProcess:
         """This worker's share of the dead letters (see :meth:`.PartitionedView.deadletters`)."""
         return await self._ask("deadletters", {"query": query})
 
+    async def rejected(self, query: dict[str, Any]) -> dict[str, Any]:
+        """This worker's share of the rejected records (see :mod:`.rejected`)."""
+        return await self._ask("rejected", {"query": query})
+
     async def endpoint_stats(self, scopes: list[list[str]]) -> dict[str, Any]:
         """This worker's share of the counters of ``[endpoint id, incarnation]`` pairs."""
         return await self._ask("endpoint_stats", {"scopes": scopes})
@@ -230,6 +234,7 @@ async def _serve(answers: Any) -> int:
         "operational": view.operational,
         "info": view.info,
         "deadletters": view.deadletters,
+        "rejected": view.rejected,
         "endpoint_stats": view.endpoint_stats,
         "overview": view.overview,
         "positions": view.positions,

@@ -135,7 +135,18 @@ class StatusRouter:
         self, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
     ) -> Answer:
         """Dead letters, newest first: ``{"items", "next"}`` (``next``: the last key)."""
-        shares = await self._gather("deadletters", (query,), forwarded, path_qs, auth)
+        return await self._page("deadletters", query, forwarded, path_qs, auth)
+
+    async def rejected(
+        self, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        """Rejected records, newest first, as :meth:`deadletters`."""
+        return await self._page("rejected", query, forwarded, path_qs, auth)
+
+    async def _page(
+        self, op: str, query: dict[str, Any], forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        shares = await self._gather(op, (query,), forwarded, path_qs, auth)
         if isinstance(shares, Answer):
             return shares
         merged = sorted(

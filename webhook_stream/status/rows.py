@@ -1,7 +1,7 @@
 """What a batch of status records writes to the store, decided without the store (pure).
 
 :func:`rows_of` turns ``(topic, partition, record)`` triples from ``webhooks.deliveries``,
-``webhooks.attempts`` and ``webhooks.deadletter`` into the rows of each table
+``webhooks.attempts``, ``webhooks.deadletter`` and ``webhooks.rejected`` into the rows of each table
 (:class:`Rows`); :meth:`~.store.StatusStore.apply` writes them in one transaction. A
 record below the offset already applied (read again after a crash) is skipped, so counts
 are never doubled.
@@ -19,8 +19,9 @@ import orjson
 from webhook_stream.core.fetch import Undecodable
 from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
-from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
 from webhook_stream.status.operational import OperationalRow, operational_row
+from webhook_stream.status.rejected import RejectedRow, rejected_row
 
 __all__ = ["AttemptRow", "DeadRow", "DeliveryRow", "MinuteCount", "Rows", "rows_of"]
 
@@ -83,6 +84,8 @@ class Rows:
     #: (endpoint, incarnation, minute) -> counts.
     minutes: dict[tuple[str, str, int], MinuteCount] = field(default_factory=dict)
     dead: list[DeadRow] = field(default_factory=list)
+    #: Rows of ``webhooks.rejected`` (``GET /rejected``: :mod:`.rejected`).
+    rejected: list[RejectedRow] = field(default_factory=list)
     operational: list[OperationalRow] = field(default_factory=list)
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     #: Records new to the store (those with nothing to write too: their offsets count).
@@ -100,6 +103,10 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
         rows.n += 1
         if isinstance(record, Undecodable):
             continue  # skipped past (the delivery consumer rejects it); offsets applied
+        if topic == REJECTED:
+            if (found := rejected_row(part, record)) is not None:
+                rows.rejected.append(found)
+            continue
         if topic == OPERATIONAL:
             if (row := operational_row(part, record)) is not None:
                 rows.operational.append(row)

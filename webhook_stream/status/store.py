@@ -1,7 +1,8 @@
 """The status store: one SQLite file per worker, the history of the partitions it owns.
 
 Rows come from ``webhooks.deliveries``, ``webhooks.attempts`` and ``webhooks.deadletter``
-(all keyed by endpoint id, so one partition number is one set of endpoints on all three).
+(all keyed by endpoint id, so one partition number is one set of endpoints on all three),
+and from ``webhooks.rejected`` (same partition numbers, its rows: :mod:`.rejected`).
 Each batch of records and the next offset per (topic, partition) are written in one
 transaction: after a crash or a restart the store resumes where it stopped, and a record
 applied twice (the batch re-read after a crash) is ignored by its (partition, offset) key.
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from webhook_stream.status import operational
+from webhook_stream.status.rejected import REJECTED_SCHEMA, expire_rejected
 from webhook_stream.status.rows import rows_of
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
 #: Bumped when the tables change: a store of another version is rebuilt from Kafka.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
@@ -146,7 +148,7 @@ class StatusStore:
             ).fetchall():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA + operational.SCHEMA)
+        db.executescript(_SCHEMA + REJECTED_SCHEMA + operational.SCHEMA)
         self._next = self.next_offsets()
 
     def close(self) -> None:
@@ -200,6 +202,9 @@ class StatusStore:
             )
             operational.write(db, rows.operational)
             db.executemany(
+                "INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)", rows.rejected
+            )
+            db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
                 [(t, p, o) for (t, p), o in rows.ends.items()],
@@ -222,6 +227,7 @@ class StatusStore:
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
         operational.expire(db, cutoff)
         db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
+        expire_rejected(db, cutoff)
         db.execute("COMMIT")
         return removed
 
@@ -229,7 +235,7 @@ class StatusStore:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
         db = self.db
         db.execute("BEGIN")
-        for table in ("attempts", "deliveries", "minutes", "operational", "applied"):
+        for table in ("attempts", "deliveries", "minutes", "applied", "rejected", "operational"):
             db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
         self._next = self.next_offsets()

@@ -35,16 +35,17 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
 from webhook_stream.status import operational, queries
 from webhook_stream.status.owners import OwnerAssignor, partition_of
+from webhook_stream.status.rejected import rejected_page
 from webhook_stream.status.store import AttemptQuery, StatusStore
 
 __all__ = ["PartitionedView"]
 
 log = logging.getLogger(__name__)
 
-TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER, OPERATIONAL)
+TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER, REJECTED, OPERATIONAL)
 _EXPIRE_EVERY = 60.0
 _MAX_BATCH = 2000
 #: How long a small batch waits for more records before it is written (status lags by it).
@@ -299,6 +300,9 @@ class PartitionedView:
 
     def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
         return self._share(lambda ready: queries.deadletters(self.store.db, ready, **query))
+
+    def rejected(self, query: dict[str, Any]) -> dict[str, Any]:
+        return self._share(lambda ready: rejected_page(self.store.db, ready, **query))
 
     def overview(self, scopes: list[list[str]] | None) -> dict[str, Any]:
         """``scopes``: ``[endpoint id, incarnation or '']`` pairs; None is every endpoint."""

@@ -27,6 +27,7 @@ from webhook_stream.subscriptions.model import (
     generate_secret,
     validate_secret,
 )
+from webhook_stream.subscriptions.receiver_auth import RECEIVER_FIELDS, receiver_fields
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
 
@@ -79,6 +80,7 @@ _FIELDS = frozenset(
         "version",
         "incarnation",
         "filter",
+        *RECEIVER_FIELDS,
     }
 )
 
@@ -148,6 +150,7 @@ def parse_subscription(
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
         incarnation=_incarnation(opt("incarnation")),
         filter=compile_filter(opt("filter")),
+        **receiver_fields(data, allow_insecure),
     )
     _check_retry_span(sub)
     return sub
@@ -429,6 +432,12 @@ def parse_stored(
         raise InvalidSubscription("body", "is not valid JSON") from None
     if isinstance(data, Mapping) and data.get("secret") is None:
         raise InvalidSubscription("secret", "is required in the stored form")
+    if isinstance(data, Mapping) and data.get("signature_scheme", "hmac-sha256") not in (
+        "hmac-sha256",
+        None,
+    ):
+        if data.get("signing_key") is None:  # one made here would differ per worker
+            raise InvalidSubscription("signing_key", "is required in the stored form")
     if isinstance(data, Mapping):
         try:
             data = open_subscription_secrets(data, box)

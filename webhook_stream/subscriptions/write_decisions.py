@@ -16,6 +16,7 @@ from typing import Any
 
 from webhook_stream.core.errors import WriteRefused
 from webhook_stream.subscriptions.model import Subscription
+from webhook_stream.subscriptions.receiver_auth import keep_masked, refuse_auth_left_behind
 from webhook_stream.subscriptions.secrets import (
     check_headers_follow_url,
     refuse_masks,
@@ -98,7 +99,10 @@ def decide_write(req: WriteRequest, body: dict[str, Any] | None, known: Known) -
         grace = float((body or {}).get("grace_s", known.rotation_grace))
         # The API chose the new secret, so that even a slow answer can show it.
         rotated = current.rotate_secret(
-            now=known.now_s, grace_s=grace, new_secret=(body or {}).get("secret")
+            now=known.now_s,
+            grace_s=grace,
+            new_secret=(body or {}).get("secret"),
+            new_signing_key=(body or {}).get("signing_key"),
         )
         return Write(replace(rotated, version=version, updated_at=now), 200)
     if req.op == "disable":
@@ -139,9 +143,10 @@ def _merge(current: Subscription, changes: dict[str, Any], allow_insecure: bool)
     if "headers" in changes and not moved:  # a masked value sent back keeps the current one
         changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
     changes.pop("incarnation", None)  # set at creation only
-    merged = _parse(
-        {**current.to_dict(include_secrets=True), **changes}, current.id, allow_insecure
-    )
+    stored = current.to_dict(include_secrets=True)
+    refuse_auth_left_behind(moved, stored, changes)
+    changes = keep_masked(changes, stored, moved)  # auth/tls secrets sent back as ****
+    merged = _parse({**stored, **changes}, current.id, allow_insecure)
     if "headers" in changes:
         refuse_masks(merged.headers)
     return merged

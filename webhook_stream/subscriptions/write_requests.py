@@ -47,8 +47,19 @@ def request_box(settings: Settings) -> SecretBox | None:
     return SecretBox([base64.urlsafe_b64encode(key).decode("ascii")])
 
 
+_SECRET_FIELDS = (
+    "secret",
+    "previous_secrets",
+    "headers",
+    "signing_key",
+    "previous_signing_keys",
+    "auth",
+    "tls",
+)
+
+
 def _carries_secrets(body: dict[str, Any]) -> bool:
-    return any(body.get(name) for name in ("secret", "previous_secrets", "headers"))
+    return any(body.get(name) for name in _SECRET_FIELDS)
 
 
 def seal_body(body: dict[str, Any] | None, box: SecretBox | None) -> dict[str, Any] | None:

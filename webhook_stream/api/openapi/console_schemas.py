@@ -100,6 +100,32 @@ def console_schemas() -> dict[str, Any]:
                 "minutes",
             ),
         ),
+        "Rejected": _obj(
+            {
+                "reason": {"type": "string", "description": "Why, as on the record."},
+                "code": {"type": "string", "description": "The reason up to its first colon."},
+                "source": _obj(
+                    {
+                        "topic": {"type": "string"},
+                        "partition": {"type": ["integer", "null"]},
+                        "offset": {"type": ["integer", "null"]},
+                    },
+                    ("topic",),
+                ),
+                "rejected_at": text,
+                "tenant_id": {
+                    **text,
+                    "description": "Read from the value or headers, if it can be.",
+                },
+                "preview": {**text, "description": "The first 512 bytes of the value, as text."},
+                "value_bytes": {"type": ["integer", "null"]},
+                "truncated": {"type": "boolean"},
+                "preview_truncated": {"type": "boolean"},
+                "header_names": {"type": "array", "items": {"type": "string"}},
+            },
+            ("reason", "code", "source"),
+        ),
+        "RejectedList": _list_of("Rejected"),
         "WhoAmI": _obj(
             {"admin": {"type": "boolean"}, "tenant_id": {"type": ["string", "null"]}},
             ("admin", "tenant_id"),

@@ -184,7 +184,9 @@ OPERATIONS: list[Operation] = [
             202: ("Accepted, not yet decided or applied here", "RotatedSecret"),
             412: _STALE,
         },
-        description="The old secret keeps signing for the grace period.",
+        description="The old secret keeps signing for the grace period; under `ed25519` or "
+        "`both` a new key pair too (its `public_key` in the answer), the old private key "
+        "signing alongside for the same period.",
         etag=(200,),
         if_match=True,
     ),

@@ -92,6 +92,34 @@ CONSOLE_OPERATIONS: list[Operation] = [
         "A tenant token lists only its own tenant's.",
     ),
     Operation(
+        "/rejected",
+        "GET",
+        "Input records refused (webhooks.rejected), with the reason and a preview",
+        "any",
+        {200: ("One page, newest first", "RejectedList")},
+        parameters=[
+            query_param("topic", {"type": "string", "maxLength": 249}, "Only from this topic."),
+            query_param(
+                "reason",
+                {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+                "Only with this reason code (`unknown_schema`, `invalid_json`, ...).",
+            ),
+            query_param(
+                "tenant_id",
+                {"type": "string"},
+                "Only this tenant's (admin); a tenant token may name only its own.",
+            ),
+            query_param("since", _TIME, "Rejected at or after: ISO-8601 or an age (`2h`)."),
+            query_param("until", _TIME, "Rejected at or before: ISO-8601 or an age."),
+            *PAGE_PARAMETERS,
+        ],
+        tag="deliveries",
+        description="From the status stores (kept for `STATUS_RETENTION`, at most 10,000 per "
+        "partition), not a scan of `webhooks.rejected`. A tenant token lists only the records "
+        "attributed to its tenant (a `tenant_id` in the value, or a `ce_tenantid` header). "
+        "Header values are never shown, only their names.",
+    ),
+    Operation(
         "/endpoint-stats",
         "GET",
         "Attempts of the last hour and the last attempt, per endpoint",

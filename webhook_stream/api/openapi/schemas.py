@@ -18,6 +18,7 @@ from webhook_stream.api.openapi.parts import list_of as _list_of
 from webhook_stream.api.openapi.parts import nullable as _nullable
 from webhook_stream.api.openapi.parts import obj as _obj
 from webhook_stream.api.openapi.parts import ref as _ref
+from webhook_stream.api.openapi.receivers import PUBLIC_KEY, RECEIVER_FIELDS
 from webhook_stream.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from webhook_stream.subscriptions.filters import (
     FIELDS,
@@ -145,10 +146,20 @@ SUBSCRIPTION_FIELDS: dict[str, dict[str, Any]] = {
             },
         }
     ),
+    **RECEIVER_FIELDS,
 }
 
 #: Fields the server manages: accepted on the compacted topic, never set through the API.
-SERVER_FIELDS = ("previous_secrets", "created_at", "updated_at", "version", "incarnation")
+SERVER_FIELDS = (
+    "previous_secrets",
+    "signing_key",
+    "previous_signing_keys",
+    "public_key",
+    "created_at",
+    "updated_at",
+    "version",
+    "incarnation",
+)
 
 
 def schemas() -> dict[str, Any]:
@@ -157,6 +168,7 @@ def schemas() -> dict[str, Any]:
     subscription = _obj(
         {
             **readable,
+            "public_key": PUBLIC_KEY,
             "created_at": _nullable(_ISO),
             "updated_at": _nullable(_ISO),
             "version": {
@@ -389,6 +401,13 @@ def schemas() -> dict[str, Any]:
                     "minimum": 0,
                     "description": "Tenants whose endpoints park because a budget is full",
                 },
+                "schema_registry": _obj(
+                    {
+                        "reachable": {"type": "boolean"},
+                        "waiting_partitions": {"type": "integer", "minimum": 0},
+                    },
+                    ("reachable", "waiting_partitions"),
+                ),
             },
             ("status", "ready", "checks"),
         ),

@@ -36,6 +36,7 @@ from webhook_stream.api.routes.insight import (
     status_response,
     time_param,
 )
+from webhook_stream.api.routes.rejected import register_rejected_views
 from webhook_stream.api.routes.replay import run_replay
 from webhook_stream.api.routes.subscription_writes import (
     etag,
@@ -53,11 +54,13 @@ from webhook_stream.ingest.fanout import send_delivery
 from webhook_stream.status.store import AttemptQuery, decode_cursor
 from webhook_stream.subscriptions.catalog import EventType
 from webhook_stream.subscriptions.model import Subscription, generate_secret
+from webhook_stream.subscriptions.receiver_auth import keep_masked, refuse_auth_left_behind
 from webhook_stream.subscriptions.secrets import (
     check_headers_follow_url,
     refuse_masks,
     unmask_headers,
 )
+from webhook_stream.subscriptions.signing_keys import generate_signing_key, public_key_of
 from webhook_stream.subscriptions.validation import parse_subscription
 from webhook_stream.subscriptions.writes import WriteRequest
 
@@ -67,6 +70,8 @@ __all__ = ["register_views"]
 _SERVER_FIELDS = (
     "secret",
     "previous_secrets",
+    "signing_key",
+    "previous_signing_keys",
     "created_at",
     "updated_at",
     "version",
@@ -117,6 +122,7 @@ def register_views(app: Any) -> None:
     register_console_views(app)
     register_insight_views(app)
     register_event_type_views(app)
+    register_rejected_views(app)
 
     @app.page("/health")
     class Health(View):
@@ -132,6 +138,8 @@ def register_views(app: Any) -> None:
                 # A count, not names: /health is open. Which ones: the worker's log.
                 "throttled_tenants": _throttled_tenants(runtime),
             }
+            if (registry := runtime.schema_registry()) is not None:
+                body["schema_registry"] = registry  # waits, never rejects, while away
             return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
@@ -247,10 +255,13 @@ def register_views(app: Any) -> None:
             # Chosen here (sealed on its way to the owner), so that even a 202 can show it.
             secret = generate_secret()
             body = {"grace_s": grace, "secret": secret}
+            shown: dict[str, object] = {"secret": secret, "old_secret_valid_for_s": grace}
+            if sub.signature_scheme != "hmac-sha256":
+                body["signing_key"] = key = generate_signing_key()
+                shown["public_key"] = public_key_of(key)
             write = WriteRequest(
                 endpoint_id, "rotate", wanted, body, tenant=self.principal(request).tenant_id
             )
-            shown = {"secret": secret, "old_secret_valid_for_s": grace}
             return await submit_write(self, write, shown=shown, expected=sub)
 
     @app.page("/subscriptions/{endpoint_id}/test")
@@ -372,6 +383,9 @@ def _check_patch(sub: Subscription, changes: object, allow_insecure: bool) -> No
         # A mask is refused by the owner only, which resolves it against the current
         # values: this copy may not have applied a change the caller has already read.
         merged["headers"] = unmask_headers(changes["headers"], dict(sub.headers))
+    stored = sub.to_dict(include_secrets=True)
+    refuse_auth_left_behind(moved, stored, changes)
+    merged.update(keep_masked(changes, stored, moved))
     parse_subscription(merged, allow_insecure=allow_insecure, endpoint_id=sub.id)
 
 

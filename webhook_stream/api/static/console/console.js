@@ -177,6 +177,7 @@
       if (parts[0] === "endpoints" && parts[1]) await pageEndpoint(main, parts[1], gen);
       else if (parts[0] === "deliveries" && parts[1]) await pageDelivery(main, parts[1], gen);
       else if (parts[0] === "deadletters") await pageDeadLetters(main, gen);
+      else if (parts[0] === "rejected") await pageRejected(main, gen);
       else if (parts[0] === "overview") await pageOverview(main, gen);
       else if (parts[0] === "event-types") await pageEventTypes(main, parts[1], gen);
       else await pageEndpoints(main, gen);
@@ -370,6 +371,84 @@
     ["max_in_flight", "Max in flight", "number"],
   ];
 
+  // What a receiver demands (signature scheme, auth, client certificate): secrets are
+  // write-only. A read shows them as "****"; a blank secret input sends "****" back, which
+  // the API reads as "keep the current value".
+  const MASK = "****";
+  const AUTH_FIELDS = {
+    basic: [["username", "Username", "text"], ["password", "Password", "secret"]],
+    oauth2_client_credentials: [
+      ["token_url", "Token URL", "text"], ["client_id", "Client id", "text"],
+      ["client_secret", "Client secret", "secret"], ["scope", "Scope", "text"],
+      ["audience", "Audience", "text"], ["client_auth", "Client auth (basic or body)", "text"]],
+  };
+
+  function authText(auth) {
+    if (!auth) return "–";
+    if (auth.type === "basic") return "Basic: " + auth.username + " (password " + MASK + ")";
+    return "OAuth2 client credentials: " + auth.client_id + " at " + auth.token_url + " (secret " + MASK + ", client auth " + auth.client_auth + ")" +
+      (auth.scope ? ", scope " + auth.scope : "") + (auth.audience ? ", audience " + auth.audience : "");
+  }
+
+  function tlsText(tls) {
+    if (!tls) return "–";
+    return "client certificate (key " + MASK + ")" + (tls.ca_cert ? ", own CA bundle" : "");
+  }
+
+  function receiverForm(sub) {
+    const box = h("fieldset", { class: "receiver", id: "receiver" }, h("legend", { text: "Receiver" }));
+    const select = (name, options, value) => h("select", { name }, options.map((o) => h("option", { value: o, text: o || "none", selected: o === value })));
+    const scheme = select("signature_scheme", ["hmac-sha256", "ed25519", "both"], sub.signature_scheme || "hmac-sha256");
+    const auth = sub.auth || null;
+    const type = select("auth_type", ["", "basic", "oauth2_client_credentials"], auth ? auth.type : "");
+    const fields = h("div", { class: "auth-fields" });
+    const inputs = {};
+    const draw = () => {
+      fields.replaceChildren();
+      for (const [f, label, kind] of AUTH_FIELDS[type.value] || []) {
+        const same = auth && auth.type === type.value;
+        const value = kind === "secret" || !same || auth[f] === null || auth[f] === undefined ? "" : String(auth[f]);
+        inputs[f] = h("input", { name: "auth_" + f, type: kind === "secret" ? "password" : "text", autocomplete: "off", value,
+          placeholder: kind === "secret" && same ? "unchanged (write-only)" : "" });
+        fields.append(h("label", { for: "auth_" + f, text: label }), inputs[f]);
+      }
+    };
+    type.addEventListener("change", draw);
+    draw();
+    const tls = sub.tls || null;
+    const area = (name, value, placeholder) => h("textarea", { name, rows: 3, placeholder, text: value || "" });
+    const cert = area("tls_client_cert", tls && tls.client_cert, "PEM certificate (none: no client certificate)");
+    const key = area("tls_client_key", "", tls ? "unchanged (write-only)" : "PEM private key");
+    const ca = area("tls_ca_cert", tls && tls.ca_cert, "PEM CA bundle for this endpoint (optional)");
+    box.append(h("label", { for: "signature_scheme", text: "Signature scheme" }), scheme,
+      h("label", { for: "auth_type", text: "Auth" }), type, fields,
+      h("label", { for: "tls_client_cert", text: "Client certificate" }), cert,
+      h("label", { for: "tls_client_key", text: "Client key" }), key,
+      h("label", { for: "tls_ca_cert", text: "CA bundle" }), ca);
+    // The changes to send: only what differs from the read (secrets as the mask to keep).
+    const changes = () => {
+      const out = {};
+      if (scheme.value !== (sub.signature_scheme || "hmac-sha256")) out.signature_scheme = scheme.value;
+      let a = null;
+      if (type.value) {
+        a = { type: type.value };
+        for (const [f, , kind] of AUTH_FIELDS[type.value]) {
+          const raw = inputs[f].value.trim();
+          if (kind === "secret") a[f] = raw || MASK;
+          else if (raw) a[f] = raw;
+        }
+      }
+      const norm = (x) => x && JSON.stringify(Object.keys(x).sort().filter((k) => x[k] !== null).map((k) => [k, x[k]]));
+      if (norm(a) !== norm(auth)) out.auth = a;
+      const c = cert.value.trim(), k = key.value.trim(), v = ca.value.trim();
+      const t = c ? { client_cert: c, client_key: k || MASK, ca_cert: v || null } : null;
+      const tlsNow = tls ? { client_cert: tls.client_cert.trim(), client_key: MASK, ca_cert: tls.ca_cert ? tls.ca_cert.trim() : null } : null;
+      if (JSON.stringify(t) !== JSON.stringify(tlsNow)) out.tls = t;
+      return out;
+    };
+    return { el: box, changes };
+  }
+
   function shown(value) {
     if (value === null || value === undefined || value === "") return "–";
     if (Array.isArray(value)) return value.length ? value.join(", ") : "–";
@@ -388,10 +467,11 @@
     const status = endpointStatus(sub, st);
     const blocked = blockedBy(sub);
     const settings = h("dl", { class: "settings wide", id: "settings" });
-    const fields = ["id", "tenant_id", "url", "event_types", "filter", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "created_at", "updated_at"];
+    const fields = ["id", "tenant_id", "url", "event_types", "filter", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "signature_scheme", "public_key", "auth", "tls", "created_at", "updated_at"];
     for (const f of fields) {
-      if (f === "ordering" && sub.ordering === undefined) continue;
-      settings.append(h("dt", { text: f }), h("dd", { class: f === "url" || f === "id" ? "mono" : "", dataset: { field: f }, text: shown(sub[f]) }));
+      if (sub[f] === undefined && ["ordering", "signature_scheme", "public_key", "auth", "tls"].includes(f)) continue;
+      const text = f === "tls" ? tlsText(sub.tls) : f === "auth" ? authText(sub.auth) : shown(sub[f]);
+      settings.append(h("dt", { text: f }), h("dd", { class: ["url", "id", "public_key"].includes(f) ? "mono" : "", dataset: { field: f }, text }));
     }
     if (sub.flow) settings.append(h("dt", { text: "flow" }), h("dd", { class: "small", dataset: { field: "flow" }, text: flowText(sub.flow) }));
 
@@ -416,7 +496,8 @@
         secretBox.replaceChildren(h("div", { class: "secret" },
           h("strong", { text: "New signing secret (shown only now; copy it to the receiver):" }),
           h("div", {}, h("code", { id: "new-secret", text: r.secret })),
-          h("div", { class: "muted small", text: "The old secret keeps signing for " + Math.round(r.old_secret_valid_for_s / 3600) + " h." })));
+          r.public_key ? h("div", {}, "New public key (v1a): ", h("code", { id: "new-public-key", text: r.public_key })) : null,
+          h("div", { class: "muted small", text: "The old secret" + (r.public_key ? " and key keep" : " keeps") + " signing for " + Math.round(r.old_secret_valid_for_s / 3600) + " h." })));
       }),
       act("Send test event", "", async () => {
         const r = await api("POST", "/subscriptions/" + enc(id) + "/test");
@@ -435,6 +516,8 @@
     inputs.filter = h("textarea", { name: "filter", id: "filter-input", class: "json", placeholder: '{"data": {"amount": {"$gt": 100}}}' });
     inputs.filter.value = sub.filter ? JSON.stringify(sub.filter, null, 2) : "";
     form.append(h("label", { for: "filter-input", text: "Filter (JSON, empty: none)" }), inputs.filter);
+    const receiver = receiverForm(sub);
+    form.append(receiver.el);
     form.append(h("div", { class: "buttons" },
       h("button", { type: "submit", class: "primary", text: "Save" }),
       h("button", { type: "button", text: "Cancel", onclick: () => { form.hidden = true; } })));
@@ -449,6 +532,7 @@
         if (kind === "list") value = raw.split(",").map((x) => x.trim()).filter(Boolean);
         if (JSON.stringify(value) !== JSON.stringify(sub[f] === undefined ? null : sub[f])) changes[f] = value;
       }
+      Object.assign(changes, receiver.changes());
       try {
         const filter = parseFilter(inputs.filter.value);
         if (JSON.stringify(filter) !== JSON.stringify(sub.filter === undefined ? null : sub.filter)) changes.filter = filter;
@@ -802,6 +886,36 @@
       h("p", { class: "muted small", text: "Deliveries that exhausted their retries (or were refused), within the status retention. Replay sends them again with the same webhook-id; a replayed one leaves this list." }),
       filters, list.el);
     await list.show(null);
+  }
+
+  // ------------------------------------------------------------------ rejected input
+
+  async function pageRejected(main, gen) {
+    const params = hashParams();
+    const admin = state.who.admin;
+    const topic = h("input", { name: "topic", placeholder: "any topic", value: params.get("topic") || "" });
+    const reason = h("input", { name: "reason", placeholder: "e.g. unknown_schema", value: params.get("reason") || "" });
+    const tenant = h("input", { name: "tenant_id", placeholder: "all tenants" });
+    const since = h("input", { name: "since", placeholder: "2h or 2026-12-01T10:00Z", size: 22 });
+    const until = h("input", { name: "until", placeholder: "ISO-8601 or age", size: 22 });
+    const list = pagedTable("rejected", ["Rejected", "Reason", "Source", ...(admin ? ["Tenant"] : []), "Preview"], (after) =>
+      api("GET", "/rejected" + query({ limit: PAGE_SIZE, after, topic: topic.value.trim(), reason: reason.value.trim(), tenant_id: tenant.value.trim(), since: since.value.trim(), until: until.value.trim() })),
+    (r) => h("tr", { dataset: { code: r.code } },
+      timeCell(r.rejected_at),
+      h("td", { class: "small reason" }, badge("bad", r.code), " ", r.reason),
+      h("td", { class: "mono small source", text: r.source.topic + " [" + r.source.partition + "] @" + r.source.offset }),
+      admin ? h("td", { text: r.tenant_id === null ? "–" : r.tenant_id }) : null,
+      h("td", { class: "mono small preview", text: r.preview === null ? "(no value)" : r.preview + (r.preview_truncated ? " …" : "") })),
+    "No rejected input in the status retention.");
+    const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
+    const filters = h("form", { class: "filters", id: "rejected-filters", onsubmit: (ev) => { ev.preventDefault(); run(); } },
+      h("label", {}, "Topic", topic), h("label", {}, "Reason", reason), admin ? h("label", {}, "Tenant", tenant) : null,
+      h("label", {}, "Since", since), h("label", {}, "Until", until),
+      h("button", { type: "submit", text: "Filter" }));
+    main.replaceChildren(h("h1", { text: "Rejected input" }),
+      h("p", { class: "muted small", text: "Records on events.* (and the worker's own topics) that were refused, with the reason and where they came from; the whole record stays on webhooks.rejected. A tenant sees the ones whose tenant could be read from them." }),
+      filters, list.el);
+    if (current(gen)) await list.show(null);
   }
 
   // ------------------------------------------------------------------ overview
