@@ -240,6 +240,9 @@ class Settings:
     health_disable_after: float = 3 * 86400.0
     #: ...or after this many consecutive dead letters (0 = never); 410 Gone disables at once.
     health_disable_after_dead_letters: int = 20
+    #: A message whose attempts failed this many times in a row is announced as
+    #: ``webhook.message.attempt.failing`` on webhooks.operational (0 = never).
+    operational_failing_after: int = 4
     #: Grace period during which a rotated-out secret still signs.
     secret_rotation_grace: float = 86400.0
     #: How long delivery status and attempts stay queryable (each worker's status store).

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from webhook_stream.core.kafka import connection
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings, format_duration
 
 __all__ = [
@@ -113,6 +114,7 @@ def plan(settings: Settings) -> list[TopicSpec]:
             SUBSCRIPTION_REQUESTS, p, keep(1), "subscription writes, decided by one owner per id"
         ),
         TopicSpec(SUBSCRIPTION_RESULTS, p, keep(1), "outcome of each subscription write"),
+        TopicSpec(OPERATIONAL, p, keep(30), "operational events: what happened to endpoints"),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A waiting delivery must outlive its delay by a wide margin.

@@ -34,6 +34,7 @@ from webhook_stream.core.version import __version__
 from webhook_stream.delivery.budgets import TenantSlots, host_key
 from webhook_stream.delivery.credentials import ReceiverCredentials, signature
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
+from webhook_stream.delivery.operational import OperationalFacts
 from webhook_stream.delivery.policy import (
     Action,
     Schedule,
@@ -106,6 +107,7 @@ class Dispatcher:
         registry.listeners.append(self._changed)
         self._writes = writes
         self.health = EndpointHealth(settings)
+        self._operational = OperationalFacts(producer, settings.operational_failing_after)
         #: Endpoint id -> the version a disable was requested for: refused from now on
         #: (this worker), until the owner's decision moves the version.
         self._disabling: dict[str, int] = {}
@@ -311,6 +313,7 @@ class Dispatcher:
         if span is not None:
             span.finish(result.status, label, result.error, delivery.attempt_number)
         sends.append(await self._log_attempt(delivery, result, label, now))
+        sends.extend(await self._operational.after_attempt(delivery, decision, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
         if not decision.blames_receiver:
             return sends
@@ -398,14 +401,9 @@ class Dispatcher:
 
     def _moved(self, delivery: Delivery, topic: str, reason: str, span: AttemptSpan | None) -> None:
         """The move's span: a child of the attempt that caused it, else of the delivery."""
-        parent = (
-            (delivery.traceparent, delivery.tracestate)
-            if span is None
-            else (
-                span.traceparent,
-                span.tracestate,
-            )
-        )
+        parent = (delivery.traceparent, delivery.tracestate)
+        if span is not None:
+            parent = (span.traceparent, span.tracestate)
         self._tracer.moved(topic, delivery.delivery_id, reason, *parent)
 
     async def _released(self, delivery: Delivery, sends: list[asyncio.Future]) -> None:

@@ -32,6 +32,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.operational import input_pattern, not_to_itself
 from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
@@ -98,12 +99,13 @@ class EventsIn:
             metadata_max_age_ms=int(self._settings.topic_discovery_interval * 1000),
             max_poll_records=1000,
         )
-        consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
+        pattern = input_pattern(self._settings.events_pattern)  # and webhooks.operational
+        consumer.subscribe(pattern=pattern, listener=self.listener)
         began = self.lease.clock()
         await consumer.start()
         self.lease.attach(consumer, began)
         self._metrics.lag.watch(f"{self._settings.app_id}-fanout", consumer)
-        log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
+        log.info("fan-out consuming topics matching %s", pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
         chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
@@ -179,6 +181,7 @@ class EventsIn:
             if violation is not None:
                 return await self._reject(record, violation)
         deliveries = fan_out(event, self._registry.index, headers=record.headers)
+        deliveries = not_to_itself(event, deliveries)  # operational: never about itself
         if not deliveries:
             self._metrics.no_match.inc()
             return None

@@ -178,6 +178,13 @@ class StatusProcess:
         args = {"endpoint_id": endpoint_id, "query": query, "local": local}
         return await self._ask("attempts", {**args, "incarnation": incarnation})
 
+    async def operational(
+        self, endpoint_id: str, incarnation: str, *, local: bool
+    ) -> dict[str, Any]:
+        """The incarnation's recent operational events, or where to ask."""
+        args = {"endpoint_id": endpoint_id, "incarnation": incarnation, "local": local}
+        return await self._ask("operational", args)
+
     def pending(self) -> int:
         """Questions waiting for an answer (each is removed when answered or given up)."""
         return len(self._waiting)
@@ -224,6 +231,7 @@ async def _serve(answers: Any) -> int:
     ops: dict[str, Callable[..., Any]] = {
         "delivery": view.delivery,
         "attempts": view.attempts,
+        "operational": view.operational,
         "info": view.info,
         "deadletters": view.deadletters,
         "rejected": view.rejected,

@@ -92,6 +92,18 @@ class StatusRouter:
             return await self._forward(found["forward"], path_qs, auth)
         return self._answer(found, f"no attempts for {endpoint_id!r}")
 
+    async def operational(
+        self, endpoint_id: str, *, forwarded: bool, path_qs: str, auth: str, incarnation: str = ""
+    ) -> Answer:
+        """The recent operational events of the endpoint's ``incarnation``."""
+        try:
+            found = await self.process.operational(endpoint_id, incarnation, local=forwarded)
+        except StatusUnavailable as exc:
+            return unavailable(str(exc))
+        if "forward" in found:
+            return await self._forward(found["forward"], path_qs, auth)
+        return self._answer(found, f"no operational events for {endpoint_id!r}")
+
     async def delivery(
         self,
         delivery_id: str,

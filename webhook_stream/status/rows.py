@@ -17,8 +17,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from webhook_stream.core.fetch import Undecodable
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
 from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
+from webhook_stream.status.operational import OperationalRow, operational_row
 from webhook_stream.status.rejected import RejectedRow, rejected_row
 
 __all__ = ["AttemptRow", "DeadRow", "DeliveryRow", "MinuteCount", "Rows", "rows_of"]
@@ -84,6 +86,7 @@ class Rows:
     dead: list[DeadRow] = field(default_factory=list)
     #: Rows of ``webhooks.rejected`` (``GET /rejected``: :mod:`.rejected`).
     rejected: list[RejectedRow] = field(default_factory=list)
+    operational: list[OperationalRow] = field(default_factory=list)
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     #: Records new to the store (those with nothing to write too: their offsets count).
     n: int = 0
@@ -103,6 +106,10 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
         if topic == REJECTED:
             if (found := rejected_row(part, record)) is not None:
                 rows.rejected.append(found)
+            continue
+        if topic == OPERATIONAL:
+            if (row := operational_row(part, record)) is not None:
+                rows.operational.append(row)
             continue
         headers = dict(record.headers or ())
         raw_id = headers.get(H_DELIVERY)

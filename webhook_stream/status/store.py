@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from webhook_stream.status import operational
 from webhook_stream.status.rejected import REJECTED_SCHEMA, expire_rejected
 from webhook_stream.status.rows import rows_of
 
@@ -147,7 +148,7 @@ class StatusStore:
             ).fetchall():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA + REJECTED_SCHEMA)
+        db.executescript(_SCHEMA + REJECTED_SCHEMA + operational.SCHEMA)
         self._next = self.next_offsets()
 
     def close(self) -> None:
@@ -199,6 +200,7 @@ class StatusStore:
                 " WHERE id = ? AND inc = ?",
                 rows.dead,
             )
+            operational.write(db, rows.operational)
             db.executemany(
                 "INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)", rows.rejected
             )
@@ -223,6 +225,7 @@ class StatusStore:
         db.execute("BEGIN")
         removed = db.execute("DELETE FROM attempts WHERE ts_ms < ?", (cutoff,)).rowcount
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
+        operational.expire(db, cutoff)
         db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
         expire_rejected(db, cutoff)
         db.execute("COMMIT")
@@ -232,7 +235,7 @@ class StatusStore:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
         db = self.db
         db.execute("BEGIN")
-        for table in ("attempts", "deliveries", "minutes", "applied", "rejected"):
+        for table in ("attempts", "deliveries", "minutes", "applied", "rejected", "operational"):
             db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
         self._next = self.next_offsets()

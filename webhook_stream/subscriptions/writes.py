@@ -41,6 +41,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import InvalidSubscription, OwnershipLost, WriteRefused
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.operational import send_operational
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.sealing import SecretKeyError
 from webhook_stream.core.settings import Settings
@@ -51,6 +52,7 @@ from webhook_stream.core.topics import (
     SUBSCRIPTIONS,
 )
 from webhook_stream.subscriptions.model import Subscription, new_incarnation
+from webhook_stream.subscriptions.operational import endpoint_fact
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
 from webhook_stream.subscriptions.write_decisions import Answer, Known, decide_write
 from webhook_stream.subscriptions.write_requests import (
@@ -195,6 +197,11 @@ class SubscriptionWriter:
             raise WriteRefused(400, _LOOKS_SEALED) from None
         if not self.lease.valid():  # decided on what may be stale: a successor decides
             raise OwnershipLost(self.lease.name)
+        # The fact, acknowledged before the write (and so before the commit): a successor
+        # deciding this request again reaches the same version and the same event id.
+        fact = endpoint_fact(req.op, known.current, new, known.next_version, body, known.now)
+        if fact is not None:
+            await (await send_operational(self._producer, fact))
         meta = await self._producer.send_and_wait(
             SUBSCRIPTIONS,
             value,

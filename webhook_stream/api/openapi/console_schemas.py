@@ -81,6 +81,16 @@ def console_schemas() -> dict[str, Any]:
                     "items": minute,
                     "description": "The last 60 minutes, oldest first.",
                 },
+                "disabled_endpoints": {
+                    "type": "array",
+                    "maxItems": 100,
+                    "items": _obj(
+                        {"id": {"type": "string"}, "tenant_id": {"type": ["string", "null"]}},
+                        ("id", "tenant_id"),
+                    ),
+                    "description": "Disabled endpoints in scope, the first 100 by id.",
+                },
+                "disabled_total": {**count, "description": "Disabled endpoints in scope."},
             },
             (
                 "deliveries_per_s",

@@ -20,6 +20,7 @@ from webhook_stream.api.openapi.operations import (
 )
 from webhook_stream.api.openapi.operations import query_param as _q
 from webhook_stream.api.openapi.schemas import PAGE_PARAMETERS, schemas
+from webhook_stream.api.openapi.webhooks import webhook_schemas, webhooks
 from webhook_stream.core.errors import WebhookStreamError
 from webhook_stream.core.version import __version__
 
@@ -402,6 +403,7 @@ def build_document(routes: Iterable[tuple[str, str]] | None = None) -> dict[str,
             {"name": "operations", "description": "Health, metrics, this document"},
         ],
         "paths": paths,
+        "webhooks": webhooks(),
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -410,7 +412,7 @@ def build_document(routes: Iterable[tuple[str, str]] | None = None) -> dict[str,
                     "description": "The admin token or a tenant token (`wst_...`).",
                 }
             },
-            "schemas": schemas(),
+            "schemas": {**schemas(), **webhook_schemas()},
             "responses": {
                 f"E{status}": {"description": text, **error, **_error_headers(status)}
                 for status, text in _ERRORS.items()

@@ -135,6 +135,15 @@ CONSOLE_OPERATIONS: list[Operation] = [
         description="From per-endpoint minute counts in the status stores (the last hour).",
     ),
     Operation(
+        "/subscriptions/{endpoint_id}/operational-events",
+        "GET",
+        "The endpoint's recent operational events",
+        "any",
+        {200: ("Up to 100, newest first", "OperationalEventList")},
+        description="From the status stores (kept for `STATUS_RETENTION`): what "
+        "webhooks.operational said about this endpoint (this incarnation).",
+    ),
+    Operation(
         "/overview",
         "GET",
         "Deliveries per minute over the last hour, failures, dead-letter depth",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from faust.web import Request, Response, View
@@ -97,6 +97,20 @@ def _scope_of(sub: Any) -> list[str]:
     return [sub.id, sub.incarnation or ""]
 
 
+#: Disabled endpoints listed by GET /overview (the rest are counted).
+DISABLED_LISTED = 100
+
+
+def disabled_endpoints(subs: Iterable[Any], tenant: str | None, scoped: bool) -> dict[str, Any]:
+    """The overview's disabled endpoints (the caller's tenant, or all): the first by id."""
+    found = sorted(
+        (s for s in subs if s.disabled and (not scoped or s.tenant_id == tenant)),
+        key=lambda s: s.id,
+    )
+    listed = [{"id": s.id, "tenant_id": s.tenant_id} for s in found]
+    return {"disabled_endpoints": listed[:DISABLED_LISTED], "disabled_total": len(found)}
+
+
 def register_insight_views(app: Any) -> None:
     def tenant_scopes(tenant: str | None) -> list[list[str]]:
         return [_scope_of(s) for s in app.runtime.registry.index.all() if s.tenant_id == tenant]
@@ -167,6 +181,18 @@ def register_insight_views(app: Any) -> None:
             answer = await router_of(app.runtime).endpoint_stats(scopes, **forwarding(request))
             return status_response(self, request, answer)
 
+    @app.page("/subscriptions/{endpoint_id}/operational-events")
+    class OperationalEvents(View):
+        @authorized
+        async def get(self, request: Request, endpoint_id: str) -> Response:
+            sub = visible_sub(request, endpoint_id)
+            if sub is None:
+                raise ApiError("not_found", f"no subscription {endpoint_id!r}")
+            answer = await router_of(app.runtime).operational(
+                endpoint_id, incarnation=sub.incarnation or "", **forwarding(request)
+            )
+            return status_response(self, request, answer)
+
     @app.page("/overview")
     class Overview(View):
         @authorized
@@ -175,5 +201,6 @@ def register_insight_views(app: Any) -> None:
             scopes = tenant_scopes(tenant) if scoped else None
             answer = await router_of(app.runtime).overview(scopes, **forwarding(request))
             if answer.status == 200 and "share" not in answer.body:
-                answer = Answer(200, {"tenant_id": tenant, **answer.body})
+                disabled = disabled_endpoints(app.runtime.registry.index.all(), tenant, scoped)
+                answer = Answer(200, {"tenant_id": tenant, **answer.body, **disabled})
             return status_response(self, request, answer)

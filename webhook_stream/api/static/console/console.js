@@ -546,6 +546,7 @@
     });
     actions.prepend(h("button", { type: "button", text: "Edit", onclick: () => { form.hidden = !form.hidden; } }));
 
+    const operational = h("div", { id: "operational-events" }, h("p", { class: "muted", text: "Loading…" }));
     const statsCard = h("div", { class: "grid" },
       stat("Status", badge(status)),
       stat("Success (1h)", pct(st ? st.success_rate : null)),
@@ -582,8 +583,26 @@
       statsCard, actions, secretBox, form,
       h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings),
         filterCheck(sub, catalog, inputs.filter)),
-      h("h2", { text: "Attempt log" }), filters, attempts.el);
+      h("h2", { text: "Attempt log" }), filters, attempts.el,
+      h("h2", { text: "Operational events" }), operational);
     await attempts.show(null);
+    // What webhooks.operational said about it (disabled, failing, ...): the page works without.
+    try {
+      const ops = await api("GET", "/subscriptions/" + enc(id) + "/operational-events");
+      if (current(gen)) operational.replaceChildren(opsTable(ops.items));
+    } catch (err) { operational.replaceChildren(h("p", { class: "muted", text: "Not available now." })); }
+  }
+
+  function opsTable(items) {
+    if (!items.length) return h("p", { class: "muted", text: "None recorded." });
+    const facts = (d) => ["reason", "attempt_count", "last_status", "last_error", "delivery_id", "version"]
+      .filter((k) => d[k] !== undefined && d[k] !== null).map((k) => k + ": " + d[k]).join(", ");
+    return h("table", {}, h("thead", {}, h("tr", {}, ["Time", "Type", "Facts", "Id"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, items.map((e) => h("tr", { dataset: { type: e.type } },
+        timeCell(e.occurred_at),
+        h("td", { class: "mono small", text: e.type }),
+        h("td", { class: "small", text: facts(e.data || {}) }),
+        h("td", { class: "mono small muted", text: e.id })))));
   }
 
   // ------------------------------------------------------------------ filters and event types
@@ -953,7 +972,11 @@
         h("h2", { text: "Attempts per minute (up to the last hour)" }),
         h("div", { class: "card" }, chart(o.minutes),
           h("div", { class: "legend" }, h("span", {}, h("i", { class: "ok" }), "succeeded"), h("span", {}, h("i", { class: "bad" }), "failed (retried or dead-lettered)"),
-            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))));
+            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))),
+        h("h2", { text: "Disabled endpoints (" + (o.disabled_total || 0) + ")" }),
+        h("ul", { id: "disabled-endpoints" }, ...(o.disabled_endpoints || []).map((e) =>
+          h("li", {}, h("a", { href: "#/endpoints/" + enc(e.id), text: e.id }),
+            e.tenant_id ? h("span", { class: "muted", text: " " + e.tenant_id }) : null))));
     };
     const filters = admin ? h("form", { class: "filters", onsubmit: async (ev) => {
       ev.preventDefault();
