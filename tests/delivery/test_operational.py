@@ -10,6 +10,7 @@ import orjson
 from webhook_stream.core.operational import (
     OPERATIONAL,
     OperationalEvent,
+    for_operator,
     input_pattern,
     not_to_itself,
 )
@@ -164,3 +165,16 @@ def test_the_fan_out_reads_the_topic_and_never_tells_an_endpoint_about_itself() 
     assert not_to_itself(op, [to_self, to_other]) == [to_other]
     plain = delivery(0).event
     assert not_to_itself(plain, [to_self]) == [to_self]  # an events.* event is not about one
+
+
+def test_the_operator_gets_a_tenantless_copy_of_operational_events_only() -> None:
+    op = Event(
+        "op_1", "webhook.endpoint.disabled", AT, "{}", SourceRef(OPERATIONAL, 0, 1), tenant_id="a"
+    )
+    copy = for_operator(op, OPERATIONAL)
+    assert copy is not None and copy.tenant_id is None
+    assert (copy.id, copy.type, copy.data) == (op.id, op.type, op.data)
+    assert op.tenant_id == "a"  # the tenant's own event is untouched
+    # Not for an events.* record (a producer naming webhook.* types crosses no tenant).
+    assert for_operator(op, "events.orders") is None
+    assert for_operator(copy, OPERATIONAL) is None  # already the operator's

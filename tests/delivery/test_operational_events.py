@@ -79,6 +79,10 @@ async def test_failing_exhausted_disabled_enabled_recovered_and_no_loop(
         await w.create_subscription(
             id=uid("opsb"), url=receiver.url("/ops-b"), event_types=[OPS], tenant_id=tb
         )
+        # The operator's subscription (no tenant) gets every tenant's operational events.
+        await w.create_subscription(
+            id=uid("opsadmin"), url=receiver.url("/ops-admin"), event_types=[OPS]
+        )
         # Tenant c's operational endpoint fails itself: no loop, no cascade.
         ops_c = uid("opsc")
         await w.create_subscription(
@@ -168,6 +172,10 @@ async def test_failing_exhausted_disabled_enabled_recovered_and_no_loop(
         assert received(receiver.at("/ops-a"), ep) == facts(records, ep)
         # Nobody of another tenant; no endpoint told about itself; no cascade.
         assert receiver.at("/ops-b") == []
+        await eventually(
+            lambda: received(receiver.at("/ops-admin"), ep) == facts(records, ep), timeout=30
+        )
+        assert {r.json["data"]["tenant_id"] for r in receiver.at("/ops-admin")} >= {ta, tc}
         assert received(receiver.at("/ops-c"), ops_c) == {}
         assert set(facts(records, ops_c)) == {"endpoint.created", "endpoint.disabled"}
         assert set(facts(records, ep_c)) == {

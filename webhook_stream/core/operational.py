@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ __all__ = [
     "TYPES",
     "OperationalEvent",
     "endpoint_path",
+    "for_operator",
     "input_pattern",
     "not_to_itself",
     "operational_id",
@@ -123,6 +124,15 @@ def about(event: Event) -> str | None:
         return None
     subject = data.get("endpoint_id") if isinstance(data, dict) else None
     return subject if isinstance(subject, str) else None
+
+
+def for_operator(event: Event, topic: str) -> Event | None:
+    """The copy of a tenant's operational event for the operator's subscriptions (those
+    without a tenant): the admin may subscribe across tenants, a tenant only to its own.
+    None for any other event, and for an event already without a tenant."""
+    if topic != OPERATIONAL or event.tenant_id is None:
+        return None
+    return replace(event, tenant_id=None)
 
 
 def not_to_itself(event: Event, deliveries: list[Delivery]) -> list[Delivery]:

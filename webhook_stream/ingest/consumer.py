@@ -32,7 +32,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.operational import input_pattern, not_to_itself
+from webhook_stream.core.operational import for_operator, input_pattern, not_to_itself
 from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
 from webhook_stream.core.rejected import reject
@@ -181,6 +181,9 @@ class EventsIn:
             if violation is not None:
                 return await self._reject(record, violation)
         deliveries = fan_out(event, self._registry.index, headers=record.headers)
+        operator = for_operator(event, record.topic)  # the admin's, across tenants
+        if operator is not None:
+            deliveries += fan_out(operator, self._registry.index, headers=record.headers)
         deliveries = not_to_itself(event, deliveries)  # operational: never about itself
         if not deliveries:
             self._metrics.no_match.inc()
