@@ -85,7 +85,6 @@ class Dispatcher:
         self._settings = settings
         self._tracer = tracer
         self._registry = registry
-        self._http = http
         self._credentials = ReceiverCredentials(http)
         self._producer = producer
         self._batcher = batcher
