@@ -340,6 +340,7 @@ async def test_rejected_input_in_the_console(
 
         async def all_three() -> bool:
             await page.click("#rejected-filters button[type=submit]")
+            await page.wait_for_load_state("networkidle")  # count the new answer's rows
             return await rows.count() == 3
 
         await eventually(all_three, timeout=30, interval=0.5)
