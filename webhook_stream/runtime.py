@@ -39,21 +39,13 @@ from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.secrets import SECRET_FIELDS
 from webhook_stream.subscriptions.writes import SubscriptionWriter, WriteClient
 
 __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = (
-    "secret",
-    "previous_secrets",
-    "headers",
-    "signing_key",
-    "previous_signing_keys",
-    "auth",
-    "tls",
-)
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
 #: The stall watch's tick, and the gap between ticks reported as a stall.
@@ -279,7 +271,7 @@ class Runtime(Service):
             doc = orjson.loads(value)
             if isinstance(doc, dict):
                 value = orjson.dumps(
-                    {k: ("[redacted]" if k in _REDACTED_KEYS else v) for k, v in doc.items()}
+                    {k: ("[redacted]" if k in SECRET_FIELDS else v) for k, v in doc.items()}
                 )
         except orjson.JSONDecodeError:
             pass

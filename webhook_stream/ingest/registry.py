@@ -34,6 +34,7 @@ import httpx
 import orjson
 
 from webhook_stream.core.errors import ConfigError, RejectedEvent, WebhookStreamError
+from webhook_stream.core.schemas import AVRO_DECODE_ERRORS
 from webhook_stream.core.settings import Settings
 
 __all__ = [
@@ -54,18 +55,6 @@ CACHE_SIZE = 1000
 #: Seconds an id the registry does not know is remembered as unknown.
 _UNKNOWN_TTL = 30.0
 _TIMEOUT = 5.0
-
-# What avro-python3's BinaryDecoder raises on a payload that does not fit its schema.
-_AVRO_ERRORS = (
-    avro.schema.AvroException,
-    AssertionError,
-    EOFError,
-    IndexError,
-    TypeError,
-    ValueError,
-    UnicodeDecodeError,
-    struct.error,
-)
 
 
 class RegistryUnavailable(WebhookStreamError):
@@ -101,7 +90,7 @@ class WriterSchema:
                 raise RejectedEvent(f"undecodable: schema id {self.id} (JSON): {exc}") from None
         try:
             return self.reader.read(avro.io.BinaryDecoder(io.BytesIO(payload)))
-        except _AVRO_ERRORS as exc:
+        except AVRO_DECODE_ERRORS as exc:
             raise RejectedEvent(
                 f"undecodable: Avro payload does not match schema id {self.id} "
                 f"({self.name}): {type(exc).__name__}"

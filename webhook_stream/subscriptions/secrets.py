@@ -20,6 +20,7 @@ from webhook_stream.core.sealing import SecretBox, open_secret
 
 __all__ = [
     "MASK",
+    "SECRET_FIELDS",
     "check_headers_follow_url",
     "mask_header",
     "open_subscription_secrets",
@@ -29,6 +30,17 @@ __all__ = [
 ]
 
 MASK = "****"
+#: The subscription fields that hold a secret (or, for ``headers``, may hold one): sealed
+#: in write requests, redacted in logs.
+SECRET_FIELDS = (
+    "secret",
+    "previous_secrets",
+    "headers",
+    "signing_key",
+    "previous_signing_keys",
+    "auth",
+    "tls",
+)
 #: Values at least this long show their last 4 characters after the mask.
 _SHOW_TAIL_FROM = 12
 

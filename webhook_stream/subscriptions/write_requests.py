@@ -22,6 +22,7 @@ from webhook_stream.core.errors import WriteRefused
 from webhook_stream.core.sealing import SecretBox, SecretKeyError
 from webhook_stream.core.settings import Settings
 from webhook_stream.subscriptions.secrets import (
+    SECRET_FIELDS,
     open_subscription_secrets,
     seal_subscription_secrets,
 )
@@ -47,19 +48,8 @@ def request_box(settings: Settings) -> SecretBox | None:
     return SecretBox([base64.urlsafe_b64encode(key).decode("ascii")])
 
 
-_SECRET_FIELDS = (
-    "secret",
-    "previous_secrets",
-    "headers",
-    "signing_key",
-    "previous_signing_keys",
-    "auth",
-    "tls",
-)
-
-
 def _carries_secrets(body: dict[str, Any]) -> bool:
-    return any(body.get(name) for name in _SECRET_FIELDS)
+    return any(body.get(name) for name in SECRET_FIELDS)
 
 
 def seal_body(body: dict[str, Any] | None, box: SecretBox | None) -> dict[str, Any] | None:
