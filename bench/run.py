@@ -40,6 +40,7 @@ from .egress import phase_proxied
 from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
+from .idle import phase_idle
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .receivers import phase_receivers
 from .report import Row, markdown_table, rate, ratio, text_table
@@ -284,6 +285,11 @@ class Bench:
         if a.tracing_only:
             await phase_tracing(self)
             return
+        if a.idle_only:
+            worker = self.start_worker()
+            await self.wait_healthy(worker, 0, 180)
+            await phase_idle(self, worker)
+            return
         if a.globs:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
@@ -354,6 +360,8 @@ class Bench:
         self.worker_counters(metrics0, metrics1)
         self.raw["worker1_vmhwm_kb"] = memory_kb(worker.pid)["VmHWM"]
 
+        if not a.skip_idle:
+            await phase_idle(self, worker)
         if not a.skip_cold_start:
             worker = await self.phase_cold_start(worker, api_subs + a.subs)
         if a.scale_out:
