@@ -253,12 +253,13 @@ class AdaptiveConsumer(AIOKafkaConsumer):
 
 def waits_of(settings: Settings, background: bool) -> FetchWaits:
     """The short wait (``fetch_max_wait``; 200 ms at least off the delivery path) and the
-    longest one a quiet consumer lengthens to (``fetch_idle_wait``, at least the short)."""
-    short = settings.fetch_max_wait
+    longest one a quiet consumer lengthens to (``fetch_idle_wait``, off the delivery path
+    ``background_idle_wait``; never below the short one)."""
+    short, longest = settings.fetch_max_wait, settings.fetch_idle_wait
     if background:
-        short = max(short, BACKGROUND_FETCH_WAIT)
+        short, longest = max(short, BACKGROUND_FETCH_WAIT), settings.background_idle_wait
     short_ms = int(short * 1000)
-    return FetchWaits(short_ms, max(short_ms, int(settings.fetch_idle_wait * 1000)))
+    return FetchWaits(short_ms, max(short_ms, int(longest * 1000)))
 
 
 def group_consumer(

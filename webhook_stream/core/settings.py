@@ -177,11 +177,11 @@ class Settings:
     #: Longest a consumer fetch waits for data. Brokers that do not answer a fetch early
     #: when data arrives (Tansu) add up to this much latency per hop.
     fetch_max_wait: float = 0.02
-    #: Longest a fetch waits once a consumer's fetches have come back empty for a while
-    #: (doubling from the short wait; reset by the first fetch with records). After a quiet
-    #: spell the first record waits up to this much per consumer it passes (two: events,
-    #: then deliveries).
+    #: Longest a fetch waits once a consumer's fetches came back empty for a while (reset
+    #: by records): after quiet, up to this late per consumer passed (events, deliveries).
     fetch_idle_wait: float = 0.2
+    #: The same off the delivery path (tables, subscription writes, retries, status).
+    background_idle_wait: float = 1.0
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
     #: How often ``webhook_consumer_lag`` and ``webhook_consumer_lag_seconds`` are sampled

@@ -48,6 +48,7 @@ _VIEW_SETTINGS = (
     "broker",
     "fetch_max_wait",
     "fetch_idle_wait",
+    "background_idle_wait",
     "app_id",
     "session_timeout",
     "rebalance_timeout",
