@@ -18,6 +18,14 @@ never held for hours. A record that has waited in one topic for more than twice 
 topic's delay is moved the same way, so no wait (a per-endpoint step longer than every
 retry topic) outlives a topic's retention (at least four times its delay).
 
+One tenant cannot hold a partition's buffer (``retry_buffer_per_tenant``, at most half
+of it): a not yet due record of a tenant holding its share there is moved the same way
+at once (:func:`intake`), and so are the records at the front of a crowded buffer, so
+the other tenants' records behind them are read and forwarded on time. A moved copy
+carries the time of its move; met again over its share within :data:`CYCLE_S`, the
+partition waits until then (one tenant's backlog is written again at most once per
+``CYCLE_S``, and the others wait at most that long).
+
 Nothing is forwarded or moved while the group membership's lease
 (:mod:`~webhook_stream.core.lease`) is expired: a worker resuming from a stall would
 otherwise forward records another member has forwarded meanwhile.
@@ -30,6 +38,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -44,13 +53,56 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topic
 from webhook_stream.ingest.rejected import reject
 
-__all__ = ["HORIZON_S", "RetryScheduler", "move_target"]
+__all__ = [
+    "CYCLE_S",
+    "HORIZON_S",
+    "MOVED_HEADER",
+    "Intake",
+    "RetryScheduler",
+    "intake",
+    "move_target",
+]
 
 log = logging.getLogger(__name__)
 
 _MAX_IDLE_MS = 500
 #: A record due within this holds the commit of its partition instead of being moved.
 HORIZON_S = 60.0
+#: A record moved over its tenant's share is not moved again sooner than this.
+CYCLE_S = 2.0
+#: Header of a record moved over its tenant's share: when (ms since the epoch).
+MOVED_HEADER = "ws-retry-moved-ms"
+
+
+class Intake(Enum):
+    """What the scheduler does with a retry record it reads."""
+
+    #: Buffered until due (or forwarded at once when due).
+    HOLD = "hold"
+    #: Its tenant holds its share of the partition's buffer: written again, due time kept.
+    MOVE = "move"
+    #: The same, but it was moved less than ``CYCLE_S`` ago: the partition waits.
+    COOL = "cool"
+
+
+def intake(
+    tenant: str | None,
+    tenant_held: int,
+    share: int,
+    due_ms: int,
+    now_ms: float,
+    moved_ms: int | None,
+) -> Intake:
+    """Hold, move or wait for one record whose tenant holds ``tenant_held`` here.
+
+    The operator's records (no tenant) are bounded by the partition's buffer only; a due
+    record holds nothing (it is forwarded at once).
+    """
+    if tenant is None or tenant_held < share or due_ms <= now_ms:
+        return Intake.HOLD
+    if moved_ms is not None and now_ms - moved_ms < CYCLE_S * 1000:
+        return Intake.COOL
+    return Intake.MOVE
 
 
 def move_target(remaining_s: float, delays: tuple[float, ...]) -> float:
@@ -68,6 +120,10 @@ class _Waiting:
     record: ConsumerRecord | fetch.Undecodable
     due_ms: int
     forwarded: bool = False
+    #: Counted in its tenant's share of the partition's buffer (until handled).
+    tenant: str | None = None
+    #: Over its tenant's share: to be moved.
+    move: bool = False
 
 
 class _Listener(kafka.JoinedListener):
@@ -93,6 +149,12 @@ class RetryScheduler:
         self._metrics = metrics
         self._buffers: dict[TopicPartition, deque[_Waiting]] = {}
         self._paused: set[TopicPartition] = set()
+        #: Per partition: records of each tenant held (buffered, not yet handled).
+        self._held: dict[TopicPartition, dict[str, int]] = {}
+        #: Partitions waiting for a moved copy's ``CYCLE_S``: until when (ms).
+        self._cooling: dict[TopicPartition, float] = {}
+        limit = settings.retry_buffer_per_partition
+        self._share = max(1, min(settings.retry_buffer_per_tenant, limit // 2))
         self._consumer: AIOKafkaConsumer | None = None
         self._running = True
         self._delays = tuple(sorted(set(settings.retry_schedule)))
@@ -119,21 +181,15 @@ class RetryScheduler:
                 batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
                 skipped = False
                 for tp, records in batch.items():
-                    buf = self._buffers.setdefault(tp, deque())
-                    for r in records:
-                        if isinstance(r, fetch.Undecodable):
-                            await self._undecodable(r)
-                            skipped = True
-                            buf.append(_Waiting(r, 0, forwarded=True))  # committed past
-                        else:
-                            buf.append(_Waiting(r, _due_ms(r)))
+                    skipped = await self._take(tp, records) or skipped
                 self._pause_full()
                 if not self.lease.valid():
                     # Membership in doubt (a stall): hold everything until it is confirmed.
                     await self.lease.wait_change(_MAX_IDLE_MS / 1000)
                     continue
                 forwarded = await self._forward_due()
-                if await self._move_blocking() or forwarded or skipped:
+                moved = await self._move_over_share()
+                if await self._move_blocking() or moved or forwarded or skipped:
                     await self.commit()
                 self._resume_drained()
                 self._report_backlog()
@@ -142,6 +198,51 @@ class RetryScheduler:
             self._metrics.lag.unwatch(f"{self._settings.app_id}-retry")
             await consumer.stop()
 
+    async def _take(self, tp: TopicPartition, records: list) -> bool:
+        """Buffer what was read of ``tp``; True when an undecodable run was skipped."""
+        buf = self._buffers.setdefault(tp, deque())
+        held = self._held.setdefault(tp, {})
+        now_ms = time.time() * 1000
+        skipped = False
+        for r in records:
+            if isinstance(r, fetch.Undecodable):
+                await self._undecodable(r)
+                skipped = True
+                buf.append(_Waiting(r, 0, forwarded=True))  # committed past
+                continue
+            due_ms, tenant = _due_and_tenant(r)
+            moved_ms = _moved_ms(r)
+            verdict = intake(
+                tenant, held.get(tenant or "", 0), self._share, due_ms, now_ms, moved_ms
+            )
+            if verdict is Intake.COOL:
+                assert self._consumer is not None and moved_ms is not None
+                # Read again from here once its cycle is over; the rest of the batch too.
+                self._consumer.seek(tp, r.offset)
+                self._consumer.pause(tp)
+                self._cooling[tp] = min(moved_ms, now_ms) + CYCLE_S * 1000
+                break
+            if verdict is Intake.MOVE:
+                buf.append(_Waiting(r, due_ms, move=True))
+                continue
+            if tenant is not None:
+                held[tenant] = held.get(tenant, 0) + 1
+            buf.append(_Waiting(r, due_ms, tenant=tenant))
+        return skipped
+
+    def _handled(self, tp: TopicPartition, waiting: _Waiting) -> None:
+        """``waiting`` was forwarded or moved: committable, out of its tenant's share."""
+        waiting.forwarded = True
+        tenant = waiting.tenant
+        if tenant is None:
+            return
+        waiting.tenant = None
+        held = self._held.get(tp)
+        if held is not None and tenant in held:
+            held[tenant] -= 1
+            if not held[tenant]:
+                del held[tenant]
+
     def drop(self, tp: TopicPartition) -> int:
         """Forget a revoked partition; its uncommitted records go to the new owner.
 
@@ -149,6 +250,8 @@ class RetryScheduler:
         """
         buf = self._buffers.pop(tp, None)
         self._paused.discard(tp)
+        self._held.pop(tp, None)
+        self._cooling.pop(tp, None)
         now_ms = time.time() * 1000
         return sum(1 for w in buf or () if not w.forwarded and w.due_ms <= now_ms)
 
@@ -182,6 +285,9 @@ class RetryScheduler:
             (w.due_ms for buf in self._buffers.values() for w in buf if not w.forwarded),
             default=None,
         )
+        cooled = min(self._cooling.values(), default=None)
+        if cooled is not None and (earliest is None or cooled < earliest):
+            earliest = cooled
         if earliest is None:
             return _MAX_IDLE_MS
         return int(max(0, min(_MAX_IDLE_MS, earliest - now)))
@@ -189,14 +295,14 @@ class RetryScheduler:
     async def _forward_due(self) -> bool:
         now_ms = time.time() * 1000
         sends = []
-        for buf in self._buffers.values():
+        for tp, buf in self._buffers.items():
             for waiting in buf:
                 if not waiting.forwarded and waiting.due_ms <= now_ms:
                     if not self.lease.valid():
                         break  # lapsed meanwhile (a stall between two sends)
                     rec = waiting.record
                     sends.append((rec, await self._send(rec)))
-                    waiting.forwarded = True
+                    self._handled(tp, waiting)
         for rec, result in zip(
             (r for r, _ in sends),
             await asyncio.gather(*(s for _, s in sends), return_exceptions=True),
@@ -226,28 +332,57 @@ class RetryScheduler:
         log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
         await (await reject(self._producer, rec, failure_reason(exc)))
 
+    async def _move_over_share(self) -> bool:
+        """Move the records read over their tenant's share (their cycle starts now)."""
+        now_ms = time.time() * 1000
+        sends = []
+        for tp, buf in self._buffers.items():
+            for waiting in buf:
+                if not waiting.move or waiting.forwarded:
+                    continue
+                if not self.lease.valid():
+                    break
+                remaining_s = (waiting.due_ms - now_ms) / 1000
+                target = retry_topic(move_target(remaining_s, self._delays))
+                sends.append(await self._move(waiting.record, target, now_ms))
+                self._handled(tp, waiting)
+                self._metrics.retry_moved.labels(tp.topic).inc()
+        if sends:
+            await asyncio.gather(*sends)
+        return bool(sends)
+
+    async def _move(self, rec: ConsumerRecord, target: str, now_ms: float) -> asyncio.Future:
+        """Write ``rec`` again to ``target``; the header says when (its cycle)."""
+        headers = [(MOVED_HEADER, str(int(now_ms)).encode())]
+        return await self._producer.send(target, rec.value, key=rec.key, headers=headers)
+
     async def _move_blocking(self) -> bool:
-        """Move the far-off records that hold up a commit or have waited too long here."""
+        """Move the far-off records that hold up a commit or have waited too long here.
+
+        In a crowded buffer (half full: records moved over their tenant's share wait for
+        the commit too) any not due record at the front is moved.
+        """
         now_ms = time.time() * 1000
         horizon_ms = HORIZON_S * 1000
+        crowded_at = self._settings.retry_buffer_per_partition // 2
         sends = []
         for tp, buf in self._buffers.items():
             stale_ms = 2000 * self._topic_delay.get(tp.topic, self._delays[-1])
             behind = sum(w.forwarded for w in buf)  # forwarded records behind the cursor
+            crowded = len(buf) >= crowded_at
             for waiting in buf:
                 if waiting.forwarded:
                     behind -= 1
                     continue
                 remaining_ms = waiting.due_ms - now_ms
-                if remaining_ms <= horizon_ms or not self.lease.valid():
+                if (remaining_ms <= horizon_ms and not crowded) or not self.lease.valid():
                     break  # due soon (or the lease lapsed): the commit waits for it
                 stale = now_ms - waiting.record.timestamp > stale_ms
                 if not behind and not stale:
                     break
                 target = retry_topic(move_target(remaining_ms / 1000, self._delays))
-                rec = waiting.record
-                sends.append(await self._producer.send(target, rec.value, key=rec.key))
-                waiting.forwarded = True
+                sends.append(await self._move(waiting.record, target, now_ms))
+                self._handled(tp, waiting)
                 self._metrics.retry_moved.labels(tp.topic).inc()
         if sends:
             await asyncio.gather(*sends)
@@ -265,9 +400,14 @@ class RetryScheduler:
         assert self._consumer is not None
         limit = self._settings.retry_buffer_per_partition
         ready = [tp for tp in self._paused if len(self._buffers.get(tp, ())) < limit // 2]
+        self._paused.difference_update(ready)
+        now_ms = time.time() * 1000
+        cooled = [tp for tp, until in self._cooling.items() if until <= now_ms]
+        for tp in cooled:
+            del self._cooling[tp]
+        ready = [tp for tp in {*ready, *cooled} if tp not in self._paused | set(self._cooling)]
         if ready:
             self._consumer.resume(*ready)
-            self._paused.difference_update(ready)
 
     def _report_backlog(self) -> None:
         per_topic: dict[str, int] = {}
@@ -277,11 +417,25 @@ class RetryScheduler:
             self._metrics.retry_backlog.labels(topic).set(count)
 
 
-def _due_ms(record: ConsumerRecord) -> int:
+def _due_and_tenant(record: ConsumerRecord) -> tuple[int, str | None]:
     try:
-        due = orjson.loads(record.value).get("due_at_ms")
+        doc = orjson.loads(record.value)
+        due, tenant = doc.get("due_at_ms"), doc.get("tenant_id")
     except (orjson.JSONDecodeError, AttributeError, TypeError):
-        due = None
+        due = tenant = None
     # A record without a due time (hand-written, or damaged) is forwarded at once; the
     # delivery path rejects it if it cannot be decoded.
-    return int(due) if isinstance(due, int | float) else 0
+    return (
+        int(due) if isinstance(due, int | float) else 0,
+        tenant if isinstance(tenant, str) else None,
+    )
+
+
+def _moved_ms(record: ConsumerRecord) -> int | None:
+    for name, value in record.headers or ():
+        if name == MOVED_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
