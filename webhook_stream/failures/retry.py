@@ -18,13 +18,11 @@ never held for hours. A record that has waited in one topic for more than twice 
 topic's delay is moved the same way, so no wait (a per-endpoint step longer than every
 retry topic) outlives a topic's retention (at least four times its delay).
 
-One tenant cannot hold a partition's buffer (``retry_buffer_per_tenant``, at most half
-of it): a not yet due record of a tenant holding its share there is moved the same way
-at once (:func:`intake`), and so are the records at the front of a crowded buffer, so
-the other tenants' records behind them are read and forwarded on time. A moved copy
-carries the time of its move; met again over its share within :data:`CYCLE_S`, the
-partition waits until then (one tenant's backlog is written again at most once per
-``CYCLE_S``, and the others wait at most that long).
+One tenant holds at most ``retry_buffer_per_tenant`` of a partition's buffer: its further
+not yet due records are moved at once (:func:`intake`), as are those at the front of a
+crowded buffer, so others' records behind them are read on time. A copy moved over its
+share within :data:`CYCLE_S` makes the partition wait instead: each is written again at
+most once per ``CYCLE_S``, and the others wait at most that long.
 
 Nothing is forwarded or moved while the group membership's lease
 (:mod:`~webhook_stream.core.lease`) is expired: a worker resuming from a stall would
@@ -360,7 +358,8 @@ class RetryScheduler:
         """Move the far-off records that hold up a commit or have waited too long here.
 
         In a crowded buffer (half full: records moved over their tenant's share wait for
-        the commit too) any not due record at the front is moved.
+        the commit too) any not due record at the front is moved, unless it was moved less
+        than ``CYCLE_S`` ago (so a busy partition is not written again in a loop).
         """
         now_ms = time.time() * 1000
         horizon_ms = HORIZON_S * 1000
@@ -375,8 +374,10 @@ class RetryScheduler:
                     behind -= 1
                     continue
                 remaining_ms = waiting.due_ms - now_ms
-                if (remaining_ms <= horizon_ms and not crowded) or not self.lease.valid():
-                    break  # due soon (or the lease lapsed): the commit waits for it
+                if not self.lease.valid():
+                    break
+                if remaining_ms <= horizon_ms and not (crowded and _cycled(waiting.record, now_ms)):
+                    break  # due soon: the commit waits for it
                 stale = now_ms - waiting.record.timestamp > stale_ms
                 if not behind and not stale:
                     break
@@ -429,6 +430,12 @@ def _due_and_tenant(record: ConsumerRecord) -> tuple[int, str | None]:
         int(due) if isinstance(due, int | float) else 0,
         tenant if isinstance(tenant, str) else None,
     )
+
+
+def _cycled(record: ConsumerRecord, now_ms: float) -> bool:
+    """Not moved over a share, or at least ``CYCLE_S`` ago."""
+    moved_ms = _moved_ms(record)
+    return moved_ms is None or now_ms - moved_ms >= CYCLE_S * 1000
 
 
 def _moved_ms(record: ConsumerRecord) -> int | None:
