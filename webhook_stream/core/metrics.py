@@ -59,7 +59,8 @@ class Metrics:
         )
         self.retry_moved = Counter(
             "webhook_retry_moved",
-            "Retry records written again with their due time (out of order, or long waits).",
+            "Retry records written again with their due time (out of order, long waits, over a "
+            "tenant's share).",
             ["topic"],
             registry=r,
         )
