@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.isolation.conftest import Iso
 from tests.support import Received, eventually
@@ -38,6 +40,27 @@ def test_a_tenant_at_its_share_has_its_not_due_records_moved() -> None:
     assert intake("a", 250, 250, later, now, just) is Intake.COOL
     assert intake("a", 10, 250, later, now, just) is Intake.HOLD
     assert intake("a", 250, 250, later, now, int(now - CYCLE_S * 1000)) is Intake.MOVE
+
+
+@given(
+    tenant=st.one_of(st.none(), st.sampled_from(["a", "b"])),
+    held=st.integers(0, 2000),
+    share=st.integers(1, 500),
+    due_in=st.integers(-10_000, 86_400_000),
+    moved_ago=st.one_of(st.none(), st.integers(-5_000, 10_000)),
+)
+def test_only_a_tenant_over_its_share_with_a_record_not_due_is_moved_or_waits(
+    tenant: str | None, held: int, share: int, due_in: int, moved_ago: int | None
+) -> None:
+    now = 1_700_000_000_000.0
+    moved_ms = None if moved_ago is None else int(now) - moved_ago
+    verdict = intake(tenant, held, share, int(now) + due_in, now, moved_ms)
+    if tenant is None or held < share or due_in <= 0:
+        assert verdict is Intake.HOLD
+    elif moved_ago is not None and moved_ago < CYCLE_S * 1000:
+        assert verdict is Intake.COOL  # never written again within CYCLE_S of its move
+    else:
+        assert verdict is Intake.MOVE
 
 
 def _retry_record(endpoint: str, tenant: str, n: int, due_ms: int) -> dict[str, Any]:
