@@ -196,7 +196,9 @@ class RetryScheduler:
             self._metrics.lag.unwatch(f"{self._settings.app_id}-retry")
             await consumer.stop()
 
-    async def _take(self, tp: TopicPartition, records: list) -> bool:
+    async def _take(
+        self, tp: TopicPartition, records: list[ConsumerRecord | fetch.Undecodable]
+    ) -> bool:
         """Buffer what was read of ``tp``; True when an undecodable run was skipped."""
         buf = self._buffers.setdefault(tp, deque())
         held = self._held.setdefault(tp, {})
@@ -426,10 +428,8 @@ def _due_and_tenant(record: ConsumerRecord) -> tuple[int, str | None]:
         due = tenant = None
     # A record without a due time (hand-written, or damaged) is forwarded at once; the
     # delivery path rejects it if it cannot be decoded.
-    return (
-        int(due) if isinstance(due, int | float) else 0,
-        tenant if isinstance(tenant, str) else None,
-    )
+    tenant = tenant if isinstance(tenant, str) else None
+    return (int(due) if isinstance(due, int | float) else 0), tenant
 
 
 def _cycled(record: ConsumerRecord, now_ms: float) -> bool:
