@@ -42,9 +42,10 @@ test: $(STAMP) chromium  ## the whole suite, against a real embedded broker (con
 test-unit: $(STAMP)  ## the tests that need no broker or worker process (about a minute)
 	$(PY) -m pytest -m "not integration" -q
 
-lint: $(STAMP)  ## ruff, the layering contracts (import-linter) and unused dependencies (deptry)
+lint: $(STAMP)  ## ruff, the types (mypy), the layering contracts (import-linter), unused dependencies (deptry)
 	$(VENV)/bin/ruff check webhook_stream tests bench
 	$(VENV)/bin/ruff format --check webhook_stream tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/deptry webhook_stream
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from webhook_stream.broker import EmbeddedBroker, free_port
+
+from .compression import broker_rows, compression_rows
+from .decode import decode_rows
+from .filters import filter_rows
 from .globs import glob_row
 from .report import text_table
 from .run import Bench
@@ -91,7 +97,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--egress-only",
         action="store_true",
-        help="run only rows 1, 1b and 1p (the direct and the proxied HTTP client), no worker",
+        help="run only rows 1, 1b, 1p, 1t, 1m and 1o (the HTTP clients: direct, proxied, "
+        "https, mutual TLS, OAuth2), no worker",
     )
     p.add_argument(
         "--skip-cold-start",
@@ -148,6 +155,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 6d (in-process, no broker or worker) and print it",
     )
     p.add_argument(
+        "--filter-subs",
+        type=int,
+        default=10_000,
+        help="subscriptions with content filters of rows 6e/6f (default 10000; 0 skips them)",
+    )
+    p.add_argument(
+        "--filters-only",
+        action="store_true",
+        help="run only rows 6e/6f (in-process, no broker or worker) and print them",
+    )
+    p.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="run only rows 6g and 6h (decode cost per input form, bytes and CPU per "
+        "delivery record per codec; in-process) and print them",
+    )
+    p.add_argument(
         "--tracing-only",
         action="store_true",
         help="run only row 5t: worker CPU per delivery with tracing off and on (OTLP)",
@@ -176,6 +200,21 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.decode_only:
+        rows, raw = decode_rows()
+        codecs, raw_codecs = compression_rows()
+        OUT.mkdir(parents=True, exist_ok=True)
+        with EmbeddedBroker(port=free_port(), log_file=OUT / "tansu-codecs.log") as broker:
+            assert broker.pid is not None
+            on_broker, raw_broker = asyncio.run(broker_rows(broker.bootstrap, broker.pid))
+        print(text_table(rows + codecs + on_broker))
+        print(raw, raw_codecs, raw_broker)
+        return 0
+    if args.filters_only:
+        rows, raw = filter_rows(args.filter_subs or 10_000)
+        print(text_table(rows))
+        print(raw)
+        return 0
     if args.globs_only:
         row, raw = glob_row(args.globs or 50_000)
         print(text_table([row]))

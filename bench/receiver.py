@@ -5,6 +5,8 @@ and counts receipts per *prefix*, the first path segment (``/a/7`` counts under 
 total requests, distinct ``webhook-id`` values, first and last receipt time (``time.time()``).
 For prefixes starting with ``lat`` it also records ``receipt time - data.sent_at`` of each body.
 Prefix ``hang`` is counted, then never answered (the sender's timeout ends the request).
+``--tls-cert``/``--tls-key`` serve https; ``--client-ca`` verifies a client certificate
+(optional: rows 1t and 1m of :mod:`bench.receivers` share one receiver).
 
 ``GET /_stats`` returns the counters as JSON; ``GET /_stats?lat=<prefix>`` adds that prefix's
 latencies (seconds).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 import time
 
 import orjson
@@ -76,11 +79,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--tls-cert", help="serve https with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--client-ca", help="verify a client certificate from this CA, if sent")
     args = parser.parse_args()
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            context.verify_mode = ssl.CERT_OPTIONAL  # rows 1t (without) and 1m (with)
+            context.load_verify_locations(args.client_ca)
     web.run_app(
         build_app(),
         host=args.host,
         port=args.port,
+        ssl_context=context,
         access_log=None,
         print=None,
         handle_signals=True,

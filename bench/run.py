@@ -34,10 +34,14 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load
+from .compression import broker_rows, compression_rows
+from .decode import decode_rows
 from .egress import phase_proxied
+from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
+from .receivers import phase_receivers
 from .report import Row, markdown_table, rate, ratio, text_table
 from .tracing import phase_tracing
 
@@ -284,11 +288,27 @@ class Bench:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
             self.rows.append(row)
+        if a.filter_subs:
+            self.say(f"6e/6f routing with {a.filter_subs:,} filtered subscriptions (in-process)")
+            rows, self.raw["filters"] = filter_rows(a.filter_subs)
+            self.rows.extend(rows)
+        self.say("6g decode cost per event of each input form (in-process)")
+        decode, self.raw["decode"] = decode_rows()
+        self.rows.extend(decode)
+        self.say("6h bytes and CPU per delivery record with each codec (in-process)")
+        codecs, self.raw["compression"] = compression_rows()
+        self.rows.extend(codecs)
+        assert self.broker is not None and self.broker.pid is not None
+        broker, self.raw["compression_broker_us"] = await broker_rows(
+            self.bootstrap, self.broker.pid
+        )
+        self.rows.extend(broker)
         await self.phase_ceiling()
         await self.phase_own_client()
         await phase_proxied(
             self, self.raw["own_client"]["done"] / self.raw["own_client"]["seconds"]
         )
+        await phase_receivers(self, self.raw["own_client"]["client_ms"])
         if a.egress_only:
             return
         await self.phase_baseline()
@@ -483,7 +503,7 @@ class Bench:
             self.rurl(""), a.events, a.concurrency, a.phase_timeout, client="webhook-stream"
         )
         client_ms = (time.process_time() - cpu0) / max(1, res.done) * 1000
-        self.raw["own_client"] = vars(res)
+        self.raw["own_client"] = {**vars(res), "client_ms": client_ms}
         self.say(f"  own client: {res.rate:,.0f} req/s, {client_ms:.3f} CPU-ms per request")
         self.add_load_row(
             "1b",

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from mkdocs.structure.files import File, Files
 
-from webhook_stream.api.openapi import build_document
+from webhook_stream.api.openapi.document import build_document
 from webhook_stream.core.settings import PREFIX, Settings
 
 SETTINGS_MARK = "<!-- settings-reference -->"
@@ -61,15 +61,15 @@ def default_text(field: dataclasses.Field[Any]) -> str:
     return f"`{value}`"
 
 
-def settings_table() -> str:
+def settings_table(descriptions: Path = DESCRIPTIONS) -> str:
     """Every field of :class:`Settings`, in its order; raises on a missing description."""
-    described = yaml.safe_load(DESCRIPTIONS.read_text())
+    described = yaml.safe_load(descriptions.read_text())
     names = [f.name for f in dataclasses.fields(Settings)]
     missing = [n for n in names if n not in described]
     stale = [n for n in described if n not in names]
     if missing or stale:
         raise UndocumentedSetting(
-            f"{DESCRIPTIONS.name}: describe {missing}; no such setting {stale}"
+            f"{descriptions.name}: describe {missing}; no such setting {stale}"
         )
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for f in dataclasses.fields(Settings):

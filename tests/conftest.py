@@ -14,7 +14,17 @@ from webhook_stream.broker import EmbeddedBroker, free_port
 # that ``make test-unit`` (``-m "not integration"``) leaves it out. Tests that start a
 # broker or worker themselves carry ``pytestmark = pytest.mark.integration``.
 _BROKER_FIXTURES = frozenset(
-    {"broker", "kafka", "worker", "own_broker", "own_kafka", "ui_broker", "ui_worker"}
+    {
+        "broker",
+        "kafka",
+        "worker",
+        "own_broker",
+        "own_kafka",
+        "ui_broker",
+        "ui_worker",
+        "iso_broker",
+        "iso",
+    }
 )
 
 

@@ -52,6 +52,13 @@ async def eventually(
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Something listens on ``host:port`` (a connect succeeds)."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
 def uid(prefix: str = "t") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

@@ -15,11 +15,8 @@ ROLES = ("core", "http", "subscriptions", "ingest", "status", "failures", "deliv
 def test_public_names_are_pinned() -> None:
     assert sorted(webhook_stream.__all__) == [
         "ConfigError",
-        "DeliveryError",
-        "FatalDeliveryError",
         "InvalidSubscription",
         "RejectedEvent",
-        "RetryableDeliveryError",
         "WebhookStreamError",
         "WebhookVerificationError",
         "__version__",

@@ -154,3 +154,66 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     finally:
         writer.close()
+
+
+@dataclass(frozen=True)
+class ClientPki:
+    """PEM text: a client CA (a receiver trusts it) and a client certificate it signed."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def endpoint_tls(self, server_ca: str | None = None) -> dict[str, str]:
+        """The endpoint's ``tls`` field presenting this certificate."""
+        tls = {"client_cert": self.cert, "client_key": self.key}
+        if server_ca is not None:
+            tls["ca_cert"] = server_ca
+        return tls
+
+
+def make_client_pki(name: str = "client") -> ClientPki:
+    """A fresh client CA and a client certificate (``clientAuth``) signed by it."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"{name} client CA"))
+        .issuer_name(_name(f"{name} client CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return ClientPki(
+        ca.public_bytes(pem).decode(), cert.public_bytes(pem).decode(), _pem_key(key).decode()
+    )
+
+
+def client_identity(name: str = "client") -> dict[str, str]:
+    """An endpoint ``tls`` value: a client certificate and its key (no CA)."""
+    return make_client_pki(name).endpoint_tls()

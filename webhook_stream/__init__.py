@@ -11,11 +11,8 @@ from typing import Any
 
 from webhook_stream.core.errors import (
     ConfigError,
-    DeliveryError,
-    FatalDeliveryError,
     InvalidSubscription,
     RejectedEvent,
-    RetryableDeliveryError,
     WebhookStreamError,
 )
 from webhook_stream.core.version import __version__
@@ -23,11 +20,8 @@ from webhook_stream.delivery.signing import WebhookVerificationError, sign, veri
 
 __all__ = [
     "ConfigError",
-    "DeliveryError",
-    "FatalDeliveryError",
     "InvalidSubscription",
     "RejectedEvent",
-    "RetryableDeliveryError",
     "WebhookStreamError",
     "WebhookVerificationError",
     "__version__",

@@ -9,7 +9,9 @@ import faust
 from faust.types.auth import CredentialsT
 from mode import ServiceT
 
-from webhook_stream.api import routes as api
+from webhook_stream.api.routes.views import register_views
+from webhook_stream.api.tenancy.quota import WriteQuota
+from webhook_stream.core import kafka
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
@@ -25,10 +27,17 @@ class WebhookStreamApp(faust.App):
     :mod:`webhook_stream.delivery.consumer` for why), so Faust's consumer stays idle.
     """
 
-    def __init__(self, settings: Settings, **kwargs: object) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)
         self.ws_settings = settings
-        self.ws_metrics = Metrics()
+        self.ws_metrics = Metrics(
+            settings.lag_interval,
+            # Reads one record per lagging partition for its timestamp; small fetches suffice.
+            lambda: kafka.tail_consumer(
+                settings, background=True, max_partition_fetch_bytes=65_536
+            ),
+        )
+        self.ws_write_quota = WriteQuota(settings.tenant_writes_per_s, settings.tenant_write_burst)
         self.runtime = Runtime(self, settings, self.ws_metrics, loop=None)
 
     def on_init_dependencies(self) -> Iterable[ServiceT]:
@@ -66,7 +75,7 @@ def create_app(settings: Settings | None = None) -> WebhookStreamApp:
         web_tables_enabled=False,
         logging_config=None,
     )
-    api.register_views(app)
+    register_views(app)
     return app
 
 

@@ -182,8 +182,14 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> ReplaySummary
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        times = {k: parse_time(getattr(args, k)) for k in ("since", "until") if getattr(args, k)}
-        common: dict = {"endpoint": args.endpoint, "tenant": args.tenant, "dry_run": args.dry_run}
+        times: dict[str, Any] = {
+            k: parse_time(getattr(args, k)) for k in ("since", "until") if getattr(args, k)
+        }
+        common: dict[str, Any] = {
+            "endpoint": args.endpoint,
+            "tenant": args.tenant,
+            "dry_run": args.dry_run,
+        }
         if args.source == "deadletter":
             return await replay_deadletter(
                 settings, producer, force=args.force, progress=_progress, **common, **times
@@ -369,7 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives an optional positional its value only before the options: `send TOPIC
+    # --key K '{...}'` leaves the event over. Take it; anything else is still an error.
+    if getattr(args, "command", None) == "send" and args.event is None and len(extra) == 1:
+        args.event, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except WebhookStreamError as exc:

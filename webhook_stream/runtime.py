@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +20,32 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
-from webhook_stream.api.tokenstore import TokenStore
+from webhook_stream.api.tenancy.tokenstore import TokenStore
 from webhook_stream.core import kafka, kafka_auth, tracing
 from webhook_stream.core.errors import KafkaSecurityError
 from webhook_stream.core.lease import StallWatch, describe
 from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import ensure_topics
 from webhook_stream.delivery.consumer import DeliveriesIn
 from webhook_stream.delivery.dispatcher import Dispatcher
 from webhook_stream.failures.retry import RetryScheduler
-from webhook_stream.http.client import HttpClient
-from webhook_stream.http.proxied import HttpxClient, egress_client
+from webhook_stream.http.egress import Egress
+from webhook_stream.http.proxied import egress_client
 from webhook_stream.ingest.consumer import EventsIn
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
+from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
+from webhook_stream.subscriptions.secrets import SECRET_FIELDS
 from webhook_stream.subscriptions.writes import SubscriptionWriter, WriteClient
 
 __all__ = ["Runtime"]
 
 log = logging.getLogger(__name__)
 
-_REDACTED_KEYS = ("secret", "previous_secrets", "headers")
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
 #: The stall watch's tick, and the gap between ticks reported as a stall.
@@ -67,9 +69,10 @@ class Runtime(Service):
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.batcher: kafka.RecordBatcher | None = None
-        self.http: HttpClient | HttpxClient | None = None
+        self.http: Egress | None = None
         self.registry = SubscriptionRegistry(settings, on_invalid=self._on_invalid_subscription)
         self.tokens = TokenStore(settings)
+        self.catalog = EventTypeCatalog(settings)
         self.delivery: DeliveriesIn | None = None
         self.writes: WriteClient | None = None
         #: Set at start, once the web port (the ``--web-port`` flag wins) is known.
@@ -80,6 +83,7 @@ class Runtime(Service):
         self._loop_tasks: set[asyncio.Task[None]] = set()
         #: OFF unless OTEL_TRACES_EXPORTER asks for spans (then the SDK is loaded).
         self.tracer: tracing.Tracer = tracing.OFF
+        self.events_in: EventsIn | None = None
 
     def _configure_web(self) -> None:
         """Before the web server starts: listen on exactly ``web_host`` (Faust would bind
@@ -105,7 +109,6 @@ class Runtime(Service):
             raise
         await ensure_topics(self.settings)
         self.tracer = tracer = tracing.from_env()
-        self.metrics.lag.interval = self.settings.lag_interval
         self.producer = producer = kafka.producer(self.settings)
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
@@ -116,15 +119,26 @@ class Runtime(Service):
         )
         self.writes = writes = WriteClient(self.settings, self.registry, producer)
         writer = SubscriptionWriter(self.settings, self.registry, producer, self.metrics)
-        dispatcher = Dispatcher(
-            self.settings, self.registry, self.http, producer, batcher, self.metrics, writes, tracer
+        dispatcher = partial(
+            Dispatcher,
+            self.settings,
+            self.registry,
+            self.http,
+            producer,
+            batcher,
+            self.metrics,
+            writes,
+            tracer,
         )
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        events_in = EventsIn(self.settings, producer, batcher, self.registry, self.metrics, tracer)
+        self.events_in = events_in = EventsIn(
+            self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog
+        )
         retry = RetryScheduler(self.settings, producer, self.metrics)
         status = self._status_process()
+        self.metrics.lag.watch_positions(f"{self.settings.app_id}-status", status.positions)
         self.status = StatusRouter(status)
         self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
         watch = BrokerWatch(
@@ -138,9 +152,10 @@ class Runtime(Service):
             stalls,
             self.registry,
             self.tokens,
+            self.catalog,
             writes,
             writer,
-            dispatcher.health,
+            delivery.health,
             events_in,
             delivery,
             retry,
@@ -192,10 +207,18 @@ class Runtime(Service):
         return {
             "subscriptions_loaded": self.registry.ready.is_set(),
             "tokens_loaded": self.tokens.ready.is_set(),
+            "event_types_loaded": self.catalog.ready.is_set(),
             "delivery_running": self.delivery is not None,
             "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
             "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
         }
+
+    def schema_registry(self) -> dict[str, Any] | None:
+        """What /health says of the Schema Registry (None: not configured)."""
+        if self.events_in is None or self.events_in.schemas.registry is None:
+            return None
+        waits = self.events_in.schemas
+        return {"reachable": waits.unreachable_since is None, "waiting_partitions": waits.waiting()}
 
     def fail(self, exc: BaseException, grace: float | None = None) -> None:
         """Stop the worker on an error that would otherwise lose data (fail-stop).
@@ -248,7 +271,7 @@ class Runtime(Service):
             doc = orjson.loads(value)
             if isinstance(doc, dict):
                 value = orjson.dumps(
-                    {k: ("[redacted]" if k in _REDACTED_KEYS else v) for k, v in doc.items()}
+                    {k: ("[redacted]" if k in SECRET_FIELDS else v) for k, v in doc.items()}
                 )
         except orjson.JSONDecodeError:
             pass

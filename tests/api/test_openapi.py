@@ -12,13 +12,13 @@ from openapi_spec_validator import validate
 
 from tests.support import Worker
 from webhook_stream.api.errors import CODES
-from webhook_stream.api.openapi import (
+from webhook_stream.api.openapi.document import (
     OPERATIONS,
     UndocumentedRoute,
     build_document,
     registered_routes,
 )
-from webhook_stream.api.openapi_schemas import SERVER_FIELDS, SUBSCRIPTION_FIELDS
+from webhook_stream.api.openapi.schemas import SERVER_FIELDS, SUBSCRIPTION_FIELDS
 from webhook_stream.application import create_app
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.settings import Settings
@@ -177,7 +177,42 @@ def test_each_documented_bound_is_the_validators(field: str) -> None:
             assert _outcome(field, ["a" * (item["maxLength"] + 1)]) == f"{field}[0]"
             assert _outcome(field, ["a b"]) == f"{field}[0]"
         checked += 1
-    if kind == "object":
+    if field == "auth":
+        basic, oauth2 = schema["oneOf"]
+        good = {"type": "basic", "username": "u", "password": "p"}
+        assert _outcome(field, good) is None and _outcome(field, "x") == field
+        assert _outcome(field, {**good, "type": "x"}) == "auth.type"
+        assert _outcome(field, {**good, "bogus": 1}) == "auth.bogus"
+        n = basic["properties"]["password"]["maxLength"]
+        assert _outcome(field, {**good, "password": "p" * n}) is None
+        assert _outcome(field, {**good, "password": "p" * (n + 1)}) == "auth.password"
+        o = {"type": "oauth2_client_credentials", "token_url": "https://a.example.com/t"}
+        o |= {"client_id": "c", "client_secret": "s"}
+        assert _outcome(field, o) is None
+        for name in oauth2["required"]:
+            if name != "type":
+                gone = {k: v for k, v in o.items() if k != name}
+                assert _outcome(field, gone) == f"auth.{name}"
+        for name in ("client_id", "client_secret"):
+            n = oauth2["properties"][name]["maxLength"]
+            assert _outcome(field, {**o, name: "c" * n}) is None
+            assert _outcome(field, {**o, name: "c" * (n + 1)}) == f"auth.{name}"
+        for value in oauth2["properties"]["client_auth"]["enum"]:
+            assert _outcome(field, {**o, "client_auth": value}) is None
+        assert _outcome(field, {**o, "client_auth": "x"}) == "auth.client_auth"
+        checked += 1
+    if field == "tls":
+        assert set(schema["required"]) == {"client_cert", "client_key"}
+        assert _outcome(field, {"client_cert": "x", "client_key": "y"}) == "tls.client_cert"
+        assert _outcome(field, "x") == field
+        checked += 1
+    if field == "filter":
+        assert _outcome(field, schema["example"]) is None
+        assert _outcome(field, {"payload": 1}) == "filter.payload"  # not in propertyNames
+        assert _outcome(field, {"$or": [{"id": str(i)} for i in range(300)]}) is not None
+        assert _outcome(field, []) == field
+        checked += 1
+    elif kind == "object" and field == "headers":
         n = schema["maxProperties"]
         assert _outcome(field, {f"X-H{i}": "v" for i in range(n)}) is None
         assert _outcome(field, {f"X-H{i}": "v" for i in range(n + 1)}) == field

@@ -62,8 +62,8 @@ async def test_a_stop_during_the_takeover_leaves_it_unfinished_without_an_error(
     async def mark_takeover(p: int, *args: Any) -> None:
         marked.append(p)
 
-    parking.flow.load = load  # type: ignore[method-assign]
-    parking.flow.mark_takeover = mark_takeover  # type: ignore[method-assign]
+    parking.flow_states.load = load  # type: ignore[method-assign]
+    parking.flow_states.mark_takeover = mark_takeover  # type: ignore[method-assign]
     tps = [TopicPartition(t, p) for t in (DELIVERIES, PARKED) for p in (4, 5)]
     await parking.assigned(Consumer(), tps)  # type: ignore[arg-type]
     assert marked == []  # nothing is marked for partitions already given up

@@ -13,15 +13,15 @@ from aiokafka.structs import OffsetAndMetadata
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERY_PROGRESS
-from webhook_stream.delivery.lanes import OffsetTracker
+from webhook_stream.delivery.lanes import OffsetTracker, Tracked
 from webhook_stream.delivery.progress import Progress, decode_ranges, encode_ranges
 
 TP = TopicPartition("webhooks.deliveries", 0)
 OTHER = TopicPartition("webhooks.parked", 0)
 
 
-def attempted(tracker: OffsetTracker, entry: list) -> None:
-    entry[3] = True
+def attempted(tracker: OffsetTracker, entry: Tracked) -> None:
+    entry.attempted = True
     tracker.done(entry)
 
 
@@ -109,17 +109,17 @@ def test_a_copy_attempted_makes_its_source_skippable() -> None:
     assert tracker.done_beyond(TP) == []
     tracker.take_grown()
     copy = tracker.track(OTHER, 7)
-    copy.append((TP, 2))  # the copy of offset 2, read back from parking
+    copy.source = (TP, 2)  # the copy of offset 2, read back from parking
     attempted(tracker, copy)
     assert tracker.done_beyond(TP) == [2]
     assert tracker.take_grown() == {TP}  # the copy itself was the head of its partition
     # A copy whose source is committable already (or unknown) changes nothing.
     attempted(tracker, head)
     late = tracker.track(OTHER, 8)
-    late.append((TP, 1))
+    late.source = (TP, 1)
     attempted(tracker, late)
     gone = tracker.track(OTHER, 9)
-    gone.append((TP, 99))
+    gone.source = (TP, 99)
     attempted(tracker, gone)
     assert tracker.done_beyond(TP) == []
     assert tracker.committable() == {TP: 4, OTHER: 10}
@@ -130,7 +130,7 @@ def test_a_source_marked_before_it_is_done_counts_once_done() -> None:
     tracker.track(TP, 0)
     source = tracker.track(TP, 1)
     copy = tracker.track(OTHER, 0)
-    copy.append((TP, 1))
+    copy.source = (TP, 1)
     attempted(tracker, copy)  # the copy finished before its source's gate was acknowledged
     assert tracker.done_beyond(TP) == []
     tracker.take_grown()

@@ -27,7 +27,7 @@ from webhook_stream.core import kafka as ws_kafka
 from webhook_stream.core.records import Delivery, Event, SourceRef, iso_now
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, ENDPOINT_FLOW, PARKED
-from webhook_stream.delivery.flow import SRC_HEADER
+from webhook_stream.delivery.flow_state import SRC_HEADER
 
 PARTITIONS = 4  # the workers' WEBHOOK_STREAM_PARTITIONS (tests.support default)
 N = 10

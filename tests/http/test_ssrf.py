@@ -19,9 +19,9 @@ from webhook_stream.http.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
     GuardedResolver,
-    check_url_host,
     guarded_socket_factory,
 )
+from webhook_stream.http.urls import check_url_host
 
 STRICT = AddressPolicy(allow_insecure=False)
 INSECURE = AddressPolicy(allow_insecure=True)

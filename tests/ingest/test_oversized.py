@@ -20,9 +20,9 @@ from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.produce import record_size
 from webhook_stream.core.records import RejectedRecord, SourceRef
+from webhook_stream.core.rejected import rejected_record
 from webhook_stream.core.schemas import conforms
 from webhook_stream.core.settings import Settings
-from webhook_stream.ingest.rejected import rejected_record
 
 LIMIT = Settings().max_event_bytes  # the real default, 1 MiB
 DEFAULT_LIMIT_ENV = {"WEBHOOK_STREAM_MAX_EVENT_BYTES": str(LIMIT)}

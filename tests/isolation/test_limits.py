@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
+from tests.tls import client_identity
 from webhook_stream.core.errors import InvalidSubscription
+from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES, MAX_FILTER_NODES
 from webhook_stream.subscriptions.validation import (
     MAX_HEADER_BYTES,
     MIN_RATE_LIMIT_PER_S,
@@ -30,9 +33,21 @@ _HEADERS_AT_LIMIT["X-Last"] = "v" * (
     MAX_HEADER_BYTES - sum(len(n) + len(v) for n, v in _HEADERS_AT_LIMIT.items()) - len("X-Last")
 )
 
+_TLS = client_identity("worst")
+
+
+def _filter_at_limits(extra: int) -> dict[str, Any]:
+    """A filter with the most conditions, padded to the most bytes (plus ``extra``)."""
+    conditions = {f"k{i}": {"$in": [i, "x"]} for i in range(MAX_FILTER_NODES // 2 - 2)}
+    spec: dict[str, Any] = {"tenant_id": "acme", "data": {"$or": [conditions], "pad": ""}}
+    size = len(orjson.dumps(spec))
+    spec["data"]["pad"] = "p" * (MAX_FILTER_BYTES - size + extra)
+    return spec
+
+
 #: field -> (worst accepted value, the next value refused, the field the error names).
 #: Fields of the body a tenant sets; the server's own (secret rotation, versions,
-#: timestamps) are refused in PATCH bodies (api/routes.py) and not listed.
+#: timestamps) are refused in PATCH bodies (api/routes/views.py) and not listed.
 WORST: dict[str, tuple[Any, Any, str]] = {
     "id": ("e" * 128, "e" * 129, "id"),
     "url": ("https://hooks.example.com/" + "p" * 1900, "ftp://hooks.example.com/", "url"),
@@ -51,6 +66,26 @@ WORST: dict[str, tuple[Any, Any, str]] = {
     "max_in_flight": (100, 101, "max_in_flight"),
     "ordering": ("strict", "fifo", "ordering"),
     "disabled": (True, "yes", "disabled"),
+    "signature_scheme": ("both", "rsa", "signature_scheme"),
+    "auth": (
+        {
+            "type": "oauth2_client_credentials",
+            "token_url": "https://auth.example.com/" + "t" * 2000,
+            "client_id": "c" * 256,
+            "client_secret": "s" * 1024,
+            "scope": "a" * 1024,
+            "audience": "b" * 2048,
+            "client_auth": "body",
+        },
+        {"type": "basic", "username": "u", "password": "p" * 1025},
+        "auth.password",
+    ),
+    "tls": (
+        _TLS,
+        {**_TLS, "client_cert": _TLS["client_cert"] + "x" * 65536},
+        "tls.client_cert",
+    ),
+    "filter": (_filter_at_limits(0), _filter_at_limits(1), "filter"),
 }
 
 
@@ -67,7 +102,17 @@ def test_the_worst_accepted_value_passes_and_one_step_beyond_is_refused(name: st
 def test_every_settable_field_is_in_the_table() -> None:
     from webhook_stream.subscriptions import validation
 
-    server_set = {"secret", "previous_secrets", "created_at", "updated_at", "version"}
+    server_set = {
+        "secret",
+        "previous_secrets",
+        "created_at",
+        "updated_at",
+        "version",
+        "incarnation",
+        "signing_key",
+        "previous_signing_keys",
+        "public_key",
+    }
     assert set(WORST) | server_set | {"tenant_id"} == set(validation._FIELDS)
 
 

@@ -671,7 +671,7 @@ def test_ordering_defaults_to_best_effort_and_strict_round_trips() -> None:
 def test_a_refused_insecure_target_names_the_setting_that_allows_it() -> None:
     """An http:// or local URL in production mode says which switch allows it in development
     (a newcomer running the worker by hand got only "must use https")."""
-    from webhook_stream.subscriptions.urls import validate_url
+    from webhook_stream.http.urls import validate_url
 
     for url in ("http://example.com/in", "https://127.0.0.1/in", "https://localhost/in"):
         with pytest.raises(InvalidSubscription) as refused:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from urllib.parse import unquote
@@ -14,7 +13,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.support import eventually
+from tests.support import eventually, port_open
 from webhook_stream.broker import free_port
 
 
@@ -104,12 +103,6 @@ async def test_dev_runs_broker_worker_and_api_and_stops_on_ctrl_c(tmp_path) -> N
         await task
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.mark.integration
 async def test_broker_command_stops_tansu_on_sigterm_and_sigint(tmp_path) -> None:
     """``webhook-stream broker`` stopped by a supervisor (SIGTERM) or Ctrl-C (SIGINT) takes
@@ -124,10 +117,10 @@ async def test_broker_command_stops_tansu_on_sigterm_and_sigint(tmp_path) -> Non
             text=True,
         )
         try:
-            await eventually(lambda p=port: _port_open(p), timeout=30, interval=0.1)
+            await eventually(lambda p=port: port_open(p), timeout=30, interval=0.1)
             proc.send_signal(sig)
             assert await asyncio.to_thread(proc.wait, 30) == 0
-            await eventually(lambda p=port: not _port_open(p), timeout=15, interval=0.1)
+            await eventually(lambda p=port: not port_open(p), timeout=15, interval=0.1)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -141,7 +134,14 @@ async def test_send_writes_one_event_from_an_argument_or_stdin_with_key_and_head
     topic = f"events.send_{os.getpid()}"
     env = {"WEBHOOK_STREAM_BROKER": broker.url}
     sent = await asyncio.to_thread(
-        run_cli, "send", topic, '{"type": "a.b", "data": {"n": 1}}', "--key", "k1", env=env
+        # The tour's order: the option before the event (argparse alone refused it).
+        run_cli,
+        "send",
+        topic,
+        "--key",
+        "k1",
+        '{"type": "a.b", "data": {"n": 1}}',
+        env=env,
     )
     assert sent.returncode == 0, sent.stderr
     assert f"sent to {topic}" in sent.stdout

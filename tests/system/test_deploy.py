@@ -34,6 +34,7 @@ METRICS = {
     "webhook_in_flight",
     "webhook_retry_backlog",
     "webhook_consumer_lag",
+    "webhook_consumer_lag_seconds",
 }
 
 
@@ -415,11 +416,54 @@ def test_dashboard():
     assert "sum by (topic) (webhook_retry_backlog)" in joined
     assert "sum(webhook_in_flight)" in joined
     assert "sum by (group) (webhook_consumer_lag)" in joined
+    assert "max by (group) (webhook_consumer_lag_seconds)" in joined
     assert "sum by (result) (rate(webhook_events_total[1m]))" in joined
     for phi in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({phi}, sum by (le) (rate(webhook_attempt_duration" in joined
     for phi in ("0.5", "0.99"):
         assert f"histogram_quantile({phi}, sum by (le) (rate(webhook_end_to_end" in joined
+
+
+def test_dashboard_metrics_are_exported_by_the_worker():
+    """Every name the dashboard may query is a family on the worker's /metrics page (what
+    ``Metrics.render`` serves; families without samples yet are listed too)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from webhook_stream.core.metrics import Metrics
+
+    text = Metrics().render().decode()
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    for name in METRICS:
+        base = name.removesuffix("_bucket") if name.endswith("_bucket") else name
+        base = base.removesuffix("_total") if base.endswith("_total") else base
+        assert base in families, f"{name} is not on /metrics"
+        if name.endswith("_bucket"):
+            assert families[base] == "histogram", name
+
+
+def test_dashboard_trace_links():
+    """Trace-linked panels: a Tempo datasource variable, data links into Explore over the
+    clicked range, and a dashboard link opening the trace id a worker log line names."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["tempo"]["type"] == "datasource"
+    assert variables["tempo"]["query"] == "tempo"
+    assert variables["trace_id"]["type"] == "textbox"
+    linked = {
+        panel["title"]: panel["fieldConfig"]["defaults"]["links"]
+        for panel in dashboard["panels"]
+        if panel.get("fieldConfig", {}).get("defaults", {}).get("links")
+    }
+    assert {"Dead-letter rate", "Oldest unprocessed record age by group"} <= linked.keys()
+    for links in linked.values():
+        for link in links:
+            url = link["url"]
+            assert url.startswith("/explore?"), url
+            assert "${tempo}" in url and "${__from}" in url and "${__to}" in url, url
+            # The TraceQL names spans and attributes the worker exports (observability.md).
+            assert "%5C%22POST%5C%22" in url or "publish%20webhooks.deadletter" in url, url
+    (trace,) = [link for link in dashboard["links"] if "${trace_id}" in link["url"]]
+    assert "${tempo}" in trace["url"]
 
 
 def test_metric_names_helper():

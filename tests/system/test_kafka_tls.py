@@ -85,6 +85,20 @@ async def test_worker_and_cli_deliver_over_tls(tls_broker: TlsBroker, tmp_path: 
         await producer.send_and_wait("events.tls", orjson.dumps(event(etype, {"n": 1})))
         got = await receiver.wait_count("/tls", 1, timeout=60)
         assert got[0].json["data"] == {"n": 1}
+        # `webhook-stream send` (the tour's producer) writes through TLS too, with the key.
+        sent = await asyncio.to_thread(
+            run_cli,
+            "send",
+            "events.tls",
+            "--key",
+            "k-tls",
+            orjson.dumps(event(etype, {"n": 2})).decode(),
+            env=tls_broker.env(),
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "sent to events.tls" in sent.stdout
+        got = await receiver.wait_count("/tls", 2, timeout=60)
+        assert got[1].json["data"] == {"n": 2}
         # The replay command reads and writes through TLS too.
         replay = await asyncio.to_thread(
             run_cli, "replay", "deadletter", "--dry-run", env=tls_broker.env()
@@ -107,6 +121,9 @@ async def test_wrong_ca_is_refused_with_a_clear_error(
     assert cli.returncode == 2
     assert "certificate" in cli.stderr and "KAFKA_SSL_CAFILE" in cli.stderr, cli.stderr
     assert "Traceback" not in cli.stderr
+    sent = await asyncio.to_thread(run_cli, "send", "events.tls", '{"type": "a.b"}', env=env)
+    assert sent.returncode == 2 and "Traceback" not in sent.stderr
+    assert "certificate" in sent.stderr and "KAFKA_SSL_CAFILE" in sent.stderr, sent.stderr
     worker = Worker(tls_broker.url, tmp_path / "w", env=env).start()
     try:
         assert worker.proc is not None

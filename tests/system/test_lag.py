@@ -1,4 +1,5 @@
-"""``webhook_consumer_lag{group,topic,partition}``: rises while a receiver is down, back to 0."""
+"""``webhook_consumer_lag{group,topic,partition}`` and ``webhook_consumer_lag_seconds{group}``:
+both rise while a receiver is down and are back to 0 after; the status group's too."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from tests.support import Kafka, Receiver, Worker, event, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
@@ -13,15 +15,23 @@ from webhook_stream.broker import EmbeddedBroker
 EVENTS = 12
 
 
-async def lag_of(worker: Worker) -> dict[tuple[str, str, str], float]:
+async def samples_of(worker: Worker, name: str) -> list[Sample]:
     async with httpx.AsyncClient() as client:
         r = await client.get(worker.url + "/metrics", timeout=5)
     assert r.status_code == 200
+    return [s for f in text_string_to_metric_families(r.text) if f.name == name for s in f.samples]
+
+
+async def lag_of(worker: Worker) -> dict[tuple[str, str, str], float]:
     return {
         (s.labels["group"], s.labels["topic"], s.labels["partition"]): s.value
-        for family in text_string_to_metric_families(r.text)
-        if family.name == "webhook_consumer_lag"
-        for s in family.samples
+        for s in await samples_of(worker, "webhook_consumer_lag")
+    }
+
+
+async def age_of(worker: Worker) -> dict[str, float]:
+    return {
+        s.labels["group"]: s.value for s in await samples_of(worker, "webhook_consumer_lag_seconds")
     }
 
 
@@ -55,9 +65,16 @@ async def test_lag_rises_while_receiver_down_and_returns_to_zero(
         etype = uid("lag") + ".x"
         await worker.create_subscription(id=ep, url=receiver.url("/down"), event_types=[etype])
 
+        status = "webhook-stream-status"
+
         async def caught_up() -> bool:
-            lag = await lag_of(worker)
-            return bool(lag) and all(v == 0 for v in lag.values())
+            lag, age = await lag_of(worker), await age_of(worker)
+            groups = {g for g, _, _ in lag}
+            return (
+                status in groups
+                and groups <= age.keys()
+                and not any([*lag.values(), *age.values()])
+            )
 
         await eventually(caught_up, timeout=30)  # sampled, nothing behind yet
         for n in range(EVENTS):
@@ -78,8 +95,14 @@ async def test_lag_rises_while_receiver_down_and_returns_to_zero(
             raise AssertionError(await lag_of(worker)) from None
         lag = await lag_of(worker)
         groups = {g for g, _, _ in lag}
-        assert {"webhook-stream-deliver", "webhook-stream-fanout", retry} <= groups, lag
+        assert {"webhook-stream-deliver", "webhook-stream-fanout", retry, status} <= groups, lag
         assert all(t != "webhooks.delivery_progress" for _, t, _ in lag)
+
+        async def retry_waits() -> float:
+            return (await age_of(worker)).get(retry, 0.0)
+
+        # The deliveries wait 5 s on the retry topic: the oldest's age is seen growing.
+        assert await eventually(retry_waits, timeout=15) > 0
 
         assert await eventually(lambda: answered.count(503) >= EVENTS)
         down = False  # the receiver is back: every delivery succeeds on its retry

@@ -12,14 +12,13 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import eventually
+from tests.support import eventually, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +32,6 @@ def tour_blocks() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Five-minute tour\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)```", section, re.S)
-
-
-def _open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_the_tour_has_its_steps() -> None:
@@ -73,7 +66,7 @@ async def alerting_consumer_reports_the_existing_dead_letter(env: dict, tmp_path
 
 
 async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
-    busy = [port for port in PORTS if _open(port)]
+    busy = [port for port in PORTS if port_open(port)]
     assert not busy, f"the tour uses fixed ports; something already listens on {busy}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_STREAM_")}
     make = subprocess.Popen(
@@ -137,4 +130,4 @@ async def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     # make itself ends by the SIGINT once `webhook-stream dev` below it has stopped cleanly.
     assert code in (0, -signal.SIGINT), "".join(lines[-30:])
     assert any(ln.strip() == "stopped." for ln in lines), "".join(lines[-30:])
-    await eventually(lambda: not any(_open(p) for p in PORTS), timeout=20)
+    await eventually(lambda: not any(port_open(p) for p in PORTS), timeout=20)

@@ -222,7 +222,8 @@ async def test_spans_exported_over_otlp(
         assert fanout["attrs"]["webhook.deliveries"] == 1
         webhook_id = calls[0].headers["webhook-id"]
         by_span = {p["span_id"]: p for p in posts}
-        expected = [(1, 503, "retrying"), (2, 400, "failed"), (1, 200, "succeeded")]
+        # The replay numbers on from the two attempts before it (issue 30).
+        expected = [(1, 503, "retrying"), (2, 400, "failed"), (3, 200, "succeeded")]
         for (_, span_id, _), (attempt, status, outcome) in zip(sent, expected, strict=True):
             post = by_span[span_id]
             assert post["parent"] == fanout["span_id"] and post["kind"] == 3  # CLIENT

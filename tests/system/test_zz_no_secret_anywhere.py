@@ -2,7 +2,9 @@
 
 ``test_no_secret_in_any_log_record_response_or_metric`` hands a worker of its own (own
 broker, sealing key) its own signing secrets (given, generated, rotated), header values
-(set on create and on PATCH), a tenant token and the API token; runs them through every
+(set on create and on PATCH), receiver credentials (an OAuth2 client secret and the tokens
+issued with it, a Basic password, a client certificate's key, ed25519 private keys), a
+tenant token and the API token; runs them through every
 path that touches them (deliveries that succeed, retry, dead-letter and disable the
 endpoint; a test event; rotation; refused input; writes decided across the request and
 result topics; the attempt and delivery status routes), then searches what that produced:
@@ -20,11 +22,13 @@ token): it checks more the more tests ran before it, and needs none of them.
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from tests.oauth2_server import TokenServer
 from tests.support import (
     SECRETS_USED,
     TENANT_TOKENS_USED,
@@ -37,6 +41,7 @@ from tests.support import (
     json_of,
     uid,
 )
+from tests.tls import make_client_pki
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.sealing import SecretBox
 from webhook_stream.subscriptions.model import generate_secret
@@ -91,6 +96,9 @@ async def test_no_secret_in_any_log_record_response_or_metric(
     ids = {p: uid("ep") for p in ("/ok", "/fail", "/gone")}
     secrets: list[str] = [given]
     responses: list[httpx.Response] = []
+    receiver_secrets = ["scan-oauth2-client-secret-2236", "scan-basic-password-1732"]
+    client_pki = make_client_pki("scan")
+    stack = contextlib.AsyncExitStack()
     try:
         await w.wait_ready()
         async with w.api() as c:
@@ -156,8 +164,50 @@ async def test_no_secret_in_any_log_record_response_or_metric(
             responses.append(
                 await c.patch(f"/subscriptions/{ids['/fail']}", json={"description": "d"})
             )
+            # Receivers that demand more: OAuth2 + a client certificate + ed25519, Basic.
+            tokens = await TokenServer("scan-client", receiver_secrets[0]).start()
+            stack.push_async_callback(tokens.stop)
+            r = await c.post(
+                "/subscriptions",
+                json={
+                    "id": "rx-oauth",
+                    "url": receiver.url("/rx-oauth"),
+                    "event_types": [etype],
+                    "signature_scheme": "both",
+                    "auth": {
+                        "type": "oauth2_client_credentials",
+                        "token_url": tokens.url,
+                        "client_id": "scan-client",
+                        "client_secret": receiver_secrets[0],
+                    },
+                    "tls": client_pki.endpoint_tls(),
+                },
+            )
+            assert r.status_code == 201, r.text
+            secrets.append(r.json()["secret"])
+            read = (await c.get("/subscriptions/rx-oauth")).json()
+            responses.append(
+                await c.patch("/subscriptions/rx-oauth", json={k: read[k] for k in ("auth", "tls")})
+            )
+            assert responses[-1].status_code == 200, responses[-1].text
+            rotated = await c.post("/subscriptions/rx-oauth/rotate-secret")
+            secrets.append(rotated.json()["secret"])
+            r = await c.post(
+                "/subscriptions",
+                json={
+                    "id": "rx-basic",
+                    "url": receiver.url("/rx-basic"),
+                    "event_types": [etype],
+                    "auth": {"type": "basic", "username": "scan", "password": receiver_secrets[1]},
+                },
+            )
+            assert r.status_code == 201, r.text
+            secrets.append(r.json()["secret"])
             await own_kafka.send("events.secrets", event(etype, {"n": 1}, id=uid("e")))
             await receiver.wait_count("/ok", 2, timeout=30)  # the event and the test event
+            await receiver.wait_count("/rx-oauth", 1, timeout=30)
+            await receiver.wait_count("/rx-basic", 1, timeout=30)
+            receiver_secrets.extend(t["access_token"] for t in tokens.issued)
             await own_kafka.wait_records(
                 "webhooks.deadletter",
                 lambda r: json_of(r)["endpoint_id"] == ids["/fail"],
@@ -182,8 +232,13 @@ async def test_no_secret_in_any_log_record_response_or_metric(
             responses.append(await client.get(w.url + "/health"))
     finally:
         w.stop()
-    assert len(secrets) == 5
-    found = needles(secrets, [TOKEN, sealing_key, bad_secret, tenant_token, *header_values])
+        await stack.aclose()
+    assert len(secrets) == 8 and len(receiver_secrets) >= 3  # and a token at least
+    basic = base64.b64encode(f"scan:{receiver_secrets[1]}".encode()).decode()
+    key_body = "".join(client_pki.key.splitlines()[1:-1])
+    others = [TOKEN, sealing_key, bad_secret, tenant_token, *header_values, *receiver_secrets]
+    # "whsk_": no ed25519 private key anywhere (sealed on webhooks.subscriptions).
+    found = needles(secrets, [*others, basic, key_body, "whsk_"])
     log = w.log_text().encode()
     assert log
     records = await every_record(own_broker.bootstrap, own_kafka)

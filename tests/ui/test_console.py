@@ -14,6 +14,7 @@ import httpx
 from playwright.async_api import BrowserContext, Dialog, Page, Route, expect
 
 from tests.support import SECRETS_USED, TENANT_TOKENS_USED, TOKEN, eventually
+from tests.tls import make_client_pki
 from tests.ui.browser import new_page, require_chromium
 from tests.ui.scenario import Scenario
 from webhook_stream.delivery.signing import verify
@@ -301,6 +302,84 @@ async def test_the_console_edits_disables_and_enables_without_if_match(
     assert r.json()["version"] == before + 3 and r.headers["etag"] == f'"{before + 3}"'
     assert r.json()["description"] == "Orders, edited in the console"
     assert r.json()["disabled"] is False
+    errors.assert_none()
+    await page.close()
+
+
+async def test_the_console_sets_what_a_receiver_demands_and_never_shows_a_secret(
+    browser: BrowserContext, scenario: Scenario
+) -> None:
+    """Signature scheme, OAuth2 and a client certificate from the edit form: secrets are
+    write-only (blank keeps them), the public key is shown, rotation shows the new one."""
+    sc = scenario
+    client_secret = "console-client-secret-5150"
+    pki = make_client_pki("console")
+    key_body = pki.key.splitlines()[1]  # a line of the key's base64
+    async with sc.worker.api() as admin:
+        r = await admin.post(
+            "/subscriptions",
+            json={
+                "id": "globex-receiver",
+                "tenant_id": "globex",
+                "url": sc.receiver.url("/globex-receiver"),
+                "event_types": ["receiver.x"],
+            },
+        )
+        assert r.status_code == 201, r.text
+        SECRETS_USED.append(r.json()["secret"])
+    patches: list[str] = []
+    page, errors = await new_page(browser)
+    page.on("request", lambda q: patches.append(q.post_data or "") if q.method == "PATCH" else None)
+    await sign_in_by_link(page, sc, sc.tokens["globex"])
+    await go(page, "#/endpoints/globex-receiver")
+    await expect(page.locator("h1")).to_contain_text("globex-receiver")
+
+    await page.get_by_role("button", name="Edit").click()
+    await page.select_option("#edit select[name=signature_scheme]", "ed25519")
+    await page.select_option("#edit select[name=auth_type]", "oauth2_client_credentials")
+    await page.fill("#edit input[name=auth_token_url]", "https://auth.example.com/token")
+    await page.fill("#edit input[name=auth_client_id]", "console-client")
+    await page.fill("#edit input[name=auth_client_secret]", client_secret)
+    await page.fill("#edit textarea[name=tls_client_cert]", pki.cert)
+    await page.fill("#edit textarea[name=tls_client_key]", pki.key)
+    await page.click("#edit button[type=submit]")
+    await expect(page.locator("#notice")).to_contain_text("Saved: signature_scheme, auth, tls")
+    public_key = page.locator('#settings [data-field="public_key"]')
+    await expect(public_key).to_have_text(re.compile(r"^whpk_"))
+    await expect(page.locator('#settings [data-field="auth"]')).to_have_text(
+        "OAuth2 client credentials: console-client at https://auth.example.com/token "
+        "(secret ****, client auth basic)"
+    )
+    await expect(page.locator('#settings [data-field="tls"]')).to_have_text(
+        "client certificate (key ****)"
+    )
+
+    # Edit again: the secret inputs are blank; leaving them blank keeps the values.
+    await page.get_by_role("button", name="Edit").click()
+    assert await page.input_value("#edit input[name=auth_client_secret]") == ""
+    assert await page.input_value("#edit textarea[name=tls_client_key]") == ""
+    await page.fill("#edit input[name=auth_client_auth]", "body")
+    await page.click("#edit button[type=submit]")
+    await expect(page.locator("#notice")).to_contain_text("Saved: auth")
+    async with sc.worker.api() as admin:
+        now = (await admin.get("/subscriptions/globex-receiver")).json()
+    assert now["auth"]["client_auth"] == "body" and now["auth"]["client_id"] == "console-client"
+    assert now["tls"]["client_cert"].strip() == pki.cert.strip()
+
+    old_key = await public_key.text_content()
+    await page.get_by_role("button", name="Rotate secret").click()
+    await expect(page.locator("#new-public-key")).to_have_text(re.compile(r"^whpk_"))
+    assert await page.locator("#new-public-key").text_content() != old_key
+    SECRETS_USED.append(str(await page.locator("#new-secret").text_content()))
+
+    assert len(patches) == 2 and client_secret in patches[0] and key_body in patches[0]
+    assert client_secret not in patches[1] and key_body not in patches[1]
+    await go(page, "#/endpoints/globex-receiver")
+    await expect(page.locator("h1")).to_contain_text("globex-receiver")
+    html = await page.content()
+    assert client_secret not in html and key_body not in html
+    for needle in (client_secret, key_body):
+        assert needle not in sc.worker.log_text()
     errors.assert_none()
     await page.close()
 

@@ -1,7 +1,7 @@
 """One error shape for every API response: ``{"error": {"code", "message", "field"?}}``.
 
 Handlers raise :class:`ApiError` (or let :class:`InvalidSubscription` escape); the
-``authorized`` wrapper in :mod:`.auth` turns either into the response. ``code`` is a
+``authorized`` wrapper in :mod:`.tenancy.auth` turns either into the response. ``code`` is a
 stable machine-readable word (:data:`CODES`); ``message`` is for people and never
 carries a secret; ``field`` names the offending input where there is one.
 """
@@ -43,6 +43,7 @@ CODES: dict[str, int] = {
     "limit_exceeded": 409,
     "precondition_failed": 412,
     "too_large": 413,
+    "rate_limited": 429,
     "internal": 500,
     "unavailable": 503,
 }
@@ -58,13 +59,17 @@ def code_for(status: int) -> str:
 class ApiError(WebhookStreamError):
     """A request the API refuses; ``status`` and ``code`` say how, ``field`` names the input."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = CODES[code]
         self.code = code
         self.message = message
         self.field = field
-        self.retriable = code == "unavailable"
+        self.retriable = code in ("unavailable", "rate_limited")
+        #: Seconds for ``Retry-After`` (a 429's; a 503 has its own).
+        self.retry_after = retry_after
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
@@ -93,6 +98,8 @@ def error_headers(status: int) -> dict[str, str] | None:
 
 def error_response(view: View, exc: ApiError) -> Response:
     headers = error_headers(exc.status)
+    if exc.retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after)}
     return view.json(
         error_body(exc.code, exc.message, exc.field), status=exc.status, headers=headers
     )
@@ -103,7 +110,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """aiohttp's own refusals (no such route, method, a body over the limit) in the one
     error shape too, instead of its plain-text pages."""
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

@@ -5,6 +5,7 @@ Owns the one frozen :class:`~webhook_stream.core.settings.Settings`, the excepti
 (:mod:`~webhook_stream.core.records`), the topic plan, the Kafka client factories and the
 batching producer, the Prometheus metrics (consumer lag: :mod:`~webhook_stream.core.lag`),
 the group-membership lease (a stalled process acts on nothing it may have lost), trace
-context and spans (:mod:`~webhook_stream.core.tracing`) and the sealing of secrets at rest.
+context and spans (:mod:`~webhook_stream.core.tracing`), the sealing of secrets at rest and
+the writer of refused input to ``webhooks.rejected`` (:mod:`~webhook_stream.core.rejected`).
 May import nothing else of webhook-stream.
 """

@@ -21,12 +21,13 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               the worker stops rather than break strict order (retriable)
     ├── OwnershipLost               the group membership lapsed (a stall) before an action
     │                               on an owned partition: not done; its next owner does it
-    ├── WriteRefused                a subscription write was refused by its owner (exists,
-    │                               missing, stale version: not retriable; table behind
-    │                               or Kafka unavailable: 503, retriable)
-    └── DeliveryError               one HTTP attempt failed
-        ├── RetryableDeliveryError  408, 429, 5xx, timeout, transport error (retriable = True)
-        └── FatalDeliveryError      other 4xx, 3xx, refused target (retriable = False)
+    └── WriteRefused                a subscription write was refused by its owner (exists,
+                                    missing, stale version: not retriable; table behind
+                                    or Kafka unavailable: 503, retriable)
+
+A failed HTTP attempt is not an exception: it is a result, its transport errors are
+:class:`webhook_stream.http.errors.TransportError` (``retriable``, ``blames_receiver``) and
+:func:`webhook_stream.delivery.policy.decide` says what follows.
 """
 
 from __future__ import annotations
@@ -104,22 +105,3 @@ class RejectedEvent(WebhookStreamError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class DeliveryError(WebhookStreamError):
-    """An HTTP attempt did not succeed."""
-
-    def __init__(self, error: str, status: int | None = None) -> None:
-        super().__init__(error)
-        self.error = error
-        self.status = status
-
-
-class RetryableDeliveryError(DeliveryError):
-    """The attempt may succeed later (408, 429, 5xx, timeout, transport error)."""
-
-    retriable = True
-
-
-class FatalDeliveryError(DeliveryError):
-    """Retrying cannot help (other 4xx, 3xx, refused target)."""

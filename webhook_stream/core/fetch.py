@@ -1,4 +1,6 @@
-"""Reading a topic past batches that cannot be decoded: :func:`getmany`.
+"""Reading a topic past batches that cannot be decoded: :func:`getmany`; and the one way
+to read a topic to its end (:func:`open_topic` or :func:`partitions_of`, then
+:func:`read_to_end`) that every whole-topic reader uses.
 
 aiokafka decodes a partition's batches while ``getmany`` hands out its records. A batch it
 cannot decode (a codec it lacks or does not know, a corrupt payload, a bad CRC) raises out
@@ -26,8 +28,9 @@ import contextlib
 import logging
 import struct
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.consumer.fetcher import PartitionRecords
@@ -45,6 +48,9 @@ __all__ = [
     "Undecodable",
     "decode_partition",
     "getmany",
+    "open_topic",
+    "partitions_of",
+    "read_to_end",
     "reject_undecodable",
     "undecodable_record",
 ]
@@ -326,3 +332,49 @@ def _batch_around(raw: bytes, offset: int, end: int | None = None) -> tuple[int,
     except (struct.error, IndexError):
         pass
     return offset, b""
+
+
+# -- reading a topic -------------------------------------------------------------------
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order, from fresh metadata ([] if it does not exist)."""
+    await consumer.topics()  # refresh metadata
+    parts = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def open_topic(
+    consumer: AIOKafkaConsumer, topic: str, *, at: Literal["beginning", "end"] = "beginning"
+) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to a group-less consumer, at its beginning or end."""
+    tps = await partitions_of(consumer, topic)
+    consumer.assign(tps)
+    if at == "beginning":
+        await consumer.seek_to_beginning(*tps)
+    else:
+        await consumer.seek_to_end(*tps)
+    return tps
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    end: dict[TopicPartition, int],
+    *,
+    max_records: int | None = None,
+) -> AsyncIterator[tuple[TopicPartition, ConsumerRecord]]:
+    """The records of the assigned partitions from their positions until ``end`` is reached.
+
+    Undecodable batches are skipped (:func:`getmany` logs them). A
+    fetch may return records at or past ``end`` (written since): they are yielded too, the
+    caller decides what they mean.
+    """
+    remaining = {tp for tp in end if await consumer.position(tp) < end[tp]}
+    while remaining:
+        batch = await getmany(consumer, *remaining, timeout_ms=500, max_records=max_records)
+        for tp, records in batch.items():
+            for record in records:
+                if not isinstance(record, Undecodable):
+                    yield tp, record
+            if await consumer.position(tp) >= end[tp]:
+                remaining.discard(tp)

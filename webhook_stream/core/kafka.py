@@ -199,8 +199,8 @@ def _resolve(acked: asyncio.Future[Any], *futures: asyncio.Future[Any]) -> None:
                 continue
             if done.cancelled():
                 future.cancel()
-            elif done.exception() is not None:
-                future.set_exception(done.exception())  # type: ignore[arg-type]
+            elif (exc := done.exception()) is not None:
+                future.set_exception(exc)
             else:
                 future.set_result(done.result())
 
@@ -221,6 +221,7 @@ def producer(settings: Settings) -> AIOKafkaProducer:
         linger_ms=2,
         max_batch_size=262_144,
         max_request_size=settings.max_record_bytes,
+        compression_type=None if settings.compression == "none" else settings.compression,
         request_timeout_ms=30_000,
         partitioner=CachedPartitioner(),
     )

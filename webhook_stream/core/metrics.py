@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from webhook_stream.core.lag import LagWatch
@@ -15,7 +18,13 @@ _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600
 class Metrics:
     """One registry per worker, so tests can build several apps in one process."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        lag_interval: float = 10.0,
+        lag_probe: Callable[[], AIOKafkaConsumer] | None = None,
+    ) -> None:
+        """``lag_interval`` and ``lag_probe`` (a factory of the consumer that reads a lagging
+        record's timestamp; none: no ages) configure the lag sampling."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.deliveries = Counter(
@@ -106,11 +115,29 @@ class Metrics:
             ["group", "topic", "partition"],
             registry=r,
         )
-        #: Samples consumer_lag for the consumers each loop registers (runtime runs it).
-        self.lag = LagWatch(self.consumer_lag)
+        self.consumer_lag_seconds = Gauge(
+            "webhook_consumer_lag_seconds",
+            "Age of the oldest unprocessed record of each of this worker's groups: now minus "
+            "the timestamp of the record at the committed offset, the largest over the "
+            "partitions it owns (0 when caught up).",
+            ["group"],
+            registry=r,
+        )
+        #: Samples both for the consumers each loop registers (runtime runs it).
+        self.lag = LagWatch(self.consumer_lag, self.consumer_lag_seconds, lag_interval, lag_probe)
         self.status_queries_pending = Gauge(
             "webhook_status_queries_pending",
             "Status queries sent to the status view process and not yet answered.",
+            registry=r,
+        )
+        self.registry_waiting = Gauge(
+            "webhook_schema_registry_waiting_partitions",
+            "Event partitions paused until the Schema Registry answers for a writer schema.",
+            registry=r,
+        )
+        self.registry_errors = Counter(
+            "webhook_schema_registry_errors",
+            "Schema Registry requests that got no usable answer (each retried with backoff).",
             registry=r,
         )
         # The labelled children, created once: `labels()` on every delivery costs a lock

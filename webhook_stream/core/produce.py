@@ -3,7 +3,7 @@
 Every record is measured before it is sent (:func:`record_size`: aiokafka's own upper
 bound, the one its producer checks against ``max_request_size``), so an event whose
 records cannot fit is refused by the worker, not by the producer in the middle of a loop.
-A send that fails anyway is sorted by :func:`classify`:
+A send that fails anyway is sorted by :func:`send_failure`:
 
 * ``record``: this record alone cannot be written (too large, refused by the broker);
   the caller sends the input to ``webhooks.rejected`` with :func:`failure_reason`.
@@ -31,7 +31,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from webhook_stream.core.errors import RecordTooLarge
 
-__all__ = ["RETRY_FIELDS_ROOM", "classify", "failure_reason", "record_size", "size_error"]
+__all__ = ["RETRY_FIELDS_ROOM", "failure_reason", "record_size", "send_failure", "size_error"]
 
 #: Bytes a delivery record must leave free at fan-out: its retry and dead-letter forms
 #: add attempt times, status and error (the error text is capped well below this).
@@ -59,7 +59,7 @@ def size_error(
     return RecordTooLarge(what, size, limit) if size > limit else None
 
 
-def classify(exc: BaseException) -> Failure:
+def send_failure(exc: BaseException) -> Failure:
     """Is ``exc`` (from a send or its future) this record's fault, an outage, or a bug?"""
     if isinstance(exc, RecordTooLarge | MessageSizeTooLargeError | RecordListTooLargeError):
         return "record"

@@ -130,6 +130,9 @@ class Event:
     #: of the event's record: each delivery carries its own (:attr:`Delivery.traceparent`).
     traceparent: str | None = None
     tracestate: str | None = None
+    #: ``data`` as decoding parsed it, for content filters and schema checks (no second
+    #: parse); ``()`` when not known (``None`` is JSON null). Never written anywhere.
+    decoded: Any = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from avro.schemanormalization import Fingerprint, ToParsingCanonicalForm
 from webhook_stream.core.errors import RejectedEvent
 
 __all__ = [
+    "AVRO_DECODE_ERRORS",
     "SINGLE_OBJECT_MAGIC",
     "conforms",
     "decode_single_object",
@@ -35,8 +36,9 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(SINGLE_OBJECT_MAGIC) + 8
 
-# What avro-python3's BinaryDecoder raises on truncated or garbled input (it uses asserts).
-_DECODE_ERRORS = (
+# What avro-python3's BinaryDecoder raises on truncated or garbled input, or a payload
+# that does not fit its schema (it uses asserts; UnicodeDecodeError is a ValueError).
+AVRO_DECODE_ERRORS = (
     avro.schema.AvroException,
     AssertionError,
     EOFError,
@@ -173,7 +175,7 @@ def decode_single_object(raw: bytes) -> tuple[str, dict[str, Any]]:
     reader.seek(_HEADER_LEN)
     try:
         datum = avro.io.DatumReader(load_schema(name)).read(avro.io.BinaryDecoder(reader))
-    except _DECODE_ERRORS as exc:
+    except AVRO_DECODE_ERRORS as exc:
         raise RejectedEvent(f"invalid_avro: malformed {name} datum ({type(exc).__name__})") from exc
     trailing = len(raw) - reader.tell()
     if trailing:

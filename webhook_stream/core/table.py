@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from webhook_stream.core import fetch, kafka
@@ -36,6 +36,9 @@ class CompactedTable:
         self._positions: dict[int, int] = {}
         self._progress = asyncio.Condition()
         self._running = True
+        #: The tailing consumer and its partitions while :meth:`run` runs (for end offsets).
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
 
     def stop(self) -> None:
         self._running = False
@@ -60,6 +63,14 @@ class CompactedTable:
             lambda: all(self._positions.get(p, 0) >= off for p, off in end.items()), timeout
         )
 
+    async def end_offsets(self, timeout: float) -> dict[int, int] | None:
+        """The topic's end offsets now, once the tail has started; None if not in ``timeout``."""
+        if not await self._wait(lambda: self._consumer is not None, timeout):
+            return None
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(self._tps)
+        return {tp.partition: off for tp, off in ends.items()}
+
     async def _wait(self, applied: Callable[[], bool], timeout: float) -> bool:
         async with self._progress:
             try:
@@ -73,11 +84,10 @@ class CompactedTable:
         consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
-            await consumer.topics()  # refresh metadata
-            parts = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            self._tps = tps = await fetch.open_topic(consumer, self.topic)
+            self._consumer = consumer
+            async with self._progress:
+                self._progress.notify_all()
             end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
             log.info("loading %s from %d partitions", self.topic, len(tps))
             await self._check_ready(end)
@@ -95,6 +105,7 @@ class CompactedTable:
                 if not self.ready.is_set():
                     await self._check_ready(end)
         finally:
+            self._consumer = None
             await consumer.stop()
 
     async def _check_ready(self, end: dict[int, int]) -> None:

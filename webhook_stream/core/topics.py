@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from webhook_stream.core.kafka import connection
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings, format_duration
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ENDPOINT_FLOW",
     "ENDPOINT_HEALTH",
     "ENDPOINT_STATUS",
+    "EVENT_TYPES",
     "PARKED",
     "REJECTED",
     "SUBSCRIPTIONS",
@@ -41,6 +43,8 @@ ATTEMPTS = "webhooks.attempts"
 REJECTED = "webhooks.rejected"
 ENDPOINT_STATUS = "webhooks.endpoint_status"
 TOKENS = "webhooks.tokens"
+#: Compacted: the event-type catalog, keyed by type name.
+EVENT_TYPES = "webhooks.event_types"
 #: Deliveries set aside for an endpoint that is blocked or over its share (keyed and
 #: partitioned like ``webhooks.deliveries``).
 PARKED = "webhooks.parked"
@@ -90,6 +94,9 @@ def plan(settings: Settings) -> list[TopicSpec]:
         TopicSpec(ENDPOINT_STATUS, p, keep(30), "endpoint disabled/enabled notices"),
         # Few records and read whole by every worker: one partition keeps start-up cheap.
         TopicSpec(TOKENS, 1, {"cleanup.policy": "compact"}, "tenant API tokens (hashes only)"),
+        TopicSpec(
+            EVENT_TYPES, 1, {"cleanup.policy": "compact"}, "event-type catalog: schemas, examples"
+        ),
         # Must outlive the longest head-of-line wait (a strict head's whole schedule).
         TopicSpec(PARKED, p, keep(30), "deliveries waiting behind a blocked or busy endpoint"),
         TopicSpec(ENDPOINT_FLOW, p, {"cleanup.policy": "compact"}, "strict heads, parking"),
@@ -107,6 +114,7 @@ def plan(settings: Settings) -> list[TopicSpec]:
             SUBSCRIPTION_REQUESTS, p, keep(1), "subscription writes, decided by one owner per id"
         ),
         TopicSpec(SUBSCRIPTION_RESULTS, p, keep(1), "outcome of each subscription write"),
+        TopicSpec(OPERATIONAL, p, keep(30), "operational events: what happened to endpoints"),
     ]
     for delay in sorted(set(settings.retry_schedule)):
         # A waiting delivery must outlive its delay by a wide margin.

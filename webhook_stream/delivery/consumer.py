@@ -15,7 +15,7 @@ Guarantees:
 * back-pressure: at most ``max_pending_deliveries`` are held; while full, nothing is
   taken, and when it stays full the partitions are paused and polling goes on, so the
   group keeps its members.
-* flow control (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
+* parking (:mod:`~webhook_stream.delivery.parking`): an endpoint holds at most its
   share of that budget, and a strict endpoint nothing while its head waits for a retry;
   the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
   range assignment: partition *n* of both topics has one owner).
@@ -47,15 +47,15 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import OwnershipLost
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
-from webhook_stream.delivery.dispatcher import Dispatcher
-from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.dispatcher import AttemptHooks, Dispatcher
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
-from webhook_stream.ingest.rejected import reject
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["DeliveriesIn"]
@@ -97,15 +97,13 @@ class DeliveriesIn:
     def __init__(
         self,
         settings: Settings,
-        dispatcher: Dispatcher,
+        dispatcher: Callable[[AttemptHooks], Dispatcher],
         registry: SubscriptionRegistry,
         producer: AIOKafkaProducer,
         metrics: Metrics,
         crash: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
-        self._dispatcher = dispatcher
-        self.health = dispatcher.health
         self._registry = registry
         self._producer = producer
         self._metrics = metrics
@@ -128,7 +126,9 @@ class DeliveriesIn:
         self.parking = Parking(
             settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
         )
-        dispatcher.hooks = self.parking
+        # The dispatcher is built here, told of parking at construction.
+        self._dispatcher = dispatcher(self.parking)
+        self.health = self._dispatcher.health
         self.progress = Progress(settings, producer, self._tracker, metrics)
         self.listener = _Listener(self)
         #: The group membership's right to act (issue 29: a stalled worker acts on nothing).
@@ -253,7 +253,7 @@ class DeliveriesIn:
                             await self._undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner
                             entry = self._tracker.track(tp, record.offset)
-                            entry[3] = True  # still finished: listed again if beyond
+                            entry.attempted = True  # still finished: listed again if beyond
                             self._tracker.done(entry)
                         else:
                             await parking.take(tp, record)
@@ -286,7 +286,7 @@ class DeliveriesIn:
         """Wait while the lease is expired; False (dropped) once the partition is lost."""
         if self.lease.valid():
             return True
-        tp = TopicPartition(item[0].topic, item[0].partition)
+        tp = TopicPartition(item.record.topic, item.record.partition)
         if await self.lease.hold(lambda: self._running and tp in self.owned):
             return True
         self._dropped += 1
@@ -298,10 +298,10 @@ class DeliveriesIn:
         # Attempted: once done, its outcome records are durable and a next owner may skip it
         # (a record only parked may not be: see delivery/progress.py), as may the source of
         # a parked copy attempted here.
-        entry[3] = True
+        entry.attempted = True
         src = source_offset(record) if record.topic == PARKED else None
-        if src is not None and len(entry) == 4:  # once: an attempt may wait and come again
-            entry.append((TopicPartition(DELIVERIES, record.partition), src))
+        if src is not None and entry.source is None:  # once: an attempt may wait, come again
+            entry.source = (TopicPartition(DELIVERIES, record.partition), src)
         try:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
@@ -313,7 +313,7 @@ class DeliveriesIn:
             except OwnershipLost:
                 raise
             except Exception as exc:
-                if classify(exc) != "record":
+                if send_failure(exc) != "record":
                     raise
                 # A result record refused before it was sent (too large): this one only.
                 sends = [await self._reject(record, failure_reason(exc))]
@@ -322,7 +322,7 @@ class DeliveriesIn:
             return
         self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
 
-    def _watch(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _watch(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
         self._sending.add(fut)
         fut.add_done_callback(partial(self._sent, record, entry))
@@ -336,27 +336,28 @@ class DeliveriesIn:
         self._sending.add(fut)
         fut.add_done_callback(partial(self._undecodable_sent, entry))
 
-    def _undecodable_sent(self, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _undecodable_sent(self, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return
-        if fut.exception() is None:
+        exc = fut.exception()
+        if exc is None:
             self._tracker.done(entry)
         else:
-            log.critical("could not write %s: %r", REJECTED, fut.exception())
-            self._crash(fut.exception())
+            log.critical("could not write %s: %r", REJECTED, exc)
+            self._crash(exc)
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
         return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
 
-    def _sent(self, record: ConsumerRecord, entry: list[Any], fut: asyncio.Future[Any]) -> None:
+    def _sent(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
         self._sending.discard(fut)
         if fut.cancelled():
             return  # shutting down mid-send: not committed, redelivered
         exc = fut.exception()
         if exc is None:
             self._tracker.done(entry)
-        elif classify(exc) == "record":
+        elif send_failure(exc) == "record":
             # This delivery's result could not be written: park the delivery, go on.
             log.error(
                 "could not write the result of %s[%d]@%d (%r): sending it to %s",
@@ -375,7 +376,7 @@ class DeliveriesIn:
             self._crash(exc)
 
     async def _reject_after(
-        self, record: ConsumerRecord, entry: list[Any], exc: BaseException
+        self, record: ConsumerRecord, entry: Tracked, exc: BaseException
     ) -> None:
         try:
             await (await self._reject(record, failure_reason(exc)))

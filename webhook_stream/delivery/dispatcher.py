@@ -32,26 +32,33 @@ from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, ENDPOINT_HEALTH, re
 from webhook_stream.core.tracing import OFF, AttemptSpan, Tracer, log_ids
 from webhook_stream.core.version import __version__
 from webhook_stream.delivery.budgets import TenantSlots, host_key
+from webhook_stream.delivery.credentials import ReceiverCredentials, signature
 from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
-from webhook_stream.delivery.policy import Outcome, choose_retry_delay_topic, classify, retry_delay
+from webhook_stream.delivery.operational import OperationalFacts
+from webhook_stream.delivery.policy import (
+    Action,
+    Schedule,
+    choose_retry_delay_topic,
+    decide,
+    retry_delay,
+)
 from webhook_stream.delivery.ratelimit import TokenBuckets
-from webhook_stream.delivery.signing import sign
 from webhook_stream.failures.deadletter import dead_letter
-from webhook_stream.http.client import HttpClient, HttpResult
-from webhook_stream.http.proxied import HttpxClient
+from webhook_stream.http.client import HttpResult
+from webhook_stream.http.egress import Egress
 from webhook_stream.subscriptions.model import Subscription
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 from webhook_stream.subscriptions.writes import WriteClient, WriteRequest
 
-__all__ = ["Dispatcher", "FlowHooks"]
+__all__ = ["AttemptHooks", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"webhook-stream/{__version__}"
 
 
-class FlowHooks(Protocol):
-    """What flow control needs to know of a strict endpoint's attempts."""
+class AttemptHooks(Protocol):
+    """What parking needs to know of attempts: a strict head leaving, a delivery finished."""
 
     async def before_retry(self, delivery: Delivery) -> None:
         """A strict endpoint's delivery is about to leave for a retry topic (awaited first)."""
@@ -67,17 +74,18 @@ class Dispatcher:
         self,
         settings: Settings,
         registry: SubscriptionRegistry,
-        http: HttpClient | HttpxClient,
+        http: Egress,
         producer: AIOKafkaProducer,
         batcher: RecordBatcher,
         metrics: Metrics,
         writes: WriteClient,
         tracer: Tracer = OFF,
+        hooks: AttemptHooks | None = None,
     ) -> None:
         self._settings = settings
         self._tracer = tracer
         self._registry = registry
-        self._http = http
+        self._credentials = ReceiverCredentials(http)
         self._producer = producer
         self._batcher = batcher
         self._metrics = metrics
@@ -98,11 +106,12 @@ class Dispatcher:
         registry.listeners.append(self._changed)
         self._writes = writes
         self.health = EndpointHealth(settings)
+        self._operational = OperationalFacts(producer, settings.operational_failing_after)
         #: Endpoint id -> the version a disable was requested for: refused from now on
         #: (this worker), until the owner's decision moves the version.
         self._disabling: dict[str, int] = {}
-        #: Flow control (set by the delivery consumer); None runs without it.
-        self.hooks: FlowHooks | None = None
+        #: Parking (the delivery consumer's); None runs without it.
+        self.hooks = hooks
 
     async def process(
         self, delivery: Delivery, before_send: Callable[[], None] | None = None
@@ -166,9 +175,8 @@ class Dispatcher:
             try:
                 # Checked again by the client right before the bytes leave: a stall while
                 # this attempt waited for a connection must not send it after the resume.
-                result = await self._http.post(
-                    url, body, headers, sub.timeout_s or self._settings.http_timeout, before_send
-                )
+                timeout = sub.timeout_s or self._settings.http_timeout
+                result = await self._credentials.post(sub, url, body, headers, timeout, before_send)
             except asyncio.CancelledError:
                 if span is not None:
                     span.finish(None, "not_sent", None, delivery.attempt_number + 1)
@@ -245,9 +253,7 @@ class Dispatcher:
                 "user-agent": USER_AGENT,
                 "webhook-id": delivery.delivery_id,
                 "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(
-                    sub.signing_keys(now), delivery.delivery_id, timestamp, body
-                ),
+                "webhook-signature": signature(sub, delivery.delivery_id, timestamp, body, now),
             }
         )
         # Tracing on: the attempt span's context; off: the event's, as it came.
@@ -279,43 +285,43 @@ class Dispatcher:
         )
         self._metrics.attempt_duration.observe(result.duration_s)
 
-        outcome = classify(result, sub.retry_status_codes)
-        schedule = sub.retry_schedule or self._settings.retry_schedule
-        max_attempts = sub.max_attempts or len(schedule) + 1
+        decision = decide(
+            result,
+            delivery.attempts,
+            Schedule.of(
+                sub.retry_schedule or self._settings.retry_schedule,
+                sub.max_attempts,
+                sub.retry_status_codes,
+            ),
+        )
+        label = decision.action.value
         sends: list[asyncio.Future] = []
-        if outcome is Outcome.SUCCESS:
-            label = "succeeded"
+        if decision.action is Action.SUCCEEDED:
             self._metrics.succeeded.inc()
             self._observe_end_to_end(delivery)
             await self._released(delivery, sends)
-        elif outcome is Outcome.RETRY and delivery.attempts < max_attempts:
-            label = "retrying"
-            # A max_attempts beyond the schedule repeats its last step.
-            step = schedule[min(delivery.attempts, len(schedule)) - 1]
+        elif decision.action is Action.RETRYING:
+            assert decision.step is not None
             if sub.strict and self.hooks is not None:
                 # Everything behind it waits, durably, before it leaves.
                 await self.hooks.before_retry(delivery)
-            sends.append(await self._schedule_retry(delivery, step, result, span))
+            sends.append(await self._schedule_retry(delivery, decision.step, result, span))
         else:
-            label = "failed"
-            reason = "fatal_status" if outcome is Outcome.FATAL else "exhausted"
-            if result.status is None and outcome is Outcome.FATAL:
-                reason = (
-                    "forbidden_address" if result.error == "forbidden_address" else "invalid_target"
-                )
-            sends.extend(await self._finish(delivery, reason, span))
+            assert decision.reason is not None
+            sends.extend(await self._finish(delivery, decision.reason, span))
         if span is not None:
             span.finish(result.status, label, result.error, delivery.attempt_number)
         sends.append(await self._log_attempt(delivery, result, label, now))
+        sends.extend(await self._operational.after_attempt(delivery, decision, now))
         # A proxy that is down says nothing about the receiver: it never disables an endpoint.
-        if (result.error or "").startswith("proxy_"):
+        if not decision.blames_receiver:
             return sends
         disable, change = self.health.record(
             sub.id,
             sub.version,
-            succeeded=outcome is Outcome.SUCCESS,
+            succeeded=decision.action is Action.SUCCEEDED,
             status=result.status,
-            dead_lettered=label == "failed",
+            dead_lettered=decision.action is Action.FAILED,
             now=time.time(),
         )
         if change is None:
@@ -394,14 +400,9 @@ class Dispatcher:
 
     def _moved(self, delivery: Delivery, topic: str, reason: str, span: AttemptSpan | None) -> None:
         """The move's span: a child of the attempt that caused it, else of the delivery."""
-        parent = (
-            (delivery.traceparent, delivery.tracestate)
-            if span is None
-            else (
-                span.traceparent,
-                span.tracestate,
-            )
-        )
+        parent = (delivery.traceparent, delivery.tracestate)
+        if span is not None:
+            parent = (span.traceparent, span.tracestate)
         self._tracer.moved(topic, delivery.delivery_id, reason, *parent)
 
     async def _released(self, delivery: Delivery, sends: list[asyncio.Future]) -> None:

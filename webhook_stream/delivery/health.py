@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from webhook_stream.core import fetch, kafka
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.table import CompactedTable
 from webhook_stream.core.topics import ENDPOINT_HEALTH
 
 __all__ = ["EndpointHealth", "HealthState"]
@@ -84,28 +84,26 @@ class HealthState:
 NO_WRITE = b""
 
 
-class EndpointHealth:
-    """Consecutive-failure bookkeeping per endpoint; ``record`` says when to disable."""
+class EndpointHealth(CompactedTable):
+    """Consecutive-failure bookkeeping per endpoint; ``record`` says when to disable.
+
+    A :class:`~webhook_stream.core.table.CompactedTable` of ``webhooks.endpoint_health``:
+    every worker tails it into the stored view.
+    """
+
+    topic = ENDPOINT_HEALTH
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._after = settings.health_disable_after
         self._dead_letters = settings.health_disable_after_dead_letters
         #: Streaks this worker is counting (the endpoints of its partitions).
         self._states: dict[str, HealthState] = {}
         #: The topic's view: what the last owner of each endpoint wrote.
         self._stored: dict[str, HealthState] = {}
-        self._positions: dict[int, int] = {}
-        self._progress = asyncio.Condition()
-        self._consumer: object | None = None
-        self._tps: list[TopicPartition] = []
-        self._running = True
         #: Open once the read-back after the latest assignment is done (attempts wait).
         self._synced = asyncio.Event()
         self._sync_task: asyncio.Task[bool] | None = None
-
-    def stop(self) -> None:
-        self._running = False
 
     def record(
         self,
@@ -151,32 +149,8 @@ class EndpointHealth:
         """The endpoint's streak: counted here, else as its last owner stored it."""
         return self._states.get(endpoint_id) or self._stored.get(endpoint_id)
 
-    async def run(self) -> None:
-        """Tail ``webhooks.endpoint_health`` into the stored view."""
-        consumer = kafka.tail_consumer(self._settings, background=True)
-        await consumer.start()
-        try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(ENDPOINT_HEALTH) or set()
-            self._tps = tps = [TopicPartition(ENDPOINT_HEALTH, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            self._consumer = consumer
-            async with self._progress:
-                self._progress.notify_all()
-            while self._running:
-                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
-                            self._apply(record.key, record.value)
-                    self._positions[tp.partition] = records[-1].offset + 1
-                if batch:
-                    async with self._progress:
-                        self._progress.notify_all()
-        finally:
-            self._consumer = None
-            await consumer.stop()
+    async def apply(self, record: ConsumerRecord) -> None:
+        self._apply(record.key, record.value)
 
     def resync(self) -> None:
         """Partitions were assigned: read the topic to its end in the background."""
@@ -203,28 +177,13 @@ class EndpointHealth:
     async def sync(self) -> bool:
         """Read the topic to its current end and drop the streaks counted so far, so the
         next attempt of each endpoint continues from what its last owner wrote."""
-        async with self._progress:
-            try:
-                await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._consumer is not None), _SYNC_TIMEOUT
-                )
-            except TimeoutError:
-                log.warning("endpoint health not loaded: streaks restart")
-                return False
-        consumer = self._consumer
-        assert consumer is not None
-        ends = await consumer.end_offsets(self._tps)  # type: ignore[attr-defined]
-        end = {tp.partition: off for tp, off in ends.items()}
-
-        def applied() -> bool:
-            return all(self._positions.get(p, 0) >= off for p, off in end.items())
-
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(applied), _SYNC_TIMEOUT)
-            except TimeoutError:
-                log.warning("endpoint health behind after %.0fs: streaks restart", _SYNC_TIMEOUT)
-                return False
+        end = await self.end_offsets(_SYNC_TIMEOUT)
+        if end is None:
+            log.warning("endpoint health not loaded: streaks restart")
+            return False
+        if not await self.caught_up(end, _SYNC_TIMEOUT):
+            log.warning("endpoint health behind after %.0fs: streaks restart", _SYNC_TIMEOUT)
+            return False
         self._states.clear()
         log.info("endpoint health read to its end: %d failing endpoints", len(self._stored))
         return True

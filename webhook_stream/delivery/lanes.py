@@ -22,18 +22,34 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from aiokafka import TopicPartition
 
-__all__ = ["Lanes", "OffsetTracker"]
+__all__ = ["Lanes", "OffsetTracker", "Tracked"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+class Tracked:
+    """One record taken from a partition, tracked until it is finished."""
+
+    __slots__ = ("attempted", "done", "offset", "source", "tp")
+
+    def __init__(self, tp: TopicPartition, offset: int) -> None:
+        self.tp = tp
+        self.offset = offset
+        self.done = False
+        #: Set before :meth:`OffsetTracker.done` when the record was attempted: its outcome
+        #: records are what made it done, so a next owner may skip it.
+        self.attempted = False
+        #: An attempted copy's source record: attempted too once the copy is done.
+        self.source: tuple[TopicPartition, int] | None = None
+
+
 class OffsetTracker:
     """Per partition: the next offset to commit, advanced only over finished records."""
 
     def __init__(self, on_advance: Callable[[int], None] | None = None) -> None:
-        self._pending: dict[TopicPartition, deque[list[Any]]] = {}
+        self._pending: dict[TopicPartition, deque[Tracked]] = {}
         self._ready: dict[TopicPartition, int] = {}
         #: Partitions with a skippable record finished beyond the prefix since
         #: :meth:`take_grown` last said so.
@@ -41,50 +57,50 @@ class OffsetTracker:
         #: Called with how many records a :meth:`done` made committable.
         self._on_advance = on_advance
 
-    def track(self, tp: TopicPartition, offset: int) -> list[Any]:
+    def track(self, tp: TopicPartition, offset: int) -> Tracked:
         """Note a record taken; pass the returned entry to :meth:`done` when it is finished.
 
-        An entry is ``[tp, offset, done, skippable]``. Set ``entry[3] = True`` (before
-        :meth:`done`) when the record was *attempted*: its outcome records are what made it
-        done, so a next owner may skip it. A record only parked may not be skipped (its
-        copy in ``webhooks.parked`` counts as stale to a next owner that reads it again).
-        An attempted copy may name its source: ``entry.append((source_tp, offset))``; once
-        the copy is done, the source counts as attempted too (it is finished for good).
+        Set ``entry.attempted`` (before :meth:`done`) when the record was *attempted*: its
+        outcome records are what made it done, so a next owner may skip it. A record only
+        parked may not be skipped (its copy in ``webhooks.parked`` counts as stale to a next
+        owner that reads it again). An attempted copy may name its source
+        (``entry.source = (source_tp, offset)``); once the copy is done, the source counts as
+        attempted too (it is finished for good).
         """
-        entry = [tp, offset, False, False]
+        entry = Tracked(tp, offset)
         queue = self._pending.get(tp)
         if queue is None:
             queue = self._pending[tp] = deque()
         queue.append(entry)
         return entry
 
-    def done(self, entry: list[Any]) -> None:
-        entry[2] = True
-        if entry[3] and len(entry) > 4:
-            self._attempted(*entry[4])
-        queue = self._pending.get(entry[0])
-        if not queue or not queue[0][2]:
+    def done(self, entry: Tracked) -> None:
+        entry.done = True
+        if entry.attempted and entry.source is not None:
+            self._attempted(*entry.source)
+        queue = self._pending.get(entry.tp)
+        if not queue or not queue[0].done:
             # Waits for an earlier record, or its partition was revoked meanwhile.
-            if queue and entry[3]:
-                self._grown.add(entry[0])
+            if queue and entry.attempted:
+                self._grown.add(entry.tp)
             return
         last, n = -1, 0
-        while queue and queue[0][2]:
-            last = queue.popleft()[1]
+        while queue and queue[0].done:
+            last = queue.popleft().offset
             n += 1
-        self._ready[entry[0]] = last + 1
+        self._ready[entry.tp] = last + 1
         if self._on_advance is not None:
             self._on_advance(n)
 
     def _attempted(self, tp: TopicPartition, offset: int) -> None:
         """The record at ``offset`` of ``tp`` was attempted (through a copy of it)."""
         queue = self._pending.get(tp)
-        if not queue or offset < queue[0][1]:
+        if not queue or offset < queue[0].offset:
             return  # committable already (or not taken here)
         i = bisect_left(queue, offset, key=_offset_of)  # a partition's entries are in order
-        if i < len(queue) and queue[i][1] == offset:
-            queue[i][3] = True
-            if queue[i][2]:
+        if i < len(queue) and queue[i].offset == offset:
+            queue[i].attempted = True
+            if queue[i].done:
                 self._grown.add(tp)
 
     def committable(self) -> dict[TopicPartition, int]:
@@ -95,12 +111,12 @@ class OffsetTracker:
     def done_beyond(self, tp: TopicPartition) -> list[int]:
         """Offsets of ``tp``'s skippable records finished beyond its committable prefix."""
         queue = self._pending.get(tp)
-        return [e[1] for e in queue if e[2] and e[3]] if queue else []
+        return [e.offset for e in queue if e.done and e.attempted] if queue else []
 
     def head(self, tp: TopicPartition) -> int | None:
         """The first unfinished offset of ``tp`` taken (where its committed prefix ends)."""
         queue = self._pending.get(tp)
-        return queue[0][1] if queue else None
+        return queue[0].offset if queue else None
 
     def take_grown(self) -> set[TopicPartition]:
         """Partitions whose :meth:`done_beyond` gained offsets since the last call."""
@@ -128,8 +144,8 @@ class OffsetTracker:
         return sum(len(q) for q in self._pending.values())
 
 
-def _offset_of(entry: list[Any]) -> int:
-    return entry[1]
+def _offset_of(entry: Tracked) -> int:
+    return entry.offset
 
 
 class _Queued(NamedTuple):

@@ -2,8 +2,8 @@
 
 :class:`Parking` decides, for each record the delivery consumer takes, whether it goes to
 its endpoint's lane, to the lane of a strict endpoint's head, or to ``webhooks.parked``;
-it is also the dispatcher's :class:`FlowHooks` (a strict head failing or finishing). The
-durable state lives in :mod:`webhook_stream.delivery.flow`.
+it is also the dispatcher's :class:`AttemptHooks` (a strict head failing or finishing). The
+durable state lives in :mod:`webhook_stream.delivery.flow_state`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,8 +22,8 @@ from webhook_stream.core.records import Delivery
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
-from webhook_stream.delivery.flow import SRC_HEADER, EndpointFlow, FlowState
-from webhook_stream.delivery.lanes import Lanes, OffsetTracker
+from webhook_stream.delivery.flow_state import SRC_HEADER, FlowState, FlowStates
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
@@ -39,12 +39,18 @@ FENCE_HEADER = "ws-takeover-fence"
 #: Its key (not an endpoint id: ids cannot hold NUL).
 _FENCE_KEY = b"\x00takeover-fence"
 
-#: (record, tracker entry, is the endpoint's head)
-Item = tuple[ConsumerRecord, list[Any], bool]
+
+class Item(NamedTuple):
+    """A record on its way through an endpoint's lane."""
+
+    record: ConsumerRecord
+    entry: Tracked
+    #: The strict endpoint's head, back from a retry (it goes before the lane's others).
+    head: bool
 
 
 class Parking:
-    """Flow control of the delivery consumer: one per :class:`DeliveriesIn`."""
+    """Parking of the delivery consumer: one per :class:`DeliveriesIn`."""
 
     def __init__(
         self,
@@ -54,7 +60,7 @@ class Parking:
         metrics: Metrics,
         lanes: Lanes[Item],
         tracker: OffsetTracker,
-        watch: Callable[[ConsumerRecord, list[Any], asyncio.Future[Any]], None],
+        watch: Callable[[ConsumerRecord, Tracked, asyncio.Future[Any]], None],
     ) -> None:
         self._registry = registry
         self._producer = producer
@@ -62,7 +68,7 @@ class Parking:
         self._lanes = lanes
         self._tracker = tracker
         self._watch = watch
-        self.flow = EndpointFlow(settings, producer)
+        self.flow_states = FlowStates(settings, producer)
         self.budgets = Budgets.from_settings(settings)
         self.share = self.budgets.per_endpoint
         #: Endpoints parking because a budget was full: endpoint id -> (tenant, which budget).
@@ -96,11 +102,11 @@ class Parking:
             self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
             self._committed_parked[p] = self._read_to[p]
             self._parked_end_at_assign[p] = end[p_tp]
-        await self.flow.load(parts)
+        await self.flow_states.load(parts)
         for p in parts:
             if p not in self._read_to:
                 continue  # given up meanwhile: the worker is stopping (revoked(None))
-            await self.flow.mark_takeover(
+            await self.flow_states.mark_takeover(
                 p, self._parked_end_at_assign[p], self._committed_at_assign[p], self._read_to[p]
             )
             log.debug(
@@ -109,7 +115,7 @@ class Parking:
                 self._committed_at_assign[p],
                 self._read_to[p],
                 self._parked_end_at_assign[p],
-                self.flow.markers.get(p),
+                self.flow_states.markers.get(p),
             )
 
     async def _fence(
@@ -141,7 +147,7 @@ class Parking:
 
     def revoked(self, partitions: set[int] | None) -> None:
         """Blocked waiters of these partitions give up (their records stay uncommitted)."""
-        self.flow.abandon(partitions)
+        self.flow_states.abandon(partitions)
         for p in partitions if partitions is not None else list(self._read_to):
             self._read_to.pop(p, None)
             self._committed_parked.pop(p, None)
@@ -154,7 +160,7 @@ class Parking:
 
     def partition_of(self, endpoint_id: str) -> int | None:
         """The partition of a strict endpoint seen here (None: not seen)."""
-        state = self.flow.get(endpoint_id)
+        state = self.flow_states.get(endpoint_id)
         return state.partition if state is not None else self._partition_of.get(endpoint_id)
 
     # -- routing ---------------------------------------------------------------------------
@@ -168,7 +174,7 @@ class Parking:
         if strict:
             self._partition_of[endpoint_id] = tp.partition
         entry = self._tracker.track(tp, record.offset)
-        state = self.flow.get(endpoint_id)
+        state = self.flow_states.get(endpoint_id)
         if tp.topic == PARKED:
             self._read_to[tp.partition] = record.offset + 1
             if _is_fence(record):
@@ -183,11 +189,11 @@ class Parking:
                 state.parked = max(0, state.parked - 1)
             head = self._is_head(state, record)
             lane = HEAD_PREFIX + key if head else key
-            self._lanes.submit(lane, 1 if head else width, (record, entry, head), counted=False)
+            self._lanes.submit(lane, 1 if head else width, Item(record, entry, head), counted=False)
             return
         if state is not None:
             if self._is_head(state, record):
-                self._lanes.submit(HEAD_PREFIX + key, 1, (record, entry, True))
+                self._lanes.submit(HEAD_PREFIX + key, 1, Item(record, entry, True))
                 return
             await self._park(tp, record, entry, state)
             return
@@ -208,12 +214,12 @@ class Parking:
                 log.info("endpoint %s holds its share (%d): parking it", endpoint_id, share)
             self.throttled[endpoint_id] = (tenant, verdict)
             self._metrics.throttled.labels(verdict.value).inc()
-            gate = await self.flow.start_parking(endpoint_id, tp.partition, strict)
-            state = self.flow.get(endpoint_id)
+            gate = await self.flow_states.start_parking(endpoint_id, tp.partition, strict)
+            state = self.flow_states.get(endpoint_id)
             assert state is not None
             await self._park(tp, record, entry, state, gate)
             return
-        self._lanes.submit(key, width, (record, entry, False), group=tenant)
+        self._lanes.submit(key, width, Item(record, entry, False), group=tenant)
 
     def throttled_tenants(self) -> set[str]:
         """Tenants with an endpoint parking because a budget was full (not strict blocks)."""
@@ -221,21 +227,21 @@ class Parking:
 
     def finished_parked(self, item: Item) -> None:
         """A record read back from parking finished (or was given up)."""
-        if item[0].topic == PARKED:
+        if item.record.topic == PARKED:
             self.held -= 1
 
     async def wait_turn(self, item: Item) -> bool:
         """Before an attempt: wait while the endpoint's head is out. False: give up."""
-        if item[2]:
+        if item.head:
             return True
-        endpoint_id = (item[0].key or b"").decode("utf-8", "replace")
-        return await self.flow.wait_released(endpoint_id)
+        endpoint_id = (item.record.key or b"").decode("utf-8", "replace")
+        return await self.flow_states.wait_released(endpoint_id)
 
     async def _park(
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        entry: list[Any],
+        entry: Tracked,
         state: FlowState,
         gate: asyncio.Future | None = None,
     ) -> None:
@@ -246,7 +252,7 @@ class Parking:
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        entry: list[Any],
+        entry: Tracked,
         state: FlowState,
         gate: asyncio.Future | None,
     ) -> None:
@@ -273,7 +279,7 @@ class Parking:
     def _stale(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """A copy parked by an earlier owner whose source it never committed."""
         src = source_offset(record)
-        return src is not None and self.flow.stale(tp.partition, record.offset, src)
+        return src is not None and self.flow_states.stale(tp.partition, record.offset, src)
 
     @staticmethod
     def _is_head(state: FlowState | None, record: ConsumerRecord) -> bool:
@@ -284,7 +290,7 @@ class Parking:
         except (orjson.JSONDecodeError, AttributeError):
             return False
 
-    # -- dispatcher hooks (FlowHooks) ------------------------------------------------------
+    # -- dispatcher hooks (AttemptHooks) ------------------------------------------------------
 
     async def before_retry(self, delivery: Delivery) -> None:
         """A strict endpoint's delivery goes to a retry topic: it becomes the head."""
@@ -294,12 +300,12 @@ class Parking:
             return
         key = endpoint_id.encode()
         async with self._lock:
-            was_parking = self.flow.parking(endpoint_id)
+            was_parking = self.flow_states.parking(endpoint_id)
             # Synchronously, before any await: what queued behind the head leaves the lane
             # before anything newer can be parked ahead of it.
             behind = [] if was_parking else self._lanes.take_queued(key)
-            write = self.flow.block_now(endpoint_id, partition, delivery.delivery_id)
-            state = self.flow.get(endpoint_id)
+            write = self.flow_states.block_now(endpoint_id, partition, delivery.delivery_id)
+            state = self.flow_states.get(endpoint_id)
             assert state is not None
             gate = await write if write is not None else None
             for record, entry, _ in behind:
@@ -310,7 +316,7 @@ class Parking:
 
     async def finished(self, delivery: Delivery) -> asyncio.Future | None:
         """A delivery succeeded or was dead-lettered: when it is a head, release it."""
-        return await self.flow.release(delivery.endpoint_id, delivery.delivery_id)
+        return await self.flow_states.release(delivery.endpoint_id, delivery.delivery_id)
 
     # -- housekeeping ----------------------------------------------------------------------
 
@@ -321,7 +327,7 @@ class Parking:
         state delivers the endpoint's new deliveries at once, so copies it would still
         read back from ``webhooks.parked`` would come after them, out of order.
         """
-        for endpoint_id, state in list(self.flow.states.items()):
+        for endpoint_id, state in list(self.flow_states.states.items()):
             committed = self._committed_parked.get(state.partition)
             if (
                 state.head is None
@@ -333,12 +339,12 @@ class Parking:
                 and self._lanes.size(HEAD_PREFIX + endpoint_id.encode()) == 0
             ):
                 log.info("endpoint %s has nothing parked any more", endpoint_id)
-                await self.flow.end_parking(endpoint_id)
-        for endpoint_id in [e for e in self.throttled if not self.flow.parking(e)]:
+                await self.flow_states.end_parking(endpoint_id)
+        for endpoint_id in [e for e in self.throttled if not self.flow_states.parking(e)]:
             del self.throttled[endpoint_id]
         self._metrics.throttled_tenants.set(len(self.throttled_tenants()))
-        self._metrics.parked.set(self.flow.parked_total)
-        self._metrics.blocked.set(self.flow.blocked_total)
+        self._metrics.parked.set(self.flow_states.parked_total)
+        self._metrics.blocked.set(self.flow_states.blocked_total)
 
 
 def source_offset(record: ConsumerRecord) -> int | None:

@@ -21,7 +21,7 @@ them, but Tansu (the embedded broker) drops it. So the committer writes them her
 
 Only *attempted* records are listed (their attempt, retry, dead-letter or rejected
 records made them done). A record that was only parked is not: a next owner that reads its
-source again treats the parked copy as stale (:meth:`.flow.EndpointFlow.stale`), so skipping
+source again treats the parked copy as stale (:meth:`.flow_state.FlowStates.stale`), so skipping
 the source would lose the delivery. Once its copy has been attempted, both the copy and
 the source are listed (``OffsetTracker.track``): the delivery is finished, whichever of the
 two the next owner would otherwise take.

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent, WebhookStreamError
@@ -84,13 +84,11 @@ async def scan(
     consumer = kafka.tail_consumer(settings, max_poll_records=5000)
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
+        tps = await fetch.partitions_of(consumer, topic)
+        if not tps:
             if missing_ok:
                 return
             raise ReplayError(f"topic {topic!r} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if since is None:
@@ -103,18 +101,30 @@ async def scan(
                 else:
                     consumer.seek(tp, found[tp].offset)
         until_ms = None if until is None else int(until * 1000)
-        remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+        since_ms = None if since is None else int(since * 1000)
+        # "The end at call time" is every record written before the call, not only those
+        # below the end offset read at the start: Tansu's high-water mark can trail the
+        # records a fetch returns (under load, the newest dead letter was missed). So a
+        # partition is done only once a fetch past that offset comes back empty, and what
+        # lies beyond it counts if it was written before the call.
+        called_ms = int(time.time() * 1000)
+        remaining = set(tps)
         while remaining:
             batch = await fetch.getmany(consumer, *remaining, timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
+            for tp in list(remaining):
+                records = batch.get(tp, [])
                 for record in records:
-                    if record.offset >= end[tp]:
-                        break
                     if isinstance(record, fetch.Undecodable):
                         continue  # logged; the fan-out rejected it when it read it
+                    if record.offset >= end[tp]:
+                        if record.timestamp > called_ms:
+                            remaining.discard(tp)  # written after the call: the end
+                            break
+                        if since_ms is not None and record.timestamp < since_ms:
+                            continue
                     if until_ms is None or record.timestamp <= until_ms:
                         yield record
-                if await consumer.position(tp) >= end[tp]:
+                if not records and await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
@@ -241,5 +251,9 @@ async def replay_events(
         if tenant is None or event.tenant_id == tenant:
             if scoped:
                 summary.scanned += 1
-            todo.extend(fan_out(event, index, only_endpoint=endpoint, origin="replay"))
+            todo.extend(
+                fan_out(
+                    event, index, only_endpoint=endpoint, origin="replay", headers=record.headers
+                )
+            )
     return await _requeue(producer, todo, summary)

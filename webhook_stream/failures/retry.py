@@ -46,10 +46,10 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.produce import failure_reason, send_failure
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topic
-from webhook_stream.ingest.rejected import reject
 
 __all__ = [
     "CYCLE_S",
@@ -327,7 +327,7 @@ class RetryScheduler:
 
     async def _refused(self, rec: ConsumerRecord, exc: BaseException) -> None:
         """One record that could not be forwarded goes to webhooks.rejected; else raise."""
-        if classify(exc) != "record":
+        if send_failure(exc) != "record":
             raise exc  # an outage or a bug: the worker stops, this record uncommitted
         log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
         await (await reject(self._producer, rec, failure_reason(exc)))
@@ -378,13 +378,15 @@ class RetryScheduler:
                 remaining_ms = waiting.due_ms - now_ms
                 if not self.lease.valid():
                     break
-                if remaining_ms <= horizon_ms and not (crowded and _cycled(waiting.record, now_ms)):
+                rec = waiting.record
+                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
+                if remaining_ms <= horizon_ms and not (crowded and _cycled(rec, now_ms)):
                     break  # due soon: the commit waits for it
-                stale = now_ms - waiting.record.timestamp > stale_ms
+                stale = now_ms - rec.timestamp > stale_ms
                 if not behind and not stale:
                     break
                 target = retry_topic(move_target(remaining_ms / 1000, self._delays))
-                sends.append(await self._move(waiting.record, target, now_ms))
+                sends.append(await self._move(rec, target, now_ms))
                 self._handled(tp, waiting)
                 self._metrics.retry_moved.labels(tp.topic).inc()
         if sends:

@@ -12,54 +12,44 @@ SSRF: a host name is resolved by :class:`~webhook_stream.http.ssrf.GuardedResolv
 refused addresses) and only those addresses are connected to, each through the guarded
 socket factory; IP-literal hosts are checked before anything else.
 
-Error classes (``HttpResult.error``), when there is no response::
-
-    insecure_url       http:// while insecure targets are not allowed     (fatal)
-    invalid_url        the URL cannot be requested                        (fatal)
-    invalid_header     a header name or value with CR/LF or non-Latin-1   (fatal)
-    forbidden_address  the target resolves only to refused addresses      (fatal)
-    dns                the name did not resolve
-    connect            no address accepted the connection
-    tls                handshake or certificate failure
-    timeout            the attempt's time ran out before the response head
-    connection_reset   the peer closed or reset before the response head
-    protocol           the peer's bytes are not an HTTP/1.1 response
+When there is no response, ``HttpResult.error`` says why: a
+:class:`~webhook_stream.http.errors.TransportError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from dataclasses import dataclass, replace
 
 from aiohttp.abc import AbstractResolver
 
 from webhook_stream.core.settings import Settings
 from webhook_stream.http._http11 import Connection, Disconnected, Pool, ProtocolError
+from webhook_stream.http.errors import Refused, TransportError
+from webhook_stream.http.identity import ContextCache, TlsIdentity
 from webhook_stream.http.ssrf import (
     AddressPolicy,
     ForbiddenAddress,
     GuardedResolver,
-    check_url_host,
     guarded_socket_factory,
 )
+from webhook_stream.http.urls import Target, parse_target
 
 __all__ = ["HttpClient", "HttpResult", "parse_retry_after"]
 
 
 @dataclass(slots=True)
 class HttpResult:
-    """What one POST produced: a status, or an error class when there was no response."""
+    """What one POST produced: a status, or a transport error when there was no response."""
 
     status: int | None
     body: bytes
-    error: str | None
+    error: TransportError | None
     retry_after: float | None
     duration_s: float
 
@@ -85,74 +75,17 @@ _BODY_BUDGET_S = 1.0
 _KEEPALIVE_S = 30.0
 
 
-class _Refused(Exception):
-    """An attempt that failed before or while connecting, with its error class."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What one URL needs, parsed once: pool key, where to connect, the request's first lines."""
-
-    key: tuple[str, int, bool]
-    host: str
-    port: int
-    tls: bool
-    literal: bool
-    prefix: bytes
-
-
-def _parse_target(url: str, policy: AddressPolicy) -> _Target:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise _Refused("invalid_url") from None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in ("http", "https") or not host or "@" in parts.netloc or port == 0:
-        raise _Refused("invalid_url")
-    try:
-        check_url_host(url, policy)
-    except ForbiddenAddress:
-        raise _Refused("forbidden_address") from None
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is None and not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise _Refused("invalid_url") from None
-    tls = scheme == "https"
-    port = port or (443 if tls else 80)
-    authority = f"[{host}]" if literal is not None and literal.version == 6 else host
-    if port != (443 if tls else 80):
-        authority = f"{authority}:{port}"
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    if not path.isascii():
-        path = quote(path, safe="/%:@!$&'()*+,;=?-._~")
-    prefix = f"POST {path} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
-    return _Target((host, port, tls), host, port, tls, literal is not None, prefix)
-
-
-def _request_bytes(target: _Target, body: bytes, headers: dict[str, str]) -> bytes:
+def _request_bytes(target: Target, body: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"content-length: {len(body)}\r\n"]
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise _Refused("invalid_header")
+            raise Refused(TransportError.INVALID_HEADER)
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     try:
         head = "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
-        raise _Refused("invalid_header") from None
+        raise Refused(TransportError.INVALID_HEADER) from None
     return b"".join((target.prefix, head, body))
 
 
@@ -182,8 +115,9 @@ class HttpClient:
         self._resolver = GuardedResolver(self._policy, inner=resolver)
         self._socket = guarded_socket_factory(self._policy)
         self._pool = Pool(settings.http_pool_per_host, settings.http_pool_size, _KEEPALIVE_S)
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
         self._tls = tls
+        self._identities = ContextCache(tls)
 
     async def start(self) -> None:
         if self._tls is None:
@@ -200,20 +134,29 @@ class HttpClient:
         headers: dict[str, str],
         timeout: float,
         before_write: Callable[[], None] | None = None,
+        *,
+        tls: TlsIdentity | None = None,
+        body_max: int | None = None,
     ) -> HttpResult:
         """POST once. Never raises for HTTP or transport failures: they become ``error``.
 
         ``before_write`` runs right before the request's bytes are written, after every
         wait (pool, connect); what it raises calls the request off and propagates.
+        ``tls``: a client certificate to present (pooled apart); ``body_max`` replaces
+        ``response_body_max`` (an OAuth2 token response).
         """
         assert self._tls is not None, "HttpClient.start() was not awaited"
         started = time.perf_counter()
         if self._require_https and url[:8].lower() != "https://":
-            return HttpResult(None, b"", "insecure_url", None, 0.0)
+            return HttpResult(None, b"", TransportError.INSECURE_URL, None, 0.0)
         try:
             target = self._target(url)
             data = _request_bytes(target, body, headers)
-        except _Refused as exc:
+            context = self._tls
+            if tls is not None and target.tls:
+                context = self._context(tls)
+                target = replace(target, key=(*target.key, tls.identity))  # type: ignore[arg-type]
+        except Refused as exc:
             return HttpResult(None, b"", exc.error, None, time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -224,8 +167,8 @@ class HttpClient:
                 async with asyncio.timeout_at(deadline):
                     conn = await self._pool.acquire(target.key)
                     slot = True
-                    conn = await self._send(target, conn, data, before_write)
-            except (TimeoutError, _Refused, Disconnected, ProtocolError, OSError) as exc:
+                    conn = await self._send(target, conn, data, before_write, context, body_max)
+            except (TimeoutError, Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
                 # The status decides; a receiver that drips or streams its body endlessly
@@ -253,27 +196,29 @@ class HttpClient:
             if slot:
                 self._pool.release(target.key, conn)
 
-    def _target(self, url: str) -> _Target:
+    def _target(self, url: str) -> Target:
         found = self._targets.get(url)
         if found is None:
             if len(self._targets) >= 10_000:  # endpoints' URLs: keep it bounded
                 self._targets.clear()
-            found = self._targets[url] = _parse_target(url, self._policy)
+            found = self._targets[url] = parse_target(url, self._policy)
         return found
 
     async def _send(
         self,
-        target: _Target,
+        target: Target,
         conn: Connection | None,
         data: bytes,
         before_write: Callable[[], None] | None = None,
+        context: ssl.SSLContext | None = None,
+        body_max: int | None = None,
     ) -> Connection:
         """Send on ``conn`` (or a new connection); return it once the response head is in.
 
         A reused connection the peer closed while it was idle fails without a byte of
         response; the request then goes once more on a fresh connection.
         """
-        keep = self._settings.response_body_max
+        keep = self._settings.response_body_max if body_max is None else body_max
         if conn is not None:
             if before_write is not None:
                 before_write()
@@ -284,7 +229,7 @@ class HttpClient:
                 conn.close()
                 if not exc.silent:
                     raise
-        conn = await self._open(target)
+        conn = await self._open(target, context or self._tls)
         try:
             if before_write is not None:
                 before_write()
@@ -294,25 +239,32 @@ class HttpClient:
             raise
         return conn
 
-    async def _open(self, target: _Target) -> Connection:
+    def _context(self, tls: TlsIdentity) -> ssl.SSLContext:
+        try:
+            return self._identities.get(tls)
+        except (ssl.SSLError, ValueError, OSError):
+            raise Refused(TransportError.TLS) from None
+
+    async def _open(self, target: Target, context: ssl.SSLContext | None) -> Connection:
         loop = asyncio.get_running_loop()
+        addresses: list[tuple[int, str]]
         if target.literal:
-            family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-            addresses = [(family, target.host)]
+            literal_family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+            addresses = [(literal_family, target.host)]
         else:
             try:
                 found = await self._resolver.resolve(target.host, target.port, socket.AF_UNSPEC)
             except ForbiddenAddress:
-                raise _Refused("forbidden_address") from None
+                raise Refused(TransportError.FORBIDDEN_ADDRESS) from None
             except OSError:
-                raise _Refused("dns") from None
+                raise Refused(TransportError.DNS) from None
             addresses = [(r["family"], r["host"]) for r in found]
         for family, address in addresses:
             sockaddr = (address, target.port)
             try:
                 sock = self._socket((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
             except ForbiddenAddress:
-                raise _Refused("forbidden_address") from None
+                raise Refused(TransportError.FORBIDDEN_ADDRESS) from None
             try:
                 sock.setblocking(False)
                 await loop.sock_connect(sock, sockaddr)
@@ -326,28 +278,28 @@ class HttpClient:
                 _, conn = await loop.create_connection(
                     Connection,
                     sock=sock,
-                    ssl=self._tls if target.tls else None,
+                    ssl=context if target.tls else None,
                     server_hostname=target.host if target.tls else None,
                 )
             except (ssl.SSLError, ssl.CertificateError):
                 sock.close()
-                raise _Refused("tls") from None
+                raise Refused(TransportError.TLS) from None
             except BaseException:
                 sock.close()
                 raise
             return conn
-        raise _Refused("connect")
+        raise Refused(TransportError.CONNECT)
 
 
-def _error_class(exc: BaseException) -> str:
-    if isinstance(exc, _Refused):
+def _error_class(exc: BaseException) -> TransportError:
+    if isinstance(exc, Refused):
         return exc.error
     if isinstance(exc, TimeoutError):
-        return "timeout"
+        return TransportError.TIMEOUT
     if isinstance(exc, ProtocolError):
-        return "protocol"
+        return TransportError.PROTOCOL
     if isinstance(exc, ssl.SSLError):
-        return "tls"
+        return TransportError.TLS
     if isinstance(exc, ConnectionError | OSError):
-        return "connection_reset"
-    return "transport"
+        return TransportError.CONNECTION_RESET
+    return TransportError.TRANSPORT

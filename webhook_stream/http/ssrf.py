@@ -1,6 +1,6 @@
 """Delivery-time SSRF defence for the HTTP client.
 
-Validation of a subscription's URL (:mod:`webhook_stream.subscriptions.urls`) only sees the
+Validation of a subscription's URL (:mod:`webhook_stream.http.urls`) only sees the
 host *name*; what a name resolves to can change between validation and delivery (DNS
 rebinding), so the address is checked again at connect time, in the manner of Svix's
 ``NonLocalDnsResolver``:
@@ -9,13 +9,15 @@ rebinding), so the address is checked again at connect time, in the manner of Sv
   :class:`AddressPolicy` refuses and returns only the vetted ones. The client
   (:mod:`webhook_stream.http.client`) connects to exactly those addresses (it does no
   second lookup), so a rebinding DNS server cannot swap in a private address after the check.
-* IP-literal hosts (``http://10.0.0.1/``) are never resolved: :func:`check_url_host`
-  refuses them before the request, and :func:`guarded_socket_factory`, through which the
-  client opens every socket, sees the exact address of each connection, literal or resolved.
+* IP-literal hosts (``http://10.0.0.1/``) are never resolved:
+  :func:`~webhook_stream.http.urls.check_url_host` refuses them before the request, and
+  :func:`guarded_socket_factory`, through which the client opens every socket, sees the
+  exact address of each connection, literal or resolved.
 
 Through a forward proxy (:mod:`webhook_stream.http.proxied`) the worker never sees the
-address the proxy connects to: :func:`check_proxied_host` refuses what can be refused from
-the URL alone (forbidden IP literals, ``localhost`` names) and the proxy enforces the rest.
+address the proxy connects to: :func:`~webhook_stream.http.urls.check_proxied_host`
+refuses what can be refused from the URL alone (forbidden IP literals, ``localhost``
+names) and the proxy enforces the rest.
 
 Every refusal raises :class:`ForbiddenAddress` (an :class:`OSError`); the client reports
 it as the error class ``forbidden_address``.
@@ -32,7 +34,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
 
 from webhook_stream.core.settings import parse_networks
 
@@ -40,10 +41,9 @@ __all__ = [
     "AddressPolicy",
     "ForbiddenAddress",
     "GuardedResolver",
-    "check_proxied_host",
-    "check_url_host",
     "guarded_socket_factory",
     "is_forbidden_address",
+    "parse_ip",
     "parse_networks",
 ]
 
@@ -95,7 +95,8 @@ class ForbiddenAddress(OSError):
         return (type(self), (self.host, self.addresses))
 
 
-def _parse_ip(value: object) -> IPAddress | None:
+def parse_ip(value: object) -> IPAddress | None:
+    """``value`` as an IP address (brackets and an IPv6 zone accepted), else None."""
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return value
     if not isinstance(value, str):
@@ -136,7 +137,7 @@ class AddressPolicy:
         """True when a connection to ``ip`` is permitted. Unparseable input is refused."""
         if self.allow_insecure:
             return True
-        address = _parse_ip(ip)
+        address = parse_ip(ip)
         if address is None:
             return False
         if self._in_allow_list(address):
@@ -190,50 +191,6 @@ class GuardedResolver(AbstractResolver):
         if self._inner is not None and self._owns_inner:
             await self._inner.close()
             self._inner = None
-
-
-def _literal_address(host: str) -> IPAddress | None:
-    """``host`` as an IP address if any resolver would read it as one, else None."""
-    address = _parse_ip(host)
-    if address is not None or ":" in host:
-        return address
-    try:
-        # What getaddrinfo also reads as IPv4: 127.1, 2130706433, 0x7f000001, 0177.0.0.1,
-        # a trailing dot. (Refused here rather than left to the resolver.)
-        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
-    except (OSError, ValueError):  # ValueError: embedded NUL or non-ASCII
-        return None
-
-
-def check_url_host(url: str | URL, policy: AddressPolicy) -> None:
-    """Raise :class:`ForbiddenAddress` if ``url``'s host is an IP literal the policy refuses.
-
-    Host names pass (the :class:`GuardedResolver` checks what they resolve to). Call it
-    before a request: IP literals are never resolved.
-    """
-    if policy.allow_insecure:
-        return
-    host = URL(url).raw_host if isinstance(url, str) else url.raw_host
-    if not host:
-        return  # no host at all: the client refuses the URL itself (invalid_url)
-    address = _literal_address(host)
-    if address is not None:
-        if not policy.allowed(address):
-            raise ForbiddenAddress(host, [str(address)])
-    elif ":" in host:
-        # Looks like an IPv6 literal but is not one: refuse rather than guess.
-        raise ForbiddenAddress(host, [host])
-
-
-def check_proxied_host(url: str, policy: AddressPolicy) -> None:
-    """:func:`check_url_host`, and refuse ``localhost`` names: what a proxy would resolve to
-    loopback on its own host. Resolved names are the proxy's to check (README, Protection)."""
-    check_url_host(url, policy)
-    if policy.allow_insecure:
-        return
-    host = (URL(url).raw_host or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        raise ForbiddenAddress(host, [host])
 
 
 def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.socket]:

@@ -10,7 +10,9 @@ record produced from it has been acknowledged by the broker. An event whose deli
 records would not fit the record limit goes to ``webhooks.rejected`` (``too_large``)
 instead; a send that fails for one record is handled for that event (:meth:`_settle`).
 Records that cannot be decoded at all (a corrupt batch, an unknown codec) are skipped to
-``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`).
+``webhooks.rejected`` too (``undecodable``, :mod:`webhook_stream.core.fetch`). A partition
+whose next record needs a writer schema the Schema Registry cannot give now waits, paused
+(:mod:`~webhook_stream.ingest.schema_waits`).
 
 Nothing is fanned out while the group membership's lease is expired (a stall:
 :mod:`~webhook_stream.core.lease`): the partition's next owner does it.
@@ -30,13 +32,18 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
-from webhook_stream.core.produce import classify, failure_reason
+from webhook_stream.core.operational import for_operator, input_pattern, not_to_itself
+from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.tracing import OFF, Tracer
-from webhook_stream.ingest.decoding import parse_record
 from webhook_stream.ingest.fanout import fan_out, oversized, queue_delivery, send_delivery
-from webhook_stream.ingest.rejected import reject
+from webhook_stream.ingest.mappings import load_mappings
+from webhook_stream.ingest.registry import SchemaRegistry
+from webhook_stream.ingest.schema_waits import SchemaWaits
+from webhook_stream.ingest.sources import Decoder, SchemaPending
+from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["EventsIn"]
@@ -61,6 +68,7 @@ class EventsIn:
         registry: SubscriptionRegistry,
         metrics: Metrics,
         tracer: Tracer = OFF,
+        catalog: EventTypeCatalog | None = None,
     ) -> None:
         self._settings = settings
         self._tracer = tracer
@@ -68,9 +76,14 @@ class EventsIn:
         self._batcher = batcher
         self._registry = registry
         self._metrics = metrics
+        self._catalog = catalog
         self._running = True
         self.listener = kafka.JoinedListener()
         self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
+        schema_registry = SchemaRegistry(settings) if settings.schema_registry_url else None
+        mappings = load_mappings(settings.event_mappings)
+        decoder = Decoder(settings.max_event_bytes, schema_registry, mappings)
+        self.schemas = SchemaWaits(decoder, metrics)
 
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
@@ -78,18 +91,21 @@ class EventsIn:
 
     async def run(self) -> None:
         await self._registry.ready.wait()
+        if self._catalog is not None:
+            await self._catalog.ready.wait()  # schemas known before events are checked
         consumer = kafka.group_consumer(
             self._settings,
             "fanout",
             metadata_max_age_ms=int(self._settings.topic_discovery_interval * 1000),
             max_poll_records=1000,
         )
-        consumer.subscribe(pattern=self._settings.events_pattern, listener=self.listener)
+        pattern = input_pattern(self._settings.events_pattern)  # and webhooks.operational
+        consumer.subscribe(pattern=pattern, listener=self.listener)
         began = self.lease.clock()
         await consumer.start()
         self.lease.attach(consumer, began)
         self._metrics.lag.watch(f"{self._settings.app_id}-fanout", consumer)
-        log.info("fan-out consuming topics matching %s", self._settings.events_pattern)
+        log.info("fan-out consuming topics matching %s", pattern)
         # Chunks of handled records, committed in order by their own task as their sends
         # are acknowledged: the loop goes on meanwhile, and a kill -9 repeats one chunk or two.
         chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=_CHUNKS_AHEAD)
@@ -108,10 +124,15 @@ class EventsIn:
                             # these out by now. Read again once confirmed, if still owned.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        handled: _Sent | None
                         if isinstance(record, fetch.Undecodable):
                             handled = await self._skip(record)
                         else:
-                            handled = await self._handle(record)
+                            try:
+                                handled = await self._handle(record)
+                            except SchemaPending as pending:  # the registry is away
+                                self.schemas.hold(consumer, tp, record.offset, pending.schema_id)
+                                break
                         if handled is not None:
                             sent.append(handled)
                         offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -136,6 +157,7 @@ class EventsIn:
         finally:
             committer.cancel()
             self._metrics.lag.unwatch(f"{self._settings.app_id}-fanout")
+            await self.schemas.close()
             await consumer.stop()
 
     async def _commit_chunks(
@@ -151,10 +173,18 @@ class EventsIn:
 
     async def _handle(self, record: ConsumerRecord) -> _Sent | None:
         try:
-            event = parse_record(record, self._settings.max_event_bytes)
+            event = await self.schemas.parse(record)
         except RejectedEvent as exc:
             return await self._reject(record, exc.reason)
-        deliveries = fan_out(event, self._registry.index)
+        if self._catalog is not None:
+            violation = self._catalog.check(event)
+            if violation is not None:
+                return await self._reject(record, violation)
+        deliveries = fan_out(event, self._registry.index, headers=record.headers)
+        operator = for_operator(event, record.topic)  # the admin's, across tenants
+        if operator is not None:
+            deliveries += fan_out(operator, self._registry.index, headers=record.headers)
+        deliveries = not_to_itself(event, deliveries)  # operational: never about itself
         if not deliveries:
             self._metrics.no_match.inc()
             return None
@@ -220,7 +250,7 @@ class EventsIn:
             at += len(item.futures)
             if failure is None:
                 continue
-            if classify(failure) != "record" or item.deliveries is None:
+            if send_failure(failure) != "record" or item.deliveries is None:
                 raise failure  # a rejected record that cannot be written: cannot go on
             failure = await self._resend(item.deliveries)
             if failure is None:
@@ -233,7 +263,7 @@ class EventsIn:
             try:
                 await (await send_delivery(self._producer, delivery))
             except Exception as exc:
-                if classify(exc) != "record":
+                if send_failure(exc) != "record":
                     raise
                 return exc
         return None

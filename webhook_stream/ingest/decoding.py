@@ -42,7 +42,7 @@ from webhook_stream.core.records import Event, SourceRef, derived_event_id, iso_
 from webhook_stream.core.schemas import SINGLE_OBJECT_MAGIC, decode_single_object
 from webhook_stream.core.tracing import valid_traceparent, valid_tracestate
 
-__all__ = ["MAX_ATTR_LEN", "parse_event", "parse_record"]
+__all__ = ["MAX_ATTR_LEN", "event_from_attrs", "parse_event", "parse_record"]
 
 MAX_ATTR_LEN = 256
 _MISSING = object()
@@ -87,8 +87,23 @@ def parse_event(
         raise RejectedEvent("empty_value")
     else:
         attrs = _from_json(value)
+    return event_from_attrs(attrs, SourceRef(topic, partition, offset), hdrs, value, timestamp_ms)
+
+
+def event_from_attrs(
+    attrs: tuple[Any, Any, Any, Any, Any],
+    source: SourceRef,
+    hdrs: Mapping[str, bytes],
+    value: bytes | None,
+    timestamp_ms: int | None,
+) -> Event:
+    """The event of raw (id, type, tenant_id, occurred_at, data), validated.
+
+    ``hdrs`` are the record's headers by lower-case name, ``value`` its bytes (for the
+    trace context). Shared with the Schema Registry and mapping paths
+    (:mod:`webhook_stream.ingest.sources`).
+    """
     raw_id, raw_type, raw_tenant, raw_time, data = attrs
-    source = SourceRef(topic, partition, offset)
     traceparent, tracestate = _trace_context(hdrs, value)
     return Event(
         id=_event_id(raw_id, source),
@@ -99,6 +114,7 @@ def parse_event(
         tenant_id=_tenant_id(raw_tenant),
         traceparent=traceparent,
         tracestate=tracestate,
+        decoded=data,
     )
 
 
@@ -119,10 +135,11 @@ def _trace_context(hdrs: Mapping[str, bytes], value: bytes | None) -> tuple[str 
         except orjson.JSONDecodeError:
             return None, None
         if isinstance(obj, dict) and "specversion" in obj:
-            parent, state = obj.get("traceparent"), obj.get("tracestate")
-            traceparent = valid_traceparent(parent) if isinstance(parent, str) else None
+            found, found_state = obj.get("traceparent"), obj.get("tracestate")
+            traceparent = valid_traceparent(found) if isinstance(found, str) else None
             if traceparent is not None:
-                return traceparent, valid_tracestate(state) if isinstance(state, str) else None
+                tracestate = found_state if isinstance(found_state, str) else None
+                return traceparent, valid_tracestate(tracestate)
     return None, None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
@@ -11,7 +12,9 @@ from webhook_stream.core.kafka import RecordBatcher
 from webhook_stream.core.produce import RETRY_FIELDS_ROOM, size_error
 from webhook_stream.core.records import Delivery, Event, delivery_id_for, iso_now, record_headers
 from webhook_stream.core.topics import DELIVERIES
+from webhook_stream.subscriptions.filters import FilterSubject
 from webhook_stream.subscriptions.index import SubscriptionIndex
+from webhook_stream.subscriptions.model import Subscription
 
 __all__ = ["fan_out", "oversized", "queue_delivery", "send_delivery"]
 
@@ -64,14 +67,23 @@ def fan_out(
     *,
     only_endpoint: str | None = None,
     origin: str = "event",
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> list[Delivery]:
-    """Deliveries for every endpoint whose pattern and tenant match ``event``.
+    """Deliveries for every endpoint whose pattern and tenant match ``event`` and whose
+    ``filter`` (if any) holds for it and its record ``headers``.
 
     Disabled endpoints are included: the delivery path dead-letters them with reason
     ``endpoint_disabled`` so nothing vanishes silently. Each carries the event's trace
     context.
     """
     now = iso_now()
+    subs = index.match(event.type, event.tenant_id)
+    if only_endpoint is not None:
+        subs = [sub for sub in subs if sub.id == only_endpoint]
+    for sub in subs:  # a loop, not any(<generator>): this runs for every event
+        if sub.filter is not None:
+            subs = _filtered(subs, FilterSubject(event, headers))
+            break
     return [
         Delivery(
             delivery_id=delivery_id_for(event.id, sub.id),
@@ -84,6 +96,10 @@ def fan_out(
             tracestate=event.tracestate,
             incarnation=sub.incarnation,
         )
-        for sub in index.match(event.type, event.tenant_id)
-        if only_endpoint is None or sub.id == only_endpoint
+        for sub in subs
     ]
+
+
+def _filtered(subs: list[Subscription], subject: FilterSubject) -> list[Subscription]:
+    # One subject per event: ``data`` is parsed once, whatever the number of filters.
+    return [sub for sub in subs if sub.filter is None or sub.filter.test(subject)]

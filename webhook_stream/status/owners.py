@@ -86,13 +86,13 @@ class OwnerAssignor(AbstractPartitionAssignor):
         self.owners: dict[int, str] = {}
         self.generation = 0
 
-    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:  # type: ignore[override]
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         applied = {str(p): n for p, n in self._applied().items()}
         return ConsumerProtocolMemberMetadata(
             self.version, list(topics), orjson.dumps({"url": self.own_url, "applied": applied})
         )
 
-    def assign(  # type: ignore[override]
+    def assign(
         self, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]
     ) -> dict[str, ConsumerProtocolMemberAssignment]:
         urls: dict[str, str] = {}
@@ -113,16 +113,19 @@ class OwnerAssignor(AbstractPartitionAssignor):
         owner_of = spread(n, sorted(members), applied)
         owners = {str(p): urls[m] for p, m in owner_of.items()}
         out = {}
-        for member_id in members:
+        for member_id, meta in members.items():
             mine = [p for p, m in owner_of.items() if m == member_id]
+            # Only the topics it subscribes: in a rolling upgrade that adds a status topic
+            # (webhooks.rejected), a worker of the previous version refuses any other.
+            subscribed = set(meta.subscription)
             out[member_id] = ConsumerProtocolMemberAssignment(
                 self.version,
-                sorted((t, mine) for t in topics),
+                sorted((t, mine) for t in topics if t in subscribed),
                 orjson.dumps({"owners": owners}),
             )
         return out
 
-    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:  # type: ignore[override]
+    def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
         try:
             owners = orjson.loads(assignment.user_data or b"{}").get("owners", {})
             self.owners = {int(p): url for p, url in owners.items()}

@@ -22,11 +22,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from webhook_stream.core.errors import StatusUnavailable
 from webhook_stream.core.settings import Settings
@@ -176,6 +178,13 @@ class StatusProcess:
         args = {"endpoint_id": endpoint_id, "query": query, "local": local}
         return await self._ask("attempts", {**args, "incarnation": incarnation})
 
+    async def operational(
+        self, endpoint_id: str, incarnation: str, *, local: bool
+    ) -> dict[str, Any]:
+        """The incarnation's recent operational events, or where to ask."""
+        args = {"endpoint_id": endpoint_id, "incarnation": incarnation, "local": local}
+        return await self._ask("operational", args)
+
     def pending(self) -> int:
         """Questions waiting for an answer (each is removed when answered or given up)."""
         return len(self._waiting)
@@ -184,9 +193,19 @@ class StatusProcess:
         """Owned and ready partitions, store counts, time to catch up after start."""
         return await self._ask("info", {})
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        """The next offset the view applies on each partition it owns (its lag, measured
+        by the worker: the view commits no offsets)."""
+        found = await self._ask("positions", {})
+        return {TopicPartition(topic, p): offset for topic, p, offset in found}
+
     async def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
         """This worker's share of the dead letters (see :meth:`.PartitionedView.deadletters`)."""
         return await self._ask("deadletters", {"query": query})
+
+    async def rejected(self, query: dict[str, Any]) -> dict[str, Any]:
+        """This worker's share of the rejected records (see :mod:`.rejected`)."""
+        return await self._ask("rejected", {"query": query})
 
     async def endpoint_stats(self, scopes: list[list[str]]) -> dict[str, Any]:
         """This worker's share of the counters of ``[endpoint id, incarnation]`` pairs."""
@@ -209,13 +228,16 @@ async def _serve(answers: Any) -> int:
     settings = replace(Settings(), **needed)
     view = PartitionedView(settings, Path(where["store_path"]), where["own_url"])
     tail = asyncio.create_task(view.run())
-    ops = {
+    ops: dict[str, Callable[..., Any]] = {
         "delivery": view.delivery,
         "attempts": view.attempts,
+        "operational": view.operational,
         "info": view.info,
         "deadletters": view.deadletters,
+        "rejected": view.rejected,
         "endpoint_stats": view.endpoint_stats,
         "overview": view.overview,
+        "positions": view.positions,
     }
     try:
         while True:

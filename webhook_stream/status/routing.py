@@ -92,6 +92,18 @@ class StatusRouter:
             return await self._forward(found["forward"], path_qs, auth)
         return self._answer(found, f"no attempts for {endpoint_id!r}")
 
+    async def operational(
+        self, endpoint_id: str, *, forwarded: bool, path_qs: str, auth: str, incarnation: str = ""
+    ) -> Answer:
+        """The recent operational events of the endpoint's ``incarnation``."""
+        try:
+            found = await self.process.operational(endpoint_id, incarnation, local=forwarded)
+        except StatusUnavailable as exc:
+            return unavailable(str(exc))
+        if "forward" in found:
+            return await self._forward(found["forward"], path_qs, auth)
+        return self._answer(found, f"no operational events for {endpoint_id!r}")
+
     async def delivery(
         self,
         delivery_id: str,
@@ -123,7 +135,18 @@ class StatusRouter:
         self, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
     ) -> Answer:
         """Dead letters, newest first: ``{"items", "next"}`` (``next``: the last key)."""
-        shares = await self._gather("deadletters", (query,), forwarded, path_qs, auth)
+        return await self._page("deadletters", query, forwarded, path_qs, auth)
+
+    async def rejected(
+        self, query: dict[str, Any], *, forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        """Rejected records, newest first, as :meth:`deadletters`."""
+        return await self._page("rejected", query, forwarded, path_qs, auth)
+
+    async def _page(
+        self, op: str, query: dict[str, Any], forwarded: bool, path_qs: str, auth: str
+    ) -> Answer:
+        shares = await self._gather(op, (query,), forwarded, path_qs, auth)
         if isinstance(shares, Answer):
             return shares
         merged = sorted(

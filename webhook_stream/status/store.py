@@ -1,7 +1,8 @@
 """The status store: one SQLite file per worker, the history of the partitions it owns.
 
 Rows come from ``webhooks.deliveries``, ``webhooks.attempts`` and ``webhooks.deadletter``
-(all keyed by endpoint id, so one partition number is one set of endpoints on all three).
+(all keyed by endpoint id, so one partition number is one set of endpoints on all three),
+and from ``webhooks.rejected`` (same partition numbers, its rows: :mod:`.rejected`).
 Each batch of records and the next offset per (topic, partition) are written in one
 transaction: after a crash or a restart the store resumes where it stopped, and a record
 applied twice (the batch re-read after a crash) is ignored by its (partition, offset) key.
@@ -19,27 +20,22 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from webhook_stream.core.fetch import Undecodable
-from webhook_stream.core.records import H_DELIVERY, H_INCARNATION, H_STATUS
-from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
+from webhook_stream.status import operational
+from webhook_stream.status.rejected import REJECTED_SCHEMA, expire_rejected
+from webhook_stream.status.rows import rows_of
 
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
 #: Bumped when the tables change: a store of another version is rebuilt from Kafka.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
 _PAGE_SIZE = 8192
 _CHECKPOINT_PAGES = 5000
-#: Attempt outcome -> delivery status.
-_STATUS_OF_OUTCOME = {"succeeded": "succeeded", "retrying": "retrying", "failed": "dead_lettered"}
 #: Minutes of per-endpoint counts kept (the console shows the last hour).
 MINUTES_KEPT = 61
 
@@ -94,30 +90,6 @@ def decode_cursor(text: str) -> tuple[int, int]:
     if not all(-(2**63) <= n < 2**63 for n in position):  # SQLite's (and JSON's) integers
         raise ValueError("not a cursor from a previous page's 'next'")
     return position
-
-
-def _ms_of(iso: Any, fallback: int) -> int:
-    try:
-        return int(datetime.fromisoformat(iso).timestamp() * 1000)
-    except (TypeError, ValueError):
-        return fallback
-
-
-_Row = tuple[str, str, int, str, int, int, str]
-
-
-def _fold(rows: list[_Row]) -> list[_Row]:
-    """One row per (delivery id, incarnation), as if ``rows`` (in time order) were
-    upserted one by one."""
-    folded: dict[tuple[str, str], _Row] = {}
-    for row in rows:
-        key = (row[0], row[6])
-        first = folded.get(key)
-        if first is None:
-            folded[key] = row
-        elif row[4] >= 0 and row[4] >= first[4]:
-            folded[key] = (*first[:3], row[3], row[4], first[5], row[6])
-    return list(folded.values())
 
 
 class AttemptQuery:
@@ -176,7 +148,7 @@ class StatusStore:
             ).fetchall():
                 db.execute(f'DROP TABLE IF EXISTS "{table}"')
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + REJECTED_SCHEMA + operational.SCHEMA)
         self._next = self.next_offsets()
 
     def close(self) -> None:
@@ -191,84 +163,15 @@ class StatusStore:
     def apply(self, batch: Iterable[tuple[str, int, Any]]) -> int:
         """Apply ``(topic, partition, record)`` in one transaction; return how many were new.
 
-        A record below the offset already applied (read again after a crash) is skipped,
-        so counts are never doubled. Rows are gathered per statement and written with
-        ``executemany``, a delivery row inserted and its status set in one upsert (together
-        20 % less CPU than one statement per row and record, measured).
+        What to write is decided by :func:`~.rows.rows_of` (pure); this writes it. Rows are
+        written per statement with ``executemany``, a delivery row inserted and its status
+        set in one upsert (together 20 % less CPU than one statement per row and record,
+        measured).
         """
         applied = self._next
-        ends: dict[tuple[str, int], int] = {}
-        deliveries: list[_Row] = []
-        attempts: list[tuple[int, int, str, str, int, str, str, bytes, str]] = []
-        minutes: dict[tuple[str, str, int], list[int]] = {}
-        dead: list[tuple[bytes, int, str | None, str, str]] = []
-        n = 0
-        for topic, part, record in batch:
-            if record.offset < applied.get((topic, part), -1):
-                continue
-            ends[(topic, part)] = record.offset + 1
-            n += 1
-            if isinstance(record, Undecodable):
-                continue  # skipped past (the delivery consumer rejects it); offsets applied
-            headers = dict(record.headers or ())
-            raw_id = headers.get(H_DELIVERY)
-            if raw_id is None or record.key is None:
-                continue
-            did = raw_id.decode()
-            # The endpoint's incarnation ('' on records written before there were any).
-            inc = headers.get(H_INCARNATION, b"").decode("utf-8", "replace")
-            at = record.timestamp
-            endpoint = record.key.decode("utf-8", "replace")
-            status: str | None = None
-            if topic == DELIVERIES:
-                status = "pending" if headers.get(H_STATUS) == b"replay" else None
-            elif topic == ATTEMPTS:
-                outcome = headers.get(H_STATUS, b"").decode()
-                status = _STATUS_OF_OUTCOME.get(outcome)
-                try:
-                    doc = orjson.loads(record.value)
-                except orjson.JSONDecodeError:
-                    continue
-                ts_ms = _ms_of(doc.get("attempted_at"), at)
-                outcome = doc.get("outcome", outcome)
-                attempts.append(
-                    (
-                        part,
-                        record.offset,
-                        endpoint,
-                        did,
-                        ts_ms,
-                        outcome,
-                        doc.get("event_type") or "",
-                        record.value,
-                        inc,
-                    )
-                )
-                counts = minutes.get((endpoint, inc, ts_ms // 60_000))
-                if counts is None:
-                    counts = minutes[(endpoint, inc, ts_ms // 60_000)] = [part, 0, 0]
-                counts[1 if outcome == "succeeded" else 2] += 1
-            elif topic == DEADLETTER:
-                status = "dead_lettered"
-                try:
-                    doc = orjson.loads(record.value)
-                except orjson.JSONDecodeError:
-                    doc = {}
-                dead_ms = _ms_of(doc.get("dead_lettered_at"), at)
-                dead.append((record.value, dead_ms, doc.get("tenant_id"), did, inc))
-            # A record that sets no status (status_ms -1) only creates the row.
-            if status is None:
-                deliveries.append((did, endpoint, part, "pending", -1, at, inc))
-            else:
-                deliveries.append((did, endpoint, part, status, at, at, inc))
-        if not n:
+        rows = rows_of(batch, applied)
+        if not rows.n:
             return 0
-        # Newest record wins, whatever order the three topics were read in: rows go in
-        # time order (stable: the later record of a tie wins, as it would one by one),
-        # and one delivery's rows in a batch are folded into one (its first sighting, its
-        # newest status): a delivery and its attempt usually arrive in the same batch.
-        deliveries.sort(key=lambda row: row[5])
-        deliveries = _fold(deliveries)
         db = self.db
         db.execute("BEGIN")
         try:
@@ -277,38 +180,42 @@ class StatusStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, inc) DO UPDATE"
                 " SET status = excluded.status, status_ms = excluded.status_ms"
                 " WHERE excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms",
-                deliveries,
+                rows.deliveries,
             )
             db.executemany(
                 "INSERT OR IGNORE INTO attempts"
                 " (part, off, endpoint, delivery, ts_ms, outcome, event_type, body, inc)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                attempts,
+                rows.attempts,
             )
             db.executemany(
                 "INSERT INTO minutes (endpoint, inc, minute, part, succeeded, failed)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, inc, minute) DO UPDATE"
                 " SET succeeded = succeeded + excluded.succeeded,"
                 " failed = failed + excluded.failed",
-                [(e, i, m, p, ok, bad) for (e, i, m), (p, ok, bad) in minutes.items()],
+                [(e, i, m, c.part, c.succeeded, c.failed) for (e, i, m), c in rows.minutes.items()],
             )
             db.executemany(
                 "UPDATE deliveries SET dead_letter = ?, dead_ms = ?, tenant = ?"
                 " WHERE id = ? AND inc = ?",
-                dead,
+                rows.dead,
+            )
+            operational.write(db, rows.operational)
+            db.executemany(
+                "INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)", rows.rejected
             )
             db.executemany(
                 "INSERT INTO applied (topic, part, next) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, part) DO UPDATE SET next = max(next, excluded.next)",
-                [(t, p, o) for (t, p), o in ends.items()],
+                [(t, p, o) for (t, p), o in rows.ends.items()],
             )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for key, nxt in ends.items():
+        for key, nxt in rows.ends.items():
             applied[key] = max(nxt, applied.get(key, 0))
-        return n
+        return rows.n
 
     def expire(self, now_ms: int | None = None) -> int:
         """Forget what is older than the retention; return the attempts removed."""
@@ -318,7 +225,9 @@ class StatusStore:
         db.execute("BEGIN")
         removed = db.execute("DELETE FROM attempts WHERE ts_ms < ?", (cutoff,)).rowcount
         db.execute("DELETE FROM deliveries WHERE seen_ms < ?", (cutoff,))
+        operational.expire(db, cutoff)
         db.execute("DELETE FROM minutes WHERE minute < ?", (now_ms // 60_000 - MINUTES_KEPT,))
+        expire_rejected(db, cutoff)
         db.execute("COMMIT")
         return removed
 
@@ -326,7 +235,7 @@ class StatusStore:
         """Drop what the store holds of ``partition``: it is read again from Kafka."""
         db = self.db
         db.execute("BEGIN")
-        for table in ("attempts", "deliveries", "minutes", "applied"):
+        for table in ("attempts", "deliveries", "minutes", "applied", "rejected", "operational"):
             db.execute(f"DELETE FROM {table} WHERE part = ?", (partition,))  # noqa: S608
         db.execute("COMMIT")
         self._next = self.next_offsets()

@@ -1,7 +1,8 @@
 """The status view: this worker's share of delivery status and the attempt log.
 
 The view joins the consumer group ``<app_id>-status`` on ``webhooks.deliveries``,
-``webhooks.attempts`` and ``webhooks.deadletter`` and keeps the partitions it is assigned
+``webhooks.attempts``, ``webhooks.deadletter`` (and ``webhooks.operational``, keyed the
+same way: :mod:`.operational`) and keeps the partitions it is assigned
 in a :class:`~.store.StatusStore` on local disk. A query about an endpoint goes to the
 partition's owner (:mod:`.owners` tells every member the whole map). A partition is
 served only once the view has applied it up to the end it saw at assignment time; until
@@ -32,17 +33,19 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.lease import Lease
+from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES
-from webhook_stream.status import queries
+from webhook_stream.core.topics import ATTEMPTS, DEADLETTER, DELIVERIES, REJECTED
+from webhook_stream.status import operational, queries
 from webhook_stream.status.owners import OwnerAssignor, partition_of
+from webhook_stream.status.rejected import rejected_page
 from webhook_stream.status.store import AttemptQuery, StatusStore
 
 __all__ = ["PartitionedView"]
 
 log = logging.getLogger(__name__)
 
-TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER)
+TOPICS = (DELIVERIES, ATTEMPTS, DEADLETTER, REJECTED, OPERATIONAL)
 _EXPIRE_EVERY = 60.0
 _MAX_BATCH = 2000
 #: How long a small batch waits for more records before it is written (status lags by it).
@@ -245,6 +248,14 @@ class PartitionedView:
         )
         return {"ok": found}
 
+    def operational(self, endpoint_id: str, incarnation: str, local: bool) -> dict[str, Any]:
+        if not self.partitions:
+            return {"unavailable": "the status view is starting"}
+        routed = self._route(partition_of(endpoint_id, self.partitions), local)
+        if routed is not None:
+            return routed
+        return {"ok": operational.recent(self.store.db, endpoint_id, incarnation)}
+
     def delivery(self, delivery_id: str, endpoint_id: str | None, local: bool) -> dict[str, Any]:
         if not self.partitions:
             return {"unavailable": "the status view is starting"}
@@ -290,6 +301,9 @@ class PartitionedView:
     def deadletters(self, query: dict[str, Any]) -> dict[str, Any]:
         return self._share(lambda ready: queries.deadletters(self.store.db, ready, **query))
 
+    def rejected(self, query: dict[str, Any]) -> dict[str, Any]:
+        return self._share(lambda ready: rejected_page(self.store.db, ready, **query))
+
     def overview(self, scopes: list[list[str]] | None) -> dict[str, Any]:
         """``scopes``: ``[endpoint id, incarnation or '']`` pairs; None is every endpoint."""
         now_ms = int(time.time() * 1000)
@@ -303,6 +317,12 @@ class PartitionedView:
             return queries.endpoint_stats(self.store.db, pairs, int(time.time() * 1000))
 
         return self._share(mine)
+
+    def positions(self) -> list[list[Any]]:
+        """``[topic, partition, next offset to apply]`` for each owned partition."""
+        if self._rebalancing:
+            return []
+        return [[tp.topic, tp.partition, self._pos[tp]] for tp in self._target if tp in self._pos]
 
     def info(self) -> dict[str, Any]:
         return {

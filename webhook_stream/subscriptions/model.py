@@ -15,7 +15,14 @@ from typing import Any
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.records import to_iso
 from webhook_stream.core.settings import format_duration, parse_duration
+from webhook_stream.subscriptions.filters import Filter
+from webhook_stream.subscriptions.receiver_auth import ClientTls, ReceiverAuth
 from webhook_stream.subscriptions.secrets import mask_header
+from webhook_stream.subscriptions.signing_keys import (
+    generate_signing_key,
+    public_key_of,
+    validate_signing_key,
+)
 
 __all__ = [
     "MAX_PREVIOUS_SECRETS",
@@ -95,6 +102,16 @@ class Subscription:
     #: Set when the endpoint is created (``inc_`` + random): a deleted id created again is
     #: another incarnation, and its history (status, attempts, stats) starts empty.
     incarnation: str | None = None
+    #: Content filter (:mod:`~webhook_stream.subscriptions.filters`), compiled once per
+    #: version: tried only on events whose type and tenant match.
+    filter: Filter | None = None
+    #: ``hmac-sha256`` (``v1``), ``ed25519`` (``v1a``) or ``both``.
+    signature_scheme: str = "hmac-sha256"
+    #: The ed25519 private key (``whsk_``); its ``whpk_`` public key is what reads show.
+    signing_key: str | None = field(default=None, repr=False)
+    previous_signing_keys: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    auth: ReceiverAuth | None = field(default=None, repr=False)
+    tls: ClientTls | None = field(default=None, repr=False)
 
     def to_dict(self, include_secrets: bool) -> dict[str, Any]:
         """JSON-ready form. With secrets: the stored form; without: what API reads show
@@ -105,6 +122,10 @@ class Subscription:
             "event_types": list(self.event_types),
             "tenant_id": self.tenant_id,
         }
+        if self.filter is None:
+            out["filter"] = None
+        else:  # the stored form holds JSON text (the Avro schema cannot hold any object)
+            out["filter"] = self.filter.text() if include_secrets else self.filter.spec
         if include_secrets:
             out["secret"] = self.secret
         out.update(
@@ -128,10 +149,39 @@ class Subscription:
                 {"secret": secret, "expires_at": to_iso(expires_at)}
                 for secret, expires_at in self.previous_secrets
             ]
+        out.update(self._receiver_dict(include_secrets))
         out["created_at"] = self.created_at
         out["updated_at"] = self.updated_at
         out["version"] = self.version
         out["incarnation"] = self.incarnation
+        return out
+
+    def _receiver_dict(self, include_secrets: bool) -> dict[str, Any]:
+        auth = None if self.auth is None else self.auth.to_dict(include_secrets)
+        tls = None if self.tls is None else self.tls.to_dict(include_secrets)
+        if not include_secrets:
+            return {
+                "signature_scheme": self.signature_scheme,
+                "public_key": self.public_key,
+                "auth": auth,
+                "tls": tls,
+            }
+        # The stored form names these only when set: an endpoint without them is stored
+        # as before they existed (workers of an earlier version read it unchanged).
+        out: dict[str, Any] = {}
+        if self.signature_scheme != "hmac-sha256":
+            out["signature_scheme"] = self.signature_scheme
+        if self.signing_key is not None:
+            out["signing_key"] = self.signing_key
+        if self.previous_signing_keys:
+            out["previous_signing_keys"] = [
+                {"key": key, "expires_at": to_iso(expires_at)}
+                for key, expires_at in self.previous_signing_keys
+            ]
+        if auth is not None:
+            out["auth"] = auth
+        if tls is not None:
+            out["tls"] = tls
         return out
 
     def masked_headers(self) -> dict[str, str]:
@@ -153,11 +203,40 @@ class Subscription:
         keys.extend(_secret_key(s) for s, expires_at in self.previous_secrets if expires_at > now)
         return keys
 
+    @property
+    def public_key(self) -> str | None:
+        """``whpk_`` + base64 of the ed25519 public key receivers verify ``v1a`` with."""
+        return None if self.signing_key is None else public_key_of(self.signing_key)
+
+    def ed25519_keys(self, now: float) -> list[str]:
+        """``whsk_`` keys to sign ``v1a`` with (current first); none under ``hmac-sha256``."""
+        if self.signature_scheme == "hmac-sha256" or self.signing_key is None:
+            return []
+        keys = [self.signing_key]
+        keys.extend(k for k, expires_at in self.previous_signing_keys if expires_at > now)
+        return keys
+
     def rotate_secret(
-        self, *, now: float, grace_s: float, new_secret: str | None = None
+        self,
+        *,
+        now: float,
+        grace_s: float,
+        new_secret: str | None = None,
+        new_signing_key: str | None = None,
     ) -> Subscription:
-        """A copy with a new secret; the current one keeps signing for ``grace_s`` seconds."""
+        """A copy with a new secret (and a new ed25519 key when the scheme signs ``v1a``);
+        the current ones keep signing for ``grace_s`` seconds."""
         secret = generate_secret() if new_secret is None else validate_secret(new_secret, "secret")
         previous = [(self.secret, now + grace_s), *self.previous_secrets]
         kept = tuple((s, exp) for s, exp in previous if exp > now)[:MAX_PREVIOUS_SECRETS]
-        return replace(self, secret=secret, previous_secrets=kept)
+        rotated = replace(self, secret=secret, previous_secrets=kept)
+        if self.signature_scheme == "hmac-sha256" or self.signing_key is None:
+            return rotated
+        key = (
+            generate_signing_key()
+            if new_signing_key is None
+            else validate_signing_key(new_signing_key, "signing_key")
+        )
+        old = [(self.signing_key, now + grace_s), *self.previous_signing_keys]
+        old_kept = tuple((k, exp) for k, exp in old if exp > now)[:MAX_PREVIOUS_SECRETS]
+        return replace(rotated, signing_key=key, previous_signing_keys=old_kept)

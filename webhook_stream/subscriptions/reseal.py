@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import ConfigError
@@ -52,18 +53,16 @@ async def _read(
     start: dict[int, int] | None,
     summary: ResealSummary,
     progress: Progress,
-    skip: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    skip: AbstractSet[tuple[int, int]] = frozenset(),
 ) -> tuple[_Latest, dict[int, int]]:
     """Latest record per key from ``start`` (default: the beginning) to the end now,
     leaving out the records at ``skip`` (partition, offset)."""
     consumer = kafka.tail_consumer(settings, max_poll_records=5000)
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = sorted(consumer.partitions_for_topic(SUBSCRIPTIONS) or ())
-        if not parts:
+        tps = await fetch.partitions_of(consumer, SUBSCRIPTIONS)
+        if not tps:
             raise ConfigError(f"topic {SUBSCRIPTIONS} does not exist (run webhook-stream topics)")
-        tps = [TopicPartition(SUBSCRIPTIONS, p) for p in parts]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:
@@ -72,23 +71,15 @@ async def _read(
             else:
                 consumer.seek(tp, start.get(tp.partition, 0))
         latest: _Latest = {}
-        remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
-        while remaining:
-            batch = await fetch.getmany(consumer, *remaining, timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
-                for record in records:
-                    if isinstance(record, fetch.Undecodable):
-                        continue  # logged; nothing in it to re-seal
-                    if record.offset >= end[tp] or record.key is None:
-                        continue
-                    if (tp.partition, record.offset) in skip:
-                        continue
-                    latest[record.key] = (tp.partition, record.offset, record.value)
-                    summary.scanned += 1
-                    if summary.scanned % _PROGRESS_EVERY == 0:
-                        progress(summary)
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
+        async for tp, record in fetch.read_to_end(consumer, end, max_records=5000):
+            if record.offset >= end[tp] or record.key is None:
+                continue
+            if (tp.partition, record.offset) in skip:
+                continue
+            latest[record.key] = (tp.partition, record.offset, record.value)
+            summary.scanned += 1
+            if summary.scanned % _PROGRESS_EVERY == 0:
+                progress(summary)
         return latest, {tp.partition: off for tp, off in end.items()}
     finally:
         await consumer.stop()

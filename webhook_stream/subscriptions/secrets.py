@@ -1,7 +1,9 @@
 """Secrets of a stored subscription, sealed and opened with the configured keys; masks.
 
-The ``secret``, ``previous_secrets[].secret`` and every ``headers`` value of the JSON
-written to ``webhooks.subscriptions`` go through :class:`~webhook_stream.core.sealing.SecretBox`.
+The ``secret``, ``previous_secrets[].secret``, every ``headers`` value, the ed25519
+``signing_key`` (and ``previous_signing_keys[].key``), ``auth.password``,
+``auth.client_secret`` and ``tls.client_key`` of the JSON written to
+``webhooks.subscriptions`` go through :class:`~webhook_stream.core.sealing.SecretBox`.
 Header values are shown masked (:func:`mask_header`) by every API read; a masked value sent
 back (GET, edit, PATCH) means "keep the current value" (:func:`unmask_headers`), so it is
 never stored as the literal mask.
@@ -18,6 +20,7 @@ from webhook_stream.core.sealing import SecretBox, open_secret
 
 __all__ = [
     "MASK",
+    "SECRET_FIELDS",
     "check_headers_follow_url",
     "mask_header",
     "open_subscription_secrets",
@@ -27,6 +30,17 @@ __all__ = [
 ]
 
 MASK = "****"
+#: The subscription fields that hold a secret (or, for ``headers``, may hold one): sealed
+#: in write requests, redacted in logs.
+SECRET_FIELDS = (
+    "secret",
+    "previous_secrets",
+    "headers",
+    "signing_key",
+    "previous_signing_keys",
+    "auth",
+    "tls",
+)
 #: Values at least this long show their last 4 characters after the mask.
 _SHOW_TAIL_FROM = 12
 
@@ -100,16 +114,25 @@ def _map_secrets(data: Mapping[str, Any], convert: Any) -> dict[str, Any]:
             name: convert(value) if isinstance(value, str) else value
             for name, value in headers.items()
         }
-    if isinstance(out.get("secret"), str):
-        out["secret"] = convert(out["secret"])
-    previous = out.get("previous_secrets")
-    if isinstance(previous, list | tuple):
-        out["previous_secrets"] = [
-            {**item, "secret": convert(item["secret"])}
-            if isinstance(item, Mapping) and isinstance(item.get("secret"), str)
-            else item
-            for item in previous
-        ]
+    for name in ("secret", "signing_key"):
+        if isinstance(out.get(name), str):
+            out[name] = convert(out[name])
+    for name, inner in (("previous_secrets", "secret"), ("previous_signing_keys", "key")):
+        previous = out.get(name)
+        if isinstance(previous, list | tuple):
+            out[name] = [
+                {**item, inner: convert(item[inner])}
+                if isinstance(item, Mapping) and isinstance(item.get(inner), str)
+                else item
+                for item in previous
+            ]
+    for name, inners in (("auth", ("password", "client_secret")), ("tls", ("client_key",))):
+        part = out.get(name)
+        if isinstance(part, Mapping):
+            out[name] = {
+                key: convert(value) if key in inners and isinstance(value, str) else value
+                for key, value in part.items()
+            }
     return out
 
 

@@ -12,22 +12,24 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import orjson
 
 from webhook_stream.core.errors import InvalidSubscription
 from webhook_stream.core.sealing import SecretBox, SecretKeyError
 from webhook_stream.core.settings import parse_duration
+from webhook_stream.http.urls import CONTROL, validate_url
+from webhook_stream.subscriptions.filters import compile_filter
 from webhook_stream.subscriptions.model import (
     MAX_PREVIOUS_SECRETS,
     Subscription,
     generate_secret,
     validate_secret,
 )
+from webhook_stream.subscriptions.receiver_auth import RECEIVER_FIELDS, receiver_fields
 from webhook_stream.subscriptions.secrets import open_subscription_secrets
 from webhook_stream.subscriptions.tenant_ids import tenant_id_problem
-from webhook_stream.subscriptions.urls import CONTROL, validate_url
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -77,6 +79,8 @@ _FIELDS = frozenset(
         "updated_at",
         "version",
         "incarnation",
+        "filter",
+        *RECEIVER_FIELDS,
     }
 )
 
@@ -145,6 +149,8 @@ def parse_subscription(
         updated_at=_opt_iso(opt("updated_at"), "updated_at"),
         version=_opt_int(opt("version"), "version", 0, 2**53) or 0,
         incarnation=_incarnation(opt("incarnation")),
+        filter=compile_filter(opt("filter")),
+        **receiver_fields(data, allow_insecure),
     )
     _check_retry_span(sub)
     return sub
@@ -300,7 +306,7 @@ def _opt_str(value: object, f: str, max_len: int, *, free_text: bool) -> str | N
     return value
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     # bool is an int subclass; JSON true must not pass as 1.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -310,7 +316,7 @@ def _opt_number(value: object, f: str, maximum: float) -> float | None:
         return None
     if not _is_number(value):
         raise InvalidSubscription(f, "must be a number")
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     if not 0 < number <= maximum:
         raise InvalidSubscription(f, f"must be > 0 and <= {maximum:g}")
     return number
@@ -397,7 +403,7 @@ def _parse_iso(value: object, f: str) -> datetime:
 
 def _timestamp(value: object, f: str) -> float:
     if _is_number(value):
-        ts = float(value)  # type: ignore[arg-type]
+        ts = float(value)
         if not 0 <= ts <= _MAX_TIMESTAMP:
             raise InvalidSubscription(f, "is out of range")
         return ts
@@ -407,8 +413,8 @@ def _timestamp(value: object, f: str) -> float:
 def _opt_iso(value: object, f: str) -> str | None:
     if value is None:
         return None
-    _parse_iso(value, f)
-    return value  # type: ignore[return-value]
+    _parse_iso(value, f)  # refuses anything but an ISO-8601 string
+    return cast(str, value)
 
 
 def parse_stored(
@@ -426,6 +432,12 @@ def parse_stored(
         raise InvalidSubscription("body", "is not valid JSON") from None
     if isinstance(data, Mapping) and data.get("secret") is None:
         raise InvalidSubscription("secret", "is required in the stored form")
+    if isinstance(data, Mapping) and data.get("signature_scheme", "hmac-sha256") not in (
+        "hmac-sha256",
+        None,
+    ):
+        if data.get("signing_key") is None:  # one made here would differ per worker
+            raise InvalidSubscription("signing_key", "is required in the stored form")
     if isinstance(data, Mapping):
         try:
             data = open_subscription_secrets(data, box)

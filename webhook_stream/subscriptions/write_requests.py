@@ -22,6 +22,7 @@ from webhook_stream.core.errors import WriteRefused
 from webhook_stream.core.sealing import SecretBox, SecretKeyError
 from webhook_stream.core.settings import Settings
 from webhook_stream.subscriptions.secrets import (
+    SECRET_FIELDS,
     open_subscription_secrets,
     seal_subscription_secrets,
 )
@@ -48,7 +49,7 @@ def request_box(settings: Settings) -> SecretBox | None:
 
 
 def _carries_secrets(body: dict[str, Any]) -> bool:
-    return any(body.get(name) for name in ("secret", "previous_secrets", "headers"))
+    return any(body.get(name) for name in SECRET_FIELDS)
 
 
 def seal_body(body: dict[str, Any] | None, box: SecretBox | None) -> dict[str, Any] | None:

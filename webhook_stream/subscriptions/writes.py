@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -42,6 +41,7 @@ from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import InvalidSubscription, OwnershipLost, WriteRefused
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.operational import send_operational
 from webhook_stream.core.records import EndpointStatusRecord, iso_now
 from webhook_stream.core.sealing import SecretKeyError
 from webhook_stream.core.settings import Settings
@@ -52,13 +52,9 @@ from webhook_stream.core.topics import (
     SUBSCRIPTIONS,
 )
 from webhook_stream.subscriptions.model import Subscription, new_incarnation
+from webhook_stream.subscriptions.operational import endpoint_fact
 from webhook_stream.subscriptions.registry import H_REQUEST, SubscriptionRegistry
-from webhook_stream.subscriptions.secrets import (
-    check_headers_follow_url,
-    refuse_masks,
-    unmask_headers,
-)
-from webhook_stream.subscriptions.validation import parse_subscription
+from webhook_stream.subscriptions.write_decisions import Answer, Known, decide_write
 from webhook_stream.subscriptions.write_requests import (
     WriteRequest,
     WriteResult,
@@ -74,15 +70,6 @@ _LOOKS_SEALED = "a value looks sealed ('enc:v1:...'); send it in clear"
 
 #: How long the owner waits for its table to reach the topic's end before it refuses.
 _CATCH_UP_TIMEOUT = 10.0
-
-
-def _stale(current: Subscription, if_version: int | None) -> None:
-    if if_version is not None and current.version != if_version:
-        raise WriteRefused(
-            412,
-            f"subscription {current.id!r} is at version {current.version}, not {if_version}",
-            "If-Match",
-        )
 
 
 class SubscriptionWriter:
@@ -116,9 +103,7 @@ class SubscriptionWriter:
         await consumer.start()
         self.lease.attach(consumer, began)
         try:
-            await ends.topics()
-            parts = ends.partitions_for_topic(SUBSCRIPTIONS) or set()
-            tps = [TopicPartition(SUBSCRIPTIONS, p) for p in sorted(parts)]
+            tps = await fetch.partitions_of(ends, SUBSCRIPTIONS)
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=500, max_records=100)
                 for tp, records in batch.items():
@@ -189,65 +174,34 @@ class SubscriptionWriter:
         return True
 
     async def _decide(self, req: WriteRequest, body: dict[str, Any] | None) -> WriteResult:
+        """Carry out :func:`~.write_decisions.decide_write`: write the record, wait until
+        the table has it, announce a disable."""
         key = req.endpoint_id
-        current = self._registry.get(key)
-        if self._registry.last_request(key) == req.request_id:
-            # Decided before a rebalance, not committed: answer the same again.
-            status = 201 if req.op == "create" else 200
-            version = None if current is None else current.version
-            return WriteResult(req.request_id, status, version=version)
-        if req.op == "create" and current is not None:
-            raise WriteRefused(409, f"subscription {key!r} already exists", "id")
-        if current is not None and req.tenant is not None and current.tenant_id != req.tenant:
-            current = None  # another tenant's endpoint is as absent (404) to a tenant token
-        now = iso_now()
-        version = self._registry.next_version(key)
-        status = 200
-        new: Subscription | None
-        if req.op == "create":
-            sub = self._parse(body or {}, key)
-            refuse_masks(sub.headers)
-            if req.tenant is not None and sub.tenant_id != req.tenant:
-                raise WriteRefused(403, "a tenant token can only name its own tenant", "tenant_id")
-            # A new incarnation: whatever an earlier endpoint of this id left in the
-            # status stores (another tenant's, maybe) is not this one's history.
-            new = replace(
-                sub,
-                version=version,
-                created_at=now,
-                updated_at=now,
-                incarnation=new_incarnation(),
-            )
-            status = 201
-        elif current is None:
-            raise WriteRefused(404, f"no subscription {key!r}")
-        elif req.op == "patch":
-            _stale(current, req.if_version)
-            new = replace(self._merge(current, body or {}), version=version, updated_at=now)
-        elif req.op == "rotate":
-            _stale(current, req.if_version)
-            grace = float((body or {}).get("grace_s", self._settings.secret_rotation_grace))
-            # The API chose the new secret, so that even a slow answer can show it.
-            rotated = current.rotate_secret(
-                now=time.time(), grace_s=grace, new_secret=(body or {}).get("secret")
-            )
-            new = replace(rotated, version=version, updated_at=now)
-        elif req.op == "disable":
-            # Compare-and-set on the version the failures were counted against: a user's
-            # change since then (a fixed URL, a re-enable) wins; nothing is undone.
-            _stale(current, req.if_version)
-            if current.disabled:
-                return WriteResult(req.request_id, 200, version=current.version)
-            new = replace(current, disabled=True, version=version, updated_at=now)
-        else:  # delete
-            _stale(current, req.if_version)
-            new = None
+        known = Known(
+            current=self._registry.get(key),
+            last_request=self._registry.last_request(key),
+            next_version=self._registry.next_version(key),
+            now=iso_now(),
+            now_s=time.time(),
+            incarnation=new_incarnation(),
+            allow_insecure=self._settings.allow_insecure_targets,
+            rotation_grace=self._settings.secret_rotation_grace,
+        )
+        decision = decide_write(req, body, known)
+        if isinstance(decision, Answer):
+            return WriteResult(req.request_id, decision.status, version=decision.version)
+        new = decision.new
         try:
             value = None if new is None else self._registry.stored_form(new)
         except (SecretKeyError, ValueError):
             raise WriteRefused(400, _LOOKS_SEALED) from None
         if not self.lease.valid():  # decided on what may be stale: a successor decides
             raise OwnershipLost(self.lease.name)
+        # The fact, acknowledged before the write (and so before the commit): a successor
+        # deciding this request again reaches the same version and the same event id.
+        fact = endpoint_fact(req.op, known.current, new, known.next_version, body, known.now)
+        if fact is not None:
+            await (await send_operational(self._producer, fact))
         meta = await self._producer.send_and_wait(
             SUBSCRIPTIONS,
             value,
@@ -257,38 +211,14 @@ class SubscriptionWriter:
         # The next request for this id must see this write.
         await self._registry.wait_applied(meta.partition, meta.offset, _CATCH_UP_TIMEOUT)
         if req.op == "disable" and new is not None:
-            await self._announce_disabled(new, body or {}, now)
+            await self._announce_disabled(new, body or {}, known.now)
         return WriteResult(
             req.request_id,
-            status,
+            decision.status,
             version=None if new is None else new.version,
             partition=meta.partition,
             offset=meta.offset,
         )
-
-    def _parse(self, data: dict[str, Any], key: str) -> Subscription:
-        """Validated as the API validates (raises InvalidSubscription: a 400)."""
-        return parse_subscription(
-            data, allow_insecure=self._settings.allow_insecure_targets, endpoint_id=key
-        )
-
-    def _merge(self, current: Subscription, changes: dict[str, Any]) -> Subscription:
-        """``changes`` (a PATCH body) merged into the current record."""
-        changes = dict(changes)
-        if "tenant_id" in changes and changes["tenant_id"] != current.tenant_id:
-            # Moving an endpoint (with its secret) to another tenant would let it receive
-            # that tenant's events: delete and create instead.
-            raise WriteRefused(
-                400, "cannot be changed; delete and create the endpoint instead", "tenant_id"
-            )
-        moved = check_headers_follow_url(current.url, dict(current.headers), changes)
-        if "headers" in changes and not moved:  # a masked value sent back keeps the current one
-            changes["headers"] = unmask_headers(changes["headers"], dict(current.headers))
-        changes.pop("incarnation", None)  # set at creation only
-        merged = self._parse({**current.to_dict(include_secrets=True), **changes}, current.id)
-        if "headers" in changes:
-            refuse_masks(merged.headers)
-        return merged
 
     async def _announce_disabled(self, sub: Subscription, body: dict[str, Any], at: str) -> None:
         """Tell ``webhooks.endpoint_status``: only a disable that took effect is announced."""
@@ -358,11 +288,7 @@ class WriteClient:
         consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(SUBSCRIPTION_RESULTS) or set()
-            tps = [TopicPartition(SUBSCRIPTION_RESULTS, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
+            tps = await fetch.open_topic(consumer, SUBSCRIPTION_RESULTS, at="end")
             for tp in tps:
                 await consumer.position(tp)  # fix the start before the first request
             self.ready.set()

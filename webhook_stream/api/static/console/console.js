@@ -177,7 +177,9 @@
       if (parts[0] === "endpoints" && parts[1]) await pageEndpoint(main, parts[1], gen);
       else if (parts[0] === "deliveries" && parts[1]) await pageDelivery(main, parts[1], gen);
       else if (parts[0] === "deadletters") await pageDeadLetters(main, gen);
+      else if (parts[0] === "rejected") await pageRejected(main, gen);
       else if (parts[0] === "overview") await pageOverview(main, gen);
+      else if (parts[0] === "event-types") await pageEventTypes(main, parts[1], gen);
       else await pageEndpoints(main, gen);
     } catch (err) {
       if (!current(gen)) return;
@@ -369,6 +371,84 @@
     ["max_in_flight", "Max in flight", "number"],
   ];
 
+  // What a receiver demands (signature scheme, auth, client certificate): secrets are
+  // write-only. A read shows them as "****"; a blank secret input sends "****" back, which
+  // the API reads as "keep the current value".
+  const MASK = "****";
+  const AUTH_FIELDS = {
+    basic: [["username", "Username", "text"], ["password", "Password", "secret"]],
+    oauth2_client_credentials: [
+      ["token_url", "Token URL", "text"], ["client_id", "Client id", "text"],
+      ["client_secret", "Client secret", "secret"], ["scope", "Scope", "text"],
+      ["audience", "Audience", "text"], ["client_auth", "Client auth (basic or body)", "text"]],
+  };
+
+  function authText(auth) {
+    if (!auth) return "–";
+    if (auth.type === "basic") return "Basic: " + auth.username + " (password " + MASK + ")";
+    return "OAuth2 client credentials: " + auth.client_id + " at " + auth.token_url + " (secret " + MASK + ", client auth " + auth.client_auth + ")" +
+      (auth.scope ? ", scope " + auth.scope : "") + (auth.audience ? ", audience " + auth.audience : "");
+  }
+
+  function tlsText(tls) {
+    if (!tls) return "–";
+    return "client certificate (key " + MASK + ")" + (tls.ca_cert ? ", own CA bundle" : "");
+  }
+
+  function receiverForm(sub) {
+    const box = h("fieldset", { class: "receiver", id: "receiver" }, h("legend", { text: "Receiver" }));
+    const select = (name, options, value) => h("select", { name }, options.map((o) => h("option", { value: o, text: o || "none", selected: o === value })));
+    const scheme = select("signature_scheme", ["hmac-sha256", "ed25519", "both"], sub.signature_scheme || "hmac-sha256");
+    const auth = sub.auth || null;
+    const type = select("auth_type", ["", "basic", "oauth2_client_credentials"], auth ? auth.type : "");
+    const fields = h("div", { class: "auth-fields" });
+    const inputs = {};
+    const draw = () => {
+      fields.replaceChildren();
+      for (const [f, label, kind] of AUTH_FIELDS[type.value] || []) {
+        const same = auth && auth.type === type.value;
+        const value = kind === "secret" || !same || auth[f] === null || auth[f] === undefined ? "" : String(auth[f]);
+        inputs[f] = h("input", { name: "auth_" + f, type: kind === "secret" ? "password" : "text", autocomplete: "off", value,
+          placeholder: kind === "secret" && same ? "unchanged (write-only)" : "" });
+        fields.append(h("label", { for: "auth_" + f, text: label }), inputs[f]);
+      }
+    };
+    type.addEventListener("change", draw);
+    draw();
+    const tls = sub.tls || null;
+    const area = (name, value, placeholder) => h("textarea", { name, rows: 3, placeholder, text: value || "" });
+    const cert = area("tls_client_cert", tls && tls.client_cert, "PEM certificate (none: no client certificate)");
+    const key = area("tls_client_key", "", tls ? "unchanged (write-only)" : "PEM private key");
+    const ca = area("tls_ca_cert", tls && tls.ca_cert, "PEM CA bundle for this endpoint (optional)");
+    box.append(h("label", { for: "signature_scheme", text: "Signature scheme" }), scheme,
+      h("label", { for: "auth_type", text: "Auth" }), type, fields,
+      h("label", { for: "tls_client_cert", text: "Client certificate" }), cert,
+      h("label", { for: "tls_client_key", text: "Client key" }), key,
+      h("label", { for: "tls_ca_cert", text: "CA bundle" }), ca);
+    // The changes to send: only what differs from the read (secrets as the mask to keep).
+    const changes = () => {
+      const out = {};
+      if (scheme.value !== (sub.signature_scheme || "hmac-sha256")) out.signature_scheme = scheme.value;
+      let a = null;
+      if (type.value) {
+        a = { type: type.value };
+        for (const [f, , kind] of AUTH_FIELDS[type.value]) {
+          const raw = inputs[f].value.trim();
+          if (kind === "secret") a[f] = raw || MASK;
+          else if (raw) a[f] = raw;
+        }
+      }
+      const norm = (x) => x && JSON.stringify(Object.keys(x).sort().filter((k) => x[k] !== null).map((k) => [k, x[k]]));
+      if (norm(a) !== norm(auth)) out.auth = a;
+      const c = cert.value.trim(), k = key.value.trim(), v = ca.value.trim();
+      const t = c ? { client_cert: c, client_key: k || MASK, ca_cert: v || null } : null;
+      const tlsNow = tls ? { client_cert: tls.client_cert.trim(), client_key: MASK, ca_cert: tls.ca_cert ? tls.ca_cert.trim() : null } : null;
+      if (JSON.stringify(t) !== JSON.stringify(tlsNow)) out.tls = t;
+      return out;
+    };
+    return { el: box, changes };
+  }
+
   function shown(value) {
     if (value === null || value === undefined || value === "") return "–";
     if (Array.isArray(value)) return value.length ? value.join(", ") : "–";
@@ -377,19 +457,21 @@
   }
 
   async function pageEndpoint(main, id, gen) {
-    const [sub, stats] = await Promise.all([
+    const [sub, stats, catalog] = await Promise.all([
       api("GET", "/subscriptions/" + enc(id)),
       api("GET", "/endpoint-stats" + query({ ids: id })),
+      eventTypes().catch(() => []),  // the picker and examples only: the page works without
     ]);
     if (!current(gen)) return;
     const st = stats.items[0];
     const status = endpointStatus(sub, st);
     const blocked = blockedBy(sub);
     const settings = h("dl", { class: "settings wide", id: "settings" });
-    const fields = ["id", "tenant_id", "url", "event_types", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "created_at", "updated_at"];
+    const fields = ["id", "tenant_id", "url", "event_types", "filter", "description", "disabled", "ordering", "timeout_s", "max_attempts", "retry_schedule", "retry_status_codes", "rate_limit_per_s", "max_in_flight", "headers", "signature_scheme", "public_key", "auth", "tls", "created_at", "updated_at"];
     for (const f of fields) {
-      if (f === "ordering" && sub.ordering === undefined) continue;
-      settings.append(h("dt", { text: f }), h("dd", { class: f === "url" || f === "id" ? "mono" : "", dataset: { field: f }, text: shown(sub[f]) }));
+      if (sub[f] === undefined && ["ordering", "signature_scheme", "public_key", "auth", "tls"].includes(f)) continue;
+      const text = f === "tls" ? tlsText(sub.tls) : f === "auth" ? authText(sub.auth) : shown(sub[f]);
+      settings.append(h("dt", { text: f }), h("dd", { class: ["url", "id", "public_key"].includes(f) ? "mono" : "", dataset: { field: f }, text }));
     }
     if (sub.flow) settings.append(h("dt", { text: "flow" }), h("dd", { class: "small", dataset: { field: "flow" }, text: flowText(sub.flow) }));
 
@@ -414,7 +496,8 @@
         secretBox.replaceChildren(h("div", { class: "secret" },
           h("strong", { text: "New signing secret (shown only now; copy it to the receiver):" }),
           h("div", {}, h("code", { id: "new-secret", text: r.secret })),
-          h("div", { class: "muted small", text: "The old secret keeps signing for " + Math.round(r.old_secret_valid_for_s / 3600) + " h." })));
+          r.public_key ? h("div", {}, "New public key (v1a): ", h("code", { id: "new-public-key", text: r.public_key })) : null,
+          h("div", { class: "muted small", text: "The old secret" + (r.public_key ? " and key keep" : " keeps") + " signing for " + Math.round(r.old_secret_valid_for_s / 3600) + " h." })));
       }),
       act("Send test event", "", async () => {
         const r = await api("POST", "/subscriptions/" + enc(id) + "/test");
@@ -428,7 +511,13 @@
       const v = sub[f];
       inputs[f] = h("input", { name: f, type: kind === "number" ? "number" : "text", step: "any", value: v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v) });
       form.append(h("label", { for: f, text: label }), inputs[f]);
+      if (f === "event_types") form.append(h("span"), typePicker(catalog, inputs[f]));
     }
+    inputs.filter = h("textarea", { name: "filter", id: "filter-input", class: "json", placeholder: '{"data": {"amount": {"$gt": 100}}}' });
+    inputs.filter.value = sub.filter ? JSON.stringify(sub.filter, null, 2) : "";
+    form.append(h("label", { for: "filter-input", text: "Filter (JSON, empty: none)" }), inputs.filter);
+    const receiver = receiverForm(sub);
+    form.append(receiver.el);
     form.append(h("div", { class: "buttons" },
       h("button", { type: "submit", class: "primary", text: "Save" }),
       h("button", { type: "button", text: "Cancel", onclick: () => { form.hidden = true; } })));
@@ -443,14 +532,21 @@
         if (kind === "list") value = raw.split(",").map((x) => x.trim()).filter(Boolean);
         if (JSON.stringify(value) !== JSON.stringify(sub[f] === undefined ? null : sub[f])) changes[f] = value;
       }
+      Object.assign(changes, receiver.changes());
       try {
-        if (Object.keys(changes).length) await api("PATCH", "/subscriptions/" + enc(id), changes);
+        const filter = parseFilter(inputs.filter.value);
+        if (JSON.stringify(filter) !== JSON.stringify(sub.filter === undefined ? null : sub.filter)) changes.filter = filter;
+      } catch (err) { return showError(err); }
+      try {
+        const saved = Object.keys(changes).length ? await api("PATCH", "/subscriptions/" + enc(id), changes) : null;
         await route();
-        showNotice(Object.keys(changes).length ? "Saved: " + Object.keys(changes).join(", ") : "Nothing changed.");
+        showNotice(Object.keys(changes).length ? "Saved: " + Object.keys(changes).join(", ") : "Nothing changed.",
+          saved && saved.warnings && saved.warnings.length ? h("div", { id: "warnings", class: "small", text: "Warning: " + saved.warnings.join("; ") }) : null);
       } catch (err) { fail(err); }
     });
     actions.prepend(h("button", { type: "button", text: "Edit", onclick: () => { form.hidden = !form.hidden; } }));
 
+    const operational = h("div", { id: "operational-events" }, h("p", { class: "muted", text: "Loading…" }));
     const statsCard = h("div", { class: "grid" },
       stat("Status", badge(status)),
       stat("Success (1h)", pct(st ? st.success_rate : null)),
@@ -485,9 +581,172 @@
         sub.ordering === "strict" ? [" ", badge("strict", "strict order")] : null,
         blocked ? [" ", h("span", { id: "blocked" }, badge("blocked", "blocked" + (blocked.since ? " since " + fmtTime(blocked.since) : "")))] : null),
       statsCard, actions, secretBox, form,
-      h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings)),
-      h("h2", { text: "Attempt log" }), filters, attempts.el);
+      h("div", { class: "row" }, h("div", { class: "card" }, h("h2", { text: "Settings" }), settings),
+        filterCheck(sub, catalog, inputs.filter)),
+      h("h2", { text: "Attempt log" }), filters, attempts.el,
+      h("h2", { text: "Operational events" }), operational);
     await attempts.show(null);
+    // What webhooks.operational said about it (disabled, failing, ...): the page works without.
+    try {
+      const ops = await api("GET", "/subscriptions/" + enc(id) + "/operational-events");
+      if (current(gen)) operational.replaceChildren(opsTable(ops.items));
+    } catch (err) { operational.replaceChildren(h("p", { class: "muted", text: "Not available now." })); }
+  }
+
+  function opsTable(items) {
+    if (!items.length) return h("p", { class: "muted", text: "None recorded." });
+    const facts = (d) => ["reason", "attempt_count", "last_status", "last_error", "delivery_id", "version"]
+      .filter((k) => d[k] !== undefined && d[k] !== null).map((k) => k + ": " + d[k]).join(", ");
+    return h("table", {}, h("thead", {}, h("tr", {}, ["Time", "Type", "Facts", "Id"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, items.map((e) => h("tr", { dataset: { type: e.type } },
+        timeCell(e.occurred_at),
+        h("td", { class: "mono small", text: e.type }),
+        h("td", { class: "small", text: facts(e.data || {}) }),
+        h("td", { class: "mono small muted", text: e.id })))));
+  }
+
+  // ------------------------------------------------------------------ filters and event types
+
+  // The whole catalog (every token reads it), following the pages.
+  async function eventTypes() {
+    const all = [];
+    let after = null;
+    do {
+      const page = await api("GET", "/event-types" + query({ limit: 500, after }));
+      all.push(...page.items);
+      after = page.next;
+    } while (after);
+    return all;
+  }
+
+  // An error shaped like the API's, for input the page itself refuses.
+  function parseFilter(text) {
+    const raw = text.trim();
+    if (!raw) return null;
+    let value;
+    try { value = JSON.parse(raw); } catch (e) { throw new ApiError(0, "invalid", "the filter is not valid JSON (" + e.message + ")", "filter"); }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ApiError(0, "invalid", "the filter must be a JSON object", "filter");
+    return Object.keys(value).length ? value : null;
+  }
+
+  // A select of the catalogued types; picking one adds it to the comma-separated input.
+  function typePicker(catalog, input) {
+    const select = h("select", { id: "type-picker", name: "type_picker", "aria-label": "Add an event type from the catalog" },
+      h("option", { value: "", text: catalog.length ? "Add an event type from the catalog…" : "(the event-type catalog is empty)" }),
+      catalog.map((t) => h("option", { value: t.name, text: t.name + (t.deprecated ? " (deprecated)" : "") + (t.description ? " – " + t.description : "") })));
+    select.addEventListener("change", () => {
+      const name = select.value;
+      if (!name) return;
+      const have = input.value.split(",").map((x) => x.trim()).filter(Boolean);
+      if (!have.includes(name)) input.value = [...have, name].join(", ");
+      select.value = "";
+    });
+    return select;
+  }
+
+  // A pasted webhook body ({id, type, timestamp, data}) or envelope is read as the event;
+  // anything else as its data.
+  function pastedEvent(value) {
+    if (value === null || typeof value !== "object" || Array.isArray(value) || !("data" in value || "type" in value)) return { data: value };
+    const known = ["id", "type", "tenant_id", "source", "occurred_at", "data", "headers"];
+    const event = {};
+    for (const k of known) if (k in value) event[k] = value[k];
+    if (!("occurred_at" in event) && typeof value.timestamp === "string") event.occurred_at = value.timestamp;
+    return event;
+  }
+
+  function firstExample(sub, catalog) {
+    const types = sub.event_types || [];
+    const glob = (p) => new RegExp("^" + p.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+    const found = catalog.find((t) => t.examples && t.examples.length && types.includes(t.name)) ||
+      catalog.find((t) => t.examples && t.examples.length && types.some((p) => glob(p).test(t.name)));
+    return found ? { type: found.name, tenant_id: sub.tenant_id, data: found.examples[0] } : { type: types[0] || "", tenant_id: sub.tenant_id, data: {} };
+  }
+
+  // "Would this event match?": the server's matcher (POST /filter-check) on the filter in
+  // the edit box (the saved one until edited) and a pasted event.
+  function filterCheck(sub, catalog, filterInput) {
+    const pasted = h("textarea", { id: "check-event", class: "json", "aria-label": "Event to check" });
+    pasted.value = JSON.stringify(firstExample(sub, catalog), null, 2);
+    const result = h("div", { id: "filter-result", class: "small" });
+    const check = h("button", { type: "button", id: "check-filter", text: "Check", onclick: async () => {
+      clearMessages();
+      result.textContent = "";
+      try {
+        let value;
+        try { value = JSON.parse(pasted.value); } catch (e) { throw new ApiError(0, "invalid", "the event is not valid JSON (" + e.message + ")", "event"); }
+        const r = await api("POST", "/filter-check", { filter: parseFilter(filterInput.value), event: pastedEvent(value) });
+        result.dataset.matches = String(r.matches);
+        result.replaceChildren(r.matches ? badge("matches", "matches") : badge("nomatch", "does not match"),
+          " ", r.matches ? "this event would be delivered (if its type and tenant match too)" : "the filter refuses this event");
+      } catch (err) { fail(err); }
+    } });
+    return h("div", { class: "card", id: "filter-card" }, h("h2", { text: "Filter" }),
+      sub.filter ? h("pre", { class: "json", id: "filter-shown", text: JSON.stringify(sub.filter, null, 2) }) : h("p", { class: "muted", id: "filter-shown", text: "No filter: every event of its types is delivered." }),
+      h("h2", { text: "Would this event match?" }),
+      h("p", { class: "muted small", text: "Paste an event (or a webhook body, or just its data). The check uses the filter in the Edit form, saved or not." }),
+      pasted, h("div", { class: "actions" }, check, result));
+  }
+
+  // A JSON Schema as rows: each property with its type, whether required, its constraints.
+  function schemaRows(schema, path, depth, required, rows) {
+    if (!schema || typeof schema !== "object") return rows;
+    const kind = Array.isArray(schema.type) ? schema.type.join(" | ") : (schema.type || (schema.$ref ? "→ " + schema.$ref : schema.enum ? "enum" : "any"));
+    const skip = new Set(["type", "properties", "items", "required", "description", "title", "$schema", "$id", "$defs", "additionalProperties"]);
+    const rules = Object.entries(schema).filter(([k]) => !skip.has(k)).map(([k, v]) => k + ": " + (typeof v === "object" ? JSON.stringify(v) : String(v)));
+    if (schema.additionalProperties === false) rules.push("no other properties");
+    if (path) {
+      rows.push(h("tr", { dataset: { path } },
+        h("td", { class: "mono small path", text: path }),
+        h("td", { class: "small", text: kind }),
+        h("td", { class: "small", text: required ? "required" : "" }),
+        h("td", { class: "small mono", text: rules.join(", ") }),
+        h("td", { class: "small", text: schema.description || schema.title || "" })));
+    }
+    const needed = new Set(schema.required || []);
+    for (const [name, sub] of Object.entries(schema.properties || {})) schemaRows(sub, path ? path + "." + name : name, path ? depth + 1 : 0, needed.has(name), rows);
+    if (schema.items && typeof schema.items === "object") schemaRows(schema.items, (path || "data") + "[]", path ? depth + 1 : 0, false, rows);
+    return rows;
+  }
+
+  function schemaView(schema) {
+    if (!schema) return h("p", { class: "muted", text: "No schema: any data." });
+    const rows = schemaRows(schema, "", 0, false, []);
+    return h("div", {},
+      schema.description ? h("p", { text: schema.description }) : null,
+      rows.length ? h("table", { class: "schema", id: "schema-table" },
+        h("thead", {}, h("tr", {}, ["Field (in data)", "Type", "", "Constraints", "Description"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, rows)) : h("p", { class: "muted", text: "Type: " + (schema.type || "any") }),
+      h("details", {}, h("summary", { text: "JSON Schema" }), h("pre", { class: "json", id: "schema-json", text: JSON.stringify(schema, null, 2) })));
+  }
+
+  async function pageEventTypes(main, name, gen) {
+    const all = await eventTypes();
+    if (!current(gen)) return;
+    if (name) {
+      const t = all.find((x) => x.name === name);
+      if (!t) throw new ApiError(404, "not_found", "no event type " + JSON.stringify(name));
+      main.replaceChildren(
+        h("h1", {}, "Event type ", h("span", { class: "mono", text: t.name }), " ",
+          t.deprecated ? badge("deprecated") : null, " ", t.enforce ? badge("enforced", "schema enforced") : null),
+        h("p", { id: "type-description", text: t.description || "" }),
+        h("p", {}, h("a", { href: "#/event-types", text: "‹ All event types" })),
+        h("h2", { text: "Data schema" }), h("div", { class: "card" }, schemaView(t.schema)),
+        h("h2", { text: "Examples" }),
+        h("div", { id: "examples" }, t.examples.length ? t.examples.map((e, i) => h("pre", { class: "json example", dataset: { index: String(i) }, text: JSON.stringify(e, null, 2) })) : h("p", { class: "muted", text: "None." })));
+      return;
+    }
+    const rows = all.map((t) => h("tr", { dataset: { name: t.name } },
+      h("td", { class: "mono" }, h("a", { href: "#/event-types/" + enc(t.name), text: t.name })),
+      h("td", { text: t.description || "" }),
+      h("td", {}, t.deprecated ? badge("deprecated") : null, " ", t.enforce ? badge("enforced", "enforced") : null),
+      h("td", { class: "small", text: t.schema ? Object.keys(t.schema.properties || {}).join(", ") || (t.schema.type || "schema") : "–" }),
+      h("td", { class: "num", text: String(t.examples.length) })));
+    main.replaceChildren(h("h1", { text: "Event types" }),
+      h("p", { class: "muted small", text: "The event types this service sends, with the schema of their data. Subscribe to them by name or pattern on an endpoint." }),
+      h("table", { id: "event-types" },
+        h("thead", {}, h("tr", {}, ["Name", "Description", "", "Data fields", "#Examples"].map((t) => h("th", { class: t.startsWith("#") ? "num" : "", text: t.replace(/^#/, "") })))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted", text: "The catalog is empty." })))));
   }
 
   function stat(label, value, bad) {
@@ -629,6 +888,36 @@
     await list.show(null);
   }
 
+  // ------------------------------------------------------------------ rejected input
+
+  async function pageRejected(main, gen) {
+    const params = hashParams();
+    const admin = state.who.admin;
+    const topic = h("input", { name: "topic", placeholder: "any topic", value: params.get("topic") || "" });
+    const reason = h("input", { name: "reason", placeholder: "e.g. unknown_schema", value: params.get("reason") || "" });
+    const tenant = h("input", { name: "tenant_id", placeholder: "all tenants" });
+    const since = h("input", { name: "since", placeholder: "2h or 2026-12-01T10:00Z", size: 22 });
+    const until = h("input", { name: "until", placeholder: "ISO-8601 or age", size: 22 });
+    const list = pagedTable("rejected", ["Rejected", "Reason", "Source", ...(admin ? ["Tenant"] : []), "Preview"], (after) =>
+      api("GET", "/rejected" + query({ limit: PAGE_SIZE, after, topic: topic.value.trim(), reason: reason.value.trim(), tenant_id: tenant.value.trim(), since: since.value.trim(), until: until.value.trim() })),
+    (r) => h("tr", { dataset: { code: r.code } },
+      timeCell(r.rejected_at),
+      h("td", { class: "small reason" }, badge("bad", r.code), " ", r.reason),
+      h("td", { class: "mono small source", text: r.source.topic + " [" + r.source.partition + "] @" + r.source.offset }),
+      admin ? h("td", { text: r.tenant_id === null ? "–" : r.tenant_id }) : null,
+      h("td", { class: "mono small preview", text: r.preview === null ? "(no value)" : r.preview + (r.preview_truncated ? " …" : "") })),
+    "No rejected input in the status retention.");
+    const run = async () => { clearMessages(); try { await list.show(null); } catch (err) { fail(err); } };
+    const filters = h("form", { class: "filters", id: "rejected-filters", onsubmit: (ev) => { ev.preventDefault(); run(); } },
+      h("label", {}, "Topic", topic), h("label", {}, "Reason", reason), admin ? h("label", {}, "Tenant", tenant) : null,
+      h("label", {}, "Since", since), h("label", {}, "Until", until),
+      h("button", { type: "submit", text: "Filter" }));
+    main.replaceChildren(h("h1", { text: "Rejected input" }),
+      h("p", { class: "muted small", text: "Records on events.* (and the worker's own topics) that were refused, with the reason and where they came from; the whole record stays on webhooks.rejected. A tenant sees the ones whose tenant could be read from them." }),
+      filters, list.el);
+    if (current(gen)) await list.show(null);
+  }
+
   // ------------------------------------------------------------------ overview
 
   // Minutes before the first with any attempt are left out, down to a 15-minute window.
@@ -683,7 +972,11 @@
         h("h2", { text: "Attempts per minute (up to the last hour)" }),
         h("div", { class: "card" }, chart(o.minutes),
           h("div", { class: "legend" }, h("span", {}, h("i", { class: "ok" }), "succeeded"), h("span", {}, h("i", { class: "bad" }), "failed (retried or dead-lettered)"),
-            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))));
+            h("span", { text: "peak " + peak.toFixed(2) + " deliveries/s" }))),
+        h("h2", { text: "Disabled endpoints (" + (o.disabled_total || 0) + ")" }),
+        h("ul", { id: "disabled-endpoints" }, ...(o.disabled_endpoints || []).map((e) =>
+          h("li", {}, h("a", { href: "#/endpoints/" + enc(e.id), text: e.id }),
+            e.tenant_id ? h("span", { class: "muted", text: " " + e.tenant_id }) : null))));
     };
     const filters = admin ? h("form", { class: "filters", onsubmit: async (ev) => {
       ev.preventDefault();
