@@ -311,3 +311,50 @@ async def test_others_crowding_behind_a_deferred_storm_get_its_front_moved_once(
     assert moved <= storm - len(partitions) * SHARE, moved
     await iso.delete("atk_press_ep")
     await iso.delete("vic_press_ep")
+
+
+async def test_deferred_records_survive_a_kill_minus_9(iso: Iso) -> None:
+    """Deferred records are only in the log: a worker killed while they wait leaves them
+    uncommitted, and the restarted worker reads, defers and forwards them when due."""
+    producer = iso.kafka.producer
+    assert producer is not None
+    await iso.create(
+        id="atk_kill_ep",
+        url=iso.attacker.url("/kill"),
+        event_types=["never.kill"],
+        tenant_id="atk_kill",
+    )
+    partitions = sorted(await producer.partitions_for(RETRY_TOPIC))
+    due_ms = int((time.time() + DUE_IN_S) * 1000)
+    sends = []
+    for p in partitions:
+        for n in range(STORM):
+            record = _retry_record("atk_kill_ep", "atk_kill", p * STORM + n, due_ms)
+            sends.append(
+                await producer.send(
+                    RETRY_TOPIC, orjson.dumps(record), key=b"atk_kill_ep", partition=p
+                )
+            )
+    for fut in sends:
+        await fut
+    storm = len(partitions) * STORM
+
+    async def deferred() -> bool:
+        got = await iso.metric("webhook_retry_deferred", f'{{topic="{RETRY_TOPIC}"}}')
+        return got >= len(partitions) * (STORM - SHARE)
+
+    await eventually(deferred, timeout=30, interval=0.3)
+    iso.worker.kill()
+    iso.worker.start()
+    await iso.worker.wait_ready()
+    assert time.time() * 1000 < due_ms  # killed and back while they wait
+
+    def storm_arrived() -> bool:
+        return len({r.json["data"]["n"] for r in iso.attacker.at("/kill")}) >= storm
+
+    await eventually(storm_arrived, timeout=DUE_IN_S + 90, interval=0.5)
+    got = iso.attacker.at("/kill")
+    early = [r for r in got if r.at * 1000 < due_ms]
+    assert not early, len(early)
+    print(f"deferred storm after a kill -9: {storm} delivered, {len(got) - storm} twice")
+    await iso.delete("atk_kill_ep")
