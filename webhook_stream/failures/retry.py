@@ -359,8 +359,10 @@ class RetryScheduler:
                     behind -= 1
                     continue
                 rec = waiting.record
-                if rec is None:
-                    continue  # deferred: in the log, not in this buffer
+                if rec is None:  # deferred: the commit waits for it (see _read_again)
+                    if not crowded:
+                        break
+                    continue
                 remaining_ms = waiting.due_ms - now_ms
                 if not self.lease.valid():
                     break
