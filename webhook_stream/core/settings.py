@@ -174,13 +174,10 @@ class Settings:
     replication_factor: int = 1
     #: Topic regex the events consumer subscribes to.
     events_pattern: str = r"^events\..+"
-    #: Longest a consumer fetch waits for data. Brokers that do not answer a fetch early
-    #: when data arrives (Tansu) add up to this much latency per hop.
+    #: Fetch waits (Tansu never answers early: latency per hop): while records come; once
+    #: fetches came back empty for a while (reset by records); that off the delivery path.
     fetch_max_wait: float = 0.02
-    #: Longest a fetch waits once a consumer's fetches came back empty for a while (reset
-    #: by records): after quiet, up to this late per consumer passed (events, deliveries).
     fetch_idle_wait: float = 0.2
-    #: The same off the delivery path (tables, subscription writes, retries, status).
     background_idle_wait: float = 1.0
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
