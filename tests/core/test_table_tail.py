@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -83,5 +84,11 @@ async def test_each_table_gets_its_topic_from_the_beginning_and_keeps_tailing(
         tail.stop()
         await asyncio.wait_for(task, 10)
         await producer.stop()
-    assert all(t._consumer is None for t in tables)
-    assert await tables[0].end_offsets(0.1) is None
+    assert all(t._consumer is None and t.stopped for t in tables)
+    # Stopped: nothing more will be applied, so nobody waits for it (a worker's shutdown
+    # must not sit out a health sync's 30 s).
+    t0 = time.monotonic()
+    assert await tables[0].end_offsets(30) is None
+    assert not await tables[1].wait_applied(0, 10**9, 30)
+    assert not await tables[1].caught_up({0: 10**9}, 30)
+    assert time.monotonic() - t0 < 1

@@ -72,13 +72,21 @@ class CompactedTable:
         ends = await self._consumer.end_offsets(self._tps)
         return {tp.partition: off for tp, off in ends.items()}
 
+    @property
+    def stopped(self) -> bool:
+        return not self._running
+
     async def _wait(self, applied: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``applied()``; False at ``timeout`` or at once when the table stops
+        (nothing more will be applied: a waiter at shutdown must not hold it up)."""
         async with self._progress:
             try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: applied() or not self._running), timeout
+                )
             except TimeoutError:
                 return False
-        return True
+        return applied()
 
     async def run(self) -> None:
         """Tail the topic with a consumer of its own (a worker tails its tables together:
@@ -93,7 +101,7 @@ class CompactedTable:
                 batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
                 await self.consume(batch.items(), end)
         finally:
-            self._consumer = None
+            await self.detach()
             await consumer.stop()
 
     async def attach(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
@@ -126,8 +134,12 @@ class CompactedTable:
         if not self.ready.is_set():
             await self._check_ready(end)
 
-    def detach(self) -> None:
+    async def detach(self) -> None:
+        """The tail stopped: waiters get their answer now."""
         self._consumer = None
+        self._running = False
+        async with self._progress:
+            self._progress.notify_all()
 
     async def _check_ready(self, end: dict[int, int]) -> None:
         if all(self._positions.get(p, 0) >= off for p, off in end.items()):

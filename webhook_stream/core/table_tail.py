@@ -67,5 +67,5 @@ class TableTail:
                     await table.consume(per_topic.get(topic, ()), ends[topic])
         finally:
             for table in self._tables.values():
-                table.detach()
+                await table.detach()
             await consumer.stop()
