@@ -208,6 +208,9 @@ class Settings:
     max_pending_per_endpoint: int = 500
     #: Parked deliveries read back and held in memory (a budget of their own).
     max_parked_held: int = 1000
+    #: Of those, the most the endpoints of one tenant hold (and at most a quarter); that
+    #: tenant's further copies are let go and read again once it has room.
+    max_parked_held_per_tenant: int = 100
     #: Of ``max_pending_deliveries``, the most the endpoints of one tenant hold together
     #: (and at most half of them); the rest of that tenant's deliveries is parked.
     max_pending_per_tenant: int = 1000
@@ -313,6 +316,7 @@ class Settings:
             "max_pending_deliveries",
             "max_pending_per_endpoint",
             "max_parked_held",
+            "max_parked_held_per_tenant",
             "max_pending_per_tenant",
             "max_in_flight_per_tenant",
             "max_endpoints_per_tenant",

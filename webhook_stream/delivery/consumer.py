@@ -229,8 +229,7 @@ class DeliveriesIn:
             work = assignment - pause
             if self.lanes.full:
                 pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
-            if parking.held >= max(1, parking.max_held - self._batch):
-                pause.update(tp for tp in assignment if tp.topic == PARKED)
+            pause.update(parking.to_pause(assignment, self._batch))
             paused = consumer.paused()
             if pause - paused:
                 consumer.pause(*(pause - paused))
@@ -249,6 +248,8 @@ class DeliveriesIn:
                             # Membership in doubt (a stall): take nothing more.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        if not parking.fresh(tp, record):  # read again: taken already
+                            continue
                         if isinstance(record, fetch.Undecodable):
                             await self._undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner

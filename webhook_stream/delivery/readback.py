@@ -1,0 +1,228 @@
+"""Parked read-back shares: what one tenant and one endpoint may hold of ``MAX_PARKED_HELD``.
+
+Copies read back from ``webhooks.parked`` wait in their endpoint's lane. A rate-limited
+lane holds each for up to 100 s, so without a share one tenant's copies would fill the
+read-back budget and every other tenant's parked copies would wait behind them.
+
+Over its share, a copy is *let go*, not rewritten: it is not held, the partition's
+committed offset stays below it (its tracker entry stays unfinished), and the reader goes
+on past it. Once its endpoint and tenant have room again, the partition is sought back
+to the endpoint's first copy let go and read again; copies taken already are skipped on
+that re-read (:meth:`ReadBack.fresh`), so each is held once. Nothing new is durable: after
+a crash the next owner reads from the committed offset, below every copy let go, in log
+order. Order: once a copy of an endpoint is let go, every later copy of it read before
+the seek back is let go too, so an endpoint's copies are held in the log's order (strict
+or not). A strict head (back from a retry) is always held.
+
+The re-reads cost fetches, not writes; they are bounded by :data:`RESEEK_S` per partition,
+and the stretch read past the earliest copy let go by :attr:`Shares.window` (at it, the
+partition waits as it did before shares).
+
+Pure decisions (:func:`readback`, :func:`due`) and the per-partition bookkeeping; the
+seek is made by :class:`~webhook_stream.delivery.parking.Parking`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from aiokafka import TopicPartition
+
+from webhook_stream.core.settings import Settings
+from webhook_stream.core.topics import PARKED
+from webhook_stream.delivery.lanes import Tracked
+
+__all__ = ["RESEEK_S", "EndpointShare", "ReadBack", "Shares", "Verdict", "due", "readback"]
+
+#: A partition is sought back at most this often (each re-read fetches its stretch again).
+RESEEK_S = 0.2
+
+
+class Verdict(Enum):
+    HOLD = "hold"
+    LET_GO = "let_go"
+
+
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """The read-back shares in effect."""
+
+    per_tenant: int
+    #: Copies read past the earliest copy let go of a partition before it waits.
+    window: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Shares:
+        held = settings.max_parked_held
+        # A quarter at most: four tenants cannot fill it, one cannot come near it.
+        tenant = max(1, min(settings.max_parked_held_per_tenant, held // 4))
+        return cls(tenant, 10 * held)
+
+
+class EndpointShare(NamedTuple):
+    """What one endpoint's copies may hold: its own share, its tenant and the tenant's."""
+
+    endpoint: int
+    tenant: str | None
+    per_tenant: int
+
+
+def readback(
+    share: EndpointShare, endpoint_held: int, tenant_held: int, *, head: bool, behind: bool
+) -> Verdict:
+    """Hold a copy read back, or let it go (it is read again once there is room).
+
+    ``behind``: an earlier copy of the endpoint was let go and not read again yet; this
+    one must not overtake it. Endpoints without a tenant are bounded per endpoint only.
+    """
+    if head:
+        return Verdict.HOLD
+    if behind or endpoint_held >= share.endpoint:
+        return Verdict.LET_GO
+    if share.tenant is not None and tenant_held >= share.per_tenant:
+        return Verdict.LET_GO
+    return Verdict.HOLD
+
+
+def due(share: EndpointShare, endpoint_held: int, tenant_held: int) -> bool:
+    """Worth reading an endpoint's copies let go again: at most half of each share held."""
+    if endpoint_held > share.endpoint // 2:
+        return False
+    return share.tenant is None or tenant_held <= share.per_tenant // 2
+
+
+class _Partition:
+    __slots__ = ("first", "let_go", "next", "seen", "sought")
+
+    def __init__(self, start: int) -> None:
+        #: Offsets read (the highest + 1) and the next one the reader reads.
+        self.seen = start
+        self.next = start
+        #: Copies let go and not read again: offset -> (tracker entry, endpoint id).
+        self.let_go: dict[int, tuple[Tracked, str]] = {}
+        #: Per endpoint with copies let go in this pass: the first of them.
+        self.first: dict[str, int] = {}
+        self.sought = 0.0
+
+
+class ReadBack:
+    """Per-tenant and per-endpoint counts of held copies, and copies let go per partition."""
+
+    def __init__(self, shares: Shares, clock: Callable[[], float] = time.monotonic) -> None:
+        self.shares = shares
+        self._clock = clock
+        self._parts: dict[int, _Partition] = {}
+        self._by_endpoint: dict[str, int] = {}
+        self._by_tenant: dict[str, int] = {}
+        self._holders: dict[Tracked, tuple[str, str | None]] = {}
+
+    # -- assignment ------------------------------------------------------------------------
+
+    def assigned(self, partition: int, start: int) -> None:
+        """Reading ``partition`` of ``webhooks.parked`` starts at ``start``."""
+        self._parts[partition] = _Partition(start)
+
+    def revoked(self, partitions: Iterable[int] | None) -> None:
+        """Forget ``partitions`` (all: None); their copies let go are read by a next owner."""
+        for p in list(self._parts) if partitions is None else partitions:
+            self._parts.pop(p, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fresh(self, tp: TopicPartition, offset: int) -> bool:
+        """False for a parked copy read again that was taken already (skip it)."""
+        part = self._parts.get(tp.partition) if tp.topic == PARKED else None
+        if part is None:
+            return True
+        part.next = offset + 1
+        if offset >= part.seen:
+            part.seen = offset + 1
+            return True
+        return offset in part.let_go
+
+    def entry(self, tp: TopicPartition, offset: int) -> Tracked | None:
+        """The tracker entry of a copy let go and read again (None: first read)."""
+        part = self._parts.get(tp.partition) if tp.topic == PARKED else None
+        found = part.let_go.pop(offset, None) if part is not None else None
+        return found[0] if found is not None else None
+
+    def take(self, entry: Tracked, endpoint_id: str, share: EndpointShare, *, head: bool) -> bool:
+        """Hold the copy of ``entry`` (True) or let it go (False)."""
+        part = self._parts.get(entry.tp.partition)
+        behind = part is not None and endpoint_id in part.first
+        held_t = self._by_tenant.get(share.tenant, 0) if share.tenant is not None else 0
+        held_e = self._by_endpoint.get(endpoint_id, 0)
+        verdict = readback(share, held_e, held_t, head=head, behind=behind)
+        if verdict is Verdict.LET_GO and part is not None:
+            part.let_go[entry.offset] = (entry, endpoint_id)
+            part.first.setdefault(endpoint_id, entry.offset)
+            return False
+        self._by_endpoint[endpoint_id] = held_e + 1
+        if share.tenant is not None:
+            self._by_tenant[share.tenant] = held_t + 1
+        self._holders[entry] = (endpoint_id, share.tenant)
+        return True
+
+    def finished(self, entry: Tracked) -> None:
+        """A held copy finished (or was given up)."""
+        holder = self._holders.pop(entry, None)
+        if holder is None:
+            return
+        endpoint_id, tenant = holder
+        _drop(self._by_endpoint, endpoint_id)
+        if tenant is not None:
+            _drop(self._by_tenant, tenant)
+
+    def held(self, endpoint_id: str, tenant: str | None) -> tuple[int, int]:
+        """Copies held of an endpoint and of a tenant."""
+        held_t = self._by_tenant.get(tenant, 0) if tenant is not None else 0
+        return self._by_endpoint.get(endpoint_id, 0), held_t
+
+    # -- seeking back ----------------------------------------------------------------------
+
+    def seeks(self, share_of: Callable[[str], EndpointShare]) -> dict[int, int]:
+        """Partitions to seek back now: partition -> offset (the re-read starts there)."""
+        now = self._clock()
+        out: dict[int, int] = {}
+        for p, part in self._parts.items():
+            if not part.first or now - part.sought < RESEEK_S:
+                continue
+            ready = [
+                first
+                for endpoint_id, first in part.first.items()
+                if due(share := share_of(endpoint_id), *self.held(endpoint_id, share.tenant))
+            ]
+            if not ready:
+                continue
+            start = min(ready)
+            # Endpoints whose first copy let go is at or after ``start`` are read again from
+            # it, in order; those before stay behind (their copies from ``start`` on are let
+            # go again, and a later seek goes back to their first).
+            part.first = {e: o for e, o in part.first.items() if o < start}
+            part.next = start
+            part.sought = now
+            out[p] = start
+        return out
+
+    def waiting(self) -> set[int]:
+        """Partitions read this far past their earliest copy let go: they wait for it."""
+        return {
+            p
+            for p, part in self._parts.items()
+            if part.let_go and part.next - min(part.let_go) >= self.shares.window
+        }
+
+    def let_go_total(self) -> int:
+        return sum(len(part.let_go) for part in self._parts.values())
+
+
+def _drop(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
