@@ -1,0 +1,187 @@
+"""The parked read-back shares (delivery/readback.py): pure decisions and, as a property,
+a simulated reader of one ``webhooks.parked`` partition (any interleaving of reads,
+finishes and seeks back): every copy is held exactly once, each endpoint's copies in the
+log's order, no tenant or endpoint over its share, and the commit never passes a copy
+that is not finished.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from aiokafka import TopicPartition
+
+from webhook_stream.core.settings import ConfigError, Settings
+from webhook_stream.core.topics import DELIVERIES, PARKED
+from webhook_stream.delivery.lanes import OffsetTracker, Tracked
+from webhook_stream.delivery.readback import (
+    RESEEK_S,
+    EndpointShare,
+    ReadBack,
+    Shares,
+    Verdict,
+    due,
+    readback,
+)
+
+HOLD, LET_GO = Verdict.HOLD, Verdict.LET_GO
+
+
+def test_defaults_give_one_tenant_a_tenth_of_the_read_back_budget() -> None:
+    assert Shares.from_settings(Settings()) == Shares(per_tenant=100, window=10_000)
+    # Never more than a quarter, whatever the setting.
+    assert Shares.from_settings(Settings(max_parked_held_per_tenant=10**6)).per_tenant == 250
+    assert Shares.from_settings(Settings(max_parked_held=3)).per_tenant == 1
+
+
+def test_the_setting_is_validated() -> None:
+    try:
+        Settings(max_parked_held_per_tenant=0).validate()
+    except ConfigError as exc:
+        assert "MAX_PARKED_HELD_PER_TENANT" in str(exc)
+    else:
+        raise AssertionError("accepted 0")
+
+
+def test_readback_table() -> None:
+    s = EndpointShare(endpoint=2, tenant="t", per_tenant=5)
+    assert readback(s, 0, 0, head=False, behind=False) is HOLD
+    assert readback(s, 1, 4, head=False, behind=False) is HOLD
+    assert readback(s, 2, 0, head=False, behind=False) is LET_GO  # endpoint at its share
+    assert readback(s, 0, 5, head=False, behind=False) is LET_GO  # tenant at its share
+    # An earlier copy of the endpoint was let go: this one must not overtake it.
+    assert readback(s, 0, 0, head=False, behind=True) is LET_GO
+    # A strict head is always held (the endpoint's lane waits for it).
+    assert readback(s, 9, 9, head=True, behind=True) is HOLD
+    # Without a tenant (the operator's endpoints): per endpoint only.
+    assert readback(EndpointShare(2, None, 5), 1, 99, head=False, behind=False) is HOLD
+
+
+def test_due_once_half_of_each_share_is_free() -> None:
+    s = EndpointShare(endpoint=10, tenant="t", per_tenant=100)
+    assert due(s, 5, 50)
+    assert not due(s, 6, 0)
+    assert not due(s, 0, 51)
+    assert due(EndpointShare(1, "t", 100), 0, 0)
+    assert not due(EndpointShare(1, "t", 100), 1, 0)
+    assert due(EndpointShare(1, None, 100), 0, 10**6)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# The log: each copy's endpoint (0-5); endpoints 0-2 are tenant "a", 3-4 "b", 5 none.
+_TENANT = {0: "a", 1: "a", 2: "a", 3: "b", 4: "b", 5: None}
+_SHARE = {0: 1, 1: 2, 2: 3, 3: 1, 4: 3, 5: 2}
+PER_TENANT = 3
+
+
+def _share(endpoint_id: str) -> EndpointShare:
+    e = int(endpoint_id)
+    return EndpointShare(_SHARE[e], _TENANT[e], PER_TENANT)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    log=st.lists(st.integers(0, 5), min_size=1, max_size=60),
+    steps=st.lists(st.tuples(st.sampled_from(["read", "finish", "sweep"]), st.integers(0, 5))),
+    window=st.integers(1, 80),
+    start=st.integers(0, 3),
+)
+def test_any_interleaving_holds_each_copy_once_in_order_within_the_shares(
+    log: list[int], steps: list[tuple[str, int]], window: int, start: int
+) -> None:
+    _simulate(log, steps, window, start)
+
+
+def test_a_seek_back_for_one_endpoint_keeps_an_earlier_one_behind() -> None:
+    # 2 (share 3) is let go at 3; 3 (share 1) at 5, and 2 again at 6 (behind its 3). Then
+    # 3 has room, 2 has some but is not due: the seek back to 5 must not hold 2's 6
+    # before its 3.
+    steps = [("read", 0)] * 7 + [("finish", 2), ("finish", 3), ("sweep", 0)] + [("read", 0)] * 2
+    _simulate([2, 2, 2, 2, 3, 3, 2], steps, 100, 0)
+
+
+def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: int) -> None:
+    tp = TopicPartition(PARKED, 0)
+    clock = _Clock()
+    rb = ReadBack(Shares(PER_TENANT, window), clock)
+    tracker = OffsetTracker()
+    rb.assigned(0, start)
+    end = start + len(log)
+    pos = start
+    lanes: dict[int, deque[Tracked]] = {e: deque() for e in _TENANT}
+    delivered: dict[int, list[int]] = {e: [] for e in _TENANT}
+    committed = start
+
+    def read() -> None:
+        nonlocal pos
+        if pos >= end or 0 in rb.waiting():
+            return
+        offset = pos
+        pos += 1
+        if not rb.fresh(tp, offset):
+            return
+        entry = rb.entry(tp, offset) or tracker.track(tp, offset)
+        e = log[offset - start]
+        if rb.take(entry, str(e), _share(str(e)), head=False):
+            lanes[e].append(entry)
+        # Within the shares, whatever was read.
+        held_e, held_t = rb.held(str(e), _TENANT[e])
+        assert held_e <= _SHARE[e]
+        assert held_t <= PER_TENANT
+
+    def finish(e: int) -> None:
+        nonlocal committed
+        if not lanes[e]:
+            return
+        entry = lanes[e].popleft()
+        delivered[e].append(entry.offset)
+        entry.attempted = True
+        tracker.done(entry)
+        rb.finished(entry)
+        committed = tracker.committable().get(tp, committed)
+        # The commit never passes a copy not delivered.
+        done = {o for d in delivered.values() for o in d}
+        assert all(o in done for o in range(start, committed))
+
+    def sweep() -> None:
+        nonlocal pos
+        clock.now += RESEEK_S
+        for p, offset in rb.seeks(_share).items():
+            assert p == 0 and offset < pos
+            pos = offset
+
+    for action, e in steps:
+        {"read": read, "finish": lambda: finish(e), "sweep": sweep}[action]()
+    # Then run to the end: every copy is delivered.
+    for _ in range(20 * len(log) + 20):
+        read()
+        for e in _TENANT:
+            finish(e)
+        sweep()
+    for e in _TENANT:
+        want = [start + i for i, x in enumerate(log) if x == e]
+        assert delivered[e] == want, (e, delivered[e], want)
+    assert committed == end
+    assert rb.let_go_total() == 0
+    assert rb.held("0", "a") == (0, 0) and rb.held("3", "b") == (0, 0)
+
+
+def test_other_topics_are_always_fresh_and_have_no_entry() -> None:
+    rb = ReadBack(Shares(1, 10))
+    rb.assigned(0, 0)
+    assert rb.fresh(TopicPartition(DELIVERIES, 0), 0)
+    assert rb.fresh(TopicPartition(DELIVERIES, 0), 0)
+    assert rb.entry(TopicPartition(DELIVERIES, 0), 0) is None
+    # A partition not assigned (revoked meanwhile): as before shares.
+    assert rb.fresh(TopicPartition(PARKED, 7), 3)
+    rb.revoked(None)
+    assert rb.fresh(TopicPartition(PARKED, 0), 0)
