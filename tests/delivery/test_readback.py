@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import deque
 
+from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from aiokafka import TopicPartition
 
 from webhook_stream.core.settings import ConfigError, Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
@@ -160,7 +160,12 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
             pos = offset
 
     for action, e in steps:
-        {"read": read, "finish": lambda: finish(e), "sweep": sweep}[action]()
+        if action == "read":
+            read()
+        elif action == "finish":
+            finish(e)
+        else:
+            sweep()
     # Then run to the end: every copy is delivered.
     for _ in range(20 * len(log) + 20):
         read()
@@ -185,3 +190,20 @@ def test_other_topics_are_always_fresh_and_have_no_entry() -> None:
     assert rb.fresh(TopicPartition(PARKED, 7), 3)
     rb.revoked(None)
     assert rb.fresh(TopicPartition(PARKED, 0), 0)
+
+
+def test_a_revoke_stops_counting_the_partitions_held_copies() -> None:
+    # A drain that times out drops queued copies unfinished: their shares must come back.
+    rb = ReadBack(Shares(2, 100))
+    rb.assigned(0, 0)
+    rb.assigned(1, 0)
+    share = EndpointShare(1, "t", 2)
+    a, b = Tracked(TopicPartition(PARKED, 0), 0), Tracked(TopicPartition(PARKED, 1), 0)
+    assert rb.take(a, "x", share, head=False) and rb.take(b, "y", share, head=False)
+    assert rb.held_total == 2
+    rb.revoked({0})
+    assert rb.held("x", "t") == (0, 1) and rb.held_total == 1
+    rb.finished(a)  # finishing late (cancelled during the drain) counts nothing twice
+    assert rb.held("y", "t") == (1, 1)
+    rb.revoked(None)
+    assert rb.held_total == 0 and rb.held("y", "t") == (0, 0)

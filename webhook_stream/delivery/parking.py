@@ -75,9 +75,8 @@ class Parking:
         #: Endpoints parking because a budget was full: endpoint id -> (tenant, which budget).
         self.throttled: dict[str, tuple[str | None, Admit]] = {}
         self.max_held = settings.max_parked_held
-        #: Parked records read back and not finished.
-        self.held = 0
-        #: Their shares per tenant and endpoint; copies over them are let go, read again.
+        #: Parked records read back and not finished (:attr:`held`), their shares per tenant
+        #: and endpoint; copies over them are let go and read again.
         self.readback = ReadBack(Shares.from_settings(settings))
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
@@ -195,7 +194,6 @@ class Parking:
             head = self._is_head(state, record)
             if not self.readback.take(entry, endpoint_id, self.share_of(endpoint_id), head=head):
                 return  # over its tenant's or endpoint's share: read again once they have room
-            self.held += 1
             if state is not None:
                 state.parked = max(0, state.parked - 1)
             lane = HEAD_PREFIX + key if head else key
@@ -252,6 +250,11 @@ class Parking:
         waiting = self.readback.waiting()
         return {tp for tp in assignment if tp.topic == PARKED and tp.partition in waiting}
 
+    @property
+    def held(self) -> int:
+        """Parked records read back and not finished."""
+        return self.readback.held_total
+
     def throttled_tenants(self) -> set[str]:
         """Tenants with an endpoint parking because a budget was full (not strict blocks)."""
         return {t for t, _ in self.throttled.values() if t is not None}
@@ -259,7 +262,6 @@ class Parking:
     def finished_parked(self, item: Item) -> None:
         """A record read back from parking finished (or was given up)."""
         if item.record.topic == PARKED:
-            self.held -= 1
             self.readback.finished(item.entry)
 
     async def wait_turn(self, item: Item) -> bool:

@@ -127,9 +127,16 @@ class ReadBack:
         self._parts[partition] = _Partition(start)
 
     def revoked(self, partitions: Iterable[int] | None) -> None:
-        """Forget ``partitions`` (all: None); their copies let go are read by a next owner."""
-        for p in list(self._parts) if partitions is None else partitions:
+        """Forget ``partitions`` (all: None); their copies let go are read by a next owner.
+
+        Their held copies stop counting now: a drain that times out drops queued copies
+        without finishing them, and a count left behind would hold a share for ever.
+        """
+        parts = set(self._parts) if partitions is None else set(partitions)
+        for p in parts:
             self._parts.pop(p, None)
+        for entry in [e for e in self._holders if e.tp.partition in parts]:
+            self.finished(entry)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -176,6 +183,11 @@ class ReadBack:
         _drop(self._by_endpoint, endpoint_id)
         if tenant is not None:
             _drop(self._by_tenant, tenant)
+
+    @property
+    def held_total(self) -> int:
+        """Copies held (read back and not finished)."""
+        return len(self._holders)
 
     def held(self, endpoint_id: str, tenant: str | None) -> tuple[int, int]:
         """Copies held of an endpoint and of a tenant."""
