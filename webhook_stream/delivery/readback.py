@@ -206,7 +206,7 @@ class ReadBack:
             ready = [
                 first
                 for endpoint_id, first in part.first.items()
-                if due(share := share_of(endpoint_id), *self.held(endpoint_id, share.tenant))
+                if self._due(endpoint_id, share_of(endpoint_id))
             ]
             if not ready:
                 continue
@@ -219,6 +219,9 @@ class ReadBack:
             part.sought = now
             out[p] = start
         return out
+
+    def _due(self, endpoint_id: str, share: EndpointShare) -> bool:
+        return due(share, *self.held(endpoint_id, share.tenant))
 
     def waiting(self) -> set[int]:
         """Partitions read this far past their earliest copy let go: they wait for it."""
