@@ -55,6 +55,11 @@ class Metrics:
             "Deliveries parked for blocked or busy endpoints on this worker's partitions.",
             registry=r,
         )
+        self.parked_let_go = Gauge(
+            "webhook_parked_let_go",
+            "Parked deliveries read back over their tenant's or endpoint's share, let go.",
+            registry=r,
+        )
         self.blocked = Gauge(
             "webhook_blocked_endpoints",
             "Strict endpoints whose head waits for a retry (head-of-line blocked).",

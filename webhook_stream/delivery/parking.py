@@ -383,6 +383,7 @@ class Parking:
             del self.throttled[endpoint_id]
         self._metrics.throttled_tenants.set(len(self.throttled_tenants()))
         self._metrics.parked.set(self.flow_states.parked_total)
+        self._metrics.parked_let_go.set(self.readback.let_go_total())
         self._metrics.blocked.set(self.flow_states.blocked_total)
 
 
