@@ -123,7 +123,10 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
 
     def read() -> None:
         nonlocal pos
-        if pos >= end or 0 in rb.waiting():
+        part = rb._parts[0]
+        waits = bool(part.let_go) and part.next - min(part.let_go) >= window
+        assert (0 in rb.waiting()) == waits  # the cached lowest offset let go is right
+        if pos >= end or waits:
             return
         offset = pos
         pos += 1

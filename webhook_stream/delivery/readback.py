@@ -96,7 +96,7 @@ def due(share: EndpointShare, endpoint_held: int, tenant_held: int) -> bool:
 
 
 class _Partition:
-    __slots__ = ("first", "let_go", "next", "seen", "sought")
+    __slots__ = ("first", "let_go", "low", "next", "seen", "sought")
 
     def __init__(self, start: int) -> None:
         #: Offsets read (the highest + 1) and the next one the reader reads.
@@ -107,6 +107,13 @@ class _Partition:
         #: Per endpoint with copies let go in this pass: the first of them.
         self.first: dict[str, int] = {}
         self.sought = 0.0
+        #: The lowest offset in ``let_go`` when known (None: to be computed again).
+        self.low: int | None = None
+
+    def lowest(self) -> int | None:
+        if self.low is None and self.let_go:
+            self.low = min(self.let_go)
+        return self.low
 
 
 class ReadBack:
@@ -155,7 +162,11 @@ class ReadBack:
         """The tracker entry of a copy let go and read again (None: first read)."""
         part = self._parts.get(tp.partition) if tp.topic == PARKED else None
         found = part.let_go.pop(offset, None) if part is not None else None
-        return found[0] if found is not None else None
+        if found is None:
+            return None
+        if part is not None and part.low == offset:
+            part.low = None
+        return found[0]
 
     def take(self, entry: Tracked, endpoint_id: str, share: EndpointShare, *, head: bool) -> bool:
         """Hold the copy of ``entry`` (True) or let it go (False)."""
@@ -166,6 +177,8 @@ class ReadBack:
         verdict = readback(share, held_e, held_t, head=head, behind=behind)
         if verdict is Verdict.LET_GO and part is not None:
             part.let_go[entry.offset] = (entry, endpoint_id)
+            if part.low is not None and entry.offset < part.low:
+                part.low = entry.offset
             part.first.setdefault(endpoint_id, entry.offset)
             return False
         self._by_endpoint[endpoint_id] = held_e + 1
@@ -225,10 +238,11 @@ class ReadBack:
 
     def waiting(self) -> set[int]:
         """Partitions read this far past their earliest copy let go: they wait for it."""
+        window = self.shares.window
         return {
             p
             for p, part in self._parts.items()
-            if part.let_go and part.next - min(part.let_go) >= self.shares.window
+            if (low := part.lowest()) is not None and part.next - low >= window
         }
 
     def let_go_total(self) -> int:
