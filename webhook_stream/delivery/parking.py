@@ -230,12 +230,17 @@ class Parking:
         self._lanes.submit(key, width, Item(record, entry, False), group=tenant)
 
     def share_of(self, endpoint_id: str) -> EndpointShare:
-        """What an endpoint's copies read back may hold (a deleted one: the default)."""
+        """What an endpoint's copies read back may hold.
+
+        A deleted or disabled endpoint's copies end at once, without an attempt: not held
+        to its rate's share, so they all end in seconds, not one per seek back.
+        """
         sub = self._registry.get(endpoint_id)
         per_tenant = self.readback.shares.per_tenant
         if sub is None:
             return EndpointShare(min(self.share, per_tenant), None, per_tenant)
-        share = endpoint_share(self.budgets, sub.lane_width, sub.rate_limit_per_s)
+        rate = None if sub.disabled else sub.rate_limit_per_s
+        share = endpoint_share(self.budgets, sub.lane_width, rate)
         return EndpointShare(min(share, per_tenant), sub.tenant_id, per_tenant)
 
     def fresh(self, tp: TopicPartition, record: Any) -> bool:
