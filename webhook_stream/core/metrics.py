@@ -71,9 +71,16 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.retry_deferred = Gauge(
+            "webhook_retry_deferred",
+            "Retry records over their tenant's share, left in the log until due (not buffered).",
+            ["topic"],
+            registry=r,
+        )
         self.retry_moved = Counter(
             "webhook_retry_moved",
-            "Retry records written again with their due time (out of order, or long waits).",
+            "Retry records written again with their due time (out of order, long waits, a "
+            "tenant's deferred records holding up others' commit).",
             ["topic"],
             registry=r,
         )

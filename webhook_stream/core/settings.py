@@ -227,6 +227,9 @@ class Settings:
     tenant_write_burst: int = 50
     #: Retry records buffered per retry-topic partition before that partition is paused.
     retry_buffer_per_partition: int = 1000
+    #: Of those, the most one tenant holds (and at most half): its further not yet due
+    #: retries are written again to a retry topic (due time kept) instead of held.
+    retry_buffer_per_tenant: int = 250
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
     session_timeout: float = 10.0
     rebalance_timeout: float = 10.0
@@ -321,6 +324,8 @@ class Settings:
             "max_in_flight_per_tenant",
             "max_endpoints_per_tenant",
             "tenant_write_burst",
+            "retry_buffer_per_partition",
+            "retry_buffer_per_tenant",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be >= 1")

@@ -18,6 +18,13 @@ never held for hours. A record that has waited in one topic for more than twice 
 topic's delay is moved the same way, so no wait (a per-endpoint step longer than every
 retry topic) outlives a topic's retention (at least four times its delay).
 
+One tenant holds at most ``retry_buffer_per_tenant`` of a partition's buffer: its further
+not yet due records are *deferred* (:mod:`~webhook_stream.failures.retry_share`): only
+their offsets are kept, reading goes on past them (others' records behind are read on
+time) and nothing is written; the partition is read again from a deferred record when it
+comes due. Not yet due records at the front of a crowded buffer are moved (at most once
+per :data:`~webhook_stream.failures.retry_share.CYCLE_S` each).
+
 Nothing is forwarded or moved while the group membership's lease
 (:mod:`~webhook_stream.core.lease`) is expired: a worker resuming from a stall would
 otherwise forward records another member has forwarded meanwhile.
@@ -29,9 +36,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
@@ -43,6 +48,17 @@ from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, retry_topic
+from webhook_stream.failures.retry_share import (
+    MOVED_HEADER,
+    STUBS_PER_BUFFER,
+    Intake,
+    Waiting,
+    cycled,
+    due_and_tenant,
+    intake,
+    live,
+    must_move,
+)
 
 __all__ = ["HORIZON_S", "RetryScheduler", "move_target"]
 
@@ -61,13 +77,6 @@ def move_target(remaining_s: float, delays: tuple[float, ...]) -> float:
         if delay >= remaining_s:
             return delay
     return delays[-1]
-
-
-@dataclass(slots=True)
-class _Waiting:
-    record: ConsumerRecord | fetch.Undecodable
-    due_ms: int
-    forwarded: bool = False
 
 
 class _Listener(kafka.JoinedListener):
@@ -91,8 +100,17 @@ class RetryScheduler:
         self._settings = settings
         self._producer = producer
         self._metrics = metrics
-        self._buffers: dict[TopicPartition, deque[_Waiting]] = {}
+        self._buffers: dict[TopicPartition, deque[Waiting]] = {}
         self._paused: set[TopicPartition] = set()
+        #: Per partition: records of each tenant held (buffered, not yet handled).
+        self._held: dict[TopicPartition, dict[str, int]] = {}
+        #: Per partition: deferred records by offset; the offset after the last one read.
+        self._deferred: dict[TopicPartition, dict[int, Waiting]] = {}
+        self._read_to: dict[TopicPartition, int] = {}
+        #: Partitions read again from a deferred record: up to which offset.
+        self._rereading: dict[TopicPartition, int] = {}
+        limit = settings.retry_buffer_per_partition
+        self._share = max(1, min(settings.retry_buffer_per_tenant, limit // 2))
         self._consumer: AIOKafkaConsumer | None = None
         self._running = True
         self._delays = tuple(sorted(set(settings.retry_schedule)))
@@ -119,28 +137,87 @@ class RetryScheduler:
                 batch = await fetch.getmany(consumer, timeout_ms=self._wait_ms(), max_records=2000)
                 skipped = False
                 for tp, records in batch.items():
-                    buf = self._buffers.setdefault(tp, deque())
-                    for r in records:
-                        if isinstance(r, fetch.Undecodable):
-                            await self._undecodable(r)
-                            skipped = True
-                            buf.append(_Waiting(r, 0, forwarded=True))  # committed past
-                        else:
-                            buf.append(_Waiting(r, _due_ms(r)))
+                    skipped = await self._take(tp, records) or skipped
                 self._pause_full()
                 if not self.lease.valid():
                     # Membership in doubt (a stall): hold everything until it is confirmed.
                     await self.lease.wait_change(_MAX_IDLE_MS / 1000)
                     continue
                 forwarded = await self._forward_due()
-                if await self._move_blocking() or forwarded or skipped:
+                moved = await self._move_marked()
+                if await self._move_blocking() or moved or forwarded or skipped:
                     await self.commit()
+                self._read_again()
                 self._resume_drained()
                 self._report_backlog()
         finally:
             self._consumer = None
             self._metrics.lag.unwatch(f"{self._settings.app_id}-retry")
             await consumer.stop()
+
+    async def _take(
+        self, tp: TopicPartition, records: list[ConsumerRecord | fetch.Undecodable]
+    ) -> bool:
+        """Buffer (or defer) what was read of ``tp``; True when an undecodable run was skipped."""
+        buf = self._buffers.setdefault(tp, deque())
+        held = self._held.setdefault(tp, {})
+        deferred = self._deferred.setdefault(tp, {})
+        now_ms = time.time() * 1000
+        skipped = False
+        for r in records:
+            if r.offset < self._read_to.get(tp, -1):
+                self._read_again_one(deferred, r, now_ms)
+                continue
+            self._read_to[tp] = r.offset + 1
+            if isinstance(r, fetch.Undecodable):
+                await self._undecodable(r)
+                skipped = True
+                buf.append(Waiting(r, r.offset, 0, forwarded=True))  # committed past
+                continue
+            due_ms, tenant = due_and_tenant(r)
+            if intake(tenant, held.get(tenant or "", 0), self._share, due_ms, now_ms) is (
+                Intake.DEFER
+            ):
+                # Left in the log: only where it is and when it is due are kept.
+                deferred[r.offset] = Waiting(None, r.offset, due_ms, written_ms=r.timestamp)
+                buf.append(deferred[r.offset])
+                continue
+            if tenant is not None:
+                held[tenant] = held.get(tenant, 0) + 1
+            buf.append(Waiting(r, r.offset, due_ms, tenant=tenant))
+        until = self._rereading.get(tp)
+        if until is not None and records and records[-1].offset >= until:
+            # Read again as far as needed: go on where reading had got to.
+            del self._rereading[tp]
+            assert self._consumer is not None
+            self._consumer.seek(tp, self._read_to[tp])
+        return skipped
+
+    @staticmethod
+    def _read_again_one(
+        deferred: dict[int, Waiting], r: ConsumerRecord | fetch.Undecodable, now_ms: float
+    ) -> None:
+        """A record read before, read again: a deferred one due (or to move) is taken now."""
+        waiting = deferred.get(r.offset)
+        if waiting is None or isinstance(r, fetch.Undecodable):
+            return
+        if waiting.due_ms <= now_ms or waiting.move:
+            waiting.record = r  # forwarded (or moved) by this round of the loop
+            del deferred[r.offset]
+
+    def _handled(self, tp: TopicPartition, waiting: Waiting) -> None:
+        """``waiting`` was forwarded or moved: committable, out of its tenant's share."""
+        waiting.forwarded = True
+        waiting.record = None  # only its offset is needed (for the commit)
+        tenant = waiting.tenant
+        if tenant is None:
+            return
+        waiting.tenant = None
+        held = self._held.get(tp)
+        if held is not None and tenant in held:
+            held[tenant] -= 1
+            if not held[tenant]:
+                del held[tenant]
 
     def drop(self, tp: TopicPartition) -> int:
         """Forget a revoked partition; its uncommitted records go to the new owner.
@@ -149,6 +226,10 @@ class RetryScheduler:
         """
         buf = self._buffers.pop(tp, None)
         self._paused.discard(tp)
+        self._held.pop(tp, None)
+        self._deferred.pop(tp, None)
+        self._read_to.pop(tp, None)
+        self._rereading.pop(tp, None)
         now_ms = time.time() * 1000
         return sum(1 for w in buf or () if not w.forwarded and w.due_ms <= now_ms)
 
@@ -165,7 +246,7 @@ class RetryScheduler:
         for tp, buf in self._buffers.items():
             last = None
             while buf and buf[0].forwarded:
-                last = buf.popleft().record.offset
+                last = buf.popleft().offset
             if last is not None:
                 offsets[tp] = OffsetAndMetadata(last + 1, "")
         if offsets:
@@ -179,7 +260,12 @@ class RetryScheduler:
         """Sleep in getmany until the earliest buffered record is due (or new records come)."""
         now = time.time() * 1000
         earliest = min(
-            (w.due_ms for buf in self._buffers.values() for w in buf if not w.forwarded),
+            (
+                w.due_ms
+                for tp, buf in self._buffers.items()
+                for w in buf
+                if not w.forwarded and (w.record is not None or tp not in self._rereading)
+            ),
             default=None,
         )
         if earliest is None:
@@ -189,14 +275,15 @@ class RetryScheduler:
     async def _forward_due(self) -> bool:
         now_ms = time.time() * 1000
         sends = []
-        for buf in self._buffers.values():
+        for tp, buf in self._buffers.items():
             for waiting in buf:
-                if not waiting.forwarded and waiting.due_ms <= now_ms:
+                rec = waiting.record
+                if not waiting.forwarded and rec is not None and waiting.due_ms <= now_ms:
                     if not self.lease.valid():
                         break  # lapsed meanwhile (a stall between two sends)
-                    rec = waiting.record
+                    assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
                     sends.append((rec, await self._send(rec)))
-                    waiting.forwarded = True
+                    self._handled(tp, waiting)
         for rec, result in zip(
             (r for r, _ in sends),
             await asyncio.gather(*(s for _, s in sends), return_exceptions=True),
@@ -226,38 +313,115 @@ class RetryScheduler:
         log.error("could not forward %s[%d]@%d: %r", rec.topic, rec.partition, rec.offset, exc)
         await (await reject(self._producer, rec, failure_reason(exc)))
 
-    async def _move_blocking(self) -> bool:
-        """Move the far-off records that hold up a commit or have waited too long here."""
+    async def _move_marked(self) -> bool:
+        """Move the deferred records read again to be moved (:meth:`_read_again`)."""
         now_ms = time.time() * 1000
-        horizon_ms = HORIZON_S * 1000
         sends = []
         for tp, buf in self._buffers.items():
-            stale_ms = 2000 * self._topic_delay.get(tp.topic, self._delays[-1])
-            behind = sum(w.forwarded for w in buf)  # forwarded records behind the cursor
             for waiting in buf:
-                if waiting.forwarded:
-                    behind -= 1
-                    continue
-                remaining_ms = waiting.due_ms - now_ms
-                if remaining_ms <= horizon_ms or not self.lease.valid():
-                    break  # due soon (or the lease lapsed): the commit waits for it
                 rec = waiting.record
-                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
-                stale = now_ms - rec.timestamp > stale_ms
-                if not behind and not stale:
+                if not waiting.move or waiting.forwarded or rec is None:
+                    continue
+                if not self.lease.valid():
                     break
-                target = retry_topic(move_target(remaining_ms / 1000, self._delays))
-                sends.append(await self._producer.send(target, rec.value, key=rec.key))
-                waiting.forwarded = True
+                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
+                remaining_s = (waiting.due_ms - now_ms) / 1000
+                target = retry_topic(move_target(remaining_s, self._delays))
+                sends.append(await self._move(rec, target, now_ms))
+                self._handled(tp, waiting)
                 self._metrics.retry_moved.labels(tp.topic).inc()
         if sends:
             await asyncio.gather(*sends)
         return bool(sends)
 
+    async def _move(self, rec: ConsumerRecord, target: str, now_ms: float) -> asyncio.Future:
+        """Write ``rec`` again to ``target``; the header says when (its cycle)."""
+        headers = [(MOVED_HEADER, str(int(now_ms)).encode())]
+        return await self._producer.send(target, rec.value, key=rec.key, headers=headers)
+
+    async def _move_blocking(self) -> bool:
+        """Move the far-off records that hold up a commit or have waited too long here.
+
+        In a crowded buffer (half full) any not due record at the front is moved, unless it
+        was moved less than ``CYCLE_S`` ago (so a busy partition is not written again in a
+        loop). Deferred records are left to :meth:`_read_again`.
+        """
+        now_ms = time.time() * 1000
+        horizon_ms = HORIZON_S * 1000
+        crowded_at = self._settings.retry_buffer_per_partition // 2
+        sends = []
+        for tp, buf in self._buffers.items():
+            stale_ms = 2000 * self._topic_delay.get(tp.topic, self._delays[-1])
+            behind = sum(w.forwarded for w in buf)  # forwarded records behind the cursor
+            crowded = live(buf) >= crowded_at
+            for waiting in buf:
+                if waiting.forwarded:
+                    behind -= 1
+                    continue
+                rec = waiting.record
+                if rec is None:  # deferred: the commit waits for it (see _read_again)
+                    if not crowded:
+                        break
+                    continue
+                remaining_ms = waiting.due_ms - now_ms
+                if not self.lease.valid():
+                    break
+                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
+                if remaining_ms <= horizon_ms and not (crowded and cycled(rec, now_ms)):
+                    break  # due soon: the commit waits for it
+                stale = now_ms - rec.timestamp > stale_ms
+                if not behind and not stale:
+                    break
+                target = retry_topic(move_target(remaining_ms / 1000, self._delays))
+                sends.append(await self._move(rec, target, now_ms))
+                self._handled(tp, waiting)
+                self._metrics.retry_moved.labels(tp.topic).inc()
+        if sends:
+            await asyncio.gather(*sends)
+        return bool(sends)
+
+    def _read_again(self) -> None:
+        """Seek back to the deferred records that are due or must be moved now."""
+        assert self._consumer is not None
+        now_ms = time.time() * 1000
+        limit = self._settings.retry_buffer_per_partition
+        for tp, deferred in self._deferred.items():
+            if not deferred or tp in self._rereading:
+                continue
+            buf = self._buffers[tp]
+            stale_ms = 2000 * self._topic_delay.get(tp.topic, self._delays[-1])
+            handled_behind = sum(w.forwarded for w in buf)
+            for waiting in buf:  # the deferred front: its commit waits for them
+                if waiting.forwarded:
+                    handled_behind -= 1
+                    continue
+                if not waiting.deferred:
+                    break
+                waiting.move = waiting.move or must_move(
+                    handled_behind=handled_behind,
+                    tracked=len(buf),
+                    buffer=limit,
+                    remaining_ms=waiting.due_ms - now_ms,
+                    waited_ms=now_ms - waiting.written_ms,
+                    stale_ms=stale_ms,
+                    horizon_ms=HORIZON_S * 1000,
+                )
+            wanted = [o for o, w in deferred.items() if w.move or w.due_ms <= now_ms]
+            if wanted:
+                self._rereading[tp] = max(wanted)
+                self._consumer.seek(tp, min(wanted))
+                self._consumer.resume(tp)  # read again even when its buffer is full
+                self._paused.discard(tp)
+
     def _pause_full(self) -> None:
         assert self._consumer is not None
         limit = self._settings.retry_buffer_per_partition
-        full = [tp for tp, buf in self._buffers.items() if len(buf) >= limit]
+        full = [
+            tp
+            for tp, buf in self._buffers.items()
+            if tp not in self._rereading
+            and (live(buf) >= limit or len(buf) >= STUBS_PER_BUFFER * limit)
+        ]
         if full:
             self._consumer.pause(*full)
             self._paused.update(full)
@@ -265,24 +429,22 @@ class RetryScheduler:
     def _resume_drained(self) -> None:
         assert self._consumer is not None
         limit = self._settings.retry_buffer_per_partition
-        ready = [tp for tp in self._paused if len(self._buffers.get(tp, ())) < limit // 2]
+        ready = [
+            tp
+            for tp in self._paused
+            if live(buf := self._buffers.get(tp, deque())) < limit // 2
+            and len(buf) < STUBS_PER_BUFFER * limit // 2
+        ]
         if ready:
             self._consumer.resume(*ready)
             self._paused.difference_update(ready)
 
     def _report_backlog(self) -> None:
-        per_topic: dict[str, int] = {}
+        held: dict[str, int] = {}
+        deferred: dict[str, int] = {}
         for tp, buf in self._buffers.items():
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + len(buf)
-        for topic, count in per_topic.items():
+            held[tp.topic] = held.get(tp.topic, 0) + live(buf)
+            deferred[tp.topic] = deferred.get(tp.topic, 0) + len(self._deferred.get(tp, ()))
+        for topic, count in held.items():
             self._metrics.retry_backlog.labels(topic).set(count)
-
-
-def _due_ms(record: ConsumerRecord) -> int:
-    try:
-        due = orjson.loads(record.value).get("due_at_ms")
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        due = None
-    # A record without a due time (hand-written, or damaged) is forwarded at once; the
-    # delivery path rejects it if it cannot be decoded.
-    return int(due) if isinstance(due, int | float) else 0
+            self._metrics.retry_deferred.labels(topic).set(deferred[topic])
