@@ -26,7 +26,7 @@ from webhook_stream.delivery.readback import (
     readback,
 )
 
-HOLD, LET_GO = Verdict.HOLD, Verdict.LET_GO
+HOLD, DEFER = Verdict.HOLD, Verdict.DEFER
 
 
 def test_defaults_give_one_tenant_a_tenth_of_the_read_back_budget() -> None:
@@ -49,10 +49,10 @@ def test_readback_table() -> None:
     s = EndpointShare(endpoint=2, tenant="t", per_tenant=5)
     assert readback(s, 0, 0, head=False, behind=False) is HOLD
     assert readback(s, 1, 4, head=False, behind=False) is HOLD
-    assert readback(s, 2, 0, head=False, behind=False) is LET_GO  # endpoint at its share
-    assert readback(s, 0, 5, head=False, behind=False) is LET_GO  # tenant at its share
-    # An earlier copy of the endpoint was let go: this one must not overtake it.
-    assert readback(s, 0, 0, head=False, behind=True) is LET_GO
+    assert readback(s, 2, 0, head=False, behind=False) is DEFER  # endpoint at its share
+    assert readback(s, 0, 5, head=False, behind=False) is DEFER  # tenant at its share
+    # An earlier copy of the endpoint was deferred: this one must not overtake it.
+    assert readback(s, 0, 0, head=False, behind=True) is DEFER
     # A strict head is always held (the endpoint's lane waits for it).
     assert readback(s, 9, 9, head=True, behind=True) is HOLD
     # Without a tenant (the operator's endpoints): per endpoint only.
@@ -102,7 +102,7 @@ def test_any_interleaving_holds_each_copy_once_in_order_within_the_shares(
 
 
 def test_a_seek_back_for_one_endpoint_keeps_an_earlier_one_behind() -> None:
-    # 2 (share 3) is let go at 3; 3 (share 1) at 5, and 2 again at 6 (behind its 3). Then
+    # 2 (share 3) is deferred at 3; 3 (share 1) at 5, and 2 again at 6 (behind its 3). Then
     # 3 has room, 2 has some but is not due: the seek back to 5 must not hold 2's 6
     # before its 3.
     steps = [("read", 0)] * 7 + [("finish", 2), ("finish", 3), ("sweep", 0)] + [("read", 0)] * 2
@@ -124,8 +124,8 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
     def read() -> None:
         nonlocal pos
         part = rb._parts[0]
-        waits = bool(part.let_go) and part.next - min(part.let_go) >= window
-        assert (0 in rb.waiting()) == waits  # the cached lowest offset let go is right
+        waits = bool(part.deferred) and part.next - min(part.deferred) >= window
+        assert (0 in rb.waiting()) == waits  # the cached lowest deferred offset is right
         if pos >= end or waits:
             return
         offset = pos
@@ -179,7 +179,7 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
         want = [start + i for i, x in enumerate(log) if x == e]
         assert delivered[e] == want, (e, delivered[e], want)
     assert committed == end
-    assert rb.let_go_total() == 0
+    assert rb.deferred_total() == 0
     assert rb.held("0", "a") == (0, 0) and rb.held("3", "b") == (0, 0)
 
 

@@ -1,5 +1,5 @@
 """A strict endpoint over its tenant's read-back share (MAX_PARKED_HELD_PER_TENANT, 100)
-while its copies are let go and read again, and a kill -9 in the middle: the next owner
+while its copies are deferred and read again, and a kill -9 in the middle: the next owner
 delivers every event, and no attempt of event k reaches the receiver before every event
 j < k has succeeded there (the strict promise; repeats of succeeded ones allowed).
 """
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 N = 1200  # the head's 1,197 followers park; read back 100 at a time (the tenant's share)
 
 
-async def test_a_strict_endpoint_let_go_and_read_again_keeps_its_order_across_a_kill_minus_9(
+async def test_a_strict_endpoint_deferred_and_read_again_keeps_its_order_across_a_kill_minus_9(
     own_broker: EmbeddedBroker, own_kafka: Kafka, receiver: Receiver, tmp_path: Path
 ) -> None:
     strict = Scripted(head=2, fail_times=2)
@@ -51,14 +51,14 @@ async def test_a_strict_endpoint_let_go_and_read_again_keeps_its_order_across_a_
         await asyncio.gather(*sends)
 
         # The head succeeded; its followers come back from parking under the share, the
-        # rest let go and read again.
-        async def let_go() -> bool:
+        # rest deferred and read again.
+        async def deferred() -> bool:
             async with a.api() as client:
                 text = (await client.get("/metrics")).text
-            found = re.search(r"^webhook_parked_let_go (\S+)$", text, re.M)
+            found = re.search(r"^webhook_parked_deferred (\S+)$", text, re.M)
             return found is not None and float(found.group(1)) > 0
 
-        await eventually(let_go, timeout=90, interval=0.05)
+        await eventually(deferred, timeout=90, interval=0.05)
         await eventually(lambda: len(strict.succeeded()) >= 300, timeout=90, interval=0.02)
         a.kill()
         assert len(strict.succeeded()) < N, "finished before the kill: nothing was tested"

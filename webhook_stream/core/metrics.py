@@ -55,9 +55,9 @@ class Metrics:
             "Deliveries parked for blocked or busy endpoints on this worker's partitions.",
             registry=r,
         )
-        self.parked_let_go = Gauge(
-            "webhook_parked_let_go",
-            "Parked deliveries read back over their tenant's or endpoint's share, let go.",
+        self.parked_deferred = Gauge(
+            "webhook_parked_deferred",
+            "Parked deliveries over their tenant's or endpoint's read-back share (deferred).",
             registry=r,
         )
         self.blocked = Gauge(

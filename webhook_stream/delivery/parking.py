@@ -76,7 +76,7 @@ class Parking:
         self.throttled: dict[str, tuple[str | None, Admit]] = {}
         self.max_held = settings.max_parked_held
         #: Parked records read back and not finished (:attr:`held`), their shares per tenant
-        #: and endpoint; copies over them are let go and read again.
+        #: and endpoint; copies over them are deferred and read again.
         self.readback = ReadBack(Shares.from_settings(settings))
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
@@ -179,7 +179,7 @@ class Parking:
         strict = sub is not None and sub.strict
         if strict:
             self._partition_of[endpoint_id] = tp.partition
-        # A copy let go and read again keeps its entry (the commit waited below it).
+        # A deferred copy read again keeps its entry (the commit waited below it).
         entry = self.readback.entry(tp, record.offset) or self._tracker.track(tp, record.offset)
         state = self.flow_states.get(endpoint_id)
         if tp.topic == PARKED:
@@ -249,7 +249,7 @@ class Parking:
 
     def to_pause(self, assignment: set[TopicPartition], batch: int) -> set[TopicPartition]:
         """``webhooks.parked`` partitions to pause: all at the read-back budget, else those
-        read too far past a copy let go."""
+        read too far past a deferred copy."""
         if self.held >= max(1, self.max_held - batch):
             return {tp for tp in assignment if tp.topic == PARKED}
         waiting = self.readback.waiting()
@@ -370,7 +370,7 @@ class Parking:
         for p, offset in self.readback.seeks(self.share_of).items():
             tp = TopicPartition(PARKED, p)
             if consumer is not None and tp in consumer.assignment():
-                consumer.seek(tp, offset)  # copies let go come back in the log's order
+                consumer.seek(tp, offset)  # deferred copies come back in the log's order
         for endpoint_id, state in list(self.flow_states.states.items()):
             committed = self._committed_parked.get(state.partition)
             if (
@@ -388,7 +388,7 @@ class Parking:
             del self.throttled[endpoint_id]
         self._metrics.throttled_tenants.set(len(self.throttled_tenants()))
         self._metrics.parked.set(self.flow_states.parked_total)
-        self._metrics.parked_let_go.set(self.readback.let_go_total())
+        self._metrics.parked_deferred.set(self.readback.deferred_total())
         self._metrics.blocked.set(self.flow_states.blocked_total)
 
 

@@ -4,18 +4,18 @@ Copies read back from ``webhooks.parked`` wait in their endpoint's lane. A rate-
 lane holds each for up to 100 s, so without a share one tenant's copies would fill the
 read-back budget and every other tenant's parked copies would wait behind them.
 
-Over its share, a copy is *let go*, not rewritten: it is not held, the partition's
+Over its share, a copy is *deferred*, not rewritten: it is not held, the partition's
 committed offset stays below it (its tracker entry stays unfinished), and the reader goes
 on past it. Once its endpoint and tenant have room again, the partition is sought back
-to the endpoint's first copy let go and read again; copies taken already are skipped on
+to the endpoint's first deferred copy and read again; copies taken already are skipped on
 that re-read (:meth:`ReadBack.fresh`), so each is held once. Nothing new is durable: after
-a crash the next owner reads from the committed offset, below every copy let go, in log
-order. Order: once a copy of an endpoint is let go, every later copy of it read before
-the seek back is let go too, so an endpoint's copies are held in the log's order (strict
+a crash the next owner reads from the committed offset, below every deferred copy, in log
+order. Order: once a copy of an endpoint is deferred, every later copy of it read before
+the seek back is deferred too, so an endpoint's copies are held in the log's order (strict
 or not). A strict head (back from a retry) is always held.
 
 The re-reads cost fetches, not writes; they are bounded by :data:`RESEEK_S` per partition,
-and the stretch read past the earliest copy let go by :attr:`Shares.window` (at it, the
+and the stretch read past the earliest deferred copy by :attr:`Shares.window` (at it, the
 partition waits as it did before shares).
 
 Pure decisions (:func:`readback`, :func:`due`) and the per-partition bookkeeping; the
@@ -44,7 +44,7 @@ RESEEK_S = 0.2
 
 class Verdict(Enum):
     HOLD = "hold"
-    LET_GO = "let_go"
+    DEFER = "defer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ class Shares:
     """The read-back shares in effect."""
 
     per_tenant: int
-    #: Copies read past the earliest copy let go of a partition before it waits.
+    #: Copies read past the earliest deferred copy of a partition before it waits.
     window: int
 
     @classmethod
@@ -76,48 +76,48 @@ def readback(
 ) -> Verdict:
     """Hold a copy read back, or let it go (it is read again once there is room).
 
-    ``behind``: an earlier copy of the endpoint was let go and not read again yet; this
+    ``behind``: an earlier copy of the endpoint was deferred and not read again yet; this
     one must not overtake it. Endpoints without a tenant are bounded per endpoint only.
     """
     if head:
         return Verdict.HOLD
     if behind or endpoint_held >= share.endpoint:
-        return Verdict.LET_GO
+        return Verdict.DEFER
     if share.tenant is not None and tenant_held >= share.per_tenant:
-        return Verdict.LET_GO
+        return Verdict.DEFER
     return Verdict.HOLD
 
 
 def due(share: EndpointShare, endpoint_held: int, tenant_held: int) -> bool:
-    """Worth reading an endpoint's copies let go again: at most half of each share held."""
+    """Worth reading an endpoint's deferred copies again: at most half of each share held."""
     if endpoint_held > share.endpoint // 2:
         return False
     return share.tenant is None or tenant_held <= share.per_tenant // 2
 
 
 class _Partition:
-    __slots__ = ("first", "let_go", "low", "next", "seen", "sought")
+    __slots__ = ("deferred", "first", "low", "next", "seen", "sought")
 
     def __init__(self, start: int) -> None:
         #: Offsets read (the highest + 1) and the next one the reader reads.
         self.seen = start
         self.next = start
-        #: Copies let go and not read again: offset -> (tracker entry, endpoint id).
-        self.let_go: dict[int, tuple[Tracked, str]] = {}
-        #: Per endpoint with copies let go in this pass: the first of them.
+        #: Deferred copies not read again yet: offset -> (tracker entry, endpoint id).
+        self.deferred: dict[int, tuple[Tracked, str]] = {}
+        #: Per endpoint with deferred copies in this pass: the first of them.
         self.first: dict[str, int] = {}
         self.sought = 0.0
-        #: The lowest offset in ``let_go`` when known (None: to be computed again).
+        #: The lowest offset in ``deferred`` when known (None: to be computed again).
         self.low: int | None = None
 
     def lowest(self) -> int | None:
-        if self.low is None and self.let_go:
-            self.low = min(self.let_go)
+        if self.low is None and self.deferred:
+            self.low = min(self.deferred)
         return self.low
 
 
 class ReadBack:
-    """Per-tenant and per-endpoint counts of held copies, and copies let go per partition."""
+    """Per-tenant and per-endpoint counts of held copies, and deferred copies per partition."""
 
     def __init__(self, shares: Shares, clock: Callable[[], float] = time.monotonic) -> None:
         self.shares = shares
@@ -134,7 +134,7 @@ class ReadBack:
         self._parts[partition] = _Partition(start)
 
     def revoked(self, partitions: Iterable[int] | None) -> None:
-        """Forget ``partitions`` (all: None); their copies let go are read by a next owner.
+        """Forget ``partitions`` (all: None); their deferred copies are read by a next owner.
 
         Their held copies stop counting now: a drain that times out drops queued copies
         without finishing them, and a count left behind would hold a share for ever.
@@ -156,12 +156,12 @@ class ReadBack:
         if offset >= part.seen:
             part.seen = offset + 1
             return True
-        return offset in part.let_go
+        return offset in part.deferred
 
     def entry(self, tp: TopicPartition, offset: int) -> Tracked | None:
-        """The tracker entry of a copy let go and read again (None: first read)."""
+        """The tracker entry of a deferred copy read again (None: first read)."""
         part = self._parts.get(tp.partition) if tp.topic == PARKED else None
-        found = part.let_go.pop(offset, None) if part is not None else None
+        found = part.deferred.pop(offset, None) if part is not None else None
         if found is None:
             return None
         if part is not None and part.low == offset:
@@ -175,8 +175,8 @@ class ReadBack:
         held_t = self._by_tenant.get(share.tenant, 0) if share.tenant is not None else 0
         held_e = self._by_endpoint.get(endpoint_id, 0)
         verdict = readback(share, held_e, held_t, head=head, behind=behind)
-        if verdict is Verdict.LET_GO and part is not None:
-            part.let_go[entry.offset] = (entry, endpoint_id)
+        if verdict is Verdict.DEFER and part is not None:
+            part.deferred[entry.offset] = (entry, endpoint_id)
             if part.low is not None and entry.offset < part.low:
                 part.low = entry.offset
             part.first.setdefault(endpoint_id, entry.offset)
@@ -224,7 +224,7 @@ class ReadBack:
             if not ready:
                 continue
             start = min(ready)
-            # Endpoints whose first copy let go is at or after ``start`` are read again from
+            # Endpoints whose first deferred copy is at or after ``start`` are read again from
             # it, in order; those before stay behind (their copies from ``start`` on are let
             # go again, and a later seek goes back to their first).
             part.first = {e: o for e, o in part.first.items() if o < start}
@@ -237,7 +237,7 @@ class ReadBack:
         return due(share, *self.held(endpoint_id, share.tenant))
 
     def waiting(self) -> set[int]:
-        """Partitions read this far past their earliest copy let go: they wait for it."""
+        """Partitions read this far past their earliest deferred copy: they wait for it."""
         window = self.shares.window
         return {
             p
@@ -245,8 +245,8 @@ class ReadBack:
             if (low := part.lowest()) is not None and part.next - low >= window
         }
 
-    def let_go_total(self) -> int:
-        return sum(len(part.let_go) for part in self._parts.values())
+    def deferred_total(self) -> int:
+        return sum(len(part.deferred) for part in self._parts.values())
 
 
 def _drop(counts: dict[str, int], key: str) -> None:
