@@ -206,10 +206,8 @@ class Settings:
     #: Share of those one endpoint may hold (and at most a quarter of them); what comes
     #: for it beyond that is parked in ``webhooks.parked`` until it has room.
     max_pending_per_endpoint: int = 500
-    #: Parked deliveries read back and held in memory (a budget of their own).
+    #: Parked deliveries read back and held in memory; of them, one tenant's (a quarter at most).
     max_parked_held: int = 1000
-    #: Of those, the most the endpoints of one tenant hold (and at most a quarter); that
-    #: tenant's further copies are let go and read again once it has room.
     max_parked_held_per_tenant: int = 100
     #: Of ``max_pending_deliveries``, the most the endpoints of one tenant hold together
     #: (and at most half of them); the rest of that tenant's deliveries is parked.
