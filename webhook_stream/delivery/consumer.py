@@ -235,10 +235,8 @@ class DeliveriesIn:
                 consumer.pause(*(pause - paused))
             if paused - pause:
                 consumer.resume(*(paused - pause))
-            all_paused = bool(work) and pause >= work
-            batch = await fetch.getmany(
-                consumer, timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
-            )
+            wait_ms = 0 if bool(work) and pause >= work else parking.poll_ms(poll_ms)
+            batch = await fetch.getmany(consumer, timeout_ms=wait_ms, max_records=self._batch)
             skip = self.progress.skip
             back: dict[TopicPartition, int] = {}
             for tp, records in batch.items():

@@ -24,7 +24,7 @@ from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
 from webhook_stream.delivery.flow_state import SRC_HEADER, FlowState, FlowStates
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
-from webhook_stream.delivery.readback import EndpointShare, ReadBack, Shares
+from webhook_stream.delivery.readback import RESEEK_S, EndpointShare, ReadBack, Shares
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
@@ -246,6 +246,11 @@ class Parking:
     def fresh(self, tp: TopicPartition, record: Any) -> bool:
         """False for a parked copy read again after a seek back that was taken already."""
         return self.readback.fresh(tp, record.offset)
+
+    def poll_ms(self, ms: int) -> int:
+        """How long the loop may wait for records: short while a seek back is due (seeks
+        are made between batches, in :meth:`sweep`)."""
+        return min(ms, int(RESEEK_S * 1000)) if self.readback.seek_due(self.share_of) else ms
 
     def to_pause(self, assignment: set[TopicPartition], batch: int) -> set[TopicPartition]:
         """``webhooks.parked`` partitions to pause: all at the read-back budget, else those

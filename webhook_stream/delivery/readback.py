@@ -38,8 +38,9 @@ from webhook_stream.delivery.lanes import Tracked
 
 __all__ = ["RESEEK_S", "EndpointShare", "ReadBack", "Shares", "Verdict", "due", "readback"]
 
-#: A partition is sought back at most this often (each re-read fetches its stretch again).
-RESEEK_S = 0.2
+#: A partition is sought back at most this often (each re-read fetches its stretch again;
+#: a seek is due only once half a share is free, so each brings that many back).
+RESEEK_S = 0.05
 
 
 class Verdict(Enum):
@@ -96,7 +97,7 @@ def due(share: EndpointShare, endpoint_held: int, tenant_held: int) -> bool:
 
 
 class _Partition:
-    __slots__ = ("deferred", "first", "low", "next", "seen", "sought")
+    __slots__ = ("by_endpoint", "deferred", "first", "low", "next", "seen", "sought")
 
     def __init__(self, start: int) -> None:
         #: Offsets read (the highest + 1) and the next one the reader reads.
@@ -104,6 +105,8 @@ class _Partition:
         self.next = start
         #: Deferred copies not read again yet: offset -> (tracker entry, endpoint id).
         self.deferred: dict[int, tuple[Tracked, str]] = {}
+        #: How many of them per endpoint.
+        self.by_endpoint: dict[str, int] = {}
         #: Per endpoint with deferred copies in this pass: the first of them.
         self.first: dict[str, int] = {}
         self.sought = 0.0
@@ -162,10 +165,11 @@ class ReadBack:
         """The tracker entry of a deferred copy read again (None: first read)."""
         part = self._parts.get(tp.partition) if tp.topic == PARKED else None
         found = part.deferred.pop(offset, None) if part is not None else None
-        if found is None:
+        if found is None or part is None:
             return None
-        if part is not None and part.low == offset:
+        if part.low == offset:
             part.low = None
+        _drop(part.by_endpoint, found[1])
         return found[0]
 
     def take(self, entry: Tracked, endpoint_id: str, share: EndpointShare, *, head: bool) -> bool:
@@ -177,6 +181,7 @@ class ReadBack:
         verdict = readback(share, held_e, held_t, head=head, behind=behind)
         if verdict is Verdict.DEFER and part is not None:
             part.deferred[entry.offset] = (entry, endpoint_id)
+            part.by_endpoint[endpoint_id] = part.by_endpoint.get(endpoint_id, 0) + 1
             if part.low is not None and entry.offset < part.low:
                 part.low = entry.offset
             part.first.setdefault(endpoint_id, entry.offset)
@@ -210,10 +215,17 @@ class ReadBack:
     # -- seeking back ----------------------------------------------------------------------
 
     def seeks(self, share_of: Callable[[str], EndpointShare]) -> dict[int, int]:
-        """Partitions to seek back now: partition -> offset (the re-read starts there)."""
+        """Partitions to seek now: partition -> offset (back to re-read, or on past a
+        stretch with nothing to decide again)."""
         now = self._clock()
         out: dict[int, int] = {}
         for p, part in self._parts.items():
+            if part.next < part.seen and all(e in part.first for e in part.by_endpoint):
+                # Nothing ahead to decide again (every deferred copy there is behind an
+                # earlier one of its endpoint): on to where reading stood, not through it.
+                part.next = part.seen
+                out[p] = part.seen
+                continue
             if not part.first or now - part.sought < RESEEK_S:
                 continue
             ready = [
@@ -232,6 +244,14 @@ class ReadBack:
             part.sought = now
             out[p] = start
         return out
+
+    def seek_due(self, share_of: Callable[[str], EndpointShare]) -> bool:
+        """Some endpoint's deferred copies have room now (the reader should not idle)."""
+        return any(
+            self._due(endpoint_id, share_of(endpoint_id))
+            for part in self._parts.values()
+            for endpoint_id in part.first
+        )
 
     def _due(self, endpoint_id: str, share: EndpointShare) -> bool:
         return due(share, *self.held(endpoint_id, share.tenant))
