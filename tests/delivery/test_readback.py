@@ -30,7 +30,7 @@ HOLD, DEFER = Verdict.HOLD, Verdict.DEFER
 
 
 def test_defaults_give_one_tenant_a_tenth_of_the_read_back_budget() -> None:
-    assert Shares.from_settings(Settings()) == Shares(per_tenant=100, window=10_000)
+    assert Shares.from_settings(Settings()) == Shares(per_tenant=100, window=10_000, spare=250)
     # Never more than a quarter, whatever the setting.
     assert Shares.from_settings(Settings(max_parked_held_per_tenant=10**6)).per_tenant == 250
     assert Shares.from_settings(Settings(max_parked_held=3)).per_tenant == 1
@@ -57,6 +57,12 @@ def test_readback_table() -> None:
     assert readback(s, 9, 9, head=True, behind=True) is HOLD
     # Without a tenant (the operator's endpoints): per endpoint only.
     assert readback(EndpointShare(2, None, 5), 1, 99, head=False, behind=False) is HOLD
+    # Spare room (few held in all): up to its own share beyond the tenant's, never behind.
+    spare = EndpointShare(endpoint=2, tenant="t", per_tenant=5, own=8, spare=10)
+    assert readback(spare, 7, 9, head=False, behind=False, total_held=9) is HOLD
+    assert readback(spare, 8, 0, head=False, behind=False, total_held=9) is DEFER
+    assert readback(spare, 2, 5, head=False, behind=False, total_held=10) is DEFER
+    assert readback(spare, 0, 0, head=False, behind=True, total_held=0) is DEFER
 
 
 def test_due_once_half_of_each_share_is_free() -> None:
@@ -67,6 +73,10 @@ def test_due_once_half_of_each_share_is_free() -> None:
     assert due(EndpointShare(1, "t", 100), 0, 0)
     assert not due(EndpointShare(1, "t", 100), 1, 0)
     assert due(EndpointShare(1, None, 100), 0, 10**6)
+    # From the spare room: half of its own share and half of the spare room free.
+    assert due(EndpointShare(1, "t", 2, own=10, spare=20), 5, 9, total_held=10)
+    assert not due(EndpointShare(1, "t", 2, own=10, spare=20), 5, 9, total_held=11)
+    assert due(EndpointShare(100, "t", 100, own=500, spare=250), 250, 250, total_held=125)
 
 
 class _Clock:
@@ -83,9 +93,12 @@ _SHARE = {0: 1, 1: 2, 2: 3, 3: 1, 4: 3, 5: 2}
 PER_TENANT = 3
 
 
+SPARE = 5
+
+
 def _share(endpoint_id: str) -> EndpointShare:
     e = int(endpoint_id)
-    return EndpointShare(_SHARE[e], _TENANT[e], PER_TENANT)
+    return EndpointShare(_SHARE[e], _TENANT[e], PER_TENANT, _SHARE[e] + 2, SPARE)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -134,12 +147,14 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
             return
         entry = rb.entry(tp, offset) or tracker.track(tp, offset)
         e = log[offset - start]
-        if rb.take(entry, str(e), _share(str(e)), head=False):
+        total = rb.held_total
+        held = rb.take(entry, str(e), _share(str(e)), head=False)
+        if held:
             lanes[e].append(entry)
-        # Within the shares, whatever was read.
+        # Within the shares (beyond them only from the spare room), whatever was read.
         held_e, held_t = rb.held(str(e), _TENANT[e])
-        assert held_e <= _SHARE[e]
-        assert held_t <= PER_TENANT
+        assert held_e <= _SHARE[e] + 2
+        assert not held or (held_e <= _SHARE[e] and held_t <= PER_TENANT) or total < SPARE
 
     def finish(e: int) -> None:
         nonlocal committed

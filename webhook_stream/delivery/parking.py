@@ -236,12 +236,13 @@ class Parking:
         to its rate's share, so they all end in seconds, not one per seek back.
         """
         sub = self._registry.get(endpoint_id)
-        per_tenant = self.readback.shares.per_tenant
+        shares = self.readback.shares
+        per_tenant, spare = shares.per_tenant, shares.spare
         if sub is None:
-            return EndpointShare(min(self.share, per_tenant), None, per_tenant)
+            return EndpointShare(min(self.share, per_tenant), None, per_tenant, self.share, spare)
         rate = None if sub.disabled else sub.rate_limit_per_s
-        share = endpoint_share(self.budgets, sub.lane_width, rate)
-        return EndpointShare(min(share, per_tenant), sub.tenant_id, per_tenant)
+        own = endpoint_share(self.budgets, sub.lane_width, rate)
+        return EndpointShare(min(own, per_tenant), sub.tenant_id, per_tenant, own, spare)
 
     def fresh(self, tp: TopicPartition, record: Any) -> bool:
         """False for a parked copy read again after a seek back that was taken already."""

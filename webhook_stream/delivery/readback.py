@@ -55,13 +55,17 @@ class Shares:
     per_tenant: int
     #: Copies read past the earliest deferred copy of a partition before it waits.
     window: int
+    #: While fewer than this many copies are held in all, an endpoint may hold up to its
+    #: own share (:attr:`EndpointShare.own`) beyond the tenant's: a lone burst drains at
+    #: full speed, and half of the usable budget stays for the shares of others.
+    spare: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Shares:
         held = settings.max_parked_held
         # A quarter at most: four tenants cannot fill it, one cannot come near it.
         tenant = max(1, min(settings.max_parked_held_per_tenant, held // 4))
-        return cls(tenant, 10 * held)
+        return cls(tenant, 10 * held, held // 4)
 
 
 class EndpointShare(NamedTuple):
@@ -70,27 +74,45 @@ class EndpointShare(NamedTuple):
     endpoint: int
     tenant: str | None
     per_tenant: int
+    #: Its own share (of the pending budget; a rate-limited one what its rate starts in
+    #: 10 s), not capped by the tenant's: what it may hold from the spare room.
+    own: int = 0
+    #: :attr:`Shares.spare`.
+    spare: int = 0
 
 
 def readback(
-    share: EndpointShare, endpoint_held: int, tenant_held: int, *, head: bool, behind: bool
+    share: EndpointShare,
+    endpoint_held: int,
+    tenant_held: int,
+    *,
+    head: bool,
+    behind: bool,
+    total_held: int = 0,
 ) -> Verdict:
-    """Hold a copy read back, or let it go (it is read again once there is room).
+    """Hold a copy read back, or defer it (it is read again once there is room).
 
     ``behind``: an earlier copy of the endpoint was deferred and not read again yet; this
     one must not overtake it. Endpoints without a tenant are bounded per endpoint only.
     """
     if head:
         return Verdict.HOLD
-    if behind or endpoint_held >= share.endpoint:
+    if behind:
+        return Verdict.DEFER
+    if total_held < share.spare and endpoint_held < share.own:
+        return Verdict.HOLD
+    if endpoint_held >= share.endpoint:
         return Verdict.DEFER
     if share.tenant is not None and tenant_held >= share.per_tenant:
         return Verdict.DEFER
     return Verdict.HOLD
 
 
-def due(share: EndpointShare, endpoint_held: int, tenant_held: int) -> bool:
-    """Worth reading an endpoint's deferred copies again: at most half of each share held."""
+def due(share: EndpointShare, endpoint_held: int, tenant_held: int, total_held: int = 0) -> bool:
+    """Worth reading an endpoint's deferred copies again: at most half of each share held
+    (or of its own share, while at most half of the spare room is used)."""
+    if share.spare and 2 * total_held <= share.spare and 2 * endpoint_held <= share.own:
+        return True
     if endpoint_held > share.endpoint // 2:
         return False
     return share.tenant is None or tenant_held <= share.per_tenant // 2
@@ -178,7 +200,8 @@ class ReadBack:
         behind = part is not None and endpoint_id in part.first
         held_t = self._by_tenant.get(share.tenant, 0) if share.tenant is not None else 0
         held_e = self._by_endpoint.get(endpoint_id, 0)
-        verdict = readback(share, held_e, held_t, head=head, behind=behind)
+        total = len(self._holders)
+        verdict = readback(share, held_e, held_t, head=head, behind=behind, total_held=total)
         if verdict is Verdict.DEFER and part is not None:
             part.deferred[entry.offset] = (entry, endpoint_id)
             part.by_endpoint[endpoint_id] = part.by_endpoint.get(endpoint_id, 0) + 1
@@ -254,7 +277,7 @@ class ReadBack:
         )
 
     def _due(self, endpoint_id: str, share: EndpointShare) -> bool:
-        return due(share, *self.held(endpoint_id, share.tenant))
+        return due(share, *self.held(endpoint_id, share.tenant), len(self._holders))
 
     def waiting(self) -> set[int]:
         """Partitions read this far past their earliest deferred copy: they wait for it."""
