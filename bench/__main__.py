@@ -101,6 +101,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "https, mutual TLS, OAuth2), no worker",
     )
     p.add_argument(
+        "--idle-only",
+        action="store_true",
+        help="run only rows 7i and 7q (idle cost of 1 and 3 workers, first event after quiet)",
+    )
+    p.add_argument(
+        "--skip-idle", action="store_true", help="skip rows 7i and 7q (about two minutes)"
+    )
+    p.add_argument("--idle-subs", type=int, default=20, help="subscriptions loaded in row 7i")
+    p.add_argument(
+        "--idle-seconds", type=float, default=20.0, help="seconds measured idle in row 7i"
+    )
+    p.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=60.0,
+        help="quiet before row 7q's one event (seconds since the idle row started)",
+    )
+    p.add_argument(
         "--skip-cold-start",
         action="store_true",
         help="skip restarting a fresh worker with all subscriptions loaded",

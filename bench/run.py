@@ -33,13 +33,14 @@ from webhook_stream.broker import EmbeddedBroker, free_port
 from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
-from . import load
+from . import load, records
 from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
 from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
+from .idle import phase_idle
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .receivers import phase_receivers
 from .report import Row, markdown_table, rate, ratio, text_table
@@ -284,6 +285,11 @@ class Bench:
         if a.tracing_only:
             await phase_tracing(self)
             return
+        if a.idle_only:
+            worker = self.start_worker()
+            await self.wait_healthy(worker, 0, 180)
+            await phase_idle(self, worker)
+            return
         if a.globs:
             self.say(f"6d routing one event with {a.globs:,} non-prefix globs (in-process)")
             row, self.raw["globs"] = glob_row(a.globs)
@@ -335,16 +341,21 @@ class Bench:
 
         metrics0 = await self.metrics(worker)
         self.raw["rss_kb_before_a"] = memory_kb(worker.pid)["VmRSS"]
+        before_a = await records.positions(self.bootstrap)
         cpu0, main0 = cpu_seconds(worker.pid), process_cpu_seconds(worker.pid)
         others0 = self.others_cpu()
         n = a.events
         res_a = await self.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
+        after_a = await records.positions(self.bootstrap)  # about a second, the worker idle
         res_b = await self.case(worker, "b", n // c, lambda i: "bench.b.all", (n // c) * c)
         cpu1, main1 = cpu_seconds(worker.pid), process_cpu_seconds(worker.pid)
         others = [b - a for a, b in zip(others0, self.others_cpu(), strict=True)]
         mem = memory_kb(worker.pid)
         self.add_case_rows(res_a, res_b, cpu1 - cpu0, main1 - main0, mem)
         self.add_machine_row(res_a["delivered"] + res_b["delivered"], cpu1 - cpu0, *others)
+        counted = await records.count_between(self.bootstrap, before_a, after_a)
+        row, self.raw["records_per_delivery"] = records.records_row(counted, res_a["delivered"])
+        self.rows.append(row)
         await self.phase_ceiling("after cases A and B")
 
         await self.phase_latency(worker)
@@ -354,6 +365,8 @@ class Bench:
         self.worker_counters(metrics0, metrics1)
         self.raw["worker1_vmhwm_kb"] = memory_kb(worker.pid)["VmHWM"]
 
+        if not a.skip_idle:
+            await phase_idle(self, worker)
         if not a.skip_cold_start:
             worker = await self.phase_cold_start(worker, api_subs + a.subs)
         if a.scale_out:

@@ -28,6 +28,7 @@ from webhook_stream.core.liveness import BrokerWatch
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
+from webhook_stream.core.table_tail import TableTail
 from webhook_stream.core.topics import ensure_topics
 from webhook_stream.delivery.consumer import DeliveriesIn
 from webhook_stream.delivery.dispatcher import Dispatcher
@@ -150,12 +151,10 @@ class Runtime(Service):
         stalls = StallWatch(_STALL_TICK, _STALL_REPORTED, self._stalled)
         self._loops = [
             stalls,
-            self.registry,
-            self.tokens,
-            self.catalog,
+            # One consumer for the compacted tables: an idle worker polls once, not four times.
+            TableTail(self.settings, self.registry, self.tokens, self.catalog, delivery.health),
             writes,
             writer,
-            delivery.health,
             events_in,
             delivery,
             retry,

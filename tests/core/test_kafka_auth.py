@@ -25,7 +25,7 @@ from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.settings import Settings
 
 PASSWORD = "sasl-password-please-ignore-7788"
-CLIENTS = ("AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient")
+CLIENTS = ("AIOKafkaConsumer", "AdaptiveConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient")
 
 
 def sasl_settings(tmp_path: Path, mechanism: str = "SCRAM-SHA-512") -> Settings:

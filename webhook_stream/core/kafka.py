@@ -15,11 +15,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
+from webhook_stream.core import fetch_waits
+from webhook_stream.core.fetch_waits import FetchWaits
 from webhook_stream.core.kafka_auth import client_options
 from webhook_stream.core.produce import size_error
 from webhook_stream.core.settings import Settings
 
 __all__ = [
+    "BACKGROUND_FETCH_WAIT",
+    "AdaptiveConsumer",
     "CachedPartitioner",
     "JoinedListener",
     "RecordBatcher",
@@ -29,6 +33,7 @@ __all__ = [
     "group_consumer",
     "producer",
     "tail_consumer",
+    "waits_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -227,22 +232,41 @@ def producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-#: Fetch wait of consumers off the delivery path (status views, retry waiting): their
-#: records are not latency-critical, and every empty fetch costs the worker and the
+#: Fetch wait of consumers off the delivery path (status views, retry waiting, tables):
+#: their records are not latency-critical, and every empty fetch costs the worker and the
 #: broker CPU (on Tansu, which never answers a fetch early, one per wait per consumer).
 BACKGROUND_FETCH_WAIT = 0.2
 
 
-def _fetch_wait_ms(settings: Settings, background: bool) -> int:
-    wait = settings.fetch_max_wait
-    return int((max(wait, BACKGROUND_FETCH_WAIT) if background else wait) * 1000)
+class AdaptiveConsumer(AIOKafkaConsumer):
+    """An aiokafka consumer whose fetch wait lengthens while fetches come back empty
+    (:mod:`~webhook_stream.core.fetch_waits`)."""
+
+    def __init__(self, *args: Any, fetch_waits: FetchWaits, **kwargs: Any) -> None:
+        super().__init__(*args, fetch_max_wait_ms=fetch_waits.short_ms, **kwargs)
+        self.fetch_waits = fetch_waits
+
+    async def start(self) -> None:
+        await super().start()
+        fetch_waits.install(self._fetcher, self.fetch_waits)
+
+
+def waits_of(settings: Settings, background: bool) -> FetchWaits:
+    """The short wait (``fetch_max_wait``; 200 ms at least off the delivery path) and the
+    longest one a quiet consumer lengthens to (``fetch_idle_wait``, off the delivery path
+    ``background_idle_wait``; never below the short one)."""
+    short, longest = settings.fetch_max_wait, settings.fetch_idle_wait
+    if background:
+        short, longest = max(short, BACKGROUND_FETCH_WAIT), settings.background_idle_wait
+    short_ms = int(short * 1000)
+    return FetchWaits(short_ms, max(short_ms, int(longest * 1000)))
 
 
 def group_consumer(
     settings: Settings, group_suffix: str, *, background: bool = False, **kwargs: Any
 ) -> AIOKafkaConsumer:
     """A consumer in group ``<app_id>-<suffix>``, committing by hand."""
-    return AIOKafkaConsumer(
+    return AdaptiveConsumer(
         **connection(settings),
         client_id=f"{settings.app_id}-{group_suffix}",
         group_id=f"{settings.app_id}-{group_suffix}",
@@ -252,7 +276,7 @@ def group_consumer(
         rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval * 1000),
         max_poll_interval_ms=300_000,
-        fetch_max_wait_ms=_fetch_wait_ms(settings, background),
+        fetch_waits=waits_of(settings, background),
         **kwargs,
     )
 
@@ -261,12 +285,12 @@ def tail_consumer(
     settings: Settings, *, background: bool = False, **kwargs: Any
 ) -> AIOKafkaConsumer:
     """A group-less consumer (``assign()`` + seek) for reading whole topics."""
-    return AIOKafkaConsumer(
+    return AdaptiveConsumer(
         **connection(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=_fetch_wait_ms(settings, background),
+        fetch_waits=waits_of(settings, background),
         **kwargs,
     )
 

@@ -174,9 +174,11 @@ class Settings:
     replication_factor: int = 1
     #: Topic regex the events consumer subscribes to.
     events_pattern: str = r"^events\..+"
-    #: Longest a consumer fetch waits for data. Brokers that do not answer a fetch early
-    #: when data arrives (Tansu) add up to this much latency per hop.
+    #: Fetch waits (Tansu never answers early: latency per hop): while records come; once
+    #: fetches came back empty for a while (reset by records); that off the delivery path.
     fetch_max_wait: float = 0.02
+    fetch_idle_wait: float = 0.2
+    background_idle_wait: float = 1.0
     #: How often new ``events.*`` topics are discovered (consumer metadata refresh).
     topic_discovery_interval: float = 5.0
     #: How often ``webhook_consumer_lag`` and ``webhook_consumer_lag_seconds`` are sampled

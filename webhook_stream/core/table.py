@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -71,42 +72,74 @@ class CompactedTable:
         ends = await self._consumer.end_offsets(self._tps)
         return {tp.partition: off for tp, off in ends.items()}
 
+    @property
+    def stopped(self) -> bool:
+        return not self._running
+
     async def _wait(self, applied: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``applied()``; False at ``timeout`` or at once when the table stops
+        (nothing more will be applied: a waiter at shutdown must not hold it up)."""
         async with self._progress:
             try:
-                await asyncio.wait_for(self._progress.wait_for(applied), timeout)
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: applied() or not self._running), timeout
+                )
             except TimeoutError:
                 return False
-        return True
+        return applied()
 
     async def run(self) -> None:
+        """Tail the topic with a consumer of its own (a worker tails its tables together:
+        :class:`~webhook_stream.core.table_tail.TableTail`)."""
         # Background wait: an idle worker polls less (bench 3c: 0.17 -> 0.10 cores idle).
         consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
-            self._tps = tps = await fetch.open_topic(consumer, self.topic)
-            self._consumer = consumer
-            async with self._progress:
-                self._progress.notify_all()
-            end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            log.info("loading %s from %d partitions", self.topic, len(tps))
-            await self._check_ready(end)
+            tps = await fetch.open_topic(consumer, self.topic)
+            end = await self.attach(consumer, tps)
             while self._running:
                 batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        if not isinstance(record, fetch.Undecodable):  # logged, skipped
-                            await self.apply(record)
-                    self._positions[tp.partition] = records[-1].offset + 1
-                if batch:
-                    self.after_batch(sum(len(records) for records in batch.values()))
-                    async with self._progress:
-                        self._progress.notify_all()
-                if not self.ready.is_set():
-                    await self._check_ready(end)
+                await self.consume(batch.items(), end)
         finally:
-            self._consumer = None
+            await self.detach()
             await consumer.stop()
+
+    async def attach(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[int, int]:
+        """``consumer`` reads this table's ``tps`` from their beginning: the end offsets
+        to be ``ready`` at (applied already when the topic is empty)."""
+        self._tps = tps
+        self._consumer = consumer
+        async with self._progress:
+            self._progress.notify_all()
+        end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+        log.info("loading %s from %d partitions", self.topic, len(tps))
+        await self._check_ready(end)
+        return end
+
+    async def consume(
+        self, batch: Iterable[tuple[TopicPartition, list[Any]]], end: dict[int, int]
+    ) -> None:
+        """Apply one fetch's records of this table's partitions."""
+        applied = 0
+        for tp, records in batch:
+            for record in records:
+                if not isinstance(record, fetch.Undecodable):  # logged, skipped
+                    await self.apply(record)
+            self._positions[tp.partition] = records[-1].offset + 1
+            applied += len(records)
+        if applied:
+            self.after_batch(applied)
+            async with self._progress:
+                self._progress.notify_all()
+        if not self.ready.is_set():
+            await self._check_ready(end)
+
+    async def detach(self) -> None:
+        """The tail stopped: waiters get their answer now."""
+        self._consumer = None
+        self._running = False
+        async with self._progress:
+            self._progress.notify_all()
 
     async def _check_ready(self, end: dict[int, int]) -> None:
         if all(self._positions.get(p, 0) >= off for p, off in end.items()):

@@ -179,7 +179,8 @@ class EndpointHealth(CompactedTable):
         next attempt of each endpoint continues from what its last owner wrote."""
         end = await self.end_offsets(_SYNC_TIMEOUT)
         if end is None:
-            log.warning("endpoint health not loaded: streaks restart")
+            if not self.stopped:  # at shutdown there is nothing to load for
+                log.warning("endpoint health not loaded: streaks restart")
             return False
         if not await self.caught_up(end, _SYNC_TIMEOUT):
             log.warning("endpoint health behind after %.0fs: streaks restart", _SYNC_TIMEOUT)

@@ -47,6 +47,8 @@ _RESTART_DELAY_MAX = 30.0
 _VIEW_SETTINGS = (
     "broker",
     "fetch_max_wait",
+    "fetch_idle_wait",
+    "background_idle_wait",
     "app_id",
     "session_timeout",
     "rebalance_timeout",
