@@ -55,6 +55,11 @@ class Metrics:
             "Deliveries parked for blocked or busy endpoints on this worker's partitions.",
             registry=r,
         )
+        self.parked_deferred = Gauge(
+            "webhook_parked_deferred",
+            "Parked deliveries over their tenant's or endpoint's read-back share (deferred).",
+            registry=r,
+        )
         self.blocked = Gauge(
             "webhook_blocked_endpoints",
             "Strict endpoints whose head waits for a retry (head-of-line blocked).",

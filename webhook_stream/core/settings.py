@@ -205,13 +205,12 @@ class Settings:
     max_record_bytes: int = 1_048_576
     #: Deliveries held in memory by one worker before it stops fetching (back-pressure).
     max_pending_deliveries: int = 5000
-    #: Share of those one endpoint may hold (and at most a quarter of them); what comes
-    #: for it beyond that is parked in ``webhooks.parked`` until it has room.
+    #: Of those, one endpoint's share (a quarter at most); the rest parks until it has room.
     max_pending_per_endpoint: int = 500
-    #: Parked deliveries read back and held in memory (a budget of their own).
+    #: Parked deliveries read back and held in memory; of them, one tenant's (a quarter at most).
     max_parked_held: int = 1000
-    #: Of ``max_pending_deliveries``, the most the endpoints of one tenant hold together
-    #: (and at most half of them); the rest of that tenant's deliveries is parked.
+    max_parked_held_per_tenant: int = 100
+    #: Of ``max_pending_deliveries``, one tenant's endpoints' (half at most); the rest parks.
     max_pending_per_tenant: int = 1000
     #: HTTP attempts of one tenant's endpoints in flight at once on this worker.
     max_in_flight_per_tenant: int = 100
@@ -318,6 +317,7 @@ class Settings:
             "max_pending_deliveries",
             "max_pending_per_endpoint",
             "max_parked_held",
+            "max_parked_held_per_tenant",
             "max_pending_per_tenant",
             "max_in_flight_per_tenant",
             "max_endpoints_per_tenant",

@@ -229,17 +229,14 @@ class DeliveriesIn:
             work = assignment - pause
             if self.lanes.full:
                 pause.update(tp for tp in assignment if tp.topic == DELIVERIES)
-            if parking.held >= max(1, parking.max_held - self._batch):
-                pause.update(tp for tp in assignment if tp.topic == PARKED)
+            pause.update(parking.to_pause(assignment, self._batch))
             paused = consumer.paused()
             if pause - paused:
                 consumer.pause(*(pause - paused))
             if paused - pause:
                 consumer.resume(*(paused - pause))
-            all_paused = bool(work) and pause >= work
-            batch = await fetch.getmany(
-                consumer, timeout_ms=0 if all_paused else poll_ms, max_records=self._batch
-            )
+            wait_ms = 0 if bool(work) and pause >= work else parking.poll_ms(poll_ms)
+            batch = await fetch.getmany(consumer, timeout_ms=wait_ms, max_records=self._batch)
             skip = self.progress.skip
             back: dict[TopicPartition, int] = {}
             for tp, records in batch.items():
@@ -249,6 +246,8 @@ class DeliveriesIn:
                             # Membership in doubt (a stall): take nothing more.
                             back[tp] = getattr(record, "first_offset", record.offset)
                             break
+                        if not parking.fresh(tp, record):  # read again: taken already
+                            continue
                         if isinstance(record, fetch.Undecodable):
                             await self._undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner

@@ -24,6 +24,7 @@ from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
 from webhook_stream.delivery.flow_state import SRC_HEADER, FlowState, FlowStates
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
+from webhook_stream.delivery.readback import RESEEK_S, EndpointShare, ReadBack, Shares
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
@@ -74,8 +75,10 @@ class Parking:
         #: Endpoints parking because a budget was full: endpoint id -> (tenant, which budget).
         self.throttled: dict[str, tuple[str | None, Admit]] = {}
         self.max_held = settings.max_parked_held
-        #: Parked records read back and not finished.
-        self.held = 0
+        #: Parked records read back and not finished (:attr:`held`), their shares per tenant
+        #: and endpoint; copies over them are deferred and read again.
+        self.readback = ReadBack(Shares.from_settings(settings))
+        self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         #: Per partition: committed ``webhooks.deliveries`` offset at assignment, end of
         #: ``webhooks.parked`` at assignment, next ``webhooks.parked`` offset to read.
@@ -90,6 +93,7 @@ class Parking:
 
     async def assigned(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
         """Before taking records of ``assigned``: where parking stands on them."""
+        self._consumer = consumer
         parts = sorted({tp.partition for tp in assigned})
         deliveries = [TopicPartition(DELIVERIES, p) for p in parts]
         parked = [TopicPartition(PARKED, p) for p in parts]
@@ -102,6 +106,7 @@ class Parking:
             self._read_to[p] = committed_p if committed_p is not None else start[p_tp]
             self._committed_parked[p] = self._read_to[p]
             self._parked_end_at_assign[p] = end[p_tp]
+            self.readback.assigned(p, self._read_to[p])
         await self.flow_states.load(parts)
         for p in parts:
             if p not in self._read_to:
@@ -148,6 +153,7 @@ class Parking:
     def revoked(self, partitions: set[int] | None) -> None:
         """Blocked waiters of these partitions give up (their records stay uncommitted)."""
         self.flow_states.abandon(partitions)
+        self.readback.revoked(partitions)
         for p in partitions if partitions is not None else list(self._read_to):
             self._read_to.pop(p, None)
             self._committed_parked.pop(p, None)
@@ -173,10 +179,11 @@ class Parking:
         strict = sub is not None and sub.strict
         if strict:
             self._partition_of[endpoint_id] = tp.partition
-        entry = self._tracker.track(tp, record.offset)
+        # A deferred copy read again keeps its entry (the commit waited below it).
+        entry = self.readback.entry(tp, record.offset) or self._tracker.track(tp, record.offset)
         state = self.flow_states.get(endpoint_id)
         if tp.topic == PARKED:
-            self._read_to[tp.partition] = record.offset + 1
+            self._read_to[tp.partition] = max(self._read_to.get(tp.partition, 0), record.offset + 1)
             if _is_fence(record):
                 self._tracker.done(entry)
                 return
@@ -184,10 +191,11 @@ class Parking:
                 log.debug("parked p%d@%d of %s: stale", tp.partition, record.offset, endpoint_id)
                 self._tracker.done(entry)
                 return
-            self.held += 1
+            head = self._is_head(state, record)
+            if not self.readback.take(entry, endpoint_id, self.share_of(endpoint_id), head=head):
+                return  # over its tenant's or endpoint's share: read again once they have room
             if state is not None:
                 state.parked = max(0, state.parked - 1)
-            head = self._is_head(state, record)
             lane = HEAD_PREFIX + key if head else key
             self._lanes.submit(lane, 1 if head else width, Item(record, entry, head), counted=False)
             return
@@ -221,6 +229,43 @@ class Parking:
             return
         self._lanes.submit(key, width, Item(record, entry, False), group=tenant)
 
+    def share_of(self, endpoint_id: str) -> EndpointShare:
+        """What an endpoint's copies read back may hold.
+
+        A deleted or disabled endpoint's copies end at once, without an attempt: not held
+        to its rate's share, so they all end in seconds, not one per seek back.
+        """
+        sub = self._registry.get(endpoint_id)
+        shares = self.readback.shares
+        per_tenant, spare = shares.per_tenant, shares.spare
+        if sub is None:
+            return EndpointShare(min(self.share, per_tenant), None, per_tenant, self.share, spare)
+        rate = None if sub.disabled else sub.rate_limit_per_s
+        own = endpoint_share(self.budgets, sub.lane_width, rate)
+        return EndpointShare(min(own, per_tenant), sub.tenant_id, per_tenant, own, spare)
+
+    def fresh(self, tp: TopicPartition, record: Any) -> bool:
+        """False for a parked copy read again after a seek back that was taken already."""
+        return self.readback.fresh(tp, record.offset)
+
+    def poll_ms(self, ms: int) -> int:
+        """How long the loop may wait for records: short while a seek back is due (seeks
+        are made between batches, in :meth:`sweep`)."""
+        return min(ms, int(RESEEK_S * 1000)) if self.readback.seek_due(self.share_of) else ms
+
+    def to_pause(self, assignment: set[TopicPartition], batch: int) -> set[TopicPartition]:
+        """``webhooks.parked`` partitions to pause: all at the read-back budget, else those
+        read too far past a deferred copy."""
+        if self.held >= max(1, self.max_held - batch):
+            return {tp for tp in assignment if tp.topic == PARKED}
+        waiting = self.readback.waiting()
+        return {tp for tp in assignment if tp.topic == PARKED and tp.partition in waiting}
+
+    @property
+    def held(self) -> int:
+        """Parked records read back and not finished."""
+        return self.readback.held_total
+
     def throttled_tenants(self) -> set[str]:
         """Tenants with an endpoint parking because a budget was full (not strict blocks)."""
         return {t for t, _ in self.throttled.values() if t is not None}
@@ -228,7 +273,7 @@ class Parking:
     def finished_parked(self, item: Item) -> None:
         """A record read back from parking finished (or was given up)."""
         if item.record.topic == PARKED:
-            self.held -= 1
+            self.readback.finished(item.entry)
 
     async def wait_turn(self, item: Item) -> bool:
         """Before an attempt: wait while the endpoint's head is out. False: give up."""
@@ -327,6 +372,11 @@ class Parking:
         state delivers the endpoint's new deliveries at once, so copies it would still
         read back from ``webhooks.parked`` would come after them, out of order.
         """
+        consumer = self._consumer
+        for p, offset in self.readback.seeks(self.share_of).items():
+            tp = TopicPartition(PARKED, p)
+            if consumer is not None and tp in consumer.assignment():
+                consumer.seek(tp, offset)  # deferred copies come back in the log's order
         for endpoint_id, state in list(self.flow_states.states.items()):
             committed = self._committed_parked.get(state.partition)
             if (
@@ -344,6 +394,7 @@ class Parking:
             del self.throttled[endpoint_id]
         self._metrics.throttled_tenants.set(len(self.throttled_tenants()))
         self._metrics.parked.set(self.flow_states.parked_total)
+        self._metrics.parked_deferred.set(self.readback.deferred_total())
         self._metrics.blocked.set(self.flow_states.blocked_total)
 
 

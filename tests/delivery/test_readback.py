@@ -1,0 +1,227 @@
+"""The parked read-back shares (delivery/readback.py): pure decisions and, as a property,
+a simulated reader of one ``webhooks.parked`` partition (any interleaving of reads,
+finishes and seeks back): every copy is held exactly once, each endpoint's copies in the
+log's order, no tenant or endpoint over its share, and the commit never passes a copy
+that is not finished.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from aiokafka import TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webhook_stream.core.settings import ConfigError, Settings
+from webhook_stream.core.topics import DELIVERIES, PARKED
+from webhook_stream.delivery.lanes import OffsetTracker, Tracked
+from webhook_stream.delivery.readback import (
+    RESEEK_S,
+    EndpointShare,
+    ReadBack,
+    Shares,
+    Verdict,
+    due,
+    readback,
+)
+
+HOLD, DEFER = Verdict.HOLD, Verdict.DEFER
+
+
+def test_defaults_give_one_tenant_a_tenth_of_the_read_back_budget() -> None:
+    assert Shares.from_settings(Settings()) == Shares(per_tenant=100, window=10_000, spare=250)
+    # Never more than a quarter, whatever the setting.
+    assert Shares.from_settings(Settings(max_parked_held_per_tenant=10**6)).per_tenant == 250
+    assert Shares.from_settings(Settings(max_parked_held=3)).per_tenant == 1
+
+
+def test_the_setting_is_validated() -> None:
+    try:
+        Settings(max_parked_held_per_tenant=0).validate()
+    except ConfigError as exc:
+        assert "MAX_PARKED_HELD_PER_TENANT" in str(exc)
+    else:
+        raise AssertionError("accepted 0")
+
+
+def test_readback_table() -> None:
+    s = EndpointShare(endpoint=2, tenant="t", per_tenant=5)
+    assert readback(s, 0, 0, head=False, behind=False) is HOLD
+    assert readback(s, 1, 4, head=False, behind=False) is HOLD
+    assert readback(s, 2, 0, head=False, behind=False) is DEFER  # endpoint at its share
+    assert readback(s, 0, 5, head=False, behind=False) is DEFER  # tenant at its share
+    # An earlier copy of the endpoint was deferred: this one must not overtake it.
+    assert readback(s, 0, 0, head=False, behind=True) is DEFER
+    # A strict head is always held (the endpoint's lane waits for it).
+    assert readback(s, 9, 9, head=True, behind=True) is HOLD
+    # Without a tenant (the operator's endpoints): per endpoint only.
+    assert readback(EndpointShare(2, None, 5), 1, 99, head=False, behind=False) is HOLD
+    # Spare room (few held in all): up to its own share beyond the tenant's, never behind.
+    spare = EndpointShare(endpoint=2, tenant="t", per_tenant=5, own=8, spare=10)
+    assert readback(spare, 7, 9, head=False, behind=False, total_held=9) is HOLD
+    assert readback(spare, 8, 0, head=False, behind=False, total_held=9) is DEFER
+    assert readback(spare, 2, 5, head=False, behind=False, total_held=10) is DEFER
+    assert readback(spare, 0, 0, head=False, behind=True, total_held=0) is DEFER
+
+
+def test_due_once_half_of_each_share_is_free() -> None:
+    s = EndpointShare(endpoint=10, tenant="t", per_tenant=100)
+    assert due(s, 5, 50)
+    assert not due(s, 6, 0)
+    assert not due(s, 0, 51)
+    assert due(EndpointShare(1, "t", 100), 0, 0)
+    assert not due(EndpointShare(1, "t", 100), 1, 0)
+    assert due(EndpointShare(1, None, 100), 0, 10**6)
+    # From the spare room: half of its own share and half of the spare room free.
+    assert due(EndpointShare(1, "t", 2, own=10, spare=20), 5, 9, total_held=10)
+    assert not due(EndpointShare(1, "t", 2, own=10, spare=20), 5, 9, total_held=11)
+    assert due(EndpointShare(100, "t", 100, own=500, spare=250), 250, 250, total_held=125)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# The log: each copy's endpoint (0-5); endpoints 0-2 are tenant "a", 3-4 "b", 5 none.
+_TENANT = {0: "a", 1: "a", 2: "a", 3: "b", 4: "b", 5: None}
+_SHARE = {0: 1, 1: 2, 2: 3, 3: 1, 4: 3, 5: 2}
+PER_TENANT = 3
+
+
+SPARE = 5
+
+
+def _share(endpoint_id: str) -> EndpointShare:
+    e = int(endpoint_id)
+    return EndpointShare(_SHARE[e], _TENANT[e], PER_TENANT, _SHARE[e] + 2, SPARE)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    log=st.lists(st.integers(0, 5), min_size=1, max_size=60),
+    steps=st.lists(st.tuples(st.sampled_from(["read", "finish", "sweep"]), st.integers(0, 5))),
+    window=st.integers(1, 80),
+    start=st.integers(0, 3),
+)
+def test_any_interleaving_holds_each_copy_once_in_order_within_the_shares(
+    log: list[int], steps: list[tuple[str, int]], window: int, start: int
+) -> None:
+    _simulate(log, steps, window, start)
+
+
+def test_a_seek_back_for_one_endpoint_keeps_an_earlier_one_behind() -> None:
+    # 2 (share 3) is deferred at 3; 3 (share 1) at 5, and 2 again at 6 (behind its 3). Then
+    # 3 has room, 2 has some but is not due: the seek back to 5 must not hold 2's 6
+    # before its 3.
+    steps = [("read", 0)] * 7 + [("finish", 2), ("finish", 3), ("sweep", 0)] + [("read", 0)] * 2
+    _simulate([2, 2, 2, 2, 3, 3, 2], steps, 100, 0)
+
+
+def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: int) -> None:
+    tp = TopicPartition(PARKED, 0)
+    clock = _Clock()
+    rb = ReadBack(Shares(PER_TENANT, window), clock)
+    tracker = OffsetTracker()
+    rb.assigned(0, start)
+    end = start + len(log)
+    pos = start
+    lanes: dict[int, deque[Tracked]] = {e: deque() for e in _TENANT}
+    delivered: dict[int, list[int]] = {e: [] for e in _TENANT}
+    committed = start
+
+    def read() -> None:
+        nonlocal pos
+        part = rb._parts[0]
+        waits = bool(part.deferred) and part.next - min(part.deferred) >= window
+        assert (0 in rb.waiting()) == waits  # the cached lowest deferred offset is right
+        if pos >= end or waits:
+            return
+        offset = pos
+        pos += 1
+        if not rb.fresh(tp, offset):
+            return
+        entry = rb.entry(tp, offset) or tracker.track(tp, offset)
+        e = log[offset - start]
+        total = rb.held_total
+        held = rb.take(entry, str(e), _share(str(e)), head=False)
+        if held:
+            lanes[e].append(entry)
+        # Within the shares (beyond them only from the spare room), whatever was read.
+        held_e, held_t = rb.held(str(e), _TENANT[e])
+        assert held_e <= _SHARE[e] + 2
+        assert not held or (held_e <= _SHARE[e] and held_t <= PER_TENANT) or total < SPARE
+
+    def finish(e: int) -> None:
+        nonlocal committed
+        if not lanes[e]:
+            return
+        entry = lanes[e].popleft()
+        delivered[e].append(entry.offset)
+        entry.attempted = True
+        tracker.done(entry)
+        rb.finished(entry)
+        committed = tracker.committable().get(tp, committed)
+        # The commit never passes a copy not delivered.
+        done = {o for d in delivered.values() for o in d}
+        assert all(o in done for o in range(start, committed))
+
+    def sweep() -> None:
+        nonlocal pos
+        clock.now += RESEEK_S
+        for p, offset in rb.seeks(_share).items():
+            assert p == 0 and offset != pos
+            pos = offset
+
+    for action, e in steps:
+        if action == "read":
+            read()
+        elif action == "finish":
+            finish(e)
+        else:
+            sweep()
+    # Then run to the end: every copy is delivered.
+    for _ in range(20 * len(log) + 20):
+        read()
+        for e in _TENANT:
+            finish(e)
+        sweep()
+    for e in _TENANT:
+        want = [start + i for i, x in enumerate(log) if x == e]
+        assert delivered[e] == want, (e, delivered[e], want)
+    assert committed == end
+    assert rb.deferred_total() == 0
+    assert rb.held("0", "a") == (0, 0) and rb.held("3", "b") == (0, 0)
+
+
+def test_other_topics_are_always_fresh_and_have_no_entry() -> None:
+    rb = ReadBack(Shares(1, 10))
+    rb.assigned(0, 0)
+    assert rb.fresh(TopicPartition(DELIVERIES, 0), 0)
+    assert rb.fresh(TopicPartition(DELIVERIES, 0), 0)
+    assert rb.entry(TopicPartition(DELIVERIES, 0), 0) is None
+    # A partition not assigned (revoked meanwhile): as before shares.
+    assert rb.fresh(TopicPartition(PARKED, 7), 3)
+    rb.revoked(None)
+    assert rb.fresh(TopicPartition(PARKED, 0), 0)
+
+
+def test_a_revoke_stops_counting_the_partitions_held_copies() -> None:
+    # A drain that times out drops queued copies unfinished: their shares must come back.
+    rb = ReadBack(Shares(2, 100))
+    rb.assigned(0, 0)
+    rb.assigned(1, 0)
+    share = EndpointShare(1, "t", 2)
+    a, b = Tracked(TopicPartition(PARKED, 0), 0), Tracked(TopicPartition(PARKED, 1), 0)
+    assert rb.take(a, "x", share, head=False) and rb.take(b, "y", share, head=False)
+    assert rb.held_total == 2
+    rb.revoked({0})
+    assert rb.held("x", "t") == (0, 1) and rb.held_total == 1
+    rb.finished(a)  # finishing late (cancelled during the drain) counts nothing twice
+    assert rb.held("y", "t") == (1, 1)
+    rb.revoked(None)
+    assert rb.held_total == 0 and rb.held("y", "t") == (0, 0)
