@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
@@ -15,6 +16,11 @@ class FakeConsumer:
 
     def __init__(self, end: dict[TopicPartition, int], committed: dict[TopicPartition, int]):
         self.end, self.done, self.owned = end, committed, set(end)
+        # aiokafka's subscription state: ``assignment`` is None while the group re-joins.
+        self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=object()))
+
+    def rejoining(self, yes: bool) -> None:
+        self._subscription.subscription.assignment = None if yes else object()
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.owned)
@@ -49,7 +55,12 @@ async def test_lag_per_partition_and_labels_follow_the_assignment() -> None:
         ("ws-deliver", "webhooks.deliveries", "1"): 0,
         ("ws-deliver", "webhooks.deliveries", "2"): 3,  # nothing committed: from the beginning
     }
-    consumer.owned = {b}  # a rebalance took partitions 0 and 2 elsewhere
+    consumer.owned, consumer.done[a] = set(), 10  # mid-rebalance: the assignment reads empty
+    consumer.rejoining(True)
+    await metrics.lag.sample()
+    assert samples(metrics)[("ws-deliver", "webhooks.deliveries", "0")] == 6  # the last sample
+    consumer.rejoining(False)
+    consumer.owned = {b}  # the rebalance took partitions 0 and 2 elsewhere
     await metrics.lag.sample()
     assert samples(metrics) == {("ws-deliver", "webhooks.deliveries", "1"): 0}
     metrics.lag.unwatch("ws-deliver")

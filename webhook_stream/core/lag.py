@@ -123,6 +123,10 @@ class LagWatch:
         ]
         used: set[tuple[TopicPartition, int]] = set()
         for group, source, committing in groups:
+            if committing and _rebalancing(source):
+                # Its assignment reads empty until the group re-joins: keep the last sample
+                # (a new topic matching the fan-out's pattern must not hide its lag).
+                continue
             try:
                 if committing:
                     end, done = await _offsets(source, self._topics.get(group))
@@ -237,6 +241,12 @@ class LagWatch:
                 pass
         elif age is not None:
             self._age.labels(group).set(age)
+
+
+def _rebalancing(consumer: AIOKafkaConsumer) -> bool:
+    """A subscribed consumer between losing its assignment and getting the next one."""
+    subscription = consumer._subscription.subscription  # aiokafka has no public flag
+    return subscription is not None and subscription.assignment is None
 
 
 async def _offsets(

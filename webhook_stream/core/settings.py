@@ -6,121 +6,41 @@ Only this module touches ``os.environ`` for configuration; everything else recei
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from webhook_stream.core.env_values import (
+    ProxyURL,
+    Secret,
+    convert,
+    format_duration,
+    parse_duration,
+    parse_networks,
+    parse_proxy_url,
+    parse_schedule,
+)
 from webhook_stream.core.errors import ConfigError
 from webhook_stream.core.sealing import SecretBox
 
+# Re-exported: callers read values the way settings do.
+__all__ = [
+    "PREFIX",
+    "ConfigError",
+    "ProxyURL",
+    "Secret",
+    "Settings",
+    "format_duration",
+    "parse_duration",
+    "parse_networks",
+    "parse_proxy_url",
+    "parse_schedule",
+]
+
 PREFIX = "WEBHOOK_STREAM_"
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``500ms``, ``5s``, ``2m``, ``1h``, ``3d`` or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 2m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of :func:`parse_duration`, used in retry topic names (``30s``, ``2m``)."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and float(seconds / size).is_integer():
-            return f"{int(seconds // size)}{unit}"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    return f"{seconds:g}s"
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """Parse a comma-separated retry schedule such as ``5s,30s,2m``."""
-    steps = tuple(parse_duration(part) for part in text.split(",") if part.strip())
-    if any(step <= 0 for step in steps):
-        raise ValueError("retry delays must be positive")
-    return steps
-
-
-def parse_networks(text: str | Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Parse an allow-list such as ``"10.1.0.0/16, 192.168.5.7, fd12::/64"``.
-
-    Single addresses become one-address networks; host bits are allowed
-    (``10.1.2.3/16`` means ``10.1.0.0/16``). Raises :class:`ValueError` naming the entry.
-    """
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    networks: list[IPNetwork] = []
-    for part in parts:
-        entry = part.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {entry!r}") from None
-    return tuple(networks)
-
-
-class Secret(str):
-    """A string that never shows its value in ``repr`` (settings are logged at start-up)."""
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self else "Secret('')"
-
-
-class ProxyURL(str):
-    """A proxy URL whose ``repr`` and :attr:`redacted` hide the password (logged at start-up)."""
-
-    @property
-    def redacted(self) -> str:
-        scheme, sep, rest = self.partition("://")
-        userinfo, at, hostport = rest.rpartition("@")
-        if not sep or not at:
-            return str(self)
-        user = userinfo.partition(":")[0]
-        return f"{scheme}://{user}:****@{hostport}"
-
-    def __repr__(self) -> str:
-        return f"ProxyURL({self.redacted!r})"
-
-
-def parse_proxy_url(text: str) -> ProxyURL:
-    """``http://[user:password@]host:port`` (or ``https://``); errors never show the password."""
-    value = ProxyURL(text.strip())
-    if not value:
-        return value
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"not a proxy URL: {value.redacted!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"use http://host:port or https://host:port, not {value.redacted!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
-        raise ValueError(f"a proxy URL is scheme://host:port only, not {value.redacted!r}")
-    return value
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use 1 or 0)")
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -272,14 +192,14 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every ``WEBHOOK_STREAM_*`` variable; a bad value raises :class:`ConfigError`."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}  # each converted to its field's type by _convert
+        values: dict[str, Any] = {}  # each converted to its field's type by env_values.convert
         for f in fields(cls):
             name = PREFIX + f.name.upper()
             if name not in env:
                 continue
             raw = env[name]
             try:
-                values[f.name] = _convert(f.name, raw, f.default)
+                values[f.name] = convert(f.name, raw, f.default)
             except ValueError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
         settings = cls(**values)
@@ -422,29 +342,3 @@ class Settings:
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
-
-
-def _convert(name: str, raw: str, default: object) -> object:
-    if name in ("kafka_security_protocol", "kafka_sasl_mechanism"):
-        return raw.strip().upper()
-    if name in ("compression", "validate_events"):
-        return raw.strip().lower()
-    if name in ("kafka_sasl_password", "schema_registry_password"):
-        return Secret(raw.rstrip("\r\n"))  # a password may hold spaces
-    if name in ("api_token", "secret_key"):
-        return Secret(raw.strip())
-    if name == "egress_proxy":
-        return parse_proxy_url(raw)
-    if name == "egress_no_proxy":
-        return tuple(host.lower().lstrip("*").lstrip(".") for host in _csv(raw))
-    if name == "retry_schedule":
-        return parse_schedule(raw)
-    if isinstance(default, bool):
-        return _bool(raw)
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw) if name == "retry_jitter" else parse_duration(raw)
-    if isinstance(default, tuple):
-        return _csv(raw)
-    return raw
