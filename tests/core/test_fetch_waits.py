@@ -53,6 +53,16 @@ def test_the_settings_give_hot_and_background_waits() -> None:
     assert kafka.waits_of(Settings(fetch_idle_wait=0.0), background=False) == FetchWaits(20, 20)
 
 
+async def test_the_fetch_routine_sleeps_longer_than_any_fetch_it_waits_for() -> None:
+    settings = Settings(fetch_max_wait=0.02, fetch_idle_wait=0.2, background_idle_wait=1.0)
+    hot = kafka.tail_consumer(settings)
+    background = kafka.tail_consumer(settings, background=True)
+    # aiokafka's own default is 200 ms: a wakeup per consumer five times a second.
+    assert hot._consumer_timeout == 0.4
+    assert background._consumer_timeout == 2.0
+    assert kafka.tail_consumer(settings, consumer_timeout_ms=100)._consumer_timeout == 0.1
+
+
 def test_aiokafka_still_has_what_the_hook_uses() -> None:
     """aiokafka is pinned; these private names are what :func:`fetch_waits.install` uses."""
     assert "_fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
@@ -63,6 +73,12 @@ def test_aiokafka_still_has_what_the_hook_uses() -> None:
     # fetch_waits.until_records waits on the fetcher's own waiters, resolved on new data.
     assert "_fetch_waiters" in inspect.getsource(Fetcher._create_fetch_waiter)
     assert "self._notify(waiter)" in routine
+    # The routine's sleep is only a fallback: it also wakes on its fetches, seeks (the
+    # consume future), a new assignment and resumed partitions.
+    assert "timeout=timeout" in routine
+    for woken_by in ("self._pending_tasks", "self._wait_consume_future", "unassign_future"):
+        assert woken_by in routine
+    assert "self._fetcher_timeout" in inspect.getsource(Fetcher._get_actions_per_node)
 
 
 def test_quiet_follows_the_empty_streak() -> None:
