@@ -1,4 +1,4 @@
-"""The worker's own services, started before Faust's consumer and stopped after it.
+"""The worker's own services, started before Faust's (web server, producer) and stopped after them.
 
 Owns the shared producer and HTTP client, the subscription registry, the tenant-token
 store, the three consumer loops: events in (fan-out), deliveries in (delivery) and the
