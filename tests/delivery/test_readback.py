@@ -108,7 +108,7 @@ def _share(endpoint_id: str) -> EndpointShare:
 @given(
     log=st.lists(st.integers(0, 5), min_size=1, max_size=60),
     steps=st.lists(
-        st.tuples(st.sampled_from(["read", "finish", "sweep", "idle"]), st.integers(0, 5))
+        st.tuples(st.sampled_from(["read"] * 3 + ["finish", "sweep", "idle"]), st.integers(0, 5))
     ),
     window=st.integers(1, 80),
     start=st.integers(0, 3),
@@ -116,6 +116,24 @@ def _share(endpoint_id: str) -> EndpointShare:
 def test_any_interleaving_holds_each_copy_once_in_order_within_the_shares(
     log: list[int], steps: list[tuple[str, int]], window: int, start: int
 ) -> None:
+    _simulate(log, steps, window, start)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    log=st.lists(st.integers(0, 5), min_size=10, max_size=60),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["read"] * 3 + ["finish", "sweep", "idle"]), st.integers(0, 5)),
+        min_size=20,
+        max_size=150,
+    ),
+    window=st.integers(1, 12),
+    start=st.integers(0, 3),
+)
+def test_the_same_with_small_windows_and_overflowing_backlogs(
+    log: list[int], steps: list[tuple[str, int]], window: int, start: int
+) -> None:
+    # Small windows fill: backlogs that pin them are dead-lettered, all else holds.
     _simulate(log, steps, window, start)
 
 
@@ -143,7 +161,7 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
     committed = start
 
     def read() -> None:
-        nonlocal pos
+        nonlocal pos, committed
         part = rb._parts[0]
         waits = bool(part.deferred) and part.next - min(part.deferred) >= window
         assert (0 in rb.waiting()) == waits  # the cached lowest deferred offset is right
@@ -162,6 +180,7 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
             taken[e].append(offset)
             entry.attempted = True
             tracker.done(entry)
+            committed = tracker.committable().get(tp, committed)
             return
         total = rb.held_total
         held = rb.take(entry, str(e), _share(str(e)), head=False)
@@ -202,7 +221,9 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
         elif action == "sweep":
             sweep()
         else:
-            sweep(PATIENCE_S)
+            # Time passes (the loop sweeps meanwhile): long enough for a backlog to overflow.
+            sweep()
+            sweep(DRAIN_S / 2)
     # Then run to the end: every copy is delivered.
     for _ in range(20 * len(log) + 20):
         read()
@@ -223,19 +244,25 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
 def test_overflows_table() -> None:
     # Not before the patience, whatever the backlog.
     assert not overflows(10_000, 0, PATIENCE_S - 0.01)
-    # Nothing finished while pinning it: its backlog would never drain.
-    assert overflows(1, 0, PATIENCE_S)
+    # Nothing finished while pinning it: a backlog the next finish would not drain in time.
+    assert overflows(10_000, 0, PATIENCE_S)
+    assert overflows(16, 0, PATIENCE_S)  # 2 s per copy at best: 32 s
+    assert not overflows(15, 0, PATIENCE_S)  # 30 s: judged again later
+    assert overflows(1, 0, DRAIN_S + 0.01)  # one copy stuck for longer than DRAIN_S
     # At the rate it finished copies, its deferred copies take longer than DRAIN_S.
-    assert overflows(10_000, 100, PATIENCE_S)  # 50/s: 200 s
-    assert not overflows(1_000, 100, PATIENCE_S)  # 50/s: 20 s
-    assert not overflows(int(DRAIN_S * 50), 100, PATIENCE_S)  # just within
-    assert overflows(int(DRAIN_S * 50) + 1, 100, PATIENCE_S)
+    assert overflows(10_000, 99, PATIENCE_S)  # 50/s: 200 s
+    assert not overflows(1_000, 99, PATIENCE_S)  # 50/s: 20 s
+    assert not overflows(int(DRAIN_S * 50), 99, PATIENCE_S)  # just within
+    assert overflows(int(DRAIN_S * 50) + 1, 99, PATIENCE_S)
     assert not overflows(0, 0, 100.0)  # nothing deferred: nothing to dead-letter
 
 
-def _pinned(window: int) -> tuple[ReadBack, _Clock, OffsetTracker, list[Tracked]]:
-    """Offsets 0..window: "slow" (share 1) then "fast" from offset 5 on (share 1): slow
-    holds 0, fast holds 5; every other copy is deferred and slow's offset 1 pins the
+SLOW_N = 20  # slow's copies: 0 held, 19 deferred (19 x 2 s > 30 s: overflows at once)
+
+
+def _pinned(window: int) -> tuple[ReadBack, _Clock, list[Tracked]]:
+    """Offsets 0..window+1: "slow" (share 1) then "fast" from SLOW_N on (share 1): each
+    holds its first copy, every other copy is deferred, and slow's offset 1 pins the
     window."""
     clock = _Clock()
     rb = ReadBack(Shares(100, window), clock)
@@ -246,12 +273,12 @@ def _pinned(window: int) -> tuple[ReadBack, _Clock, OffsetTracker, list[Tracked]
     for offset in range(window + 2):
         assert rb.fresh(tp, offset)
         entry = tracker.track(tp, offset)
-        endpoint_id = "slow" if offset < 5 else "fast"
+        endpoint_id = "slow" if offset < SLOW_N else "fast"
         if rb.take(entry, endpoint_id, EndpointShare(1, endpoint_id, 100), head=False):
             held.append(entry)
-    assert [e.offset for e in held] == [0, 5]
+    assert [e.offset for e in held] == [0, SLOW_N]
     assert rb.waiting() == {0}
-    return rb, clock, tracker, held
+    return rb, clock, held
 
 
 def _share1(endpoint_id: str) -> EndpointShare:
@@ -259,36 +286,38 @@ def _share1(endpoint_id: str) -> EndpointShare:
 
 
 def test_a_backlog_pinning_a_full_window_is_dead_lettered_after_the_patience() -> None:
-    rb, clock, _, _ = _pinned(20)
+    window = 40
+    rb, clock, _ = _pinned(window)
     assert rb.seeks(_share1) == {}  # pinned from now
     clock.now += PATIENCE_S - 0.01
     assert rb.seeks(_share1) == {} and rb.waiting() == {0}
     clock.now += 0.01
-    # Back to slow's first deferred copy: its 4 deferred copies are dead-lettered as read
+    # Back to slow's first deferred copy: its 19 deferred copies are dead-lettered as read
     # again; fast's are decided again (still deferred: it holds its share).
     assert rb.seeks(_share1) == {0: 1}
-    assert rb.overflowed == [(0, "slow", 4)]
+    assert rb.overflowed == [(0, "slow", SLOW_N - 1)]
     assert rb.waiting() == set()
     tp = TopicPartition(PARKED, 0)
-    for offset in range(1, 22):
+    for offset in range(1, window + 2):
         if not rb.fresh(tp, offset):
-            assert offset == 5  # held already
+            assert offset == SLOW_N  # held already
             continue
         entry = rb.entry(tp, offset)
         assert entry is not None
-        endpoint_id = "slow" if offset < 5 else "fast"
+        endpoint_id = "slow" if offset < SLOW_N else "fast"
         assert rb.dead_letters(0, offset, endpoint_id) == (endpoint_id == "slow")
         if endpoint_id == "fast":
             assert not rb.take(entry, endpoint_id, _share1(endpoint_id), head=False)
-    # Now fast pins the window; it is fast only if it finishes copies.
-    assert rb.seeks(_share1) == {}
-    assert rb.dead_letters(0, 23, "slow") is False  # a later copy of slow: decided as usual
+    # The window is free again (fast's first deferred copy is the earliest now).
+    assert rb.seeks(_share1) == {} and rb.waiting() == set()
+    assert rb.deferred_total() == window + 1 - SLOW_N
+    assert not rb.dead_letters(0, window + 3, "slow")  # a later copy: decided as usual
 
 
 def test_an_endpoint_that_drains_is_not_dead_lettered() -> None:
-    rb, clock, _, held = _pinned(20)
+    rb, clock, held = _pinned(40)
     assert rb.seeks(_share1) == {}
-    rb.finished(held[0])  # slow finished one copy while pinning: 4 left, at 1 per 2 s
+    rb.finished(held[0])  # slow finished one copy while pinning: 19 left at 1 per 2 s
     clock.now += PATIENCE_S
     assert rb.seeks(_share1) == {0: 1}  # due: read again, not dead-lettered
     assert rb.overflowed == [] and not rb.dead_letters(0, 2, "slow")

@@ -153,10 +153,15 @@ def due(share: EndpointShare, endpoint_held: int, tenant_held: int, total_held: 
 def overflows(deferred: int, finished: int, pinned_s: float) -> bool:
     """Dead-letter the ``deferred`` copies of the endpoint pinning a full window for
     ``pinned_s``, ``finished`` of its copies ending meanwhile: not before
-    :data:`PATIENCE_S`, then when at that rate they would take longer than :data:`DRAIN_S`."""
+    :data:`PATIENCE_S`, then when at that rate they would take longer than :data:`DRAIN_S`.
+
+    Counted as if one more had just finished: a few copies behind one slow attempt (a
+    receiver answering in 5 s) are not judged on a 2 s look; they go once even that
+    rate would not drain them in :data:`DRAIN_S`.
+    """
     if pinned_s < PATIENCE_S or deferred <= 0:
         return False
-    return deferred * pinned_s > DRAIN_S * finished
+    return deferred * pinned_s > DRAIN_S * (finished + 1)
 
 
 class _Partition:
