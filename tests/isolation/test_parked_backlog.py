@@ -12,6 +12,7 @@ and the other tenant's copies arrive in seconds; nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -151,3 +152,52 @@ async def test_a_slow_endpoints_backlog_over_the_window_does_not_hold_another_te
     assert dead_metric >= dead_n, dead_metric
     for endpoint_id in (SLOW_ID, victim_id):
         await iso.delete(endpoint_id)
+
+
+async def test_a_burst_larger_than_the_window_that_drains_is_not_dead_lettered(iso: Iso) -> None:
+    # The guard: a healthy endpoint whose parked burst is larger than the window is freed
+    # by its own deliveries, never dead-lettered. Its receiver is slow (within the attempt
+    # timeout: no retries) until half a window is parked, so the endpoint parks, then
+    # fast; while it has copies parked, all its deliveries park behind them.
+    endpoint_id = "fast_backlog"
+    gate = asyncio.Event()
+
+    async def slow_then_fast(_: object) -> int:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), 5)
+        return 200
+
+    iso.victim.script["/fast"] = slow_then_fast
+    await iso.create(
+        id=endpoint_id, url=iso.victim.url("/fast"), event_types=["fast.*"], tenant_id="fast_t"
+    )
+    flood = asyncio.ensure_future(iso.flood("fast_t", "fast.burst", SLOW))
+
+    async def half_parked() -> bool:
+        return await iso.metric("webhook_parked_deliveries") >= WINDOW // 2
+
+    await eventually(half_parked, timeout=120, interval=0.2)
+    t0 = time.monotonic()
+    gate.set()
+    iso.victim.script["/fast"] = 200
+    await flood
+    most_deferred = 0.0
+
+    async def all_arrived() -> bool:
+        nonlocal most_deferred
+        most_deferred = max(most_deferred, await iso.metric("webhook_parked_deferred"))
+        return len({r.json["data"]["i"] for r in iso.victim.at("/fast")}) >= SLOW
+
+    try:
+        await eventually(all_arrived, timeout=300, interval=0.2)
+    finally:
+        got = len({r.json["data"]["i"] for r in iso.victim.at("/fast")})
+        print(
+            f"fast burst of {SLOW}: {got} arrived in {time.monotonic() - t0:.1f}s"
+            f" (at most {most_deferred:.0f} parked copies deferred at once)"
+        )
+    records = await iso.kafka.read_all(PARKED)
+    assert sum(1 for r in records if r.key == endpoint_id.encode()) > WINDOW
+    dead = [r for r in await iso.kafka.read_all(DEADLETTER) if r.key == endpoint_id.encode()]
+    assert dead == []
+    await iso.delete(endpoint_id)
