@@ -23,6 +23,7 @@ import httpx
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from webhook_stream.broker import free_port
 from webhook_stream.cli import worker_command
@@ -405,12 +406,56 @@ class Kafka:
         return await eventually(found, timeout=timeout, interval=0.3)
 
 
+async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create each topic with its number of partitions (one replica)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, n, 1) for t, n in partitions.items()])
+    finally:
+        await admin.close()
+
+
 def json_of(record: Any) -> Any:
     return orjson.loads(record.value)
 
 
 def event(type_: str, data: Any = None, **extra: Any) -> dict[str, Any]:
     return {"type": type_, "data": data if data is not None else {}, **extra}
+
+
+def retry_record(
+    endpoint: str,
+    n: int,
+    due_ms: int,
+    *,
+    tenant: str | None = None,
+    type_: str = "order.x",
+    topic: str = "events.x",
+) -> dict[str, Any]:
+    """A ``webhooks.retry.*`` record as the delivery path writes it: attempt 1 of event
+    ``{endpoint}-{n}`` failed with HTTP 500 and is due at ``due_ms``."""
+    return {
+        "delivery_id": f"msg_{endpoint}_{n}",
+        "endpoint_id": endpoint,
+        "tenant_id": tenant,
+        "event": {
+            "id": f"{endpoint}-{n}",
+            "type": type_,
+            "occurred_at": "2026-11-26T00:00:00.000Z",
+            "tenant_id": tenant,
+            "data": orjson.dumps({"n": n}).decode(),
+            "source": {"topic": topic, "partition": 0, "offset": n},
+        },
+        "created_at": "2026-11-26T00:00:00.000Z",
+        "attempts": 1,
+        "first_attempt_at": None,
+        "last_attempt_at": None,
+        "last_status_code": 500,
+        "last_error": "HTTP 500",
+        "due_at_ms": due_ms,
+        "origin": "retry",
+    }
 
 
 # --------------------------------------------------------------------------- raw HTTP server

@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.support import Kafka, uid
+from tests.support import Kafka, create_topics, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.errors import RecordTooLarge
 from webhook_stream.core.kafka import RecordBatcher
@@ -19,12 +18,7 @@ async def test_batched_records_keep_per_key_order_and_default_partitions(
     broker: EmbeddedBroker, kafka: Kafka
 ) -> None:
     topic = f"batcher.{uid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(broker.bootstrap, {topic: 6})
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=16_384)
     await producer.start()
     batcher = RecordBatcher(producer)

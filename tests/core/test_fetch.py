@@ -7,10 +7,9 @@ import base64
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.batches import batch, produce_raw
-from tests.support import eventually, uid
+from tests.support import create_topics, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core import fetch
 from webhook_stream.core.fetch import Undecodable, decode_partition, undecodable_record
@@ -92,12 +91,7 @@ async def test_getmany_skips_a_bad_batch_and_loses_no_other_partitions_records(
     broker: EmbeddedBroker,
 ) -> None:
     topic = f"fetch.{uid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(broker.bootstrap, {topic: 2})
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
     await producer.start()
     consumer = AIOKafkaConsumer(

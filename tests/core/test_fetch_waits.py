@@ -8,10 +8,9 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer.fetcher import Fetcher
 
-from tests.support import eventually, uid
+from tests.support import create_topics, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core import fetch, fetch_waits, kafka
 from webhook_stream.core.fetch_waits import PATIENCE, FetchWaits, next_wait_ms
@@ -100,12 +99,7 @@ async def test_an_idle_consumer_waits_longer_and_still_gets_the_next_record_in_t
     broker: EmbeddedBroker,
 ) -> None:
     topic = f"waits.{uid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(broker.bootstrap, {topic: 2})
     settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
     consumer = kafka.tail_consumer(settings)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
@@ -136,12 +130,7 @@ async def test_an_idle_consumer_waits_longer_and_still_gets_the_next_record_in_t
 
 async def _topic(broker: EmbeddedBroker, partitions: int = 1) -> str:
     topic = f"waits.{uid()}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(broker.bootstrap, {topic: partitions})
     return topic
 
 

@@ -7,10 +7,9 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
-from tests.support import eventually, uid
+from tests.support import create_topics, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.table import CompactedTable
@@ -33,12 +32,7 @@ class Collected(CompactedTable):
 
 
 async def _topics(broker: EmbeddedBroker, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, 3, 1) for n in names])
-    finally:
-        await admin.close()
+    await create_topics(broker.bootstrap, dict.fromkeys(names, 3))
 
 
 def test_two_tables_of_one_topic_are_refused() -> None:

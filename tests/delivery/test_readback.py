@@ -1,8 +1,8 @@
 """The parked read-back shares (delivery/readback.py): pure decisions and, as a property,
 a simulated reader of one ``webhooks.parked`` partition (any interleaving of reads,
-finishes and seeks back): every copy is held exactly once, each endpoint's copies in the
-log's order, no tenant or endpoint over its share, and the commit never passes a copy
-that is not finished.
+finishes, seeks back and idle time): every copy is held or dead-lettered exactly once,
+each endpoint's copies taken in the log's order, no tenant or endpoint over its share,
+and the commit never passes a copy that is not finished.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from webhook_stream.core.settings import ConfigError, Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.lanes import OffsetTracker, Tracked
 from webhook_stream.delivery.readback import (
+    DRAIN_S,
+    PATIENCE_S,
     RESEEK_S,
     EndpointShare,
     ReadBack,
     Shares,
     Verdict,
     due,
+    overflows,
     readback,
 )
 
@@ -104,13 +107,33 @@ def _share(endpoint_id: str) -> EndpointShare:
 @settings(max_examples=1000, deadline=None)
 @given(
     log=st.lists(st.integers(0, 5), min_size=1, max_size=60),
-    steps=st.lists(st.tuples(st.sampled_from(["read", "finish", "sweep"]), st.integers(0, 5))),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["read"] * 3 + ["finish", "sweep", "idle"]), st.integers(0, 5))
+    ),
     window=st.integers(1, 80),
     start=st.integers(0, 3),
 )
 def test_any_interleaving_holds_each_copy_once_in_order_within_the_shares(
     log: list[int], steps: list[tuple[str, int]], window: int, start: int
 ) -> None:
+    _simulate(log, steps, window, start)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    log=st.lists(st.integers(0, 5), min_size=10, max_size=60),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["read"] * 3 + ["finish", "sweep", "idle"]), st.integers(0, 5)),
+        min_size=20,
+        max_size=150,
+    ),
+    window=st.integers(1, 12),
+    start=st.integers(0, 3),
+)
+def test_the_same_with_small_windows_and_overflowing_backlogs(
+    log: list[int], steps: list[tuple[str, int]], window: int, start: int
+) -> None:
+    # Small windows fill: backlogs that pin them are dead-lettered, all else holds.
     _simulate(log, steps, window, start)
 
 
@@ -132,10 +155,13 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
     pos = start
     lanes: dict[int, deque[Tracked]] = {e: deque() for e in _TENANT}
     delivered: dict[int, list[int]] = {e: [] for e in _TENANT}
+    dead: dict[int, list[int]] = {e: [] for e in _TENANT}
+    #: Per endpoint, its copies as they were taken (held or dead-lettered).
+    taken: dict[int, list[int]] = {e: [] for e in _TENANT}
     committed = start
 
     def read() -> None:
-        nonlocal pos
+        nonlocal pos, committed
         part = rb._parts[0]
         waits = bool(part.deferred) and part.next - min(part.deferred) >= window
         assert (0 in rb.waiting()) == waits  # the cached lowest deferred offset is right
@@ -145,12 +171,22 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
         pos += 1
         if not rb.fresh(tp, offset):
             return
-        entry = rb.entry(tp, offset) or tracker.track(tp, offset)
+        deferred = rb.entry(tp, offset)
+        entry = deferred or tracker.track(tp, offset)
         e = log[offset - start]
+        if rb.dead_letters(0, offset, str(e)):
+            assert deferred is not None  # only a deferred copy read again
+            dead[e].append(offset)
+            taken[e].append(offset)
+            entry.attempted = True
+            tracker.done(entry)
+            committed = tracker.committable().get(tp, committed)
+            return
         total = rb.held_total
         held = rb.take(entry, str(e), _share(str(e)), head=False)
         if held:
             lanes[e].append(entry)
+            taken[e].append(offset)
         # Within the shares (beyond them only from the spare room), whatever was read.
         held_e, held_t = rb.held(str(e), _TENANT[e])
         assert held_e <= _SHARE[e] + 2
@@ -167,12 +203,12 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
         rb.finished(entry)
         committed = tracker.committable().get(tp, committed)
         # The commit never passes a copy not delivered.
-        done = {o for d in delivered.values() for o in d}
+        done = {o for d in delivered.values() for o in d} | {o for d in dead.values() for o in d}
         assert all(o in done for o in range(start, committed))
 
-    def sweep() -> None:
+    def sweep(pause: float = RESEEK_S) -> None:
         nonlocal pos
-        clock.now += RESEEK_S
+        clock.now += pause
         for p, offset in rb.seeks(_share).items():
             assert p == 0 and offset != pos
             pos = offset
@@ -182,8 +218,12 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
             read()
         elif action == "finish":
             finish(e)
-        else:
+        elif action == "sweep":
             sweep()
+        else:
+            # Time passes (the loop sweeps meanwhile): long enough for a backlog to overflow.
+            sweep()
+            sweep(DRAIN_S / 2)
     # Then run to the end: every copy is delivered.
     for _ in range(20 * len(log) + 20):
         read()
@@ -192,10 +232,95 @@ def _simulate(log: list[int], steps: list[tuple[str, int]], window: int, start: 
         sweep()
     for e in _TENANT:
         want = [start + i for i, x in enumerate(log) if x == e]
-        assert delivered[e] == want, (e, delivered[e], want)
+        assert sorted(delivered[e] + dead[e]) == want, (e, delivered[e], dead[e], want)
+        # Order: each endpoint's copies are taken in the log's order, so every copy
+        # delivered after a dead letter is newer than it.
+        assert taken[e] == sorted(taken[e]) and delivered[e] == sorted(delivered[e])
     assert committed == end
     assert rb.deferred_total() == 0
     assert rb.held("0", "a") == (0, 0) and rb.held("3", "b") == (0, 0)
+
+
+def test_overflows_table() -> None:
+    # Not before the patience, whatever the backlog.
+    assert not overflows(10_000, 0, PATIENCE_S - 0.01)
+    # Nothing finished while pinning it: a backlog the next finish would not drain in time.
+    assert overflows(10_000, 0, PATIENCE_S)
+    assert overflows(16, 0, PATIENCE_S)  # 2 s per copy at best: 32 s
+    assert not overflows(15, 0, PATIENCE_S)  # 30 s: judged again later
+    assert overflows(1, 0, DRAIN_S + 0.01)  # one copy stuck for longer than DRAIN_S
+    # At the rate it finished copies, its deferred copies take longer than DRAIN_S.
+    assert overflows(10_000, 99, PATIENCE_S)  # 50/s: 200 s
+    assert not overflows(1_000, 99, PATIENCE_S)  # 50/s: 20 s
+    assert not overflows(int(DRAIN_S * 50), 99, PATIENCE_S)  # just within
+    assert overflows(int(DRAIN_S * 50) + 1, 99, PATIENCE_S)
+    assert not overflows(0, 0, 100.0)  # nothing deferred: nothing to dead-letter
+
+
+SLOW_N = 20  # slow's copies: 0 held, 19 deferred (19 x 2 s > 30 s: overflows at once)
+
+
+def _pinned(window: int) -> tuple[ReadBack, _Clock, list[Tracked]]:
+    """Offsets 0..window+1: "slow" (share 1) then "fast" from SLOW_N on (share 1): each
+    holds its first copy, every other copy is deferred, and slow's offset 1 pins the
+    window."""
+    clock = _Clock()
+    rb = ReadBack(Shares(100, window), clock)
+    tracker = OffsetTracker()
+    tp = TopicPartition(PARKED, 0)
+    rb.assigned(0, 0)
+    held = []
+    for offset in range(window + 2):
+        assert rb.fresh(tp, offset)
+        entry = tracker.track(tp, offset)
+        endpoint_id = "slow" if offset < SLOW_N else "fast"
+        if rb.take(entry, endpoint_id, EndpointShare(1, endpoint_id, 100), head=False):
+            held.append(entry)
+    assert [e.offset for e in held] == [0, SLOW_N]
+    assert rb.waiting() == {0}
+    return rb, clock, held
+
+
+def _share1(endpoint_id: str) -> EndpointShare:
+    return EndpointShare(1, endpoint_id, 100)
+
+
+def test_a_backlog_pinning_a_full_window_is_dead_lettered_after_the_patience() -> None:
+    window = 40
+    rb, clock, _ = _pinned(window)
+    assert rb.seeks(_share1) == {}  # pinned from now
+    clock.now += PATIENCE_S - 0.01
+    assert rb.seeks(_share1) == {} and rb.waiting() == {0}
+    clock.now += 0.01
+    # Back to slow's first deferred copy: its 19 deferred copies are dead-lettered as read
+    # again; fast's are decided again (still deferred: it holds its share).
+    assert rb.seeks(_share1) == {0: 1}
+    assert rb.overflowed == [(0, "slow", SLOW_N - 1)]
+    assert rb.waiting() == set()
+    tp = TopicPartition(PARKED, 0)
+    for offset in range(1, window + 2):
+        if not rb.fresh(tp, offset):
+            assert offset == SLOW_N  # held already
+            continue
+        entry = rb.entry(tp, offset)
+        assert entry is not None
+        endpoint_id = "slow" if offset < SLOW_N else "fast"
+        assert rb.dead_letters(0, offset, endpoint_id) == (endpoint_id == "slow")
+        if endpoint_id == "fast":
+            assert not rb.take(entry, endpoint_id, _share1(endpoint_id), head=False)
+    # The window is free again (fast's first deferred copy is the earliest now).
+    assert rb.seeks(_share1) == {} and rb.waiting() == set()
+    assert rb.deferred_total() == window + 1 - SLOW_N
+    assert not rb.dead_letters(0, window + 3, "slow")  # a later copy: decided as usual
+
+
+def test_an_endpoint_that_drains_is_not_dead_lettered() -> None:
+    rb, clock, held = _pinned(40)
+    assert rb.seeks(_share1) == {}
+    rb.finished(held[0])  # slow finished one copy while pinning: 19 left at 1 per 2 s
+    clock.now += PATIENCE_S
+    assert rb.seeks(_share1) == {0: 1}  # due: read again, not dead-lettered
+    assert rb.overflowed == [] and not rb.dead_letters(0, 2, "slow")
 
 
 def test_other_topics_are_always_fresh_and_have_no_entry() -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.support import Kafka, Receiver, Worker, event, eventually, json_of, uid
+from tests.support import Kafka, Receiver, Worker, event, eventually, json_of, retry_record, uid
 from webhook_stream.broker import free_port
 from webhook_stream.core.schemas import conforms, validation_errors
 
@@ -271,35 +271,10 @@ async def test_main_path_latency_during_retry_burst(
     await receiver.wait_count("/main", 1)
 
     due = int((time.time() + 15) * 1000)
-    template = {
-        "delivery_id": "",
-        "endpoint_id": burst_ep,
-        "tenant_id": None,
-        "event": {
-            "id": "",
-            "type": "burst.x",
-            "occurred_at": "2026-11-26T00:00:00.000Z",
-            "tenant_id": None,
-            "data": "{}",
-            "source": {"topic": "events.x", "partition": 0, "offset": 0},
-        },
-        "created_at": "2026-11-26T00:00:00.000Z",
-        "attempts": 1,
-        "first_attempt_at": None,
-        "last_attempt_at": None,
-        "last_status_code": 500,
-        "last_error": "HTTP 500",
-        "due_at_ms": due,
-        "origin": "retry",
-    }
     assert kafka.producer is not None
     sends = []
     for i in range(20000):
-        rec = {
-            **template,
-            "delivery_id": f"msg_burst{i}",
-            "event": {**template["event"], "id": f"b{i}"},
-        }
+        rec = retry_record(burst_ep, i, due, type_="burst.x")
         sends.append(
             await kafka.producer.send("webhooks.retry.1s", orjson.dumps(rec), key=burst_ep.encode())
         )

@@ -4,37 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.support import Kafka, Receiver, Worker, eventually, json_of, uid
+from tests.support import Kafka, Receiver, Worker, eventually, json_of, retry_record, uid
 from webhook_stream.broker import EmbeddedBroker
-
-
-def _retry_record(endpoint: str, n: int, due_ms: int) -> dict[str, Any]:
-    return {
-        "delivery_id": f"msg_{endpoint}_{n}",
-        "endpoint_id": endpoint,
-        "tenant_id": None,
-        "event": {
-            "id": f"{endpoint}-{n}",
-            "type": "order.x",
-            "occurred_at": "2026-11-26T00:00:00.000Z",
-            "tenant_id": None,
-            "data": orjson.dumps({"n": n}).decode(),
-            "source": {"topic": "events.x", "partition": 0, "offset": n},
-        },
-        "created_at": "2026-11-26T00:00:00.000Z",
-        "attempts": 1,
-        "first_attempt_at": None,
-        "last_attempt_at": None,
-        "last_status_code": 500,
-        "last_error": "HTTP 500",
-        "due_at_ms": due_ms,
-        "origin": "retry",
-    }
 
 
 async def _committed(kafka: Kafka, tp: TopicPartition) -> int:
@@ -63,14 +38,14 @@ async def test_far_future_retry_ahead_of_due_ones_does_not_hold_the_partition(
     far_due = int((time.time() + 3600) * 1000)
     sent = [
         await own_kafka.producer.send_and_wait(
-            "webhooks.retry.1s", orjson.dumps(_retry_record(ep, 0, far_due)), key=ep.encode()
+            "webhooks.retry.1s", orjson.dumps(retry_record(ep, 0, far_due)), key=ep.encode()
         )
     ]
     due = int((time.time() + 1) * 1000)
     for n in (1, 2, 3):
         sent.append(
             await own_kafka.producer.send_and_wait(
-                "webhooks.retry.1s", orjson.dumps(_retry_record(ep, n, due)), key=ep.encode()
+                "webhooks.retry.1s", orjson.dumps(retry_record(ep, n, due)), key=ep.encode()
             )
         )
     assert len({m.partition for m in sent}) == 1
@@ -92,7 +67,7 @@ async def test_far_future_retry_ahead_of_due_ones_does_not_hold_the_partition(
         # worker has read this partition, and it has not forwarded 1-3 again
         await own_kafka.producer.send_and_wait(
             "webhooks.retry.1s",
-            orjson.dumps(_retry_record(ep, 4, int(time.time() * 1000))),
+            orjson.dumps(retry_record(ep, 4, int(time.time() * 1000))),
             key=ep.encode(),
         )
         got = await receiver.wait_count("/order", 4, timeout=30)

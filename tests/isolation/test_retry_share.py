@@ -12,14 +12,15 @@ again every 2 s while it waited (81,900 writes for these 4,800 records).
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.isolation.conftest import Iso
-from tests.support import Received, eventually
+from tests.support import Received, eventually, retry_record
 from webhook_stream.failures.retry import HORIZON_S
 from webhook_stream.failures.retry_share import STUBS_PER_BUFFER, Intake, intake, must_move
 
@@ -115,28 +116,29 @@ def test_a_deferred_record_with_nothing_handled_behind_is_never_written(
     assert moved == needed
 
 
-def _retry_record(endpoint: str, tenant: str, n: int, due_ms: int) -> dict[str, Any]:
-    return {
-        "delivery_id": f"msg_{endpoint}_{n}",
-        "endpoint_id": endpoint,
-        "tenant_id": tenant,
-        "event": {
-            "id": f"{endpoint}-{n}",
-            "type": "atk.retry",
-            "occurred_at": "2026-11-26T00:00:00.000Z",
-            "tenant_id": tenant,
-            "data": orjson.dumps({"n": n}).decode(),
-            "source": {"topic": "events.iso", "partition": 0, "offset": n},
-        },
-        "created_at": "2026-11-26T00:00:00.000Z",
-        "attempts": 1,
-        "first_attempt_at": None,
-        "last_attempt_at": None,
-        "last_status_code": 500,
-        "last_error": "HTTP 500",
-        "due_at_ms": due_ms,
-        "origin": "retry",
-    }
+async def _storm(
+    producer: AIOKafkaProducer,
+    endpoint: str,
+    tenant: str,
+    per_partition: int,
+    due_ms: Callable[[int], int],
+) -> int:
+    """``per_partition`` retries of ``endpoint`` into each retry partition, the ``n``-th
+    due at ``due_ms(n)``; how many in all."""
+    partitions = sorted(await producer.partitions_for(RETRY_TOPIC))
+    sends = []
+    for p in partitions:
+        for n in range(per_partition):
+            record = retry_record(
+                endpoint, p * per_partition + n, due_ms(n), tenant=tenant, type_="atk.retry"
+            )
+            value = orjson.dumps(record)
+            sends.append(
+                await producer.send(RETRY_TOPIC, value, key=endpoint.encode(), partition=p)
+            )
+    for fut in sends:
+        await fut
+    return len(partitions) * per_partition
 
 
 async def test_a_retry_storm_does_not_hold_another_tenants_retries(iso: Iso) -> None:
@@ -165,18 +167,7 @@ async def test_a_retry_storm_does_not_hold_another_tenants_retries(iso: Iso) -> 
 
     partitions = sorted(await producer.partitions_for(RETRY_TOPIC))
     due_ms = int((time.time() + DUE_IN_S) * 1000)
-    sends = []
-    for p in partitions:
-        for n in range(STORM):
-            record = _retry_record("atk_retry_ep", "atk_retry", p * STORM + n, due_ms)
-            sends.append(
-                await producer.send(
-                    RETRY_TOPIC, orjson.dumps(record), key=b"atk_retry_ep", partition=p
-                )
-            )
-    for fut in sends:
-        await fut
-    storm = len(partitions) * STORM
+    storm = await _storm(producer, "atk_retry_ep", "atk_retry", STORM, lambda _: due_ms)
 
     # The scheduler has read the storm: it deferred what was over the tenant's share.
     async def deferred() -> bool:
@@ -257,19 +248,9 @@ async def test_others_crowding_behind_a_deferred_storm_get_its_front_moved_once(
     # forwarded, the deferred ones are the front that holds up the commit.
     soon_ms = int((time.time() + 10) * 1000)
     due_ms = int((time.time() + DUE_IN_S) * 1000)
-    sends = []
-    for p in partitions:
-        for n in range(STORM):
-            due = soon_ms if n < SHARE else due_ms
-            record = _retry_record("atk_press_ep", "atk_press", p * STORM + n, due)
-            sends.append(
-                await producer.send(
-                    RETRY_TOPIC, orjson.dumps(record), key=b"atk_press_ep", partition=p
-                )
-            )
-    for fut in sends:
-        await fut
-    storm = len(partitions) * STORM
+    storm = await _storm(
+        producer, "atk_press_ep", "atk_press", STORM, lambda n: soon_ms if n < SHARE else due_ms
+    )
 
     async def deferred() -> bool:
         got = await iso.metric("webhook_retry_deferred", f'{{topic="{RETRY_TOPIC}"}}')
@@ -279,17 +260,7 @@ async def test_others_crowding_behind_a_deferred_storm_get_its_front_moved_once(
     # 600 retries of another tenant per partition, due now, behind the deferred records.
     crowd = 600
     sent_at = time.time()
-    sends = []
-    for p in partitions:
-        for n in range(crowd):
-            record = _retry_record("vic_press_ep", "vic_press", p * crowd + n, 0)
-            sends.append(
-                await producer.send(
-                    RETRY_TOPIC, orjson.dumps(record), key=b"vic_press_ep", partition=p
-                )
-            )
-    for fut in sends:
-        await fut
+    await _storm(producer, "vic_press_ep", "vic_press", crowd, lambda _: 0)
     await iso.victim.wait_count("/press", len(partitions) * crowd, timeout=30)
     took = max(r.at for r in iso.victim.at("/press")) - sent_at
     print(f"{len(partitions) * crowd} retries behind a deferred storm, all in {took:.2f} s")
@@ -326,18 +297,7 @@ async def test_deferred_records_survive_a_kill_minus_9(iso: Iso) -> None:
     )
     partitions = sorted(await producer.partitions_for(RETRY_TOPIC))
     due_ms = int((time.time() + DUE_IN_S) * 1000)
-    sends = []
-    for p in partitions:
-        for n in range(STORM):
-            record = _retry_record("atk_kill_ep", "atk_kill", p * STORM + n, due_ms)
-            sends.append(
-                await producer.send(
-                    RETRY_TOPIC, orjson.dumps(record), key=b"atk_kill_ep", partition=p
-                )
-            )
-    for fut in sends:
-        await fut
-    storm = len(partitions) * STORM
+    storm = await _storm(producer, "atk_kill_ep", "atk_kill", STORM, lambda _: due_ms)
 
     async def deferred() -> bool:
         got = await iso.metric("webhook_retry_deferred", f'{{topic="{RETRY_TOPIC}"}}')

@@ -19,12 +19,20 @@ from aiokafka.structs import ConsumerRecord
 
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import Delivery
+from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, PARKED
 from webhook_stream.delivery.budgets import Admit, Budgets, admit, endpoint_share
 from webhook_stream.delivery.flow_state import SRC_HEADER, FlowState, FlowStates
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
-from webhook_stream.delivery.readback import RESEEK_S, EndpointShare, ReadBack, Shares
+from webhook_stream.delivery.readback import (
+    PARKED_BACKLOG,
+    RESEEK_S,
+    EndpointShare,
+    ReadBack,
+    Shares,
+)
+from webhook_stream.failures.deadletter import dead_letter
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["FENCE_HEADER", "HEAD_PREFIX", "Item", "Parking", "source_offset"]
@@ -192,6 +200,9 @@ class Parking:
                 self._tracker.done(entry)
                 return
             head = self._is_head(state, record)
+            if not head and self.readback.dead_letters(tp.partition, record.offset, endpoint_id):
+                await self._dead_letter(tp, record, entry, state)
+                return
             if not self.readback.take(entry, endpoint_id, self.share_of(endpoint_id), head=head):
                 return  # over its tenant's or endpoint's share: read again once they have room
             if state is not None:
@@ -321,6 +332,27 @@ class Parking:
         # The source offset commits once the parked copy and the endpoint's state are durable.
         self._watch(record, entry, fut if gate is None else asyncio.gather(fut, gate))
 
+    async def _dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord, entry: Tracked, state: FlowState | None
+    ) -> None:
+        """A deferred copy of a backlog that overflowed its window: to ``webhooks.deadletter``
+        (:data:`PARKED_BACKLOG`), finished once that is written."""
+        if state is not None:
+            state.parked = max(0, state.parked - 1)
+        # Its outcome is durable once written: a next owner may skip it and its source.
+        entry.attempted = True
+        src = source_offset(record)
+        if src is not None:
+            entry.source = (TopicPartition(DELIVERIES, tp.partition), src)
+        try:
+            delivery = Delivery.decode(record.value)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            fut = await reject(self._producer, record, f"invalid_delivery_record: {exc}")
+        else:
+            self._metrics.dead_lettered.inc()
+            fut = await dead_letter(self._producer, delivery, PARKED_BACKLOG)
+        self._watch(record, entry, fut)
+
     def _stale(self, tp: TopicPartition, record: ConsumerRecord) -> bool:
         """A copy parked by an earlier owner whose source it never committed."""
         src = source_offset(record)
@@ -373,7 +405,13 @@ class Parking:
         read back from ``webhooks.parked`` would come after them, out of order.
         """
         consumer = self._consumer
-        for p, offset in self.readback.seeks(self.share_of).items():
+        seeks = self.readback.seeks(self.share_of)
+        for p, endpoint_id, copies in self.readback.overflowed:  # issue 28: not a silent drop
+            log.warning(
+                "endpoint %s: parked backlog dead-lettered (%d, p%d)", endpoint_id, copies, p
+            )
+        self.readback.overflowed.clear()
+        for p, offset in seeks.items():
             tp = TopicPartition(PARKED, p)
             if consumer is not None and tp in consumer.assignment():
                 consumer.seek(tp, offset)  # deferred copies come back in the log's order

@@ -15,11 +15,24 @@ the seek back is deferred too, so an endpoint's copies are held in the log's ord
 or not). A strict head (back from a retry) is always held.
 
 The re-reads cost fetches, not writes; they are bounded by :data:`RESEEK_S` per partition,
-and the stretch read past the earliest deferred copy by :attr:`Shares.window` (at it, the
-partition waits as it did before shares).
+and the stretch read past the earliest deferred copy by :attr:`Shares.window` (a memory
+bound: the offsets finished past it are kept until the commit passes them).
 
-Pure decisions (:func:`readback`, :func:`due`) and the per-partition bookkeeping; the
-seek is made by :class:`~webhook_stream.delivery.parking.Parking`.
+A full window waits for the endpoint whose deferred copy is the earliest (it *pins* it)
+only while that endpoint drains: once it has pinned it for :data:`PATIENCE_S` and, at the
+rate its copies finished meanwhile, its deferred copies would take longer than
+:data:`DRAIN_S` (:func:`overflows`), they are dead-lettered (reason
+:data:`PARKED_BACKLOG`, replayable): the partition is sought back to the first of them and
+each is written to ``webhooks.deadletter`` as it is read again; its copies read after the
+window are decided as usual. All of them, not only enough to make room: what stays would
+pin the window again at once, and the copies delivered keep their order (every copy
+dead-lettered is older than every copy of the endpoint held later). A strict endpoint
+the same: a dead letter is a final outcome. So one slow endpoint (a rate limit, a slow
+receiver) delays another endpoint's parked copies by seconds, not by its backlog.
+
+Pure decisions (:func:`readback`, :func:`due`, :func:`overflows`) and the per-partition
+bookkeeping; the seek and the dead letters are made by
+:class:`~webhook_stream.delivery.parking.Parking`.
 """
 
 from __future__ import annotations
@@ -36,11 +49,30 @@ from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import PARKED
 from webhook_stream.delivery.lanes import Tracked
 
-__all__ = ["RESEEK_S", "EndpointShare", "ReadBack", "Shares", "Verdict", "due", "readback"]
+__all__ = [
+    "DRAIN_S",
+    "PARKED_BACKLOG",
+    "PATIENCE_S",
+    "RESEEK_S",
+    "EndpointShare",
+    "ReadBack",
+    "Shares",
+    "Verdict",
+    "due",
+    "overflows",
+    "readback",
+]
 
 #: A partition is sought back at most this often (each re-read fetches its stretch again;
 #: a seek is due only once half a share is free, so each brings that many back).
 RESEEK_S = 0.05
+#: A full window waits this long for the endpoint pinning it before judging its rate.
+PATIENCE_S = 2.0
+#: An endpoint whose deferred copies in a full window would take longer than this (at the
+#: rate it finished copies while pinning it) has them dead-lettered.
+DRAIN_S = 30.0
+#: The dead-letter reason of those copies.
+PARKED_BACKLOG = "parked_backlog"
 
 
 class Verdict(Enum):
@@ -118,8 +150,34 @@ def due(share: EndpointShare, endpoint_held: int, tenant_held: int, total_held: 
     return share.tenant is None or tenant_held <= share.per_tenant // 2
 
 
+def overflows(deferred: int, finished: int, pinned_s: float) -> bool:
+    """Dead-letter the ``deferred`` copies of the endpoint pinning a full window for
+    ``pinned_s``, ``finished`` of its copies ending meanwhile: not before
+    :data:`PATIENCE_S`, then when at that rate they would take longer than :data:`DRAIN_S`.
+
+    Counted as if one more had just finished: a few copies behind one slow attempt (a
+    receiver answering in 5 s) are not judged on a 2 s look; they go once even that
+    rate would not drain them in :data:`DRAIN_S`.
+    """
+    if pinned_s < PATIENCE_S or deferred <= 0:
+        return False
+    return deferred * pinned_s > DRAIN_S * (finished + 1)
+
+
 class _Partition:
-    __slots__ = ("by_endpoint", "deferred", "first", "low", "next", "seen", "sought")
+    __slots__ = (
+        "by_endpoint",
+        "deferred",
+        "evict",
+        "first",
+        "low",
+        "next",
+        "pin",
+        "pin_done",
+        "pinned_at",
+        "seen",
+        "sought",
+    )
 
     def __init__(self, start: int) -> None:
         #: Offsets read (the highest + 1) and the next one the reader reads.
@@ -134,6 +192,12 @@ class _Partition:
         self.sought = 0.0
         #: The lowest offset in ``deferred`` when known (None: to be computed again).
         self.low: int | None = None
+        #: The endpoint pinning a full window, since when, and its copies finished since.
+        self.pin: str | None = None
+        self.pinned_at = 0.0
+        self.pin_done = 0
+        #: Endpoints whose deferred copies below an offset are dead-lettered when read again.
+        self.evict: dict[str, int] = {}
 
     def lowest(self) -> int | None:
         if self.low is None and self.deferred:
@@ -151,6 +215,8 @@ class ReadBack:
         self._by_endpoint: dict[str, int] = {}
         self._by_tenant: dict[str, int] = {}
         self._holders: dict[Tracked, tuple[str, str | None]] = {}
+        #: Backlogs found overflowing since last asked: (partition, endpoint id, copies).
+        self.overflowed: list[tuple[int, str, int]] = []
 
     # -- assignment ------------------------------------------------------------------------
 
@@ -194,6 +260,11 @@ class ReadBack:
         _drop(part.by_endpoint, found[1])
         return found[0]
 
+    def dead_letters(self, partition: int, offset: int, endpoint_id: str) -> bool:
+        """True for a deferred copy read again whose endpoint's backlog overflowed."""
+        part = self._parts.get(partition)
+        return part is not None and offset < part.evict.get(endpoint_id, -1)
+
     def take(self, entry: Tracked, endpoint_id: str, share: EndpointShare, *, head: bool) -> bool:
         """Hold the copy of ``entry`` (True) or let it go (False)."""
         part = self._parts.get(entry.tp.partition)
@@ -221,6 +292,9 @@ class ReadBack:
         if holder is None:
             return
         endpoint_id, tenant = holder
+        part = self._parts.get(entry.tp.partition)
+        if part is not None and part.pin == endpoint_id:
+            part.pin_done += 1
         _drop(self._by_endpoint, endpoint_id)
         if tenant is not None:
             _drop(self._by_tenant, tenant)
@@ -243,6 +317,12 @@ class ReadBack:
         now = self._clock()
         out: dict[int, int] = {}
         for p, part in self._parts.items():
+            if part.evict:  # the dead-lettering re-read is over once past each backlog
+                part.evict = {e: o for e, o in part.evict.items() if part.next < o}
+            back = self._overflow(p, part, now)
+            if back is not None:
+                out[p] = back
+                continue
             if part.next < part.seen and all(e in part.first for e in part.by_endpoint):
                 # Nothing ahead to decide again (every deferred copy there is behind an
                 # earlier one of its endpoint): on to where reading stood, not through it.
@@ -267,6 +347,30 @@ class ReadBack:
             part.sought = now
             out[p] = start
         return out
+
+    def _overflow(self, p: int, part: _Partition, now: float) -> int | None:
+        """Where to read again to dead-letter the backlog pinning a full window (None: not
+        now)."""
+        low = part.lowest()
+        if low is None or part.next - low < self.shares.window:
+            part.pin = None
+            return None
+        endpoint_id = part.deferred[low][1]
+        if part.pin != endpoint_id:
+            part.pin, part.pinned_at, part.pin_done = endpoint_id, now, 0
+            return None
+        deferred = part.by_endpoint.get(endpoint_id, 0)
+        if not overflows(deferred, part.pin_done, now - part.pinned_at):
+            return None
+        # Every deferred copy of it read so far; the others' are read again and decided
+        # again, as after any seek back to ``low`` (it is the lowest of them all).
+        part.evict[endpoint_id] = part.seen
+        part.pin = None
+        part.first = {}
+        part.next = low
+        part.sought = now
+        self.overflowed.append((p, endpoint_id, deferred))
+        return low
 
     def seek_due(self, share_of: Callable[[str], EndpointShare]) -> bool:
         """Some endpoint's deferred copies have room now (the reader should not idle)."""

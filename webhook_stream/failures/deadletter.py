@@ -3,7 +3,9 @@
 Reasons: ``fatal_status`` (non-retryable response), ``exhausted`` (schedule used up),
 ``endpoint_missing`` (deleted while the delivery waited), ``endpoint_disabled``,
 ``tenant_mismatch`` (the endpoint moved to another tenant), ``invalid_target``
-(refused URL or address). The record carries the event, so it can be replayed.
+(refused URL or address), ``parked_backlog`` (a parked backlog too slow to drain held a
+``webhooks.parked`` partition: :mod:`webhook_stream.delivery.readback`). The record
+carries the event, so it can be replayed.
 """
 
 from __future__ import annotations

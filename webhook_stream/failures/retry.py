@@ -36,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -63,7 +64,7 @@ from webhook_stream.failures.retry_share import (
 __all__ = ["HORIZON_S", "RetryScheduler", "move_target"]
 
 log = logging.getLogger(__name__)
-
+_Unsent = tuple[TopicPartition, Waiting, ConsumerRecord]
 _MAX_IDLE_MS = 500
 #: A record due within this holds the commit of its partition instead of being moved.
 HORIZON_S = 60.0
@@ -272,18 +273,24 @@ class RetryScheduler:
             return _MAX_IDLE_MS
         return int(max(0, min(_MAX_IDLE_MS, earliest - now)))
 
-    async def _forward_due(self) -> bool:
-        now_ms = time.time() * 1000
-        sends = []
+    def _unsent(self, wanted: Callable[[Waiting], bool]) -> Iterator[_Unsent]:
+        """Unforwarded buffered records ``wanted`` picks, while the lease holds (a stall)."""
         for tp, buf in self._buffers.items():
             for waiting in buf:
                 rec = waiting.record
-                if not waiting.forwarded and rec is not None and waiting.due_ms <= now_ms:
-                    if not self.lease.valid():
-                        break  # lapsed meanwhile (a stall between two sends)
-                    assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
-                    sends.append((rec, await self._send(rec)))
-                    self._handled(tp, waiting)
+                if waiting.forwarded or rec is None or not wanted(waiting):
+                    continue
+                if not self.lease.valid():
+                    return
+                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
+                yield tp, waiting, rec
+
+    async def _forward_due(self) -> bool:
+        now_ms = time.time() * 1000
+        sends = []
+        for tp, waiting, rec in self._unsent(lambda w: w.due_ms <= now_ms):
+            sends.append((rec, await self._send(rec)))
+            self._handled(tp, waiting)
         for rec, result in zip(
             (r for r, _ in sends),
             await asyncio.gather(*(s for _, s in sends), return_exceptions=True),
@@ -317,19 +324,12 @@ class RetryScheduler:
         """Move the deferred records read again to be moved (:meth:`_read_again`)."""
         now_ms = time.time() * 1000
         sends = []
-        for tp, buf in self._buffers.items():
-            for waiting in buf:
-                rec = waiting.record
-                if not waiting.move or waiting.forwarded or rec is None:
-                    continue
-                if not self.lease.valid():
-                    break
-                assert not isinstance(rec, fetch.Undecodable)  # those wait forwarded
-                remaining_s = (waiting.due_ms - now_ms) / 1000
-                target = retry_topic(move_target(remaining_s, self._delays))
-                sends.append(await self._move(rec, target, now_ms))
-                self._handled(tp, waiting)
-                self._metrics.retry_moved.labels(tp.topic).inc()
+        for tp, waiting, rec in self._unsent(lambda w: w.move):
+            remaining_s = (waiting.due_ms - now_ms) / 1000
+            target = retry_topic(move_target(remaining_s, self._delays))
+            sends.append(await self._move(rec, target, now_ms))
+            self._handled(tp, waiting)
+            self._metrics.retry_moved.labels(tp.topic).inc()
         if sends:
             await asyncio.gather(*sends)
         return bool(sends)
