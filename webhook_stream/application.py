@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.types.auth import CredentialsT
 from mode import ServiceT
 
@@ -20,12 +21,24 @@ from webhook_stream.runtime import Runtime
 __all__ = ["WebhookStreamApp", "create_app", "faust_credentials"]
 
 
+class _Boot(BootStrategy):
+    """Faust's services this app needs: its producer and web server, nothing of its own
+    consumer. The consumer loops are the runtime's own, so Faust's consumer (with its
+    thread, its group membership, fetch loop and heartbeats), its conductor, table manager
+    and sensors would only burn CPU on the worker and the broker while idle (issue 34)."""
+
+    enable_kafka_consumer = False
+    enable_sensors = False
+
+
 class WebhookStreamApp(faust.App):
     """A Faust app that hosts the :class:`Runtime` and the HTTP API.
 
-    It declares no agents: the consumer loops are the runtime's own (see
-    :mod:`webhook_stream.delivery.consumer` for why), so Faust's consumer stays idle.
+    It declares no agents and no tables: the consumer loops are the runtime's own (see
+    :mod:`webhook_stream.delivery.consumer` for why), so Faust's consumer is not started.
     """
+
+    BootStrategy = _Boot
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(settings.app_id, **kwargs)

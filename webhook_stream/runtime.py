@@ -1,4 +1,4 @@
-"""The worker's own services, started before Faust's consumer and stopped after it.
+"""The worker's own services, started before Faust's (web server, producer) and stopped after them.
 
 Owns the shared producer and HTTP client, the subscription registry, the tenant-token
 store, the three consumer loops: events in (fan-out), deliveries in (delivery) and the
@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a worker that lost its broker gets to stop in order before it exits anyway.
 _BROKER_LOST_GRACE = 5.0
-#: The stall watch's tick, and the gap between ticks reported as a stall.
-_STALL_TICK = 0.5
+#: The stall watch's tick, and the gap between ticks reported as a stall (a tick is a
+#: wakeup of an idle worker: once a second is enough to see a 2 s stall).
+_STALL_TICK = 1.0
 _STALL_REPORTED = 2.0
 
 

@@ -12,7 +12,7 @@ from aiokafka.consumer.fetcher import Fetcher
 
 from tests.support import create_topics, eventually, uid
 from webhook_stream.broker import EmbeddedBroker
-from webhook_stream.core import fetch, kafka
+from webhook_stream.core import fetch, fetch_waits, kafka
 from webhook_stream.core.fetch_waits import PATIENCE, FetchWaits, next_wait_ms
 from webhook_stream.core.settings import Settings
 
@@ -52,6 +52,16 @@ def test_the_settings_give_hot_and_background_waits() -> None:
     assert kafka.waits_of(Settings(fetch_idle_wait=0.0), background=False) == FetchWaits(20, 20)
 
 
+async def test_the_fetch_routine_sleeps_longer_than_any_fetch_it_waits_for() -> None:
+    settings = Settings(fetch_max_wait=0.02, fetch_idle_wait=0.2, background_idle_wait=1.0)
+    hot = kafka.tail_consumer(settings)
+    background = kafka.tail_consumer(settings, background=True)
+    # aiokafka's own default is 200 ms: a wakeup per consumer five times a second.
+    assert hot._consumer_timeout == 0.4
+    assert background._consumer_timeout == 2.0
+    assert kafka.tail_consumer(settings, consumer_timeout_ms=100)._consumer_timeout == 0.1
+
+
 def test_aiokafka_still_has_what_the_hook_uses() -> None:
     """aiokafka is pinned; these private names are what :func:`fetch_waits.install` uses."""
     assert "_fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
@@ -59,6 +69,29 @@ def test_aiokafka_still_has_what_the_hook_uses() -> None:
     routine = inspect.getsource(Fetcher._fetch_requests_routine)
     assert "self._proc_fetch_request(" in routine
     assert "self._fetch_max_wait_ms" in inspect.getsource(Fetcher._get_actions_per_node)
+    # fetch_waits.until_records waits on the fetcher's own waiters, resolved on new data.
+    assert "_fetch_waiters" in inspect.getsource(Fetcher._create_fetch_waiter)
+    assert "self._notify(waiter)" in routine
+    # The routine's sleep is only a fallback: it also wakes on its fetches, seeks (the
+    # consume future), a new assignment and resumed partitions.
+    assert "timeout=timeout" in routine
+    for woken_by in ("self._pending_tasks", "self._wait_consume_future", "unassign_future"):
+        assert woken_by in routine
+    assert "self._fetcher_timeout" in inspect.getsource(Fetcher._get_actions_per_node)
+
+
+def test_quiet_follows_the_empty_streak() -> None:
+    class Consumer:
+        fetch_waits = FetchWaits(20, 200)
+
+    consumer = Consumer()
+    assert not fetch_waits.quiet(consumer)
+    for _ in range(PATIENCE):
+        consumer.fetch_waits.fetched(False)
+    assert fetch_waits.quiet(consumer)
+    consumer.fetch_waits.fetched(True)
+    assert not fetch_waits.quiet(consumer)
+    assert not fetch_waits.quiet(object())  # a plain aiokafka consumer never is
 
 
 @pytest.mark.integration
@@ -93,3 +126,62 @@ async def test_an_idle_consumer_waits_longer_and_still_gets_the_next_record_in_t
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def _topic(broker: EmbeddedBroker, partitions: int = 1) -> str:
+    topic = f"waits.{uid()}"
+    await create_topics(broker.bootstrap, {topic: partitions})
+    return topic
+
+
+@pytest.mark.integration
+async def test_a_quiet_loop_waits_idle_ms_yet_gets_a_record_as_soon_as_it_is_fetched(
+    broker: EmbeddedBroker,
+) -> None:
+    topic = await _topic(broker)
+    settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
+    consumer = kafka.tail_consumer(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    await producer.start()
+    await consumer.start()
+    try:
+        await fetch.open_topic(consumer, topic)
+        await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
+        # Quiet: one call waits the whole idle_ms (not the 100 ms timeout) for nothing.
+        t0 = time.monotonic()
+        assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=1500) == {}
+        assert time.monotonic() - t0 >= 1.4
+        # A record produced meanwhile is returned once fetched, not at the end of idle_ms.
+        idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=20_000))
+        await asyncio.sleep(0.3)
+        sent = time.monotonic()
+        await producer.send_and_wait(topic, b"after quiet")
+        batch = await asyncio.wait_for(idle, 5)
+        assert [r.value for records in batch.values() for r in records] == [b"after quiet"]
+        assert time.monotonic() - sent < 0.2 + 0.3
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+@pytest.mark.integration
+async def test_wake_ends_a_quiet_wait_at_once_and_every_later_one(broker: EmbeddedBroker) -> None:
+    topic = await _topic(broker)
+    settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
+    consumer = kafka.tail_consumer(settings)
+    await consumer.start()
+    try:
+        await fetch.open_topic(consumer, topic)
+        await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
+        idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000))
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        fetch_waits.wake(consumer)  # what a loop's stop() does
+        assert await asyncio.wait_for(idle, 5) == {}
+        assert time.monotonic() - t0 < 0.5
+        # Stopping: a call after the wake (the race with the loop's flag) does not wait.
+        t0 = time.monotonic()
+        assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000) == {}
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        await consumer.stop()

@@ -6,18 +6,23 @@ import time
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 
 from webhook_stream.core.lag import oldest_age
 from webhook_stream.core.metrics import Metrics
 
 
 class FakeConsumer:
-    """The four calls LagWatch makes of an aiokafka consumer."""
+    """The calls LagWatch makes of an aiokafka consumer (committed offsets through its
+    coordinator, all partitions in one request)."""
 
     def __init__(self, end: dict[TopicPartition, int], committed: dict[TopicPartition, int]):
         self.end, self.done, self.owned = end, committed, set(end)
         # aiokafka's subscription state: ``assignment`` is None while the group re-joins.
         self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=object()))
+        self._coordinator = SimpleNamespace(fetch_committed_offsets=self._fetch_committed)
+        #: Committed-offset requests made (one per sample, however many partitions).
+        self.offset_fetches = 0
 
     def rejoining(self, yes: bool) -> None:
         self._subscription.subscription.assignment = None if yes else object()
@@ -28,8 +33,12 @@ class FakeConsumer:
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.end[tp] for tp in tps}
 
-    async def committed(self, tp: TopicPartition) -> int | None:
-        return self.done.get(tp)
+    async def _fetch_committed(
+        self, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        self.offset_fetches += 1
+        # Kafka answers -1 for a partition without a committed offset.
+        return {tp: OffsetAndMetadata(self.done.get(tp, -1), "") for tp in tps}
 
     async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(tps, 2)
@@ -55,6 +64,7 @@ async def test_lag_per_partition_and_labels_follow_the_assignment() -> None:
         ("ws-deliver", "webhooks.deliveries", "1"): 0,
         ("ws-deliver", "webhooks.deliveries", "2"): 3,  # nothing committed: from the beginning
     }
+    assert consumer.offset_fetches == 1  # one request for the three partitions
     consumer.owned, consumer.done[a] = set(), 10  # mid-rebalance: the assignment reads empty
     consumer.rejoining(True)
     await metrics.lag.sample()

@@ -39,6 +39,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord
 
+from webhook_stream.core import fetch_waits
 from webhook_stream.core.produce import record_size
 from webhook_stream.core.records import RejectedRecord, SourceRef
 from webhook_stream.core.topics import REJECTED
@@ -90,13 +91,31 @@ async def getmany(
     *partitions: TopicPartition,
     timeout_ms: int = 0,
     max_records: int | None = None,
+    idle_ms: int = 0,
 ) -> dict[TopicPartition, list[Any]]:
     """``consumer.getmany(...)``, where an undecodable batch becomes an :class:`Undecodable`.
 
     The lists hold :class:`ConsumerRecord` objects and, last in a partition's list, at most
     one :class:`Undecodable`. Callers handle it as a record they refuse (reject it, count
-    it) and commit past it like any record.
+    it) and commit past it like any record. With ``idle_ms`` above ``timeout_ms``, a quiet
+    consumer waits up to ``idle_ms`` instead (records are returned as soon as they are
+    fetched; :func:`~webhook_stream.core.fetch_waits.wake` ends the wait).
     """
+    if idle_ms > timeout_ms and fetch_waits.quiet(consumer):
+        got = await _getmany(consumer, partitions, 0, max_records)
+        if got:
+            return got
+        await fetch_waits.until_records(consumer, idle_ms / 1000)
+        timeout_ms = 0
+    return await _getmany(consumer, partitions, timeout_ms, max_records)
+
+
+async def _getmany(
+    consumer: AIOKafkaConsumer,
+    partitions: tuple[TopicPartition, ...],
+    timeout_ms: int,
+    max_records: int | None,
+) -> dict[TopicPartition, list[Any]]:
     before = await _settled_positions(consumer, timeout_ms)
     try:
         return await consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)

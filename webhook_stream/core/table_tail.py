@@ -21,7 +21,8 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from webhook_stream.core import fetch, kafka
+from webhook_stream.core import fetch, fetch_waits, kafka
+from webhook_stream.core.fetch_waits import IDLE_POLL_MS
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.table import CompactedTable
 
@@ -40,14 +41,16 @@ class TableTail:
         self._settings = settings
         self._tables = {table.topic: table for table in tables}
         self._running = True
+        self._consumer: Any = None
 
     def stop(self) -> None:
         self._running = False
+        fetch_waits.wake(self._consumer)
         for table in self._tables.values():
             table.stop()
 
     async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings, background=True)
+        self._consumer = consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
             by_topic = {topic: await fetch.partitions_of(consumer, topic) for topic in self._tables}
@@ -59,7 +62,11 @@ class TableTail:
                 for topic, tps in by_topic.items()
             }
             while self._running:
-                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=5000)
+                # Once every table is loaded, a quiet tail wakes only when records come.
+                idle = IDLE_POLL_MS if all(t.ready.is_set() for t in self._tables.values()) else 0
+                batch = await fetch.getmany(
+                    consumer, timeout_ms=500, max_records=5000, idle_ms=idle
+                )
                 per_topic: dict[str, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
                 for tp, records in batch.items():
                     per_topic[tp.topic].append((tp, records))

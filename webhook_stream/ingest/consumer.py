@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import fetch, kafka
+from webhook_stream.core import fetch, fetch_waits, kafka
 from webhook_stream.core.errors import RejectedEvent
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
@@ -78,6 +78,7 @@ class EventsIn:
         self._metrics = metrics
         self._catalog = catalog
         self._running = True
+        self._consumer: AIOKafkaConsumer | None = None
         self.listener = kafka.JoinedListener()
         self.lease = Lease(f"{settings.app_id}-fanout", settings.session_timeout)
         schema_registry = SchemaRegistry(settings) if settings.schema_registry_url else None
@@ -88,12 +89,13 @@ class EventsIn:
     def stop(self) -> None:
         """Finish the current batch, commit it, and return from :meth:`run`."""
         self._running = False
+        fetch_waits.wake(self._consumer)
 
     async def run(self) -> None:
         await self._registry.ready.wait()
         if self._catalog is not None:
             await self._catalog.ready.wait()  # schemas known before events are checked
-        consumer = kafka.group_consumer(
+        self._consumer = consumer = kafka.group_consumer(
             self._settings,
             "fanout",
             metadata_max_age_ms=int(self._settings.topic_discovery_interval * 1000),
@@ -112,7 +114,9 @@ class EventsIn:
         committer = asyncio.create_task(self._commit_chunks(consumer, chunks))
         try:
             while self._running and not committer.done():
-                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=1000)
+                batch = await fetch.getmany(
+                    consumer, timeout_ms=500, max_records=1000, idle_ms=fetch_waits.IDLE_POLL_MS
+                )
                 offsets: dict[TopicPartition, OffsetAndMetadata] = {}
                 sent: list[_Sent] = []
                 n = 0

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from webhook_stream.core import fetch, kafka
+from webhook_stream.core import fetch, fetch_waits, kafka
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.operational import OPERATIONAL
 from webhook_stream.core.settings import Settings
@@ -87,6 +87,7 @@ class PartitionedView:
 
     def stop(self) -> None:
         self._running = False
+        fetch_waits.wake(self._consumer)
 
     # -- group membership
     def applied(self) -> dict[int, int]:
@@ -201,7 +202,9 @@ class PartitionedView:
         46 us per delivery at 500 records, 30 at 2,000), and a worker's share of a busy
         cluster arrives a few hundred records per fetch.
         """
-        batch = await fetch.getmany(consumer, timeout_ms=500, max_records=_MAX_BATCH)
+        batch = await fetch.getmany(
+            consumer, timeout_ms=500, max_records=_MAX_BATCH, idle_ms=fetch_waits.IDLE_POLL_MS
+        )
         n, epoch = sum(map(len, batch.values())), self._epoch
         deadline = time.monotonic() + _LINGER
         while batch and n < _MAX_BATCH and (left := deadline - time.monotonic()) > 0:

@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from webhook_stream.core import fetch, kafka
+from webhook_stream.core import fetch, fetch_waits, kafka
 from webhook_stream.core.errors import InvalidSubscription, OwnershipLost, WriteRefused
 from webhook_stream.core.lease import Lease
 from webhook_stream.core.metrics import Metrics
@@ -88,14 +88,18 @@ class SubscriptionWriter:
         self._metrics = metrics
         self._box = request_box(settings)
         self._running = True
+        self._consumer: Any = None
         self.lease = Lease(f"{settings.app_id}-subscription-writes", settings.session_timeout)
 
     def stop(self) -> None:
         self._running = False
+        fetch_waits.wake(self._consumer)
 
     async def run(self) -> None:
         await self._registry.ready.wait()
-        consumer = kafka.group_consumer(self._settings, "subscription-writes", background=True)
+        self._consumer = consumer = kafka.group_consumer(
+            self._settings, "subscription-writes", background=True
+        )
         ends = kafka.tail_consumer(self._settings)
         consumer.subscribe([SUBSCRIPTION_REQUESTS])
         await ends.start()
@@ -105,7 +109,9 @@ class SubscriptionWriter:
         try:
             tps = await fetch.partitions_of(ends, SUBSCRIPTIONS)
             while self._running:
-                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=100)
+                batch = await fetch.getmany(
+                    consumer, timeout_ms=500, max_records=100, idle_ms=fetch_waits.IDLE_POLL_MS
+                )
                 for tp, records in batch.items():
                     for record in records:
                         if isinstance(record, fetch.Undecodable):
@@ -247,9 +253,11 @@ class WriteClient:
         self._pending: dict[str, asyncio.Future[WriteResult]] = {}
         self.ready = asyncio.Event()
         self._running = True
+        self._consumer: Any = None
 
     def stop(self) -> None:
         self._running = False
+        fetch_waits.wake(self._consumer)
 
     async def send(self, request: WriteRequest) -> asyncio.Future[Any]:
         """Hand ``request`` to its owner without waiting for the decision (auto-disable)."""
@@ -285,7 +293,7 @@ class WriteClient:
         return result, visible
 
     async def run(self) -> None:
-        consumer = kafka.tail_consumer(self._settings, background=True)
+        self._consumer = consumer = kafka.tail_consumer(self._settings, background=True)
         await consumer.start()
         try:
             tps = await fetch.open_topic(consumer, SUBSCRIPTION_RESULTS, at="end")
@@ -293,7 +301,9 @@ class WriteClient:
                 await consumer.position(tp)  # fix the start before the first request
             self.ready.set()
             while self._running:
-                batch = await fetch.getmany(consumer, timeout_ms=500, max_records=1000)
+                batch = await fetch.getmany(
+                    consumer, timeout_ms=500, max_records=1000, idle_ms=fetch_waits.IDLE_POLL_MS
+                )
                 for records in batch.values():
                     for record in records:
                         if not isinstance(record, fetch.Undecodable):  # logged, skipped
