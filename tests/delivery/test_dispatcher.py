@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
+from webhook_stream.core.errors import OwnershipLost
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.records import Delivery, Event, SourceRef
 from webhook_stream.core.settings import Settings
@@ -159,6 +161,26 @@ async def test_a_retriable_failure_goes_to_the_retry_topic_of_its_step() -> None
     retried = Delivery.decode(sent.records[0][1] or b"")
     assert retried.attempts == 1 and retried.last_error == "timeout"
     assert orjson.loads(sent.records[1][1] or b"")["outcome"] == "retrying"
+
+
+async def test_a_failure_answered_after_the_lease_lapsed_decides_nothing() -> None:
+    """A stall while the request was out (issue 29): its timeout, seen on resuming, must
+    not schedule a retry or block a strict endpoint on partitions another worker owns by
+    now; the attempt is called off, its next owner makes it. A success is still recorded."""
+    for result, recorded in ((failed(TransportError.TIMEOUT), None), (ok(200), [ATTEMPTS])):
+        egress, sent = FakeEgress(result), Sent()
+
+        def lease(egress: FakeEgress = egress) -> None:
+            if egress.posted:  # valid until the request went out; lapsed by its answer
+                raise OwnershipLost("webhook-stream-deliver")
+
+        if recorded is None:
+            with pytest.raises(OwnershipLost):
+                await dispatcher(egress, sent).process(delivery(), lease)
+            assert sent.records == []  # no retry, no attempt record, no health streak
+        else:
+            await dispatcher(egress, sent).process(delivery(), lease)
+            assert sent.topics() == recorded
 
 
 async def test_the_last_attempt_and_a_fatal_status_dead_letter_with_their_reason() -> None:

@@ -37,8 +37,10 @@ from webhook_stream.delivery.health import NO_WRITE, EndpointHealth
 from webhook_stream.delivery.operational import OperationalFacts
 from webhook_stream.delivery.policy import (
     Action,
+    Outcome,
     Schedule,
     choose_retry_delay_topic,
+    classify,
     decide,
     retry_delay,
 )
@@ -201,6 +203,8 @@ class Dispatcher:
             if tenant is not None:
                 self._host_slots.release(self._host_key(tenant, sub.url))
                 self._tenant_slots.release(tenant)
+        if before_send is not None and classify(result) is not Outcome.SUCCESS:
+            before_send()  # lapsed while it was out (a stall): a failure decides nothing here
         return await self._handle(sub, delivery, result, span)
 
     def _changed(self, endpoint_id: str) -> None:
