@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
 from tests.isolation.conftest import Iso
 from tests.isolation.test_limits import WORST
 from tests.support import Received, Receiver, eventually
+from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES
 from webhook_stream.subscriptions.model import generate_secret
 from webhook_stream.subscriptions.validation import MIN_RATE_LIMIT_PER_S
 
@@ -51,6 +53,16 @@ async def _drip(got: Received) -> web.StreamResponse:
     return resp
 
 
+def _filter_at_limits_that_matches() -> dict[str, Any]:
+    """The most conditions and bytes a filter may have, every one of them tried on each
+    event: 125 alternatives that fail (absent paths), then one that holds."""
+    alternatives: list[Any] = [{f"k{j}": {"$in": [j, "x"]}} for j in range(125)]
+    spec: dict[str, Any] = {"data": {"$or": [*alternatives, {"i": {"$gte": 0}}]}}
+    spec["data"]["pad"] = {"$neq": ""}
+    spec["data"]["pad"]["$neq"] = "p" * (MAX_FILTER_BYTES - len(orjson.dumps(spec)))
+    return spec
+
+
 def _status(code: int, **headers: str) -> Callable[[Received], web.Response]:
     return lambda _: web.Response(status=code, headers=headers, text="no")
 
@@ -70,6 +82,8 @@ class Row:
     own_hosts: bool = False
     #: The endpoints aim at the victim's receiver (its host and port), another path.
     victim_host: bool = False
+    #: OAuth2 with the receiver's ``script`` as the token endpoint (the hook is never reached).
+    token: bool = False
 
 
 ROWS = [
@@ -127,6 +141,20 @@ ROWS = [
         calls=300,
     ),
     Row("disabled: every delivery refused", {"disabled": True}, calls=0),
+    Row(
+        "filter: at its limits (256 conditions, 8 KiB), all tried on every event",
+        {"filter": _filter_at_limits_that_matches()},
+        calls=300,
+    ),
+    Row(
+        "auth: an OAuth2 token endpoint that hangs, ten endpoints",
+        {"timeout_s": 60},
+        _hang,
+        endpoints=10,
+        events=500,
+        calls=8,  # one token request per endpoint, under the tenant's share of the host (8)
+        token=True,
+    ),
     # -- receivers misbehaving
     Row(
         "receiver: 429 with Retry-After of 30 years",
@@ -179,12 +207,20 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row:
             _hosts.append(receiver)
             receivers.append(receiver)
         ids.append(endpoint_id)
+        settings = {**row.settings, "url": receiver.url(path)}
+        if row.token:
+            settings["url"] = receiver.url(path + "/hook")
+            settings["auth"] = {
+                "type": "oauth2_client_credentials",
+                "token_url": receiver.url(path),
+                "client_id": "atk",
+                "client_secret": generate_secret(),
+            }
         await iso.create(
             **{
                 "event_types": [f"atk{n}.*"],
-                **row.settings,
+                **settings,
                 "id": endpoint_id,
-                "url": receiver.url(path),
                 "tenant_id": tenant,
             }
         )
