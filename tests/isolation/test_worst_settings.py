@@ -142,6 +142,9 @@ ROWS = [
     ),
     Row("disabled: every delivery refused", {"disabled": True}, calls=0),
     Row(
+        "signature_scheme both: two signatures per request", {"signature_scheme": "both"}, calls=300
+    ),
+    Row(
         "filter: at its limits (256 conditions, 8 KiB), all tried on every event",
         {"filter": _filter_at_limits_that_matches()},
         calls=300,
