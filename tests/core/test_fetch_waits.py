@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -94,94 +96,86 @@ def test_quiet_follows_the_empty_streak() -> None:
     assert not fetch_waits.quiet(object())  # a plain aiokafka consumer never is
 
 
-@pytest.mark.integration
-async def test_an_idle_consumer_waits_longer_and_still_gets_the_next_record_in_time(
-    broker: EmbeddedBroker,
-) -> None:
+@dataclass
+class Tail:
+    consumer: kafka.AdaptiveConsumer
+    producer: AIOKafkaProducer
+    topic: str
+
+
+@pytest.fixture
+async def tail(broker: EmbeddedBroker) -> AsyncIterator[Tail]:
+    """A hot tail consumer (20 ms wait, 200 ms at its longest) on a new topic of 2
+    partitions, and a producer that sends at once."""
     topic = f"waits.{uid()}"
     await create_topics(broker.bootstrap, {topic: 2})
     settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
     consumer = kafka.tail_consumer(settings)
+    assert isinstance(consumer, kafka.AdaptiveConsumer)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
     await producer.start()
     await consumer.start()
     try:
-        assert isinstance(consumer, kafka.AdaptiveConsumer)
         await fetch.open_topic(consumer, topic)
-        fetcher = consumer._fetcher
-        # Nothing to read: after PATIENCE short waits the wait reaches the longest.
-        await eventually(lambda: fetcher._fetch_max_wait_ms == 200, timeout=10)
-        assert consumer.fetch_waits.empty >= PATIENCE + 3
-        sent = time.monotonic()
-        await producer.send_and_wait(topic, b"after quiet", partition=1)
-        got: list[bytes] = []
-        while not got:
-            batch = await fetch.getmany(consumer, timeout_ms=1000)
-            got = [r.value for records in batch.values() for r in records]
-        # Seen within one long wait (plus a round trip), not more.
-        assert time.monotonic() - sent < 0.2 + 0.3
-        assert got == [b"after quiet"]
-        assert fetcher._fetch_max_wait_ms == 20  # back to the short wait at once
-        await asyncio.sleep(0)
+        yield Tail(consumer, producer, topic)
     finally:
         await consumer.stop()
         await producer.stop()
 
 
-async def _topic(broker: EmbeddedBroker, partitions: int = 1) -> str:
-    topic = f"waits.{uid()}"
-    await create_topics(broker.bootstrap, {topic: partitions})
-    return topic
+@pytest.mark.integration
+async def test_an_idle_consumer_waits_longer_and_still_gets_the_next_record_in_time(
+    tail: Tail,
+) -> None:
+    consumer = tail.consumer
+    fetcher = consumer._fetcher
+    # Nothing to read: after PATIENCE short waits the wait reaches the longest.
+    await eventually(lambda: fetcher._fetch_max_wait_ms == 200, timeout=10)
+    assert consumer.fetch_waits.empty >= PATIENCE + 3
+    sent = time.monotonic()
+    await tail.producer.send_and_wait(tail.topic, b"after quiet", partition=1)
+    got: list[bytes] = []
+    while not got:
+        batch = await fetch.getmany(consumer, timeout_ms=1000)
+        got = [r.value for records in batch.values() for r in records]
+    # Seen within one long wait (plus a round trip), not more.
+    assert time.monotonic() - sent < 0.2 + 0.3
+    assert got == [b"after quiet"]
+    assert fetcher._fetch_max_wait_ms == 20  # back to the short wait at once
 
 
 @pytest.mark.integration
 async def test_a_quiet_loop_waits_idle_ms_yet_gets_a_record_as_soon_as_it_is_fetched(
-    broker: EmbeddedBroker,
+    tail: Tail,
 ) -> None:
-    topic = await _topic(broker)
-    settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
-    consumer = kafka.tail_consumer(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-    await producer.start()
-    await consumer.start()
-    try:
-        await fetch.open_topic(consumer, topic)
-        await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
-        # Quiet: one call waits the whole idle_ms (not the 100 ms timeout) for nothing.
-        t0 = time.monotonic()
-        assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=1500) == {}
-        assert time.monotonic() - t0 >= 1.4
-        # A record produced meanwhile is returned once fetched, not at the end of idle_ms.
-        idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=20_000))
-        await asyncio.sleep(0.3)
-        sent = time.monotonic()
-        await producer.send_and_wait(topic, b"after quiet")
-        batch = await asyncio.wait_for(idle, 5)
-        assert [r.value for records in batch.values() for r in records] == [b"after quiet"]
-        assert time.monotonic() - sent < 0.2 + 0.3
-    finally:
-        await consumer.stop()
-        await producer.stop()
+    consumer = tail.consumer
+    await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
+    # Quiet: one call waits the whole idle_ms (not the 100 ms timeout) for nothing.
+    t0 = time.monotonic()
+    assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=1500) == {}
+    assert time.monotonic() - t0 >= 1.4
+    # A record produced while a call waits is returned once fetched, not at the end of idle_ms.
+    idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=20_000))
+    await eventually(lambda: fetch_waits.waiting(consumer), timeout=5, interval=0.01)
+    sent = time.monotonic()
+    await tail.producer.send_and_wait(tail.topic, b"after quiet")
+    batch = await asyncio.wait_for(idle, 5)
+    assert [r.value for records in batch.values() for r in records] == [b"after quiet"]
+    assert time.monotonic() - sent < 0.2 + 0.3
 
 
 @pytest.mark.integration
-async def test_wake_ends_a_quiet_wait_at_once_and_every_later_one(broker: EmbeddedBroker) -> None:
-    topic = await _topic(broker)
-    settings = Settings(broker=broker.url, fetch_max_wait=0.02, fetch_idle_wait=0.2)
-    consumer = kafka.tail_consumer(settings)
-    await consumer.start()
-    try:
-        await fetch.open_topic(consumer, topic)
-        await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
-        idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000))
-        await asyncio.sleep(0.2)
-        t0 = time.monotonic()
-        fetch_waits.wake(consumer)  # what a loop's stop() does
-        assert await asyncio.wait_for(idle, 5) == {}
-        assert time.monotonic() - t0 < 0.5
-        # Stopping: a call after the wake (the race with the loop's flag) does not wait.
-        t0 = time.monotonic()
-        assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000) == {}
-        assert time.monotonic() - t0 < 0.5
-    finally:
-        await consumer.stop()
+async def test_wake_ends_a_quiet_wait_at_once_and_every_later_one(tail: Tail) -> None:
+    consumer = tail.consumer
+    await eventually(lambda: fetch_waits.quiet(consumer), timeout=10)
+    idle = asyncio.create_task(fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000))
+    await eventually(lambda: fetch_waits.waiting(consumer), timeout=5, interval=0.01)
+    t0 = time.monotonic()
+    fetch_waits.wake(consumer)  # what a loop's stop() does
+    assert await asyncio.wait_for(idle, 5) == {}
+    assert time.monotonic() - t0 < 0.5
+    assert not fetch_waits.waiting(consumer)
+    # Stopping: a call after the wake (the race with the loop's flag) does not wait.
+    t0 = time.monotonic()
+    assert await fetch.getmany(consumer, timeout_ms=100, idle_ms=60_000) == {}
+    assert time.monotonic() - t0 < 0.5

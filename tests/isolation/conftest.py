@@ -7,6 +7,7 @@ Attackers and the victim have receivers of their own (other hosts, as in product
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -70,6 +71,54 @@ class Iso:
 
         got = await eventually(arrived, timeout=within + 10)
         return [got[i] - sent_at[i] for i in sorted(sent_at)]
+
+    async def parked_burst(self, endpoint_id: str, tenant: str, n: int) -> float:
+        """A victim endpoint of ``tenant`` on its own path, sent ``n`` events under one key
+        while its receiver holds the first call, so its lane fills (500) and the rest parks;
+        then released. Seconds from the release until all ``n`` arrived (at most 60); their
+        first receipts are in the burst's order (a repeat may follow, never overtake)."""
+        path, type_ = f"/{endpoint_id}", f"{tenant}.burst"
+        gate = asyncio.Event()
+
+        async def held(_: object) -> int:
+            await gate.wait()
+            return 200
+
+        self.victim.script[path] = held
+        await self.create(
+            id=endpoint_id, url=self.victim.url(path), event_types=[type_], tenant_id=tenant
+        )
+        throttled = '{budget="endpoint"}'
+        before = await self.metric("webhook_throttled_total", throttled)
+        producer = self.kafka.producer
+        assert producer is not None
+        sends = []
+        for i in range(n):
+            doc = {"type": type_, "tenant_id": tenant, "data": {"i": i}}
+            # One key: one events partition, so the endpoint's order is the burst's order.
+            sends.append(await producer.send(TOPIC, orjson.dumps(doc), key=tenant.encode()))
+        for fut in sends:
+            await fut
+
+        async def parking() -> bool:
+            return await self.metric("webhook_throttled_total", throttled) > before
+
+        await eventually(parking, timeout=30, interval=0.2)
+        t0 = time.monotonic()
+        gate.set()
+        self.victim.script[path] = 200
+
+        def arrived() -> set[int]:
+            return {r.json["data"]["i"] for r in self.victim.at(path)}
+
+        try:
+            await eventually(lambda: len(arrived()) >= n, timeout=60, interval=0.1)
+        finally:
+            took = time.monotonic() - t0
+            print(f"victim burst of {n} (parked beyond 500): {len(arrived())} in {took:.2f}s")
+        firsts = list(dict.fromkeys(r.json["data"]["i"] for r in self.victim.at(path)))
+        assert firsts == sorted(firsts), "the victim's order was broken"
+        return took
 
     async def metrics(self) -> str:
         async with self.worker.api() as client:

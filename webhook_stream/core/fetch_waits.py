@@ -37,6 +37,7 @@ __all__ = [
     "next_wait_ms",
     "quiet",
     "until_records",
+    "waiting",
     "wake",
 ]
 
@@ -106,6 +107,11 @@ async def until_records(consumer: Any, seconds: float) -> None:
         consumer._idle_waiter = None
         if not waiter.done():
             waiter.cancel()
+
+
+def waiting(consumer: Any) -> bool:
+    """Whether a :func:`until_records` of ``consumer`` is waiting now."""
+    return getattr(consumer, "_idle_waiter", None) is not None
 
 
 def wake(consumer: Any) -> None:

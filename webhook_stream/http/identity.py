@@ -11,9 +11,14 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["ContextCache", "TlsIdentity", "client_context"]
+__all__ = ["MAX_CONTEXTS", "ContextCache", "TlsIdentity", "client_context"]
+
+#: TLS contexts a client keeps (one per client identity in use).
+MAX_CONTEXTS = 1000
 
 
 class TlsIdentity(Protocol):
@@ -54,18 +59,29 @@ def client_context(tls: TlsIdentity, trust: ssl.SSLContext | None) -> ssl.SSLCon
 
 
 class ContextCache:
-    """Contexts by identity, built once each (bounded: identities are endpoints' configs)."""
+    """Contexts by identity, built once each; the least recently used goes beyond ``limit``
+    (identities are endpoints' configs: one tenant's many does not evict everyone's)."""
 
-    __slots__ = ("_contexts", "_trust")
+    __slots__ = ("_build", "_contexts", "_limit", "_trust")
 
-    def __init__(self, trust: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        trust: ssl.SSLContext | None,
+        limit: int = MAX_CONTEXTS,
+        build: Callable[[TlsIdentity, ssl.SSLContext | None], ssl.SSLContext] = client_context,
+    ) -> None:
         self._trust = trust
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._limit = max(1, limit)
+        self._build = build
+        self._contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()
 
     def get(self, tls: TlsIdentity) -> ssl.SSLContext:
         found = self._contexts.get(tls.identity)
-        if found is None:
-            if len(self._contexts) >= 1000:
-                self._contexts.clear()
-            found = self._contexts[tls.identity] = client_context(tls, self._trust)
+        if found is not None:
+            self._contexts.move_to_end(tls.identity)
+            return found
+        found = self._build(tls, self._trust)  # ~1 ms: a key and a CA bundle parsed
+        if len(self._contexts) >= self._limit:
+            self._contexts.popitem(last=False)
+        self._contexts[tls.identity] = found
         return found
