@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from aiohttp import web
 from tests.isolation.conftest import Iso
 from tests.isolation.test_limits import WORST
 from tests.support import Received, Receiver, eventually
+from tests.tls import make_client_pki, make_pki
 from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES
 from webhook_stream.subscriptions.model import generate_secret
 from webhook_stream.subscriptions.validation import MIN_RATE_LIMIT_PER_S
@@ -84,6 +87,9 @@ class Row:
     victim_host: bool = False
     #: OAuth2 with the receiver's ``script`` as the token endpoint (the hook is never reached).
     token: bool = False
+    #: Each endpoint presents a client certificate of its own (its own CA) over https to a
+    #: receiver that requires one.
+    mtls: bool = False
 
 
 ROWS = [
@@ -162,6 +168,14 @@ ROWS = [
         calls=8,  # one token request per endpoint, under the tenant's share of the host (8)
         token=True,
     ),
+    Row(
+        "tls: a client certificate of its own on each of ten endpoints, required",
+        {},
+        endpoints=10,
+        events=90,  # within the tenant's 1,000: all ten deliver, each on its own identity
+        calls=900,
+        mtls=True,
+    ),
     # -- receivers misbehaving
     Row(
         "receiver: 429 with Retry-After of 30 years",
@@ -194,14 +208,27 @@ def _id(row: Row) -> str:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[_id(r) for r in ROWS])
-async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row: Row) -> None:
+async def test_worst_value_on_one_tenant_leaves_the_other_on_time(
+    iso: Iso, row: Row, tmp_path: Path
+) -> None:
     n = ROWS.index(row)
     tenant, path = f"atk{n}", f"/atk{n}"
+    clients = [make_client_pki(f"atk{n}_{i}") for i in range(row.endpoints)] if row.mtls else []
+    server_ca: str | None = None
     # Receivers of its own (a hanging one of an earlier row keeps its host's connections).
     if row.victim_host:
         shared = iso.victim
     else:
-        shared = await Receiver().start()
+        tls = None
+        if row.mtls:
+            server = make_pki(tmp_path, f"atk{n}-server")
+            server_ca = server.ca.read_text()
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(server.cert, server.key)
+            tls.verify_mode = ssl.CERT_REQUIRED
+            for client in clients:
+                tls.load_verify_locations(cadata=client.ca)
+        shared = await Receiver(tls=tls).start()
         _hosts.append(shared)
     shared.script[path] = row.script
     ids, receivers = [], [shared]
@@ -215,6 +242,8 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(iso: Iso, row:
             receivers.append(receiver)
         ids.append(endpoint_id)
         settings = {**row.settings, "url": receiver.url(path)}
+        if row.mtls:
+            settings["tls"] = clients[i].endpoint_tls(server_ca)
         if row.token:
             settings["url"] = receiver.url(path + "/hook")
             settings["auth"] = {
