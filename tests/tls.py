@@ -217,3 +217,13 @@ def make_client_pki(name: str = "client") -> ClientPki:
 def client_identity(name: str = "client") -> dict[str, str]:
     """An endpoint ``tls`` value: a client certificate and its key (no CA)."""
     return make_client_pki(name).endpoint_tls()
+
+
+def server_context(server: Pki, client_cas: list[str]) -> ssl.SSLContext:
+    """A receiver's TLS context that requires a client certificate from one of ``client_cas``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.cert, server.key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    for ca in client_cas:
+        context.load_verify_locations(cadata=ca)
+    return context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from webhook_stream.http.identity import ContextCache
@@ -16,12 +17,22 @@ class Identity:
     ca_cert: str | None = None
 
 
-def test_each_identity_is_built_once_and_the_least_recently_used_goes_first() -> None:
+Build = Callable[[Identity, ssl.SSLContext | None], ssl.SSLContext]
+
+
+def counting_build() -> tuple[Build, list[str]]:
+    """A context builder that lists the identities it was asked to build."""
     built: list[str] = []
 
     def build(tls: Identity, _trust: ssl.SSLContext | None) -> ssl.SSLContext:
         built.append(tls.identity)
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+    return build, built
+
+
+def test_each_identity_is_built_once_and_the_least_recently_used_goes_first() -> None:
+    build, built = counting_build()
 
     cache = ContextCache(None, limit=3, build=build)  # type: ignore[arg-type]
     a, b, c, d = (Identity(x) for x in "abcd")
@@ -39,11 +50,7 @@ def test_each_identity_is_built_once_and_the_least_recently_used_goes_first() ->
 
 
 def test_one_tenant_cycling_through_many_identities_leaves_a_busy_one_cached() -> None:
-    built: list[str] = []
-
-    def build(tls: Identity, _trust: ssl.SSLContext | None) -> ssl.SSLContext:
-        built.append(tls.identity)
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    build, built = counting_build()
 
     cache = ContextCache(None, limit=100, build=build)  # type: ignore[arg-type]
     busy = Identity("busy")

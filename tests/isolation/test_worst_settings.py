@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from aiohttp import web
 from tests.isolation.conftest import Iso
 from tests.isolation.test_limits import WORST
 from tests.support import Received, Receiver, eventually
-from tests.tls import make_client_pki, make_pki
+from tests.tls import make_client_pki, make_pki, server_context
 from webhook_stream.subscriptions.filters import MAX_FILTER_BYTES
 from webhook_stream.subscriptions.model import generate_secret
 from webhook_stream.subscriptions.validation import MIN_RATE_LIMIT_PER_S
@@ -223,11 +222,7 @@ async def test_worst_value_on_one_tenant_leaves_the_other_on_time(
         if row.mtls:
             server = make_pki(tmp_path, f"atk{n}-server")
             server_ca = server.ca.read_text()
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.load_cert_chain(server.cert, server.key)
-            tls.verify_mode = ssl.CERT_REQUIRED
-            for client in clients:
-                tls.load_verify_locations(cadata=client.ca)
+            tls = server_context(server, [client.ca for client in clients])
         shared = await Receiver(tls=tls).start()
         _hosts.append(shared)
     shared.script[path] = row.script

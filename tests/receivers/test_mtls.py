@@ -15,7 +15,7 @@ import httpx
 
 from tests.oauth2_server import TokenServer
 from tests.support import Kafka, Receiver, Worker, event, eventually, uid
-from tests.tls import make_client_pki, make_pki
+from tests.tls import make_client_pki, make_pki, server_context
 
 
 async def attempts(w: Worker, endpoint_id: str) -> list[dict[str, Any]]:
@@ -31,11 +31,7 @@ async def test_a_receiver_requiring_a_client_certificate(
     server = make_pki(tmp_path, "mtls-server")
     client = make_client_pki("wh-client")
     stranger = make_client_pki("stranger")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(server.cert, server.key)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=client.ca)
-    receiver = await Receiver(tls=context).start()
+    receiver = await Receiver(tls=server_context(server, [client.ca])).start()
     server_ca = server.ca.read_text()
     tokens = await TokenServer("mtls-client", "mtls-token-secret", expires_in=600).start()
     etype = uid("mt") + ".x"
