@@ -89,6 +89,11 @@ class Metrics:
             "Deliveries a new owner skipped: its partition's last owner had finished them.",
             registry=r,
         )
+        self.duplicates_skipped = Counter(
+            "webhook_duplicates_skipped",
+            "Fresh deliveries skipped: a repeated fan-out's copy of one this worker attempted.",
+            registry=r,
+        )
         self.undecodable = Counter(
             "webhook_undecodable_batches",
             "Runs of records skipped because they could not be decoded (to webhooks.rejected).",

@@ -23,6 +23,8 @@ Guarantees:
   committed, and the rest left to the next owner of the partition.
 * what was finished beyond the committed prefix is written to ``webhooks.delivery_progress``
   with each commit, and a next owner skips it (:mod:`~webhook_stream.delivery.progress`).
+* a fan-out repeated by its successor (a kill -9 before its commit) is not sent twice: a
+  fresh copy of a delivery attempted here lately is skipped (:mod:`.duplicates`).
 * stalls (:mod:`~webhook_stream.core.lease`): records are taken, and attempts started,
   only while the group membership's lease is valid; after a stall everything waits for
   the coordinator, and what was held for partitions the re-join took away is dropped.
@@ -53,6 +55,7 @@ from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
 from webhook_stream.delivery.dispatcher import AttemptHooks, Dispatcher
+from webhook_stream.delivery.duplicates import RecentDeliveries
 from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
@@ -130,6 +133,8 @@ class DeliveriesIn:
         self._dispatcher = dispatcher(self.parking)
         self.health = self._dispatcher.health
         self.progress = Progress(settings, producer, self._tracker, metrics)
+        #: Fresh deliveries attempted lately: a repeated fan-out's copies are skipped.
+        self._recent = RecentDeliveries(metrics.duplicates_skipped)
         self.listener = _Listener(self)
         #: The group membership's right to act (issue 29: a stalled worker acts on nothing).
         self.lease = Lease(f"{settings.app_id}-deliver", settings.session_timeout)
@@ -307,9 +312,13 @@ class DeliveriesIn:
             log.warning("undecodable record on %s at offset %s: %s", DELIVERIES, record.offset, exc)
             sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
         else:
+            if not self._recent.claim(delivery):  # a repeated fan-out's copy: skipped
+                self._tracker.done(entry)
+                return
             try:
                 sends = await self._dispatcher.process(delivery, self.lease.check)
             except OwnershipLost:
+                self._recent.forget(delivery)  # not attempted: the item comes here again
                 raise
             except Exception as exc:
                 if send_failure(exc) != "record":
@@ -358,14 +367,8 @@ class DeliveriesIn:
             self._tracker.done(entry)
         elif send_failure(exc) == "record":
             # This delivery's result could not be written: park the delivery, go on.
-            log.error(
-                "could not write the result of %s[%d]@%d (%r): sending it to %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                exc,
-                REJECTED,
-            )
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            log.error("could not write the result of %s (%r): it goes to %s", where, exc, REJECTED)
             task = asyncio.ensure_future(self._reject_after(record, entry, exc))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)

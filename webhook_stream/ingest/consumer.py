@@ -52,9 +52,10 @@ log = logging.getLogger(__name__)
 
 #: Records handled between yields to the event loop: in-flight deliveries keep moving.
 _YIELD_EVERY = 100
-#: Input records per commit of the fan-out, and chunks handled ahead of their commit.
+#: Input records per chunk handed to the committer, and chunks handled ahead of it (the
+#: committer takes every chunk waiting into one commit).
 _CHUNK = 50
-_CHUNKS_AHEAD = 20
+_CHUNKS_AHEAD = 10
 
 
 class EventsIn:
@@ -167,12 +168,24 @@ class EventsIn:
     async def _commit_chunks(
         self, consumer: AIOKafkaConsumer, chunks: asyncio.Queue[_Chunk | None]
     ) -> None:
-        while (chunk := await chunks.get()) is not None:
-            await self._settle(chunk.sent)
+        stopping = False
+        while not stopping and (chunk := await chunks.get()) is not None:
+            # Every chunk handled meanwhile goes in the same commit: one round trip however
+            # far the loop got ahead, so what a kill -9 repeats stays near one commit's worth.
+            sent, offsets = list(chunk.sent), dict(chunk.offsets)
+            while not chunks.empty():
+                more = chunks.get_nowait()
+                if more is None:
+                    stopping = True
+                    break
+                sent += more.sent
+                offsets.update(more.offsets)
+            await self._settle(sent)
             try:
-                await consumer.commit(chunk.offsets)
+                await consumer.commit(offsets)
             except (CommitFailedError, IllegalStateError) as exc:
-                # Rebalanced meanwhile: the new owner fans these out again (same ids).
+                # Rebalanced meanwhile: the new owner fans these out again (same ids); the
+                # delivery owners skip the copies of what they already attempted.
                 log.warning("fan-out commit failed (%s); those events will be redone", exc)
 
     async def _handle(self, record: ConsumerRecord) -> _Sent | None:
