@@ -317,8 +317,8 @@ class DeliveriesIn:
                 return
             try:
                 sends = await self._dispatcher.process(delivery, self.lease.check)
-            except OwnershipLost:
-                self._recent.forget(delivery)  # not attempted: the item comes here again
+            except (OwnershipLost, asyncio.CancelledError):
+                self._recent.forget(delivery)  # no outcome: it may be read and tried again
                 raise
             except Exception as exc:
                 if send_failure(exc) != "record":

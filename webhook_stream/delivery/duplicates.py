@@ -54,7 +54,9 @@ class RecentDeliveries:
     def claim(self, delivery: Delivery) -> bool:
         """False for a fresh copy of a delivery claimed before (counted); True otherwise.
 
-        Claimed before its attempt: a copy may come up in another lane slot meanwhile.
+        Claimed before its attempt (a copy may come up in another lane slot meanwhile);
+        the caller forgets it again when the attempt ends without an outcome (called off
+        by a lapsed lease, cancelled by a drain): it is read and tried again then.
         """
         key = fresh_key(delivery)
         if key is None:
@@ -71,7 +73,7 @@ class RecentDeliveries:
         return True
 
     def forget(self, delivery: Delivery) -> None:
-        """Not attempted after all (its place in the order is left to run out)."""
+        """No outcome after all (its place in the order is left to run out)."""
         key = fresh_key(delivery)
         if key is not None:
             self._keys.discard(key)
