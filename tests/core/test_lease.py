@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from tests.support import eventually
 from webhook_stream.core.errors import OwnershipLost
 from webhook_stream.core.lease import (
     Lease,
@@ -96,8 +97,12 @@ class FakeCoordinator:
         self.rejoin_asked = False
         self._rejoin_needed_fut = SimpleNamespace(done=lambda: self.rejoin_asked)
         self.resets = 0
+        self._heartbeat_interval_ms = 20  # (aiokafka's default: 3,000)
+        self._heartbeat_task: object = None  # aiokafka's, stopped for a join
+        self.beats = 0
 
     async def _do_heartbeat(self) -> bool:
+        self.beats += 1
         self.clock.t += self.took  # the answer comes this much later
         return self.answer
 
@@ -119,6 +124,7 @@ class FakeCoordinator:
 async def test_attach_follows_heartbeats_joins_and_resets() -> None:
     clock = Clock()
     coordinator = FakeCoordinator(clock)
+    coordinator._heartbeat_task = "aiokafka's"  # no extra heartbeats in this test
     lease = Lease("g", 10.0, clock=clock)
     lease.attach(SimpleNamespace(_coordinator=coordinator), began=clock.t - 1)
     assert lease.valid_until == clock.t + 7  # the first join, as of before start()
@@ -149,6 +155,30 @@ async def test_attach_follows_heartbeats_joins_and_resets() -> None:
     coordinator.answer = False
     await coordinator._do_heartbeat()
     assert not lease.valid()
+
+
+async def test_a_join_is_followed_by_a_heartbeat_until_aiokafkas_are_back() -> None:
+    """A 5 s join confirms only 3 s past its end (10 s session, 2 s margin), and aiokafka's
+    first heartbeat comes an interval (3 s) after its assignment callbacks: a heartbeat at
+    once confirms the lease to 8 s past the join's end. Ours go on, one an interval,
+    until aiokafka's are back."""
+    clock = Clock()
+    coordinator = FakeCoordinator(clock)
+    lease = Lease("g", 10.0, clock=clock)
+    lease.attach(SimpleNamespace(_coordinator=coordinator), began=clock.t)
+    await asyncio.sleep(0)  # the heartbeat after start()'s join
+    assert coordinator.beats == 1
+    began = clock.t
+    await coordinator._do_rejoin_group(None)  # takes 5 s
+    assert lease.valid_until == began + 8
+    await asyncio.sleep(0)
+    assert coordinator.beats == 2 and lease.valid_until == clock.t + 8 == began + 13
+    await eventually(lambda: coordinator.beats >= 4, timeout=2)  # callbacks still running
+    coordinator._heartbeat_task = "aiokafka's"  # back: no more of ours
+    await asyncio.sleep(0.1)  # five intervals
+    beats = coordinator.beats
+    await asyncio.sleep(0.1)
+    assert coordinator.beats == beats
 
 
 async def test_the_stall_watch_reports_a_late_tick_once() -> None:

@@ -154,6 +154,11 @@ class Lease:
         send time, unless it asked for a re-join (``RebalanceInProgress`` also answers
         "ok"): that confirmation waits for the join. A completed join confirms as of the
         time it began; a reset generation or a dead coordinator expires the lease.
+
+        aiokafka stops heartbeating for a join and starts again only once the assignment
+        callbacks are done, an interval later; a slow join (Tansu: 5 s) leaves less of
+        the session than that. So a join is followed by a heartbeat at once, and one each
+        interval until aiokafka's are back (one extra heartbeat per join, as a rule).
         """
         coordinator = consumer._coordinator
         heartbeat = coordinator._do_heartbeat
@@ -163,6 +168,8 @@ class Lease:
         dead = coordinator.coordinator_dead
         lease = self
         began_join = [began]
+        interval = coordinator._heartbeat_interval_ms / 1000
+        beats: set[asyncio.Task[None]] = set()
 
         async def do_heartbeat() -> bool:
             sent_at, generation = lease._clock(), coordinator.generation
@@ -175,6 +182,22 @@ class Lease:
                 lease.confirm(sent_at, generation)
             return ok
 
+        async def beat_after_join(generation: int) -> None:
+            for _ in range(max(1, round(lease._session_timeout / interval))):
+                try:
+                    await do_heartbeat()
+                except Exception as exc:  # noqa: BLE001 - aiokafka's own heartbeats report it
+                    log.debug("heartbeat after a join of %s failed: %r", lease.name, exc)
+                    return
+                await asyncio.sleep(interval)
+                if coordinator.generation != generation or coordinator._heartbeat_task:
+                    return  # another join, or aiokafka's heartbeats are back
+
+        def beat_now(generation: int) -> None:
+            task = asyncio.ensure_future(beat_after_join(generation))
+            beats.add(task)
+            task.add_done_callback(beats.discard)
+
         async def do_rejoin_group(subscription: Any) -> bool:
             began_join[0] = lease._clock()
             return bool(await rejoin(subscription))
@@ -182,6 +205,7 @@ class Lease:
         async def on_join_complete(generation: int, *args: Any) -> None:
             # Before the assignment callback: it may act on what it was given.
             lease.confirm(began_join[0], generation)
+            beat_now(generation)
             await join_complete(generation, *args)
 
         def reset_generation() -> None:
@@ -193,6 +217,7 @@ class Lease:
             dead()
 
         self.confirm(began, coordinator.generation)
+        beat_now(coordinator.generation)  # start() returned after the first join: the same
         coordinator._do_heartbeat = do_heartbeat
         coordinator._do_rejoin_group = do_rejoin_group
         coordinator._on_join_complete = on_join_complete

@@ -149,13 +149,14 @@ class Settings:
     #: retries are written again to a retry topic (due time kept) instead of held.
     retry_buffer_per_tenant: int = 250
     #: Kafka consumer group timings; short by default so a dead worker's partitions move fast.
-    #: Heartbeats every 1 s, not Kafka's 3 s: a join confirms the lease only as of when it
-    #: began (8 s of a 10 s session), and a join on Tansu can take 5 s, so at 3 s the first
-    #: heartbeat after a join came as the lease ran out, and a rebalance then dropped what
-    #: a healthy worker held instead of draining it (tests/delivery/test_stall.py).
+    #: Heartbeats every 3 s (Kafka's default; each one costs the idle worker and its broker).
+    #: A join confirms the lease only as of when it began and can take 5 s on Tansu, so
+    #: the lease heartbeats once at the end of each join (core/lease.py): without that the
+    #: first heartbeat came as the lease ran out, and a rebalance then dropped what a
+    #: healthy worker held instead of draining it (tests/delivery/test_stall.py).
     session_timeout: float = 10.0
     rebalance_timeout: float = 10.0
-    heartbeat_interval: float = 1.0
+    heartbeat_interval: float = 3.0
     commit_interval: float = 1.0
     #: ...and the delivery loop commits as soon as this many more deliveries are finished
     #: (0 = by time only): a kill -9 repeats about this many per worker.
