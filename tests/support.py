@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import ssl
@@ -150,6 +151,14 @@ class Worker:
         return httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15
         )
+
+    async def metric(self, name: str) -> float:
+        """The value of an unlabelled metric on the worker's ``/metrics`` (it must be there)."""
+        async with self.api() as client:
+            text = (await client.get("/metrics")).text
+        found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        assert found, f"{name} missing from /metrics"
+        return float(found.group(1))
 
     async def list_subscriptions(self, client: httpx.AsyncClient | None = None) -> list[Any]:
         """Every subscription the API lists, following the ``next`` cursor to the last page."""

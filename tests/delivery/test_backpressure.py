@@ -9,7 +9,6 @@ On a broker of its own: the worker runs with a small bound and must not share to
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from pathlib import Path
 
@@ -21,14 +20,6 @@ from webhook_stream.broker import EmbeddedBroker
 BOUND = 40
 SHARE = BOUND // 4
 HELD = 20
-
-
-async def pending(worker: Worker) -> float:
-    async with worker.api() as client:
-        text = (await client.get("/metrics")).text
-    found = re.search(r"^webhook_pending_deliveries (\S+)$", text, re.M)
-    assert found, "webhook_pending_deliveries missing from /metrics"
-    return float(found.group(1))
 
 
 async def test_a_stuck_endpoint_fills_the_bound_then_everything_arrives_in_order(
@@ -66,13 +57,13 @@ async def test_a_stuck_endpoint_fills_the_bound_then_everything_arrives_in_order
         peak = 0.0
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            peak = max(peak, await pending(w))
+            peak = max(peak, await w.metric("webhook_pending_deliveries"))
             if peak > SHARE and len(receiver.at("/stuck")) == 1:
                 break
             await asyncio.sleep(0.05)  # sampling interval of a measurement, not a sync
         assert SHARE < peak <= SHARE + HELD, peak
         for _ in range(20):
-            assert await pending(w) <= SHARE + HELD
+            assert await w.metric("webhook_pending_deliveries") <= SHARE + HELD
         assert len(receiver.at("/stuck")) == 1  # max_in_flight 1: one call, hanging
 
         release.set()
