@@ -195,6 +195,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only row 5t: worker CPU per delivery with tracing off and on (OTLP)",
     )
     p.add_argument(
+        "--case-a-only",
+        action="store_true",
+        help="run only the ceiling and row 3a on a fresh worker (about a minute)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --case-a-only: py-spy the worker during case A (bench/out/case-a.pyspy)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),

@@ -34,6 +34,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load, records
+from .casea import phase_case_a
 from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
@@ -284,6 +285,9 @@ class Bench:
         a = self.args
         if a.tracing_only:
             await phase_tracing(self)
+            return
+        if a.case_a_only:
+            await phase_case_a(self)
             return
         if a.idle_only:
             worker = self.start_worker()

@@ -8,6 +8,7 @@ retry scheduler, and the status view's process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -103,6 +104,7 @@ class Runtime(Service):
         # aiokafka's debug lines were built and discarded on every fetch and send (measured
         # at 8 % of the worker's CPU under load); they are never wanted in a worker.
         logging.getLogger("aiokafka").setLevel(max(logging.INFO, log.getEffectiveLevel()))
+        gc.set_threshold(self.settings.gc_threshold, *gc.get_threshold()[1:])
         try:
             await kafka_auth.preflight(self.settings)
         except KafkaSecurityError as exc:

@@ -62,25 +62,27 @@ def record_headers(
     return headers
 
 
-_second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
+#: Date-time text of recent whole seconds. More than one: a record's own timestamp and
+#: "now" are often a second apart, and one entry would be reformatted on every call.
+_seconds: dict[int, str] = {}
 
 
 def to_iso(ts: float) -> str:
     """Unix seconds to ISO-8601 UTC with millisecond precision (``2026-11-23T10:00:00.000Z``).
 
-    Called several times per delivery: the date-time part is formatted once per second.
+    Called several times per delivery: each whole second's date-time is formatted once.
     """
-    global _second_cache
     frac, whole = math.modf(ts)  # rounded the way datetime.fromtimestamp rounds
     second, micros = int(whole), round(frac * 1_000_000)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
     elif micros < 0:
         second, micros = second - 1, micros + 1_000_000
-    cached_second, text = _second_cache
-    if second != cached_second:
-        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, text)
+    text = _seconds.get(second)
+    if text is None:
+        if len(_seconds) >= 64:
+            _seconds.clear()
+        text = _seconds[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{text}.{micros // 1000:03d}Z"
 
 

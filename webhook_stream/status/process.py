@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -54,6 +55,7 @@ _VIEW_SETTINGS = (
     "rebalance_timeout",
     "heartbeat_interval",
     "status_retention",
+    "gc_threshold",
 )
 
 
@@ -228,6 +230,7 @@ async def _serve(answers: Any) -> int:
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, answers)
     needed, where = orjson.loads(await _read_frame(reader))
     settings = replace(Settings(), **needed)
+    gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
     view = PartitionedView(settings, Path(where["store_path"]), where["own_url"])
     tail = asyncio.create_task(view.run())
     ops: dict[str, Callable[..., Any]] = {

@@ -1,0 +1,70 @@
+"""Row 3a alone (``--case-a-only``): the ceiling, case A on a fresh worker, the ceiling again.
+
+For working on the delivery loop's cost: about a minute instead of a full run. The ratio is
+to the higher of the two ceilings, as in a full run. ``--profile`` records the worker
+process with py-spy while case A runs (``bench/out/case-a.pyspy``, collapsed stacks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from .procs import cpu_seconds, process_cpu_seconds
+from .report import Row, rate
+
+
+async def phase_case_a(bench: Any) -> None:
+    a = bench.args
+    c, n = a.concurrency, a.events
+    await bench.phase_ceiling()
+    bench.say("3a: starting a worker")
+    worker = bench.start_worker()
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        await bench.wait_healthy(worker, 0, 180)
+        specs = [(f"ep_a_{i}", f"/a/{i}", f"bench.a.e{i}") for i in range(c)]
+        specs.append(("ep_warm_0", "/warm/0", "bench.warm"))
+        await bench.create_subscriptions(worker, specs)
+        await bench.wait_healthy(worker, len(specs), 60)
+        await bench.phase_warmup(worker)
+        if a.profile:
+            here = os.path.dirname(sys.executable)
+            spy = shutil.which("py-spy") or shutil.which("py-spy", path=here)
+            if spy is None:
+                raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+            out = bench.out / "case-a.pyspy"
+            profiler = subprocess.Popen(
+                [spy, "record", "-p", str(worker.pid), "-f", "raw", "-o", str(out), "-r", "200"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        cpu0, main0 = cpu_seconds(worker.pid), process_cpu_seconds(worker.pid)
+        res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
+        cpu_s = cpu_seconds(worker.pid) - cpu0
+        main_s = process_cpu_seconds(worker.pid) - main0
+    finally:
+        if profiler is not None:
+            profiler.send_signal(2)
+            await asyncio.to_thread(profiler.wait, 30)
+        await asyncio.to_thread(worker.stop, 60)
+    await bench.phase_ceiling("after case A")
+    per_k = cpu_s / max(1, res["delivered"]) * 1000
+    main_k = main_s / max(1, res["delivered"]) * 1000
+    bench.rows.append(
+        Row(
+            "3a",
+            "webhook-stream A: 1 endpoint per event",
+            rate(res["rate"], "deliveries/s"),
+            "",
+            f"{res['delivered']:,} of {res['expected']:,}; worker CPU {per_k:.3f} s per 1,000 "
+            f"(process {main_k:.3f}, status view {per_k - main_k:.3f}); "
+            f"process busy {main_s / max(1e-9, res['seconds']):.2f} cores",
+            per_s=res["rate"],
+        )
+    )
+    bench.raw["case_a"] = {**res, "cpu_s": cpu_s, "main_s": main_s}
