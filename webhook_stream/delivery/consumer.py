@@ -19,6 +19,8 @@ Guarantees:
   share of that budget, and a strict endpoint nothing while its head waits for a retry;
   the rest is parked in ``webhooks.parked``, which this consumer reads too (same group,
   range assignment: partition *n* of both topics has one owner).
+* results (:mod:`.results`): a record that cannot be read, or whose result records cannot
+  be written, goes to ``webhooks.rejected``; any other failed write stops the worker.
 * rebalance and shutdown: in-flight work is drained (bounded), the finished prefix
   committed, and the rest left to the next owner of the partition.
 * what was finished beyond the committed prefix is written to ``webhooks.delivery_progress``
@@ -36,14 +38,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka.structs import OffsetAndMetadata
 
 from webhook_stream.core import fetch, kafka
 from webhook_stream.core.errors import OwnershipLost
@@ -51,14 +51,14 @@ from webhook_stream.core.lease import Lease, report_dropped
 from webhook_stream.core.metrics import Metrics
 from webhook_stream.core.produce import failure_reason, send_failure
 from webhook_stream.core.records import Delivery
-from webhook_stream.core.rejected import reject
 from webhook_stream.core.settings import Settings
-from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED, REJECTED
+from webhook_stream.core.topics import DELIVERIES, DELIVERY_PROGRESS, PARKED
 from webhook_stream.delivery.dispatcher import AttemptHooks, Dispatcher
 from webhook_stream.delivery.duplicates import RecentDeliveries
-from webhook_stream.delivery.lanes import Lanes, OffsetTracker, Tracked
+from webhook_stream.delivery.lanes import Lanes, OffsetTracker
 from webhook_stream.delivery.parking import Item, Parking, source_offset
 from webhook_stream.delivery.progress import Progress
+from webhook_stream.delivery.results import Results
 from webhook_stream.subscriptions.registry import SubscriptionRegistry
 
 __all__ = ["DeliveriesIn"]
@@ -114,11 +114,11 @@ class DeliveriesIn:
         self.crash = crash
         self._running = True
         self._tracker = OffsetTracker(self._advanced)
+        self._results = Results(producer, self._tracker, metrics, settings.max_record_bytes, crash)
         #: Records made committable since the last commit, and the wake-up of the committer.
         self._uncommitted = 0
         self._commit_due = asyncio.Event()
         self._commit_lock = asyncio.Lock()
-        self._sending: set[asyncio.Future[Any]] = set()
         self._consumer: AIOKafkaConsumer | None = None
         #: Partitions assigned and not being revoked: records of others are skipped.
         self.owned: set[TopicPartition] = set()
@@ -127,7 +127,7 @@ class DeliveriesIn:
         # Full one batch early, so a batch taken at the bound stays within it.
         self.lanes: Lanes[Item] = Lanes(self._deliver, max(1, held - self._batch), crash)
         self.parking = Parking(
-            settings, registry, producer, metrics, self.lanes, self._tracker, self._watch
+            settings, registry, producer, metrics, self.lanes, self._tracker, self._results.watch
         )
         # The dispatcher is built here, told of parking at construction.
         self._dispatcher = dispatcher(self.parking)
@@ -254,7 +254,7 @@ class DeliveriesIn:
                         if not parking.fresh(tp, record):  # read again: taken already
                             continue
                         if isinstance(record, fetch.Undecodable):
-                            await self._undecodable(tp, record)
+                            await self._results.undecodable(tp, record)
                         elif skip(tp, record.offset):  # finished by the last owner
                             entry = self._tracker.track(tp, record.offset)
                             entry.attempted = True  # still finished: listed again if beyond
@@ -310,7 +310,7 @@ class DeliveriesIn:
             delivery = Delivery.decode(record.value)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             log.warning("undecodable record on %s at offset %s: %s", DELIVERIES, record.offset, exc)
-            sends = [await self._reject(record, f"invalid_delivery_record: {exc}")]
+            sends = [await self._results.reject(record, f"invalid_delivery_record: {exc}")]
         else:
             if not self._recent.claim(delivery):  # a repeated fan-out's copy: skipped
                 self._tracker.done(entry)
@@ -324,69 +324,11 @@ class DeliveriesIn:
                 if send_failure(exc) != "record":
                     raise
                 # A result record refused before it was sent (too large): this one only.
-                sends = [await self._reject(record, failure_reason(exc))]
+                sends = [await self._results.reject(record, failure_reason(exc))]
         if not sends:
             self._tracker.done(entry)
             return
-        self._watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
-
-    def _watch(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
-        """Mark ``entry`` done once ``fut`` (its result records) is acknowledged."""
-        self._sending.add(fut)
-        fut.add_done_callback(partial(self._sent, record, entry))
-
-    async def _undecodable(self, tp: TopicPartition, skipped: fetch.Undecodable) -> None:
-        """Skipped records go to webhooks.rejected; committed past once that is written."""
-        self._metrics.undecodable.inc()
-        entry = self._tracker.track(tp, skipped.offset)
-        limit = self._settings.max_record_bytes
-        fut = await fetch.reject_undecodable(self._producer, skipped, limit)
-        self._sending.add(fut)
-        fut.add_done_callback(partial(self._undecodable_sent, entry))
-
-    def _undecodable_sent(self, entry: Tracked, fut: asyncio.Future[Any]) -> None:
-        self._sending.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is None:
-            self._tracker.done(entry)
-        else:
-            log.critical("could not write %s: %r", REJECTED, exc)
-            self._crash(exc)
-
-    async def _reject(self, record: ConsumerRecord, reason: str) -> asyncio.Future[Any]:
-        return await reject(self._producer, record, reason, limit=self._settings.max_record_bytes)
-
-    def _sent(self, record: ConsumerRecord, entry: Tracked, fut: asyncio.Future[Any]) -> None:
-        self._sending.discard(fut)
-        if fut.cancelled():
-            return  # shutting down mid-send: not committed, redelivered
-        exc = fut.exception()
-        if exc is None:
-            self._tracker.done(entry)
-        elif send_failure(exc) == "record":
-            # This delivery's result could not be written: park the delivery, go on.
-            where = f"{record.topic}[{record.partition}]@{record.offset}"
-            log.error("could not write the result of %s (%r): it goes to %s", where, exc, REJECTED)
-            task = asyncio.ensure_future(self._reject_after(record, entry, exc))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        else:
-            # Never commit what is not durable: stop the worker; its successor re-reads it.
-            log.critical("could not hand a delivery result to Kafka: %r", exc)
-            self._crash(exc)
-
-    async def _reject_after(
-        self, record: ConsumerRecord, entry: Tracked, exc: BaseException
-    ) -> None:
-        try:
-            await (await self._reject(record, failure_reason(exc)))
-        except Exception as again:  # noqa: BLE001 - the worker stops on it
-            log.critical("could not write %s either: %r", REJECTED, again)
-            self._crash(again)
-            return
-        self._tracker.done(entry)
+        self._results.watch(record, entry, sends[0] if len(sends) == 1 else asyncio.gather(*sends))
 
     async def revoked(self, revoked: list[TopicPartition]) -> None:
         """Before a rebalance: finish what was taken (bounded), commit it, forget the rest."""
@@ -413,8 +355,9 @@ class DeliveriesIn:
         if self.lanes.pending:
             log.info("draining %d held deliveries (up to %.0fs)...", self.lanes.pending, timeout)
         await self.lanes.drain(timeout)
-        if self._sending:
-            await asyncio.wait(set(self._sending), timeout=max(0.1, deadline - time.monotonic()))
+        sending = self._results.sending
+        if sending:
+            await asyncio.wait(set(sending), timeout=max(0.1, deadline - time.monotonic()))
         self._metrics.pending.set(self.lanes.pending + self.parking.held)
 
     async def _commit(self) -> None:
