@@ -139,9 +139,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--loop",
-        default="aio",
+        default="uvloop",
         choices=("aio", "uvloop"),
-        help="the worker's event loop, faust -L (uvloop needs `pip install uvloop`)",
+        help="the worker's event loop, faust -L (default uvloop, as the image runs it)",
     )
     p.add_argument(
         "--flow-events",

@@ -77,6 +77,8 @@ class Worker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"worker-{self.port}.log"
         self.env = {
+            # The event loop production runs (the image sets FAUST_LOOP); a test may override.
+            "FAUST_LOOP": "uvloop",
             # Tracing only where a test asks for it, whatever the developer's shell says.
             **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
             "WEBHOOK_STREAM_BROKER": broker_url,

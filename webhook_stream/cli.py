@@ -55,7 +55,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float) -> b
 
 
 def worker_command(
-    port: int, *, host: str = "127.0.0.1", loglevel: str = "info", loop: str = "aio"
+    port: int, *, host: str = "127.0.0.1", loglevel: str = "info", loop: str = "uvloop"
 ) -> list[str]:
     """``faust -A webhook_stream worker`` for this interpreter, on ``host:port``."""
     return [
