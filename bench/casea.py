@@ -1,4 +1,5 @@
-"""Row 3a alone (``--case-a-only``): the ceiling, case A on a fresh worker, the ceiling again.
+"""Rows 3a and 4 alone (``--case-a-only``): the ceiling, case A on a fresh worker, row 4's
+latency right after it, the ceiling again.
 
 For working on the delivery loop's cost: about a minute instead of a full run. The ratio is
 to the higher of the two ceilings, as in a full run. ``--profile`` records the worker
@@ -29,6 +30,9 @@ async def phase_case_a(bench: Any) -> None:
         await bench.wait_healthy(worker, 0, 180)
         specs = [(f"ep_a_{i}", f"/a/{i}", f"bench.a.e{i}") for i in range(c)]
         specs.append(("ep_warm_0", "/warm/0", "bench.warm"))
+        specs += [
+            (f"ep_lat_{i}", f"/lat/{i}", f"bench.lat.e{i}") for i in range(a.latency_endpoints)
+        ]
         await bench.create_subscriptions(worker, specs)
         await bench.wait_healthy(worker, len(specs), 60)
         await bench.phase_warmup(worker)
@@ -47,6 +51,11 @@ async def phase_case_a(bench: Any) -> None:
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         cpu_s = cpu_seconds(worker.pid) - cpu0
         main_s = process_cpu_seconds(worker.pid) - main0
+        if profiler is not None:
+            profiler.send_signal(2)
+            await asyncio.to_thread(profiler.wait, 30)
+            profiler = None
+        await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
     finally:
         if profiler is not None:
             profiler.send_signal(2)
