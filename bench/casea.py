@@ -19,6 +19,13 @@ from .procs import cpu_seconds, process_cpu_seconds
 from .report import Row, rate
 
 
+async def _stopped(profiler: subprocess.Popen[bytes] | None) -> None:
+    """Stop py-spy (SIGINT: it writes its file) and wait for it; ``None`` is no profiler."""
+    if profiler is not None:
+        profiler.send_signal(2)
+        await asyncio.to_thread(profiler.wait, 30)
+
+
 async def phase_case_a(bench: Any) -> None:
     a = bench.args
     c, n = a.concurrency, a.events
@@ -51,15 +58,11 @@ async def phase_case_a(bench: Any) -> None:
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         cpu_s = cpu_seconds(worker.pid) - cpu0
         main_s = process_cpu_seconds(worker.pid) - main0
-        if profiler is not None:
-            profiler.send_signal(2)
-            await asyncio.to_thread(profiler.wait, 30)
-            profiler = None
+        await _stopped(profiler)
+        profiler = None
         await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
     finally:
-        if profiler is not None:
-            profiler.send_signal(2)
-            await asyncio.to_thread(profiler.wait, 30)
+        await _stopped(profiler)
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000
