@@ -91,6 +91,8 @@ class Dispatcher:
         self._producer = producer
         self._batcher = batcher
         self._metrics = metrics
+        self._in_flight = 0  # read by the gauge when scraped: no locked update per attempt
+        metrics.in_flight.set_function(lambda: self._in_flight)
         self._topic_delays = tuple(sorted(set(settings.retry_schedule)))
         self._buckets = TokenBuckets()
         self._tenant_slots = TenantSlots(settings.max_in_flight_per_tenant)
@@ -173,7 +175,7 @@ class Dispatcher:
                 delivery.tracestate,
             )
             url, body, headers = self._prepare(sub, delivery, span)
-            self._metrics.in_flight.inc()
+            self._in_flight += 1
             try:
                 # Checked again by the client right before the bytes leave: a stall while
                 # this attempt waited for a connection must not send it after the resume.
@@ -195,7 +197,7 @@ class Dispatcher:
                     span.finish(None, "not_sent", None, delivery.attempt_number + 1)
                 raise
             finally:
-                self._metrics.in_flight.dec()
+                self._in_flight -= 1
         finally:
             posting.discard(task)
             if not posting:

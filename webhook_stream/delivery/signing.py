@@ -11,7 +11,6 @@ valid private key, space-separated (rotation). ed25519 (signing, and :func:`veri
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping
@@ -49,13 +48,11 @@ def decode_secret(secret: str) -> bytes:
 
 def sign(keys: Iterable[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for ``body``, one ``v1,`` entry per key."""
-    prefix = f"{msg_id}.{timestamp}.".encode()
-    parts = []
-    for key in keys:
-        mac = hmac.new(key, prefix, hashlib.sha256)
-        mac.update(body)
-        parts.append("v1," + base64.b64encode(mac.digest()).decode())
-    return " ".join(parts)
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    # hmac.digest: one call into OpenSSL, no HMAC object per request.
+    return " ".join(
+        "v1," + base64.b64encode(hmac.digest(key, content, "sha256")).decode() for key in keys
+    )
 
 
 def sign_v1a(keys: Iterable[Any], msg_id: str, timestamp: int, body: bytes) -> str:
