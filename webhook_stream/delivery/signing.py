@@ -46,9 +46,14 @@ def decode_secret(secret: str) -> bytes:
         raise WebhookVerificationError("secret is not valid base64") from None
 
 
+def _signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    """What both schemes sign: ``<webhook-id>.<webhook-timestamp>.<body>``."""
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
 def sign(keys: Iterable[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value for ``body``, one ``v1,`` entry per key."""
-    content = f"{msg_id}.{timestamp}.".encode() + body
+    content = _signed_content(msg_id, timestamp, body)
     # hmac.digest: one call into OpenSSL, no HMAC object per request.
     return " ".join(
         "v1," + base64.b64encode(hmac.digest(key, content, "sha256")).decode() for key in keys
@@ -58,7 +63,7 @@ def sign(keys: Iterable[bytes], msg_id: str, timestamp: int, body: bytes) -> str
 def sign_v1a(keys: Iterable[Any], msg_id: str, timestamp: int, body: bytes) -> str:
     """``v1a,`` entries (space-separated) for ``body``, one per ed25519 private key object
     (:class:`~cryptography.hazmat.primitives.asymmetric.ed25519.Ed25519PrivateKey`)."""
-    content = b"".join((f"{msg_id}.{timestamp}.".encode(), body))
+    content = _signed_content(msg_id, timestamp, body)
     return " ".join("v1a," + base64.b64encode(key.sign(content)).decode() for key in keys)
 
 
@@ -116,7 +121,7 @@ def verify(
     if timestamp > current + tolerance_s:
         raise WebhookVerificationError("message timestamp too new")
     if secret.startswith(PUBLIC_KEY_PREFIX):
-        if _verify_v1a(secret, signatures, f"{msg_id}.{timestamp}.".encode() + body):
+        if _verify_v1a(secret, signatures, _signed_content(msg_id, timestamp, body)):
             return
         raise WebhookVerificationError("no matching signature")
     expected = sign([decode_secret(secret)], msg_id, timestamp, body).split(",", 1)[1]
