@@ -201,8 +201,10 @@ def child_main(
     start: Callable[[bytes], Awaitable[Child]], tag: str, info_loggers: tuple[str, ...] = ()
 ) -> None:
     """Run a child: ``start`` gets the first frame and returns what runs; logs say ``tag``."""
-    # Ctrl-C reaches the whole process group; the worker decides when its child stops.
+    # Ctrl-C (and a SIGTERM to the whole group) reach the child too; the worker decides
+    # when its child stops: it closes the pipe, and the fan-out commits before it exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.WARNING, format=f"[%(asctime)s] [{tag}] %(levelname)s %(message)s"
     )
