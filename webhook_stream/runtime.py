@@ -143,6 +143,9 @@ class Runtime(Service):
         fan_out: EventsIn | FanoutProcess
         if self.settings.fanout_process:
             self.fanout = fan_out = FanoutProcess(self.settings)
+            # A write the API answered must route the next event: the child's tables too.
+            self.registry.copies.append(partial(fan_out.wait_applied, "subscriptions"))
+            self.catalog.copies.append(partial(fan_out.wait_applied, "event_types"))
         else:
             self.events_in = fan_out = EventsIn(
                 self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog

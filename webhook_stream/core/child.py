@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -135,7 +137,7 @@ class ChildProcess:
         """How long a child whose stdin closed gets to exit before it is killed."""
         return 10.0
 
-    async def ask(self, op: str, args: dict[str, Any]) -> Any:
+    async def ask(self, op: str, args: dict[str, Any], timeout: float = _ANSWER_TIMEOUT) -> Any:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             raise self._unavailable(f"the {self.what} is not running")
@@ -146,7 +148,7 @@ class ChildProcess:
         future = self._waiting[request_id] = asyncio.get_running_loop().create_future()
         try:
             proc.stdin.write(body)
-            return await asyncio.wait_for(future, _ANSWER_TIMEOUT)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise self._unavailable(f"the {self.what} did not answer in time") from None
         finally:
@@ -175,6 +177,7 @@ async def _serve(answers: Any, start: Callable[[bytes], Awaitable[Child]], what:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, answers)
     child = await start(await read_frame(reader))
+    answering: set[asyncio.Task[list[Any]]] = set()
     try:
         while True:
             question = asyncio.ensure_future(read_frame(reader))
@@ -187,14 +190,33 @@ async def _serve(answers: Any, start: Callable[[bytes], Awaitable[Child]], what:
                 request_id, op, args = orjson.loads(question.result())
             except asyncio.IncompleteReadError:
                 return 0  # the worker closed our stdin: it stops, or it died
-            try:
-                answer = [request_id, child.ops[op](**args)]
-            except Exception as exc:  # a bad question must not end the child
-                log.exception("%s query %s failed", what, op)
-                answer = [request_id, None, f"{what} query failed: {type(exc).__name__}"]
-            transport.write(frame(orjson.dumps(answer)))
+            # Each answered in a task of its own: one that waits holds no other up.
+            reply = asyncio.create_task(_answer(child, request_id, op, args))
+            answering.add(reply)
+            reply.add_done_callback(answering.discard)
+            reply.add_done_callback(partial(_send, transport))
     finally:
+        for reply in list(answering):
+            reply.cancel()
         await child.stop()
+
+
+def _send(transport: Any, reply: asyncio.Task[list[Any]]) -> None:
+    if not reply.cancelled() and not transport.is_closing():
+        transport.write(frame(orjson.dumps(reply.result())))
+
+
+async def _answer(child: Child, request_id: int, op: str, args: dict[str, Any]) -> list[Any]:
+    try:
+        result = child.ops[op](**args)
+        if inspect.isawaitable(result):
+            result = await result
+        return [request_id, result]
+    except asyncio.CancelledError:
+        return [request_id, None, "stopping"]
+    except Exception as exc:  # a bad question must not end the child
+        log.exception("query %s failed", op)
+        return [request_id, None, f"query failed: {type(exc).__name__}"]
 
 
 def child_main(

@@ -19,6 +19,7 @@ import gc
 import logging
 import pickle
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from webhook_stream.core import kafka, tracing
@@ -60,6 +61,15 @@ class FanoutProcess(ChildProcess):
             return dict(await self.ask("state", {}))
         except FanoutUnavailable:
             return dict(_AWAY)
+
+    async def wait_applied(self, table: str, partition: int, offset: int, timeout: float) -> bool:
+        """The child's copy of ``table`` (``subscriptions``, ``event_types``) has applied the
+        record; True while the child is away (it reads every table to its end first)."""
+        try:
+            args = {"table": table, "partition": partition, "offset": offset, "timeout": timeout}
+            return bool(await self.ask("wait_applied", args, timeout + 1))
+        except FanoutUnavailable:
+            return True
 
     async def metrics(self) -> str | None:
         """The child's metrics as Prometheus text; None while it is away."""
@@ -114,7 +124,16 @@ async def _start(first: bytes) -> Child:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(tracer.shutdown), 5.0)
 
-    ops = {"state": state, "metrics": lambda: metrics.render().decode()}
+    tables = {"subscriptions": registry, "event_types": catalog}
+
+    def wait_applied(table: str, partition: int, offset: int, timeout: float) -> Any:
+        return tables[table].wait_applied(partition, offset, timeout)
+
+    ops: dict[str, Callable[..., Any]] = {
+        "state": state,
+        "metrics": lambda: metrics.render().decode(),
+        "wait_applied": wait_applied,
+    }
     return Child(work, ops, stop)
 
 
