@@ -15,7 +15,7 @@ import subprocess
 import sys
 from typing import Any
 
-from .procs import cpu_seconds, process_cpu_seconds
+from .procs import cpu_by_role
 from .report import Row, rate
 
 
@@ -54,10 +54,10 @@ async def phase_case_a(bench: Any) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        cpu0, main0 = cpu_seconds(worker.pid), process_cpu_seconds(worker.pid)
+        cpu0 = cpu_by_role(worker.pid)
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
-        cpu_s = cpu_seconds(worker.pid) - cpu0
-        main_s = process_cpu_seconds(worker.pid) - main0
+        spent = {role: s - cpu0[role] for role, s in cpu_by_role(worker.pid).items()}
+        cpu_s, main_s = sum(spent.values()), spent["worker"]
         await _stopped(profiler)
         profiler = None
         await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
@@ -66,7 +66,9 @@ async def phase_case_a(bench: Any) -> None:
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000
-    main_k = main_s / max(1, res["delivered"]) * 1000
+    parts = ", ".join(
+        f"{role} {seconds / max(1, res['delivered']) * 1000:.3f}" for role, seconds in spent.items()
+    )
     bench.rows.append(
         Row(
             "3a",
@@ -74,9 +76,8 @@ async def phase_case_a(bench: Any) -> None:
             rate(res["rate"], "deliveries/s"),
             "",
             f"{res['delivered']:,} of {res['expected']:,}; worker CPU {per_k:.3f} s per 1,000 "
-            f"(process {main_k:.3f}, status view {per_k - main_k:.3f}); "
-            f"process busy {main_s / max(1e-9, res['seconds']):.2f} cores",
+            f"({parts}); worker process busy {main_s / max(1e-9, res['seconds']):.2f} cores",
             per_s=res["rate"],
         )
     )
-    bench.raw["case_a"] = {**res, "cpu_s": cpu_s, "main_s": main_s}
+    bench.raw["case_a"] = {**res, "cpu_s": cpu_s, "main_s": main_s, "cpu_by_role": spent}

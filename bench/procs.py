@@ -74,6 +74,20 @@ def cpu_seconds(pid: int) -> float:
     return sum(process_cpu_seconds(p) for p in tree(pid))
 
 
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds of a worker's processes: its own, its fan-out child's, its status view's."""
+    out = {"worker": process_cpu_seconds(pid), "fan-out": 0.0, "status view": 0.0}
+    for child in tree(pid)[1:]:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except FileNotFoundError:
+            continue
+        role = "fan-out" if b"webhook_stream.ingest.process" in cmdline else "status view"
+        out[role] += process_cpu_seconds(child)
+    return out
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) in KiB, summed over the process and its children."""
     out = {"VmRSS": 0, "VmHWM": 0}

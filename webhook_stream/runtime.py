@@ -37,6 +37,7 @@ from webhook_stream.failures.retry import RetryScheduler
 from webhook_stream.http.egress import Egress
 from webhook_stream.http.proxied import egress_client
 from webhook_stream.ingest.consumer import EventsIn
+from webhook_stream.ingest.process import FanoutProcess
 from webhook_stream.status.process import StatusProcess
 from webhook_stream.status.routing import StatusRouter
 from webhook_stream.subscriptions.catalog_store import EventTypeCatalog
@@ -86,7 +87,9 @@ class Runtime(Service):
         self._loop_tasks: set[asyncio.Task[None]] = set()
         #: OFF unless OTEL_TRACES_EXPORTER asks for spans (then the SDK is loaded).
         self.tracer: tracing.Tracer = tracing.OFF
+        #: The fan-out: in a child process (``fanout``) or in this one (``events_in``).
         self.events_in: EventsIn | None = None
+        self.fanout: FanoutProcess | None = None
 
     def _configure_web(self) -> None:
         """Before the web server starts: listen on exactly ``web_host`` (Faust would bind
@@ -137,14 +140,23 @@ class Runtime(Service):
         self.delivery = delivery = DeliveriesIn(
             self.settings, dispatcher, self.registry, producer, self.metrics, self.fail
         )
-        self.events_in = events_in = EventsIn(
-            self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog
-        )
+        fan_out: EventsIn | FanoutProcess
+        if self.settings.fanout_process:
+            self.fanout = fan_out = FanoutProcess(self.settings)
+            # A write the API answered must route the next event: the child's tables too.
+            self.registry.copies.append(partial(fan_out.wait_applied, "subscriptions"))
+            self.catalog.copies.append(partial(fan_out.wait_applied, "event_types"))
+        else:
+            self.events_in = fan_out = EventsIn(
+                self.settings, producer, batcher, self.registry, self.metrics, tracer, self.catalog
+            )
         retry = RetryScheduler(self.settings, producer, self.metrics)
         status = self._status_process()
         self.metrics.lag.watch_positions(f"{self.settings.app_id}-status", status.positions)
         self.status = StatusRouter(status)
-        self._joined = [events_in.listener.joined, delivery.listener.joined, retry.listener.joined]
+        self._joined = [delivery.listener.joined, retry.listener.joined]
+        if self.events_in is not None:
+            self._joined.append(self.events_in.listener.joined)
         watch = BrokerWatch(
             producer,
             self.settings.broker_unavailable_timeout,
@@ -158,7 +170,7 @@ class Runtime(Service):
             TableTail(self.settings, self.registry, self.tokens, self.catalog, delivery.health),
             writes,
             writer,
-            events_in,
+            fan_out,
             delivery,
             retry,
             status,
@@ -204,23 +216,29 @@ class Runtime(Service):
         path = Path(self.settings.status_dir) / f"{self.settings.app_id}-{port}.sqlite3"
         return StatusProcess(self.settings, str(path.resolve()), url)
 
-    def readiness(self) -> dict[str, bool]:
-        """What /health reports: each part that must be up before events flow."""
-        return {
+    async def readiness(self) -> dict[str, Any]:
+        """What /health reports: each part that must be up before events flow, and the
+        Schema Registry's state (``schema_registry``, None when none is configured)."""
+        joined = bool(self._joined) and all(j.is_set() for j in self._joined)
+        schema_registry = None if self.events_in is None else self.events_in.schemas.report()
+        if self.fanout is not None:
+            state = await self.fanout.state()
+            joined = joined and bool(state["joined"])
+            schema_registry = state["schema_registry"]
+        checks = {
             "subscriptions_loaded": self.registry.ready.is_set(),
             "tokens_loaded": self.tokens.ready.is_set(),
             "event_types_loaded": self.catalog.ready.is_set(),
             "delivery_running": self.delivery is not None,
             "subscription_writes_ready": self.writes is not None and self.writes.ready.is_set(),
-            "consumer_groups_joined": bool(self._joined) and all(j.is_set() for j in self._joined),
+            "consumer_groups_joined": joined,
         }
+        return {"checks": checks, "schema_registry": schema_registry}
 
-    def schema_registry(self) -> dict[str, Any] | None:
-        """What /health says of the Schema Registry (None: not configured)."""
-        if self.events_in is None or self.events_in.schemas.registry is None:
-            return None
-        waits = self.events_in.schemas
-        return {"reachable": waits.unreachable_since is None, "waiting_partitions": waits.waiting()}
+    async def render_metrics(self) -> bytes:
+        """The worker's metrics, the fan-out process's added in."""
+        child = None if self.fanout is None else await self.fanout.metrics()
+        return self.metrics.render(child) if child is not None else self.metrics.render()
 
     def fail(self, exc: BaseException, grace: float | None = None) -> None:
         """Stop the worker on an error that would otherwise lose data (fail-stop).

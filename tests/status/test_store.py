@@ -355,5 +355,5 @@ async def test_a_question_that_cannot_be_sent_leaves_nothing_pending(tmp_path: P
     process._proc = Proc()  # type: ignore[assignment]
     for _ in range(3):
         with pytest.raises(TypeError):
-            await process._ask("attempts", {"query": {"after": [2**70, 1]}})
+            await process.ask("attempts", {"query": {"after": [2**70, 1]}})
     assert process._waiting == {} and process.pending() == 0 and written == []

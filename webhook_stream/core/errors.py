@@ -15,6 +15,8 @@ Each says whether retrying can help (``retriable``), in the manner of aiokafka's
     │                               it for BROKER_UNAVAILABLE_TIMEOUT exits non-zero
     ├── StatusUnavailable           the status view process is (re)starting or did not
     │                               answer; the status routes answer 503 (retriable)
+    ├── FanoutUnavailable           the fan-out process is (re)starting or did not answer;
+    │                               /health says not joined meanwhile (retriable)
     ├── ApiError                    (api.errors) a refused API request: ``status``, ``code``,
     │                               ``field``; retriable only when ``code`` is unavailable
     ├── FlowStateUnavailable        webhooks.endpoint_flow could not be read on assignment;
@@ -76,6 +78,12 @@ class WriteRefused(WebhookStreamError):
 
 class StatusUnavailable(WebhookStreamError):
     """The status view process is starting, restarting or did not answer in time."""
+
+    retriable = True
+
+
+class FanoutUnavailable(WebhookStreamError):
+    """The fan-out process is starting, restarting or did not answer in time."""
 
     retriable = True
 

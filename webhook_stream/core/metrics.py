@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from webhook_stream.core.lag import LagWatch
 
@@ -165,5 +168,42 @@ class Metrics:
         self.no_match = self.events.labels("no_match")
         self.rejected = self.events.labels("rejected")
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *others: str) -> bytes:
+        """The exposition; with ``others`` (a child process's, as text) added sample by
+        sample: each process counts what the other leaves at zero (the same families)."""
+        if not others:
+            return generate_latest(self.registry)
+        merged = _Merged()
+        for family in self.registry.collect():
+            merged.add(family)
+        for text in others:
+            for family in text_string_to_metric_families(text):
+                if not family.name.endswith("_created"):  # this process's creation times
+                    merged.add(family)
+        return generate_latest(merged)
+
+
+class _Merged:
+    """Metric families summed by sample (a collector for ``generate_latest``)."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, Metric] = {}
+        self._samples: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
+
+    def add(self, family: Metric) -> None:
+        samples = self._samples.get(family.name)
+        if samples is None:
+            self._families[family.name] = family
+            samples = self._samples[family.name] = {}
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            seen = samples.get(key)
+            if seen is None:
+                samples[key] = sample
+            elif not sample.name.endswith("_created"):
+                samples[key] = seen._replace(value=seen.value + sample.value)
+
+    def collect(self) -> list[Metric]:
+        for name, family in self._families.items():
+            family.samples = list(self._samples[name].values())
+        return list(self._families.values())

@@ -196,6 +196,10 @@ class Settings:
     #: default is 700). A delivery allocates a few hundred objects, nearly all freed by
     #: reference counting; at 700 the collector ran every few deliveries for nothing.
     gc_threshold: int = 50_000
+    #: Fan out in a process of the worker's own (on another core) instead of beside the
+    #: delivery loop: case A's delivery loop had been 0.85-0.9 busy on one core, a fifth
+    #: of it fanning out. Off: one process (a machine with one core).
+    fanout_process: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,6 +40,9 @@ class CompactedTable:
         #: The tailing consumer and its partitions while :meth:`run` runs (for end offsets).
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
+        #: Other copies of this table a write must reach too (the fan-out process's):
+        #: ``(partition, offset, timeout) -> applied``, awaited by :meth:`wait_applied`.
+        self.copies: list[Callable[[int, int, float], Awaitable[bool]]] = []
 
     def stop(self) -> None:
         self._running = False
@@ -55,8 +58,16 @@ class CompactedTable:
         """Called after each fetch that applied ``records`` records."""
 
     async def wait_applied(self, partition: int, offset: int, timeout: float) -> bool:
-        """Wait until the record at ``partition``/``offset`` is applied (read your writes)."""
-        return await self._wait(lambda: self._positions.get(partition, 0) > offset, timeout)
+        """Wait until the record at ``partition``/``offset`` is applied (read your writes),
+        here and in every copy of the table (a write the API answered routes at once)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        if not await self._wait(lambda: self._positions.get(partition, 0) > offset, timeout):
+            return False
+        for copy in self.copies:
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
+            if not await copy(partition, offset, left):
+                return False
+        return True
 
     async def caught_up(self, end: dict[int, int], timeout: float) -> bool:
         """Wait until every partition is applied up to ``end`` (end offsets just read)."""

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -47,6 +48,12 @@ class SchemaWaits:
     @property
     def registry(self) -> SchemaRegistry | None:
         return self.decoder.registry
+
+    def report(self) -> dict[str, Any] | None:
+        """What /health says of the Schema Registry (None: none is configured)."""
+        if self.registry is None:
+            return None
+        return {"reachable": self.unreachable_since is None, "waiting_partitions": self.waiting()}
 
     def waiting(self) -> int:
         """Partitions paused for the registry now."""

@@ -128,7 +128,8 @@ def register_views(app: Any) -> None:
     class Health(View):
         async def get(self, request: Request) -> Response:
             runtime = app.runtime
-            checks = runtime.readiness()
+            readiness = await runtime.readiness()
+            checks = readiness["checks"]
             ready = all(checks.values())
             body = {
                 "status": "ok" if ready else "starting",
@@ -138,7 +139,7 @@ def register_views(app: Any) -> None:
                 # A count, not names: /health is open. Which ones: the worker's log.
                 "throttled_tenants": _throttled_tenants(runtime),
             }
-            if (registry := runtime.schema_registry()) is not None:
+            if (registry := readiness["schema_registry"]) is not None:
                 body["schema_registry"] = registry  # waits, never rejects, while away
             return self.json(body, status=200 if ready else 503)
 
@@ -150,7 +151,7 @@ def register_views(app: Any) -> None:
                 pending = app.runtime.status.process.pending()
                 app.runtime.metrics.status_queries_pending.set(pending)
             return self.bytes(
-                app.runtime.metrics.render(),
+                await app.runtime.render_metrics(),
                 content_type="text/plain; version=0.0.4",
             )
 
