@@ -202,7 +202,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="with --case-a-only: py-spy the worker during case A (bench/out/case-a.pyspy)",
+        help="with --case-a-only: py-spy each worker process during case A "
+        "(bench/out/case-a.<role>.pyspy)",
     )
     p.add_argument(
         "--quick",

@@ -2,8 +2,9 @@
 latency right after it, the ceiling again.
 
 For working on the delivery loop's cost: about a minute instead of a full run. The ratio is
-to the higher of the two ceilings, as in a full run. ``--profile`` records the worker
-process with py-spy while case A runs (``bench/out/case-a.pyspy``, collapsed stacks).
+to the higher of the two ceilings, as in a full run. ``--profile`` records each of the
+worker's processes with py-spy while case A runs (``bench/out/case-a.<role>.pyspy``,
+collapsed stacks: ``worker``, ``fan-out``, ``status-view``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import subprocess
 import sys
 from typing import Any
 
-from .procs import cpu_by_role
+from .procs import cpu_by_role, pids_by_role
 from .report import Row, rate
 
 
-async def _stopped(profiler: subprocess.Popen[bytes] | None) -> None:
-    """Stop py-spy (SIGINT: it writes its file) and wait for it; ``None`` is no profiler."""
-    if profiler is not None:
+async def _stopped(profilers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop each py-spy (SIGINT: it writes its file) and wait for it."""
+    for profiler in profilers:
         profiler.send_signal(2)
+    for profiler in profilers:
         await asyncio.to_thread(profiler.wait, 30)
+    profilers.clear()
 
 
 async def phase_case_a(bench: Any) -> None:
@@ -32,7 +35,7 @@ async def phase_case_a(bench: Any) -> None:
     await bench.phase_ceiling()
     bench.say("3a: starting a worker")
     worker = bench.start_worker()
-    profiler: subprocess.Popen[bytes] | None = None
+    profilers: list[subprocess.Popen[bytes]] = []
     try:
         await bench.wait_healthy(worker, 0, 180)
         specs = [(f"ep_a_{i}", f"/a/{i}", f"bench.a.e{i}") for i in range(c)]
@@ -48,21 +51,23 @@ async def phase_case_a(bench: Any) -> None:
             spy = shutil.which("py-spy") or shutil.which("py-spy", path=here)
             if spy is None:
                 raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
-            out = bench.out / "case-a.pyspy"
-            profiler = subprocess.Popen(
-                [spy, "record", "-p", str(worker.pid), "-f", "raw", "-o", str(out), "-r", "200"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            for role, pid in pids_by_role(worker.pid).items():
+                out = bench.out / f"case-a.{role.replace(' ', '-')}.pyspy"
+                profilers.append(
+                    subprocess.Popen(
+                        [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "200"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
         cpu0 = cpu_by_role(worker.pid)
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         spent = {role: s - cpu0[role] for role, s in cpu_by_role(worker.pid).items()}
         cpu_s, main_s = sum(spent.values()), spent["worker"]
-        await _stopped(profiler)
-        profiler = None
+        await _stopped(profilers)
         await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
     finally:
-        await _stopped(profiler)
+        await _stopped(profilers)
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000

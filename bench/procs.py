@@ -74,17 +74,24 @@ def cpu_seconds(pid: int) -> float:
     return sum(process_cpu_seconds(p) for p in tree(pid))
 
 
-def cpu_by_role(pid: int) -> dict[str, float]:
-    """CPU seconds of a worker's processes: its own, its fan-out child's, its status view's."""
-    out = {"worker": process_cpu_seconds(pid), "fan-out": 0.0, "status view": 0.0}
+def pids_by_role(pid: int) -> dict[str, int]:
+    """A worker's processes by role: ``worker``, ``fan-out`` and ``status view``."""
+    out = {"worker": pid}
     for child in tree(pid)[1:]:
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
                 cmdline = f.read()
         except FileNotFoundError:
             continue
-        role = "fan-out" if b"webhook_stream.ingest.process" in cmdline else "status view"
-        out[role] += process_cpu_seconds(child)
+        out["fan-out" if b"webhook_stream.ingest.process" in cmdline else "status view"] = child
+    return out
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds of a worker's processes: its own, its fan-out child's, its status view's."""
+    out = {"worker": 0.0, "fan-out": 0.0, "status view": 0.0}
+    for role, p in pids_by_role(pid).items():
+        out[role] += process_cpu_seconds(p)
     return out
 
 
