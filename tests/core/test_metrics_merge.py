@@ -29,7 +29,7 @@ def test_a_childs_samples_are_added_to_the_workers() -> None:
     child.undecodable.inc(2)
     child.registry_waiting.set(4)
     child.end_to_end.observe(0.5)  # a histogram only the child fills
-    text = worker.render(child.render().decode())
+    text = worker.render(child.samples())
     got = samples(text)
     assert got[("webhook_deliveries_total", (("outcome", "succeeded"),))] == 7
     assert got[("webhook_events_total", (("result", "fanned_out"),))] == 5

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from webhook_stream.core.lag import LagWatch
 
-__all__ = ["Metrics"]
+__all__ = ["ChildSamples", "Metrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400)
@@ -168,42 +168,59 @@ class Metrics:
         self.no_match = self.events.labels("no_match")
         self.rejected = self.events.labels("rejected")
 
-    def render(self, *others: str) -> bytes:
-        """The exposition; with ``others`` (a child process's, as text) added sample by
-        sample: each process counts what the other leaves at zero (the same families)."""
+    def samples(self) -> ChildSamples:
+        """This process's samples as plain data, for a parent's :meth:`render` (a child
+        process answers with them over its pipe; ``_created`` left out: the parent's
+        creation times stand)."""
+        return [
+            [
+                f.name,
+                [[s.name, s.labels, s.value] for s in f.samples if not s.name.endswith("_created")],
+            ]
+            for f in self.registry.collect()
+        ]
+
+    def render(self, *others: ChildSamples) -> bytes:
+        """The exposition; with ``others`` (a child process's :meth:`samples`) added sample
+        by sample: each process counts what the other leaves at zero (the same families).
+        Plain data, not the child's text: parsing the exposition cost ~4 ms a scrape."""
         if not others:
             return generate_latest(self.registry)
-        merged = _Merged()
-        for family in self.registry.collect():
-            merged.add(family)
-        for text in others:
-            for family in text_string_to_metric_families(text):
-                if not family.name.endswith("_created"):  # this process's creation times
-                    merged.add(family)
-        return generate_latest(merged)
+        return generate_latest(_Merged(self.registry, others))
+
+
+#: :meth:`Metrics.samples`: ``[family, [[sample, labels, value], ...]]`` per family.
+ChildSamples = list[list[Any]]
 
 
 class _Merged:
-    """Metric families summed by sample (a collector for ``generate_latest``)."""
+    """A registry's families with other processes' samples added (a collector for
+    ``generate_latest``). Both sides are :class:`Metrics`: the same families."""
 
-    def __init__(self) -> None:
-        self._families: dict[str, Metric] = {}
-        self._samples: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
+    def __init__(self, registry: CollectorRegistry, others: tuple[ChildSamples, ...]) -> None:
+        self._registry, self._others = registry, others
 
-    def add(self, family: Metric) -> None:
-        samples = self._samples.get(family.name)
-        if samples is None:
-            self._families[family.name] = family
-            samples = self._samples[family.name] = {}
-        for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            seen = samples.get(key)
-            if seen is None:
-                samples[key] = sample
-            elif not sample.name.endswith("_created"):
-                samples[key] = seen._replace(value=seen.value + sample.value)
+    def collect(self) -> Iterator[Metric]:
+        extra: dict[str, list[list[Any]]] = {}
+        for other in self._others:
+            for name, samples in other:
+                extra.setdefault(name, []).extend(samples)
+        for family in self._registry.collect():
+            added = extra.get(family.name)
+            if added:
+                family.samples = _summed(family.samples, added)
+            yield family
 
-    def collect(self) -> list[Metric]:
-        for name, family in self._families.items():
-            family.samples = list(self._samples[name].values())
-        return list(self._families.values())
+
+def _summed(own: list[Sample], added: list[list[Any]]) -> list[Sample]:
+    samples = list(own)
+    index = {(s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(samples)}
+    for name, labels, value in added:
+        key = (name, tuple(sorted(labels.items())))
+        i = index.get(key)
+        if i is None:
+            index[key] = len(samples)
+            samples.append(Sample(name, labels, value))
+        else:
+            samples[i] = samples[i]._replace(value=samples[i].value + value)
+    return samples

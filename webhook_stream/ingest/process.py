@@ -25,7 +25,7 @@ from typing import Any
 from webhook_stream.core import kafka, tracing
 from webhook_stream.core.child import Child, ChildProcess, child_main
 from webhook_stream.core.errors import FanoutUnavailable
-from webhook_stream.core.metrics import Metrics
+from webhook_stream.core.metrics import ChildSamples, Metrics
 from webhook_stream.core.settings import Settings
 from webhook_stream.core.table_tail import TableTail
 from webhook_stream.ingest.consumer import EventsIn
@@ -71,10 +71,10 @@ class FanoutProcess(ChildProcess):
         except FanoutUnavailable:
             return True
 
-    async def metrics(self) -> str | None:
-        """The child's metrics as Prometheus text; None while it is away."""
+    async def metrics(self) -> ChildSamples | None:
+        """The child's metric samples (:meth:`Metrics.samples`); None while it is away."""
         try:
-            return str(await self.ask("metrics", {}))
+            return list(await self.ask("metrics", {}))
         except FanoutUnavailable:
             return None
 
@@ -131,7 +131,7 @@ async def _start(first: bytes) -> Child:
 
     ops: dict[str, Callable[..., Any]] = {
         "state": state,
-        "metrics": lambda: metrics.render().decode(),
+        "metrics": metrics.samples,
         "wait_applied": wait_applied,
     }
     return Child(work, ops, stop)
