@@ -52,3 +52,10 @@ def test_without_a_child_the_exposition_is_the_workers_own() -> None:
     worker = Metrics()
     worker.succeeded.inc()
     assert worker.render() == worker.render(*())
+
+
+def test_a_childs_sample_that_is_not_a_number_is_left_out() -> None:
+    worker = Metrics()
+    worker.subscriptions.set(3)
+    child = [["webhook_subscriptions", [["webhook_subscriptions", {}, None]]]]
+    assert samples(worker.render(child))[("webhook_subscriptions", ())] == 3

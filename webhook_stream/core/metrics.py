@@ -216,6 +216,8 @@ def _summed(own: list[Sample], added: list[list[Any]]) -> list[Sample]:
     samples = list(own)
     index = {(s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(samples)}
     for name, labels, value in added:
+        if not isinstance(value, int | float):
+            continue  # NaN crosses the pipe's JSON as null: one sample lost, not the scrape
         key = (name, tuple(sorted(labels.items())))
         i = index.get(key)
         if i is None:
