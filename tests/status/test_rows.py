@@ -30,7 +30,9 @@ def test_a_delivery_and_its_attempt_in_one_batch_fold_into_one_row() -> None:
         {},
     )
     assert rows.n == 2 and rows.ends == {(DELIVERIES, 2): 8, (ATTEMPTS, 2): 4}
-    assert rows.deliveries == [DeliveryRow("msg_a", "ep1", 2, "retrying", at + 1000, at, "")]
+    # The row carries its attempt's key in the log (partition 2, offset 3).
+    expected = DeliveryRow("msg_a", "ep1", 2, "retrying", at + 1000, at, "", "2:3;")
+    assert rows.deliveries == [expected]
     (row,) = rows.attempts
     assert (row.part, row.off, row.delivery, row.outcome, row.ts_ms) == (
         2,
@@ -85,4 +87,17 @@ def test_fold_keeps_the_first_sighting_and_the_newest_status() -> None:
     assert fold(rows) == [
         DeliveryRow("m", "ep", 0, "retrying", 20, 10, ""),
         DeliveryRow("m", "ep", 0, "succeeded", 40, 40, "inc_2"),
+    ]
+
+
+def test_fold_adds_up_the_attempt_keys_of_a_delivery() -> None:
+    rows = [
+        DeliveryRow("m", "ep", 0, "pending", -1, 10, ""),
+        DeliveryRow("m", "ep", 0, "retrying", 20, 20, "", "0:5;"),
+        DeliveryRow("m", "ep", 0, "succeeded", 30, 30, "", "0:9;"),
+        DeliveryRow("m", "ep", 0, "retrying", 40, 40, "inc_2", "0:11;"),
+    ]
+    assert fold(rows) == [
+        DeliveryRow("m", "ep", 0, "succeeded", 30, 10, "", "0:5;0:9;"),
+        DeliveryRow("m", "ep", 0, "retrying", 40, 40, "inc_2", "0:11;"),
     ]

@@ -357,3 +357,25 @@ async def test_a_question_that_cannot_be_sent_leaves_nothing_pending(tmp_path: P
         with pytest.raises(TypeError):
             await process.ask("attempts", {"query": {"after": [2**70, 1]}})
     assert process._waiting == {} and process.pending() == 0 and written == []
+
+
+def test_a_deliverys_attempts_from_any_batch_in_time_order_each_once(tmp_path: Path) -> None:
+    """The row lists its attempts (no index by delivery id): attempts in one batch, in
+    later batches, read before the delivery record, and a batch applied twice."""
+    store = StatusStore(tmp_path / "s.sqlite3", retention_s=3600)
+    t = time.time()
+    did, ep = "msg_r", "ep1"
+    first = [
+        (ATTEMPTS, 1, attempt(0, ep, did, "retrying", t + 1)),  # before the delivery record
+        (DELIVERIES, 1, Rec(0, ep.encode(), b"{}", int(t * 1000), [(H_DELIVERY, did.encode())])),
+        (ATTEMPTS, 1, attempt(1, ep, did, "retrying", t + 2)),
+        (ATTEMPTS, 1, attempt(2, ep, "msg_other", "succeeded", t + 2)),
+    ]
+    store.apply(first)
+    store.apply([(ATTEMPTS, 1, attempt(3, ep, did, "succeeded", t + 3))])
+    store.apply(first)  # read again after a crash: below the offsets applied
+    found = queries.delivery(store.db, did, {1})
+    assert found is not None and found["status"] == "succeeded"
+    assert [a["attempt"] for a in found["attempts"]] == [0, 1, 3]
+    other = queries.delivery(store.db, "msg_other", {1})
+    assert other is not None and [a["attempt"] for a in other["attempts"]] == [2]

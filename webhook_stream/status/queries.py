@@ -53,23 +53,30 @@ def delivery(db: sqlite3.Connection, delivery_id: str, parts: Iterable[int]) -> 
     """One delivery, if it belongs to one of ``parts``: of the endpoint's latest
     incarnation that has it (the caller checks it is the current one)."""
     row = db.execute(
-        "SELECT endpoint, part, status, dead_letter, inc FROM deliveries WHERE id = ?"
+        "SELECT endpoint, part, status, dead_letter, inc, attempts FROM deliveries WHERE id = ?"
         " ORDER BY seen_ms DESC LIMIT 1",
         (delivery_id,),
     ).fetchone()
     if row is None or row[1] not in set(parts):
         return None
-    endpoint, _, status, dead_letter, inc = row
-    found = db.execute(
-        "SELECT body FROM attempts WHERE delivery = ? AND inc = ? ORDER BY ts_ms, off",
-        (delivery_id, inc),
-    )
+    endpoint, _, status, dead_letter, inc, keys = row
+    # The row lists its attempts' keys: no index of the attempt log by delivery id (a
+    # second tree keyed by a hash, a random page written per delivery).
+    found = []
+    for key in dict.fromkeys(keys.split(";")):
+        if key:
+            part, _, off = key.partition(":")
+            found += db.execute(
+                "SELECT ts_ms, off, body FROM attempts WHERE part = ? AND off = ?",
+                (int(part), int(off)),
+            ).fetchall()
+    found.sort(key=lambda a: (a[0], a[1]))
     body: dict[str, Any] = {
         "delivery_id": delivery_id,
         "endpoint_id": endpoint,
         "incarnation": inc or None,
         "status": status,
-        "attempts": [orjson.loads(a) for (a,) in found],
+        "attempts": [orjson.loads(a) for (_, _, a) in found],
     }
     if dead_letter is not None:
         dl = orjson.loads(dead_letter)

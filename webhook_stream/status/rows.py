@@ -31,7 +31,8 @@ _STATUS_OF_OUTCOME = {"succeeded": "succeeded", "retrying": "retrying", "failed"
 
 # Rows are NamedTuples: named, and the sequences sqlite3's executemany takes as they are.
 class DeliveryRow(NamedTuple):
-    """A delivery seen, with the status its record sets (``status_ms`` -1: none)."""
+    """A delivery seen, with the status its record sets (``status_ms`` -1: none) and the
+    attempts it adds (``"<partition>:<offset>;"`` each: the attempt log's keys)."""
 
     id: str
     endpoint: str
@@ -40,6 +41,7 @@ class DeliveryRow(NamedTuple):
     status_ms: int
     seen_ms: int
     inc: str
+    attempts: str = ""
 
 
 class AttemptRow(NamedTuple):
@@ -121,6 +123,7 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
         at = record.timestamp
         endpoint = record.key.decode("utf-8", "replace")
         status: str | None = None
+        added = ""
         if topic == DELIVERIES:
             status = "pending" if headers.get(H_STATUS) == b"replay" else None
         elif topic == ATTEMPTS:
@@ -145,6 +148,7 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
                     inc,
                 )
             )
+            added = f"{part}:{record.offset};"
             minute = (endpoint, inc, ts_ms // 60_000)
             counts = rows.minutes.get(minute)
             if counts is None:
@@ -163,9 +167,9 @@ def rows_of(batch: Iterable[tuple[str, int, Any]], applied: dict[tuple[str, int]
             rows.dead.append(DeadRow(record.value, dead_ms, doc.get("tenant_id"), did, inc))
         # A record that sets no status (status_ms -1) only creates the row.
         if status is None:
-            deliveries.append(DeliveryRow(did, endpoint, part, "pending", -1, at, inc))
+            deliveries.append(DeliveryRow(did, endpoint, part, "pending", -1, at, inc, added))
         else:
-            deliveries.append(DeliveryRow(did, endpoint, part, status, at, at, inc))
+            deliveries.append(DeliveryRow(did, endpoint, part, status, at, at, inc, added))
     # Newest record wins, whatever order the three topics were read in: rows go in time
     # order (stable: the later record of a tie wins, as it would one by one), and one
     # delivery's rows in a batch are folded into one (its first sighting, its newest
@@ -184,8 +188,12 @@ def fold(rows: list[DeliveryRow]) -> list[DeliveryRow]:
         first = folded.get(key)
         if first is None:
             folded[key] = row
-        elif row.status_ms >= 0 and row.status_ms >= first.status_ms:
-            folded[key] = first._replace(status=row.status, status_ms=row.status_ms)
+            continue
+        if row.status_ms >= 0 and row.status_ms >= first.status_ms:
+            first = first._replace(status=row.status, status_ms=row.status_ms)
+        if row.attempts:
+            first = first._replace(attempts=first.attempts + row.attempts)
+        folded[key] = first
     return list(folded.values())
 
 

@@ -9,7 +9,9 @@ applied twice (the batch re-read after a crash) is ignored by its (partition, of
 History is bounded by ``status_retention``, not by memory: SQLite keeps its page cache
 bounded (``_CACHE_KIB``) and the rest on disk. Beside the history, per endpoint and minute,
 the attempts that succeeded and failed (the console's rates; the last hour is kept), and
-the dead-lettered deliveries are indexed, so no console query scans the attempts.
+the dead-lettered deliveries are indexed, so no console query scans the attempts. A
+delivery's row lists its attempts' keys in the log: a delivery id is a hash, and a second
+tree keyed by it (an index of the attempts by delivery) wrote a random page per delivery.
 Every row carries the endpoint's incarnation (header ``ws-incarnation``, '' on older
 records): the reads ask for one incarnation, so an endpoint id deleted and created again
 (by anyone) starts with an empty history. The reads are in :mod:`.queries`.
@@ -30,12 +32,25 @@ from webhook_stream.status.rows import rows_of
 __all__ = ["AttemptQuery", "StatusStore", "decode_cursor", "encode_cursor"]
 
 #: Bumped when the tables change: a store of another version is rebuilt from Kafka.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: SQLite page cache per store (KiB): the bound on the store's memory.
 _CACHE_KIB = 16_384
 _PAGE_SIZE = 8192
 _CHECKPOINT_PAGES = 5000
+#: A delivery row: its record sets the status only if newer than the stored one, and
+#: appends the attempts it adds (a row with neither is left as it is, not written).
+_UPSERT_DELIVERY = """
+INSERT INTO deliveries (id, endpoint, part, status, status_ms, seen_ms, inc, attempts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, inc) DO UPDATE SET
+    status = CASE WHEN excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms
+        THEN excluded.status ELSE deliveries.status END,
+    status_ms = CASE WHEN excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms
+        THEN excluded.status_ms ELSE deliveries.status_ms END,
+    attempts = deliveries.attempts || excluded.attempts
+WHERE excluded.attempts != ''
+    OR (excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms)
+"""
 #: Minutes of per-endpoint counts kept (the console shows the last hour).
 MINUTES_KEPT = 61
 
@@ -47,7 +62,7 @@ CREATE TABLE IF NOT EXISTS applied (
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT NOT NULL, endpoint TEXT NOT NULL, part INTEGER NOT NULL,
     status TEXT NOT NULL, status_ms INTEGER NOT NULL, dead_letter BLOB, seen_ms INTEGER NOT NULL,
-    dead_ms INTEGER, tenant TEXT, inc TEXT NOT NULL,
+    dead_ms INTEGER, tenant TEXT, inc TEXT NOT NULL, attempts TEXT NOT NULL,
     PRIMARY KEY (id, inc)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_seen ON deliveries (seen_ms);
@@ -68,7 +83,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (part, off)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS attempts_by_endpoint ON attempts (endpoint, inc, ts_ms, off);
-CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery);
 CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (ts_ms);
 """
 
@@ -176,10 +190,7 @@ class StatusStore:
         db.execute("BEGIN")
         try:
             db.executemany(
-                "INSERT INTO deliveries (id, endpoint, part, status, status_ms, seen_ms, inc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, inc) DO UPDATE"
-                " SET status = excluded.status, status_ms = excluded.status_ms"
-                " WHERE excluded.status_ms >= 0 AND excluded.status_ms >= deliveries.status_ms",
+                _UPSERT_DELIVERY,
                 rows.deliveries,
             )
             db.executemany(
