@@ -60,9 +60,10 @@ async def phase_case_a(bench: Any) -> None:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-        cpu0 = cpu_by_role(worker.pid)
+        cpu0, others0 = cpu_by_role(worker.pid), bench.others_cpu()
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         spent = {role: s - cpu0[role] for role, s in cpu_by_role(worker.pid).items()}
+        others = [b - a for a, b in zip(others0, bench.others_cpu(), strict=True)]
         cpu_s, main_s = sum(spent.values()), spent["worker"]
         await _stopped(profilers)
         await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
@@ -71,9 +72,10 @@ async def phase_case_a(bench: Any) -> None:
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000
-    parts = ", ".join(
-        f"{role} {seconds / max(1, res['delivered']) * 1000:.3f}" for role, seconds in spent.items()
-    )
+    per_k_of = {**spent, **dict(zip(("broker", "receiver", "load"), others, strict=True))}
+    per_k_of = {k: v / max(1, res["delivered"]) * 1000 for k, v in per_k_of.items()}
+    parts = ", ".join(f"{role} {per_k_of[role]:.3f}" for role in spent)
+    box = sum(per_k_of.values())
     bench.rows.append(
         Row(
             "3a",
@@ -81,8 +83,16 @@ async def phase_case_a(bench: Any) -> None:
             rate(res["rate"], "deliveries/s"),
             "",
             f"{res['delivered']:,} of {res['expected']:,}; worker CPU {per_k:.3f} s per 1,000 "
-            f"({parts}); worker process busy {main_s / max(1e-9, res['seconds']):.2f} cores",
+            f"({parts}); worker process busy {main_s / max(1e-9, res['seconds']):.2f} cores; "
+            f"whole box {box:.3f} s per 1,000 (broker {per_k_of['broker']:.3f}, receiver "
+            f"{per_k_of['receiver']:.3f}, load {per_k_of['load']:.3f})",
             per_s=res["rate"],
         )
     )
-    bench.raw["case_a"] = {**res, "cpu_s": cpu_s, "main_s": main_s, "cpu_by_role": spent}
+    bench.raw["case_a"] = {
+        **res,
+        "cpu_s": cpu_s,
+        "main_s": main_s,
+        "cpu_by_role": spent,
+        "box_cpu_per_1000": per_k_of,
+    }

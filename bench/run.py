@@ -77,6 +77,7 @@ class Bench:
         self.ceilings: list[float] = []
         self.ceiling_cpu_per_k = float("nan")
         self.ceiling_client_ms = float("nan")
+        self.ceiling_receiver_ms = float("nan")
         self._http: aiohttp.ClientSession | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -489,6 +490,7 @@ class Bench:
         cpu_s = own_s + cpu_seconds(self.receiver.pid) - receiver0
         self.ceiling_cpu_per_k = cpu_s / max(1, res.done) * 1000
         self.ceiling_client_ms = own_s / max(1, res.done) * 1000
+        self.ceiling_receiver_ms = (cpu_s - own_s) / max(1, res.done) * 1000
         self.ceilings.append(res.rate)
         self.raw.setdefault("ceilings", []).append(vars(res))
         self.say(f"  ceiling: {res.rate:,.0f} req/s ({res.done:,} in {res.seconds:.2f}s)")
@@ -506,7 +508,8 @@ class Bench:
                 "1.00x",
                 f"{a.events:,} POSTs, {a.concurrency} paths, no Kafka; the higher of "
                 f"{len(self.ceilings)} runs ({runs}: start, after 3a/3b); "
-                f"client CPU {self.ceiling_client_ms:.3f} ms per request",
+                f"client CPU {self.ceiling_client_ms:.3f} ms per request, receiver "
+                f"{self.ceiling_receiver_ms:.3f}",
             )
         )
 

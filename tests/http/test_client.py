@@ -158,6 +158,28 @@ async def test_no_response_times_out() -> None:
     assert 0.45 <= time.monotonic() - started < 3
 
 
+async def test_no_response_on_a_reused_connection_times_out_and_it_is_not_reused() -> None:
+    """The idle-connection path bounds the wait with its own timer, not asyncio.timeout."""
+
+    async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
+        if conn == 1 and index == 1:
+            await asyncio.sleep(30)  # the second request on the kept connection: no answer
+            return False
+        writer.write(ok())
+        return True
+
+    async with RawServer(respond) as server, client() as http:
+        assert (await post(http, server.url())).status == 200
+        started = time.monotonic()
+        result = await post(http, server.url(), timeout=0.5)
+        waited = time.monotonic() - started
+        third = await post(http, server.url())
+    assert (result.status, result.error) == (None, "timeout")
+    assert 0.45 <= waited < 3
+    assert (third.status, third.error) == (200, None)
+    assert server.connections == 2  # the timed-out connection was closed, not handed out
+
+
 async def test_dripping_body_returns_the_status_within_the_body_budget() -> None:
     async def respond(conn: int, index: int, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
