@@ -164,10 +164,17 @@ class HttpClient:
         slot = False
         try:
             try:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._pool.acquire(target.key)
-                    slot = True
-                    conn = await self._send(target, conn, data, before_write, context, body_max)
+                slot, conn = self._pool.try_acquire(target.key)
+                if slot and conn is not None:
+                    # The common case, an idle keep-alive connection: no wait but the
+                    # response's, bounded by a timer on it alone.
+                    conn = await self._reuse(conn, data, before_write, body_max, deadline)
+                if conn is None:
+                    async with asyncio.timeout_at(deadline):
+                        if not slot:
+                            conn = await self._pool.acquire(target.key)
+                            slot = True
+                        conn = await self._send(target, conn, data, before_write, context, body_max)
             except (TimeoutError, Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
@@ -203,6 +210,27 @@ class HttpClient:
                 self._targets.clear()
             found = self._targets[url] = parse_target(url, self._policy)
         return found
+
+    async def _reuse(
+        self,
+        conn: Connection,
+        data: bytes,
+        before_write: Callable[[], None] | None,
+        body_max: int | None,
+        deadline: float,
+    ) -> Connection | None:
+        """Send on an idle connection; None if the peer had closed it (send on a new one)."""
+        keep = self._settings.response_body_max if body_max is None else body_max
+        if before_write is not None:
+            before_write()
+        try:
+            await conn.request(data, keep, deadline)
+        except Disconnected as exc:
+            conn.close()
+            if not exc.silent:
+                raise
+            return None
+        return conn
 
     async def _send(
         self,
