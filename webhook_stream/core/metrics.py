@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from webhook_stream.core.lag import LagWatch
 
@@ -30,25 +34,33 @@ class Metrics:
         record's timestamp; none: no ages) configure the lag sampling."""
         self.registry = CollectorRegistry()
         r = self.registry
-        self.deliveries = Counter(
+        # The per-delivery metrics: plain numbers read when scraped (`_HotFamilies`). The
+        # library's own take a lock per update, 3 % of the delivery loop (measured).
+        self.deliveries = HotCounter(
             "webhook_deliveries",
             "Deliveries by final or intermediate outcome.",
-            ["outcome"],
-            registry=r,
+            "outcome",
+            ("succeeded", "retried", "dead_lettered"),
         )
-        self.attempt_duration = Histogram(
-            "webhook_attempt_duration_seconds",
-            "Duration of one HTTP attempt.",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.attempt_duration = HotHistogram(
+            "webhook_attempt_duration_seconds", "Duration of one HTTP attempt.", _LATENCY_BUCKETS
         )
-        self.end_to_end = Histogram(
+        self.end_to_end = HotHistogram(
             "webhook_end_to_end_seconds",
             "Event timestamp to successful delivery.",
-            buckets=_E2E_BUCKETS,
-            registry=r,
+            _E2E_BUCKETS,
         )
-        self.events = Counter("webhook_events", "Input events by result.", ["result"], registry=r)
+        self.events = HotCounter(
+            "webhook_events",
+            "Input events by result.",
+            "result",
+            ("fanned_out", "no_match", "rejected"),
+        )
+        r.register(
+            _HotFamilies(
+                [self.deliveries, self.attempt_duration, self.end_to_end, self.events], time.time()
+            )
+        )
         self.in_flight = Gauge("webhook_in_flight", "HTTP attempts in flight.", registry=r)
         self.pending = Gauge(
             "webhook_pending_deliveries", "Deliveries held in memory by this worker.", registry=r
@@ -159,8 +171,6 @@ class Metrics:
             "Schema Registry requests that got no usable answer (each retried with backoff).",
             registry=r,
         )
-        # The labelled children, created once: `labels()` on every delivery costs a lock
-        # and a lookup.
         self.succeeded = self.deliveries.labels("succeeded")
         self.retried = self.deliveries.labels("retried")
         self.dead_lettered = self.deliveries.labels("dead_lettered")
@@ -187,6 +197,71 @@ class Metrics:
         if not others:
             return generate_latest(self.registry)
         return generate_latest(_Merged(self.registry, others))
+
+
+class Count:
+    """One labelled counter's value. No lock: only the event loop's thread updates it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HotCounter:
+    """A counter family of fixed label values (all exposed from the start, at 0)."""
+
+    def __init__(self, name: str, doc: str, label: str, values: tuple[str, ...]) -> None:
+        self.name, self.doc, self.label = name, doc, label
+        self._children = {v: Count() for v in values}
+
+    def labels(self, value: str) -> Count:
+        return self._children[value]
+
+    def family(self, created: float) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=[self.label])
+        for value, count in self._children.items():
+            family.add_metric([value], count.value, created=created)
+        return family
+
+
+class HotHistogram:
+    """A histogram without a lock (bucket ``i`` counts observations ``<= bounds[i]``)."""
+
+    __slots__ = ("_bounds", "_counts", "_sum", "doc", "name")
+
+    def __init__(self, name: str, doc: str, bounds: tuple[float, ...]) -> None:
+        self.name, self.doc, self._bounds = name, doc, bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last: +Inf
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self._sum += amount
+        self._counts[bisect_left(self._bounds, amount)] += 1
+
+    def family(self, created: float) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc)
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self._bounds, math.inf), self._counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        family.add_metric([], buckets, self._sum)
+        family.samples.append(Sample(f"{self.name}_created", {}, created))
+        return family
+
+
+class _HotFamilies:
+    """The collector of the hot families: their numbers, read when scraped."""
+
+    def __init__(self, families: list[HotCounter | HotHistogram], created: float) -> None:
+        self._families, self._created = families, created
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._families:
+            yield family.family(self._created)
 
 
 #: :meth:`Metrics.samples`: ``[family, [[sample, labels, value], ...]]`` per family.
