@@ -40,16 +40,6 @@ def attempt_facts(
     if delivery.event.source.topic == OPERATIONAL:
         return []  # no cascade
     n = delivery.attempts
-    facts: dict[str, Any] = {
-        "delivery_id": delivery.delivery_id,
-        "event_id": delivery.event.id,
-        "event_type": delivery.event.type,
-        "attempt_count": n,
-        "last_status": delivery.last_status_code,
-        "last_error": delivery.last_error,
-        "first_attempt_at": delivery.first_attempt_at,
-        "incarnation": delivery.incarnation,
-    }
     kinds: list[str] = []
     announced = failing_after > 0 and n > failing_after  # failing was announced before
     if decision.action is Action.SUCCEEDED:
@@ -60,7 +50,20 @@ def attempt_facts(
             kinds.append(ATTEMPT_FAILING)
         if decision.action is Action.FAILED:
             kinds.append(ATTEMPT_EXHAUSTED)
-            facts["reason"] = decision.reason
+    if not kinds:
+        return []  # most attempts: no facts built
+    facts: dict[str, Any] = {
+        "delivery_id": delivery.delivery_id,
+        "event_id": delivery.event.id,
+        "event_type": delivery.event.type,
+        "attempt_count": n,
+        "last_status": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "first_attempt_at": delivery.first_attempt_at,
+        "incarnation": delivery.incarnation,
+    }
+    if decision.action is Action.FAILED:
+        facts["reason"] = decision.reason
     return [
         OperationalEvent(
             id=operational_id(delivery.endpoint_id, delivery.delivery_id, kind),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -60,7 +61,9 @@ def validate_secret(value: object, f: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8192)
 def _secret_key(secret: str) -> bytes:
+    # Once per secret, not per delivery (a base64 decode was 1.5 % of the delivery loop).
     return base64.b64decode(secret[len(SECRET_PREFIX) :])
 
 
@@ -200,7 +203,10 @@ class Subscription:
     def signing_keys(self, now: float) -> list[bytes]:
         """HMAC keys to sign with: the current secret first, then unexpired previous ones."""
         keys = [_secret_key(self.secret)]
-        keys.extend(_secret_key(s) for s, expires_at in self.previous_secrets if expires_at > now)
+        if self.previous_secrets:
+            keys.extend(
+                _secret_key(s) for s, expires_at in self.previous_secrets if expires_at > now
+            )
         return keys
 
     @property
