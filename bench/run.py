@@ -41,6 +41,7 @@ from .egress import phase_proxied
 from .filters import filter_rows
 from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
+from .hops import hop_latencies, hop_percentiles, hop_summary
 from .idle import phase_idle
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .receivers import phase_receivers
@@ -821,9 +822,13 @@ class Bench:
             f"  latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {mx:.1f} ms; "
             f"after the first second p99 {steady_p99:.1f} ms"
         )
+        hop_s = await hop_latencies(self.bootstrap)
+        self.raw["latency"]["hops_p50_p99_ms"] = hop_percentiles(hop_s)
+        self.say(f"  latency by hop: {hop_summary(hop_s)}")
         notes = (
             f"{a.latency_rate:g} ev/s for {paced_s:.1f}s to {eps} endpoints; "
-            f"{st['unique']:,}/{count:,} received; after the first second p99 {steady_p99:.0f} ms"
+            f"{st['unique']:,}/{count:,} received; after the first second p99 "
+            f"{steady_p99:.0f} ms; by hop {hop_summary(hop_s)}"
         )
         if behind > 0.05:
             notes += f"; pacing fell {behind * 1000:.0f} ms behind"
