@@ -2,9 +2,12 @@
 latency right after it, the ceiling again.
 
 For working on the delivery loop's cost: about a minute instead of a full run. The ratio is
-to the higher of the two ceilings, as in a full run. ``--profile`` records each of the
-worker's processes with py-spy while case A runs (``bench/out/case-a.<role>.pyspy``,
-collapsed stacks: ``worker``, ``fan-out``, ``status-view``).
+to the higher of the two ceilings, as in a full run. Row 3a's notes give the CPU per
+delivery of each worker process and of the whole box (broker, receiver, this process's
+load): with the delivery loop off its core's limit, throughput follows the box's.
+``--profile`` records each of the worker's processes with py-spy while case A runs
+(``bench/out/case-a.<role>.pyspy``, collapsed stacks: ``worker``, ``fan-out``,
+``status-view``).
 """
 
 from __future__ import annotations
