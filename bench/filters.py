@@ -102,7 +102,7 @@ def _indexes(subs: int, per_type: int) -> tuple[SubscriptionIndex, SubscriptionI
 
 
 def _fields(sub: Subscription) -> dict[str, Any]:
-    return {name: getattr(sub, name) for name in Subscription.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(sub, name) for name in Subscription.__slots__}
 
 
 def _best(*runs: Callable[[], int]) -> list[tuple[float, int]]:
