@@ -75,8 +75,8 @@ async def phase_case_a(bench: Any) -> None:
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000
-    per_k_of = {**spent, **dict(zip(("broker", "receiver", "load"), others, strict=True))}
-    per_k_of = {k: v / max(1, res["delivered"]) * 1000 for k, v in per_k_of.items()}
+    seconds = {**spent, **dict(zip(("broker", "receiver", "load"), others, strict=True))}
+    per_k_of = {k: v / max(1, res["delivered"]) * 1000 for k, v in seconds.items()}
     parts = ", ".join(f"{role} {per_k_of[role]:.3f}" for role in spent)
     box = sum(per_k_of.values())
     bench.rows.append(

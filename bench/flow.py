@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from . import load
-from .report import Row
+from .report import Row, p99_of
 
 TOPIC = "events.bench"
 
@@ -135,7 +135,7 @@ async def phase_isolation(bench: Any, worker: Any) -> None:
         )
         return
     p50 = statistics.median(lats) * 1000
-    p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1000
+    p99 = p99_of(lats) * 1000
     mx = lats[-1] * 1000
     bench.raw["flow_isolation"] = {
         "hang_events": hang,
@@ -230,7 +230,7 @@ async def phase_tenant_isolation(bench: Any, worker: Any) -> None:
         )
         return
     p50 = statistics.median(lats) * 1000
-    p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1000
+    p99 = p99_of(lats) * 1000
     mx = lats[-1] * 1000
     bench.raw["tenant_isolation"] = {
         "attacker_deliveries": flood * 10,

@@ -23,6 +23,8 @@ from aiokafka import AIOKafkaConsumer
 from webhook_stream.core.fetch import open_topic, read_to_end
 from webhook_stream.core.topics import ATTEMPTS, DELIVERIES
 
+from .report import p99_of
+
 PREFIX = b"ep_lat_"
 
 
@@ -73,8 +75,7 @@ def hop_percentiles(hops: dict[str, list[float]]) -> dict[str, tuple[float, floa
     for name, values in hops.items():
         if values:
             ordered = sorted(values)
-            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-            out[name] = (statistics.median(ordered) * 1000, p99 * 1000)
+            out[name] = (statistics.median(ordered) * 1000, p99_of(ordered) * 1000)
     return out
 
 

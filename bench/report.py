@@ -25,6 +25,11 @@ def rate(value: float, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+def p99_of(ordered: list[float]) -> float:
+    """The 99th percentile of sorted, non-empty ``ordered`` (the nearest rank below)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
 def ratio(value: float, ceiling: float) -> str:
     return f"{value / ceiling:.2f}x" if ceiling > 0 else "n/a"
 

@@ -45,7 +45,7 @@ from .hops import hop_latencies, hop_percentiles, hop_summary
 from .idle import phase_idle
 from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
 from .receivers import phase_receivers
-from .report import Row, markdown_table, rate, ratio, text_table
+from .report import Row, markdown_table, p99_of, rate, ratio, text_table
 from .tracing import phase_tracing
 
 EVENTS_TOPIC = "events.bench"
@@ -804,9 +804,9 @@ class Bench:
             self.rows.append(Row("4", "end-to-end latency", "no data", "", "nothing received"))
             return
         p50 = statistics.median(lats) * 1000
-        p99 = lats[min(len(lats) - 1, int(len(lats) * 0.99))] * 1000
+        p99 = p99_of(lats) * 1000
         mx = lats[-1] * 1000
-        steady_p99 = steady[min(len(steady) - 1, int(len(steady) * 0.99))] * 1000
+        steady_p99 = p99_of(steady) * 1000
         self.raw["latency"] = {
             "sent": count,
             "received": st["unique"],

@@ -174,7 +174,10 @@ class HttpClient:
                         if not slot:
                             conn = await self._pool.acquire(target.key)
                             slot = True
-                        conn = await self._send(target, conn, data, before_write, context, body_max)
+                            if conn is not None:  # an idle one, handed over after the wait
+                                conn = await self._reuse(conn, data, before_write, body_max)
+                        if conn is None:
+                            conn = await self._send(target, data, before_write, context, body_max)
             except (TimeoutError, Refused, Disconnected, ProtocolError, OSError) as exc:
                 return HttpResult(None, b"", _error_class(exc), None, time.perf_counter() - started)
             if not conn.settled:
@@ -217,9 +220,10 @@ class HttpClient:
         data: bytes,
         before_write: Callable[[], None] | None,
         body_max: int | None,
-        deadline: float,
+        deadline: float | None = None,
     ) -> Connection | None:
-        """Send on an idle connection; None if the peer had closed it (send on a new one)."""
+        """Send on an idle connection; None if the peer had closed it while idle (not one
+        byte of response: the request goes once more, on a new connection)."""
         keep = self._settings.response_body_max if body_max is None else body_max
         if before_write is not None:
             before_write()
@@ -235,28 +239,13 @@ class HttpClient:
     async def _send(
         self,
         target: Target,
-        conn: Connection | None,
         data: bytes,
         before_write: Callable[[], None] | None = None,
         context: ssl.SSLContext | None = None,
         body_max: int | None = None,
     ) -> Connection:
-        """Send on ``conn`` (or a new connection); return it once the response head is in.
-
-        A reused connection the peer closed while it was idle fails without a byte of
-        response; the request then goes once more on a fresh connection.
-        """
+        """Send on a new connection; return it once the response head is in."""
         keep = self._settings.response_body_max if body_max is None else body_max
-        if conn is not None:
-            if before_write is not None:
-                before_write()
-            try:
-                await conn.request(data, keep)
-                return conn
-            except Disconnected as exc:
-                conn.close()
-                if not exc.silent:
-                    raise
         conn = await self._open(target, context or self._tls)
         try:
             if before_write is not None:
