@@ -200,10 +200,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run only the ceiling, row 3a on a fresh worker and row 4 (under a minute)",
     )
     p.add_argument(
+        "--scale-out-only",
+        action="store_true",
+        help="run only rows 3c/3d (case A on one worker, then three, taking turns; "
+        "a few minutes) and, unless --skip-flow, rows 8a/8b/4t on the three workers",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
-        help="with --case-a-only: py-spy each worker process during case A "
-        "(bench/out/case-a.<role>.pyspy)",
+        help="py-spy a worker's processes to bench/out/<tag>.<role>.pyspy: with "
+        "--case-a-only during case A (case-a), with --scale-out-only the first worker's "
+        "during round 1 (scale-1 alone, scale-3 beside two more)",
     )
     p.add_argument(
         "--quick",

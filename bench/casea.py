@@ -23,13 +23,32 @@ from .procs import cpu_by_role, pids_by_role
 from .report import Row, rate
 
 
-async def _stopped(profilers: list[subprocess.Popen[bytes]]) -> None:
+async def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
     """Stop each py-spy (SIGINT: it writes its file) and wait for it."""
     for profiler in profilers:
         profiler.send_signal(2)
     for profiler in profilers:
         await asyncio.to_thread(profiler.wait, 30)
     profilers.clear()
+
+
+def start_profilers(bench: Any, pid: int, tag: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each process of the worker ``pid``: ``bench/out/<tag>.<role>.pyspy``."""
+    here = os.path.dirname(sys.executable)
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=here)
+    if spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    profilers = []
+    for role, child in pids_by_role(pid).items():
+        out = bench.out / f"{tag}.{role.replace(' ', '-')}.pyspy"
+        profilers.append(
+            subprocess.Popen(
+                [spy, "record", "-p", str(child), "-f", "raw", "-o", str(out), "-r", "200"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return profilers
 
 
 async def phase_case_a(bench: Any) -> None:
@@ -50,28 +69,16 @@ async def phase_case_a(bench: Any) -> None:
         await bench.wait_healthy(worker, len(specs), 60)
         await bench.phase_warmup(worker)
         if a.profile:
-            here = os.path.dirname(sys.executable)
-            spy = shutil.which("py-spy") or shutil.which("py-spy", path=here)
-            if spy is None:
-                raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
-            for role, pid in pids_by_role(worker.pid).items():
-                out = bench.out / f"case-a.{role.replace(' ', '-')}.pyspy"
-                profilers.append(
-                    subprocess.Popen(
-                        [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "200"],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
+            profilers += start_profilers(bench, worker.pid, "case-a")
         cpu0, others0 = cpu_by_role(worker.pid), bench.others_cpu()
         res = await bench.case(worker, "a", n, lambda i: f"bench.a.e{i % c}", n)
         spent = {role: s - cpu0[role] for role, s in cpu_by_role(worker.pid).items()}
         others = [b - a for a, b in zip(others0, bench.others_cpu(), strict=True)]
         cpu_s, main_s = sum(spent.values()), spent["worker"]
-        await _stopped(profilers)
+        await stop_profilers(profilers)
         await bench.phase_latency(worker)  # row 4 right after the load, as in a full run
     finally:
-        await _stopped(profilers)
+        await stop_profilers(profilers)
         await asyncio.to_thread(worker.stop, 60)
     await bench.phase_ceiling("after case A")
     per_k = cpu_s / max(1, res["delivered"]) * 1000

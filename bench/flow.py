@@ -23,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from . import load
+from .hops import outcomes
 from .report import Row, p99_of
 
 TOPIC = "events.bench"
@@ -247,7 +248,9 @@ async def phase_tenant_isolation(bench: Any, worker: Any) -> None:
         f"{st['unique']:,}/{count:,} received; row 4 p99 {row4.get('p99_ms', float('nan')):.0f} ms"
     )
     if timed_out:
-        notes += "; INCOMPLETE"
+        log = await outcomes(bench.bootstrap, "ep_lattn_0")
+        bench.say(f"  healthy tenant's delivery log: {log}")
+        notes += f"; INCOMPLETE ({log})"
     bench.rows.insert(
         at,
         Row(

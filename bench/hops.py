@@ -28,8 +28,9 @@ from .report import p99_of
 PREFIX = b"ep_lat_"
 
 
-async def _read(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
-    """(timestamp ms, value) of every record of ``topic`` keyed by a row-4 endpoint."""
+async def _read(bootstrap: str, topic: str, prefix: bytes = PREFIX) -> list[tuple[int, bytes]]:
+    """(timestamp ms, value) of every record of ``topic`` whose key starts with ``prefix``
+    (a row-4 endpoint's, by default)."""
     # A consumer per topic: one assigned a topic keeps only that topic's metadata.
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -38,7 +39,7 @@ async def _read(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
         end = await consumer.end_offsets(tps)
         found = []
         async for _tp, record in read_to_end(consumer, end):
-            if record.key is not None and record.key.startswith(PREFIX) and record.value:
+            if record.key is not None and record.key.startswith(prefix) and record.value:
                 found.append((record.timestamp, record.value))
         return found
     finally:
@@ -83,3 +84,23 @@ def hop_summary(hops: dict[str, list[float]]) -> str:
     """``fan-out 12/21, delivery 14/25, http 1/3 ms (p50/p99)``."""
     parts = [f"{name} {p50:.0f}/{p99:.0f}" for name, (p50, p99) in hop_percentiles(hops).items()]
     return ", ".join(parts) + " ms (p50/p99)" if parts else "no hops read back"
+
+
+async def outcomes(bootstrap: str, endpoint_id: str) -> str:
+    """What the delivery log says of one endpoint's deliveries: why some never arrived.
+
+    ``120 delivery records; attempts: succeeded 118, retrying 2``.
+    """
+    key = endpoint_id.encode()
+    deliveries = [v for _, v in await _read(bootstrap, DELIVERIES, key)]
+    counts: dict[str, int] = {}
+    for _, value in await _read(bootstrap, ATTEMPTS, key):
+        doc = orjson.loads(value)
+        label = (
+            doc["outcome"]
+            if doc["outcome"] == "succeeded"
+            else f"{doc['outcome']} ({doc.get('error') or doc.get('status_code')})"
+        )
+        counts[label] = counts.get(label, 0) + 1
+    seen = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+    return f"{len(deliveries):,} delivery records; attempts: {seen or 'none'}"

@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from webhook_stream.core.topics import SUBSCRIPTIONS
 from webhook_stream.subscriptions.model import generate_secret
 
 from . import load, records
-from .casea import phase_case_a
+from .casea import phase_case_a, start_profilers, stop_profilers
 from .compression import broker_rows, compression_rows
 from .decode import decode_rows
 from .egress import phase_proxied
@@ -43,7 +44,7 @@ from .flow import phase_isolation, phase_strict, phase_tenant_isolation
 from .globs import glob_row
 from .hops import hop_latencies, hop_percentiles, hop_summary
 from .idle import phase_idle
-from .procs import Receiver, Worker, cpu_seconds, memory_kb, process_cpu_seconds
+from .procs import Receiver, Worker, cpu_by_role, cpu_seconds, memory_kb, process_cpu_seconds
 from .receivers import phase_receivers
 from .report import Row, markdown_table, p99_of, rate, ratio, text_table
 from .tracing import phase_tracing
@@ -291,6 +292,9 @@ class Bench:
         if a.case_a_only:
             await phase_case_a(self)
             return
+        if a.scale_out_only:
+            await self.phase_scale_out_only()
+            return
         if a.idle_only:
             worker = self.start_worker()
             await self.wait_healthy(worker, 0, 180)
@@ -382,6 +386,22 @@ class Bench:
             await phase_isolation(self, worker)
             await phase_tenant_isolation(self, worker)
 
+    async def phase_scale_out_only(self) -> None:
+        """Rows 3c/3d on a fresh worker (no bulk subscriptions), then the flow rows."""
+        worker = self.start_worker()
+        await self.wait_healthy(worker, 0, 180)
+        c = self.args.concurrency
+        specs = [(f"ep_x_{i}", f"/x/{i}", f"bench.x.e{i}") for i in range(c)]
+        specs.append(("ep_warm_0", "/warm/0", "bench.warm"))
+        await self.create_subscriptions(worker, specs)
+        await self.wait_healthy(worker, len(specs), 60)
+        await self.phase_warmup(worker)
+        await self.phase_scale_out(worker)
+        if not self.args.skip_flow:  # on the three workers scale-out leaves running
+            await phase_strict(self, worker)
+            await phase_isolation(self, worker)
+            await phase_tenant_isolation(self, worker)
+
     async def phase_scale_out(self, first: Worker, rounds: int = 2) -> None:
         """Case A on one worker, then on three (same app id): CPU per 1,000 for the cluster.
 
@@ -415,15 +435,35 @@ class Bench:
             self.raw.setdefault("scale_out_status_caught_up_s", []).append(caught_up)
 
         sums = {1: [0.0, 0.0, 0.0], 3: [0.0, 0.0, 0.0]}  # cpu_s, seconds, idle cores
+        # Which of a worker's processes the cluster's extra CPU is in (summed over workers).
+        roles: dict[int, dict[str, float]] = {1: {}, 3: {}}
+
+        def by_role(cluster: list[Worker]) -> dict[str, float]:
+            out: dict[str, float] = {}
+            out["broker"] = self.others_cpu()[0]  # not in the cluster's sum: printed beside
+            for w in cluster:
+                for role, s in cpu_by_role(w.pid).items():
+                    out[role] = out.get(role, 0.0) + s
+            return out
+
+        def add_roles(k: int, before: dict[str, float], after: dict[str, float]) -> None:
+            for role, s in after.items():
+                roles[k][role] = roles[k].get(role, 0.0) + s - before.get(role, 0.0)
+
         ratios: list[float] = []
+        profilers: list[subprocess.Popen[bytes]] = []  # --profile: the first worker's, round 1
         for r in range(1, rounds + 1):
             self.say(f"7 scale-out, round {r}/{rounds}: case A on 1 worker")
             if r > 1:
                 await settled([first], f"xwarm{r}a")
             idle1 = await idle_cores([first])
-            cpu0 = cpu_seconds(first.pid)
+            cpu0, roles0 = cpu_seconds(first.pid), by_role([first])
+            if self.args.profile and r == 1:
+                profilers = start_profilers(self, first.pid, "scale-1")
             one = await self.case(first, "x", n, type_of, n, ids=f"x{r}a")
+            await stop_profilers(profilers)
             one_cpu = cpu_seconds(first.pid) - cpu0
+            add_roles(1, roles0, by_role([first]))
             self.say(f"7 scale-out, round {r}/{rounds}: two more worker processes (same app id)")
             more = [self.start_worker(), self.start_worker()]
             for w in more:
@@ -431,9 +471,13 @@ class Bench:
             cluster = [first, *more]
             await settled(cluster, f"xwarm{r}b")
             idle3 = await idle_cores(cluster)
-            cpu0 = sum(cpu_seconds(w.pid) for w in cluster)
+            cpu0, roles0 = sum(cpu_seconds(w.pid) for w in cluster), by_role(cluster)
+            if self.args.profile and r == 1:
+                profilers = start_profilers(self, first.pid, "scale-3")
             three = await self.case(first, "x", n, type_of, n, ids=f"x{r}b")
+            await stop_profilers(profilers)
             three_cpu = sum(cpu_seconds(w.pid) for w in cluster) - cpu0
+            add_roles(3, roles0, by_role(cluster))
             for k, cpu_s, res, idle in ((1, one_cpu, one, idle1), (3, three_cpu, three, idle3)):
                 sums[k][0] += cpu_s
                 sums[k][1] += res["seconds"]
@@ -451,11 +495,18 @@ class Bench:
             "idle_cores": [sums[1][2], sums[3][2]],
             "workers": [1, 3],
             "round_ratios": ratios,
+            "cpu_per_1000_by_role": {
+                k: {role: s / (rounds * n) * 1000 for role, s in v.items()}
+                for k, v in roles.items()
+            },
         }
         each = ", ".join(f"{x:.2f}x" for x in ratios)
         for row, workers in (("3c", 1), ("3d", 3)):
             cpu_s, seconds, idle_c = sums[workers]
             rate_ = rounds * n / max(1e-9, seconds)
+            parts = ", ".join(
+                f"{role} {s / (rounds * n) * 1000:.3f}" for role, s in roles[workers].items()
+            )
             ratio = (
                 f"; {per_k[3] / per_k[1]:.2f}x of 1 worker (limit 1.25x; rounds {each})"
                 if workers > 1
@@ -469,7 +520,7 @@ class Bench:
                     "",
                     f"{rounds} x {n:,} events; cluster busy {cpu_s / seconds:.2f} cores, "
                     f"{per_k[workers]:.3f} CPU-s per 1,000 for the whole cluster "
-                    f"(idle, it burnt {idle_c:.2f} cores){ratio}",
+                    f"({parts}; idle, it burnt {idle_c:.2f} cores){ratio}",
                     per_s=rate_,
                 )
             )
