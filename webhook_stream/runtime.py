@@ -120,9 +120,14 @@ class Runtime(Service):
         await producer.start()
         self.http = egress_client(self.settings)  # proxied when EGRESS_PROXY is set
         await self.http.start()
-        # Deliveries and attempt records, the two per-delivery writes, go in batches.
+        # Attempt records (and delivery records, when the fan-out runs here) go in batches.
+        # No reader waits for an attempt record, so with the fan-out in its child they
+        # linger: one batch per partition per ATTEMPTS_LINGER_S, whatever this worker's
+        # share of the load.
         self.batcher = batcher = kafka.RecordBatcher(
-            producer, max_record_bytes=self.settings.max_record_bytes
+            producer,
+            max_record_bytes=self.settings.max_record_bytes,
+            linger_s=kafka.ATTEMPTS_LINGER_S if self.settings.fanout_process else 0.0,
         )
         self.writes = writes = WriteClient(self.settings, self.registry, producer)
         writer = SubscriptionWriter(self.settings, self.registry, producer, self.metrics)

@@ -70,3 +70,51 @@ async def test_a_full_batcher_makes_its_producer_wait(broker: EmbeddedBroker) ->
     finally:
         await batcher.close()
         await producer.stop()
+
+
+class _Counting(AIOKafkaProducer):  # type: ignore[misc]
+    """The real producer, counting the batches handed to it."""
+
+    handed = 0
+
+    async def send_batch(self, *args: object, **kwargs: object) -> asyncio.Future[object]:
+        self.handed += 1
+        return await super().send_batch(*args, **kwargs)
+
+
+async def test_lingering_records_go_as_one_batch_per_partition(broker: EmbeddedBroker) -> None:
+    topic = f"batcher.{uid()}"
+    await create_topics(broker.bootstrap, {topic: 3})
+    producer = _Counting(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    batcher = RecordBatcher(producer, linger_s=0.5)
+    try:
+        futures = []
+        for turn in range(20):  # twenty loop turns inside one linger
+            futures += [
+                batcher.send(topic, f"{turn}".encode(), key=f"k{i}".encode()) for i in range(9)
+            ]
+            await asyncio.sleep(0)
+        assert not any(f.done() for f in futures)  # held, not handed over per turn
+        acked = await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
+        partitions = {md.partition for md in acked}
+        assert producer.handed == len(partitions) <= 3  # one batch per partition
+    finally:
+        await batcher.close()
+        await producer.stop()
+
+
+async def test_a_half_full_queue_or_close_cuts_the_linger_short(broker: EmbeddedBroker) -> None:
+    topic = f"batcher.{uid()}"
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    batcher = RecordBatcher(producer, max_queued=50, linger_s=600)
+    try:
+        half = [batcher.send(topic, b"v", key=b"k") for _ in range(25)]
+        await asyncio.wait_for(asyncio.gather(*half), timeout=30)  # not after 600 s
+        last = batcher.send(topic, b"last", key=b"k")
+        await asyncio.sleep(0)  # the flusher is lingering now
+        await asyncio.wait_for(batcher.close(), timeout=30)
+        assert (await last) is not None
+    finally:
+        await producer.stop()
