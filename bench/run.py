@@ -504,9 +504,10 @@ class Bench:
         for row, workers in (("3c", 1), ("3d", 3)):
             cpu_s, seconds, idle_c = sums[workers]
             rate_ = rounds * n / max(1e-9, seconds)
-            parts = ", ".join(
-                f"{role} {s / (rounds * n) * 1000:.3f}" for role, s in roles[workers].items()
-            )
+            per = {role: s / (rounds * n) * 1000 for role, s in roles[workers].items()}
+            broker = per.pop("broker", float("nan"))  # beside the cluster, not in its sum
+            parts = ", ".join(f"{role} {v:.3f}" for role, v in per.items())
+            parts += f"; the broker beside it {broker:.3f}"
             ratio = (
                 f"; {per_k[3] / per_k[1]:.2f}x of 1 worker (limit 1.25x; rounds {each})"
                 if workers > 1
