@@ -206,6 +206,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "a few minutes) and, unless --skip-flow, rows 8a/8b/4t on the three workers",
     )
     p.add_argument(
+        "--scale-out-rate",
+        type=float,
+        default=0.0,
+        help="rows 3c/3d produce their events at this many a second (default 0: as fast "
+        "as librdkafka sends them, a backlog the workers drain)",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="py-spy a worker's processes to bench/out/<tag>.<role>.pyspy: with "

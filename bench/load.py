@@ -166,10 +166,13 @@ async def produce(
     return len(futures)
 
 
-def produce_rdkafka(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+def produce_rdkafka(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]], rate: float = 0.0
+) -> int:
     """Like :func:`produce`, with librdkafka (its C threads do the sending and most of the
     encoding): it blocks, so run it in a thread. Keys go to the partitions aiokafka and
-    the Java client pick (murmur2)."""
+    the Java client pick (murmur2). With ``rate``, at most that many records a second
+    (handed over every 10 ms), as a service producing steadily would."""
     errors: list[Any] = []
     producer = Producer(
         {
@@ -184,8 +187,12 @@ def produce_rdkafka(bootstrap: str, topic: str, records: Iterable[tuple[bytes, b
         if err is not None:
             errors.append(err)
 
-    n = 0
+    n, began = 0, time.monotonic()
     for key, value in records:
+        if rate and n % max(1, int(rate / 100)) == 0:
+            ahead = began + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # the pace of the load, not a wait for anything
         producer.produce(topic, value, key, on_delivery=done)
         producer.poll(0)
         n += 1

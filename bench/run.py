@@ -415,8 +415,11 @@ class Bench:
         bench's aiokafka producer competes with the cluster for the two cores, and took
         0.8-1.2 s for 30,000 events beside one worker but 2.1-2.9 s beside three, so the
         three met a trickle where the one met a backlog (librdkafka: 0.3-0.7 s in both).
+        ``--scale-out-rate`` offers both the same steady load instead.
         """
         c, n = self.args.concurrency, self.args.events
+        pace = self.args.scale_out_rate
+        load_form: dict[str, Any] = {"rdkafka": True, "rdkafka_rate": pace}
 
         def type_of(i: int) -> str:
             return f"bench.x.e{i % c}"
@@ -465,7 +468,7 @@ class Bench:
             cpu0, roles0 = cpu_seconds(first.pid), by_role([first])
             if self.args.profile and r == 1:
                 profilers = start_profilers(self, first.pid, "scale-1")
-            one = await self.case(first, "x", n, type_of, n, ids=f"x{r}a", rdkafka=True)
+            one = await self.case(first, "x", n, type_of, n, ids=f"x{r}a", **load_form)
             await stop_profilers(profilers)
             one_cpu = cpu_seconds(first.pid) - cpu0
             add_roles(1, roles0, by_role([first]))
@@ -479,7 +482,7 @@ class Bench:
             cpu0, roles0 = sum(cpu_seconds(w.pid) for w in cluster), by_role(cluster)
             if self.args.profile and r == 1:
                 profilers = start_profilers(self, first.pid, "scale-3")
-            three = await self.case(first, "x", n, type_of, n, ids=f"x{r}b", rdkafka=True)
+            three = await self.case(first, "x", n, type_of, n, ids=f"x{r}b", **load_form)
             await stop_profilers(profilers)
             three_cpu = sum(cpu_seconds(w.pid) for w in cluster) - cpu0
             add_roles(3, roles0, by_role(cluster))
@@ -506,6 +509,7 @@ class Bench:
             },
         }
         each = ", ".join(f"{x:.2f}x" for x in ratios)
+        paced = f" at {pace:,.0f}/s" if pace else ""
         for row, workers in (("3c", 1), ("3d", 3)):
             cpu_s, seconds, idle_c = sums[workers]
             rate_ = rounds * n / max(1e-9, seconds)
@@ -524,7 +528,7 @@ class Bench:
                     f"webhook-stream A, {workers} worker process{'es' if workers > 1 else ''}",
                     rate(rate_, "deliveries/s"),
                     "",
-                    f"{rounds} x {n:,} events; cluster busy {cpu_s / seconds:.2f} cores, "
+                    f"{rounds} x {n:,} events{paced}; cluster busy {cpu_s / seconds:.2f} cores, "
                     f"{per_k[workers]:.3f} CPU-s per 1,000 for the whole cluster "
                     f"({parts}; idle, it burnt {idle_c:.2f} cores){ratio}",
                     per_s=rate_,
@@ -653,6 +657,7 @@ class Bench:
         expected: int,
         ids: str | None = None,
         rdkafka: bool = False,
+        rdkafka_rate: float = 0.0,
     ) -> dict[str, Any]:
         """Produce ``events`` and time first produce -> last receipt of ``expected``.
 
@@ -660,7 +665,8 @@ class Bench:
         endpoints needs new ids, or its deliveries are duplicates of the first's. What
         the receiver counted under ``prefix`` before is not this case's. With ``rdkafka``
         the events are produced with librdkafka (its C threads) instead of the bench's
-        aiokafka producer, which shares the bench process's one core.
+        aiokafka producer, which shares the bench process's one core; ``rdkafka_rate``
+        paces it (events a second; 0: as fast as it sends).
         """
         self.say(f"  case {prefix}: producing {events:,} events for {expected:,} deliveries")
         before = (await self.receiver_stats()).get(prefix, {"count": 0, "unique": 0})
@@ -668,7 +674,9 @@ class Bench:
         t_start = time.time()
         batch = self.events(ids or prefix, events, type_of)
         if rdkafka:
-            await asyncio.to_thread(load.produce_rdkafka, self.bootstrap, EVENTS_TOPIC, batch)
+            await asyncio.to_thread(
+                load.produce_rdkafka, self.bootstrap, EVENTS_TOPIC, batch, rdkafka_rate
+            )
         else:
             await load.produce(self.producer, EVENTS_TOPIC, batch)
         produced_s = time.time() - t_start
