@@ -52,7 +52,7 @@ _MAX_BATCH = 2000
 #: more (status lags by at most that under load). Each transaction's commit is most of a
 #: small batch's cost: at 0.1 s, each of three workers' views wrote about 300 records a
 #: transaction and cost 1.40x per delivery what one worker's view with the whole load
-#: did; at 0.3 s 1.21-1.45x, median 1.23x (bench rows 3c/3d, session 16). A smaller batch
+#: did; at 0.3 s 1.21-1.45x, median 1.27x of six (rows 3c/3d, session 16). A smaller batch
 #: (a trickle) is written once a wait of ``_GAP`` brings nothing: not held for the whole
 #: linger. Not a flow: a view that has caught up sends a fetch Tansu holds for its whole
 #: wait (it never answers early), so an empty short wait is no sign the records stopped.
