@@ -414,12 +414,11 @@ class Bench:
         The events are produced with librdkafka, as most services' producers are: the
         bench's aiokafka producer competes with the cluster for the two cores, and took
         0.8-1.2 s for 30,000 events beside one worker but 2.1-2.9 s beside three, so the
-        three met a trickle where the one met a backlog (librdkafka: 0.3-0.7 s in both).
+        three met a trickle where the one met a backlog (librdkafka: 0.14-0.7 s in both).
         ``--scale-out-rate`` offers both the same steady load instead.
         """
         c, n = self.args.concurrency, self.args.events
-        pace = self.args.scale_out_rate
-        load_form: dict[str, Any] = {"rdkafka": True, "rdkafka_rate": pace}
+        pace = float(self.args.scale_out_rate)
 
         def type_of(i: int) -> str:
             return f"bench.x.e{i % c}"
@@ -468,7 +467,7 @@ class Bench:
             cpu0, roles0 = cpu_seconds(first.pid), by_role([first])
             if self.args.profile and r == 1:
                 profilers = start_profilers(self, first.pid, "scale-1")
-            one = await self.case(first, "x", n, type_of, n, ids=f"x{r}a", **load_form)
+            one = await self.case(first, "x", n, type_of, n, ids=f"x{r}a", load_rate=pace)
             await stop_profilers(profilers)
             one_cpu = cpu_seconds(first.pid) - cpu0
             add_roles(1, roles0, by_role([first]))
@@ -482,7 +481,7 @@ class Bench:
             cpu0, roles0 = sum(cpu_seconds(w.pid) for w in cluster), by_role(cluster)
             if self.args.profile and r == 1:
                 profilers = start_profilers(self, first.pid, "scale-3")
-            three = await self.case(first, "x", n, type_of, n, ids=f"x{r}b", **load_form)
+            three = await self.case(first, "x", n, type_of, n, ids=f"x{r}b", load_rate=pace)
             await stop_profilers(profilers)
             three_cpu = sum(cpu_seconds(w.pid) for w in cluster) - cpu0
             add_roles(3, roles0, by_role(cluster))
@@ -656,26 +655,25 @@ class Bench:
         type_of: Callable[[int], str],
         expected: int,
         ids: str | None = None,
-        rdkafka: bool = False,
-        rdkafka_rate: float = 0.0,
+        load_rate: float | None = None,
     ) -> dict[str, Any]:
         """Produce ``events`` and time first produce -> last receipt of ``expected``.
 
         ``ids`` (default ``prefix``) names the event ids: a second run on the same
         endpoints needs new ids, or its deliveries are duplicates of the first's. What
-        the receiver counted under ``prefix`` before is not this case's. With ``rdkafka``
+        the receiver counted under ``prefix`` before is not this case's. With a ``load_rate``
         the events are produced with librdkafka (its C threads) instead of the bench's
-        aiokafka producer, which shares the bench process's one core; ``rdkafka_rate``
-        paces it (events a second; 0: as fast as it sends).
+        aiokafka producer, which shares the bench process's one core, at that many events
+        a second (0: as fast as it sends).
         """
         self.say(f"  case {prefix}: producing {events:,} events for {expected:,} deliveries")
         before = (await self.receiver_stats()).get(prefix, {"count": 0, "unique": 0})
         cpu0 = cpu_seconds(worker.pid)
         t_start = time.time()
         batch = self.events(ids or prefix, events, type_of)
-        if rdkafka:
+        if load_rate is not None:
             await asyncio.to_thread(
-                load.produce_rdkafka, self.bootstrap, EVENTS_TOPIC, batch, rdkafka_rate
+                load.produce_rdkafka, self.bootstrap, EVENTS_TOPIC, batch, load_rate
             )
         else:
             await load.produce(self.producer, EVENTS_TOPIC, batch)
